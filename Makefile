@@ -1,0 +1,51 @@
+# Entry points: install, run, test, lint, typecheck. See README.md.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install run serve migrate test test-embedded test-services lint typecheck bench clean
+
+install: $(STAMP)
+
+# Reinstalls when a requirements file changes; safe to rerun after a failure.
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+run: migrate
+	$(PY) manage.py seed_demo
+	$(PY) manage.py serve
+
+serve: run
+
+# The whole suite on the embedded defaults, then again on PostgreSQL + Redis when
+# DATABASE_URL / REDIS_URL are set (CI sets them).
+test: install
+	$(MAKE) --no-print-directory test-embedded
+	@if [ -n "$$DATABASE_URL$$REDIS_URL" ]; then $(MAKE) --no-print-directory test-services; \
+	else echo "DATABASE_URL/REDIS_URL not set: skipped the run on real services."; fi
+
+test-embedded: install
+	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest $(PYTEST_ARGS)
+
+test-services: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(PY) -m ruff check apps spool tests bench
+	$(PY) manage.py makemigrations --check --dry-run
+
+typecheck: install
+	$(PY) -m mypy apps spool
+
+bench: install
+	$(PY) bench/tokens.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,160 @@
+"""Authentication of the ACS data-plane API under /r/<slug>/.
+
+Two schemes, as ACS has them: HMAC-SHA256 with a resource access key (admin clients:
+Identity, SMS, Rooms, Phone Numbers) and Bearer user access tokens (Chat, calling).
+The string-to-sign is documented in shared/acs-api/README.md section 3.2.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
+from urllib.parse import unquote
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest
+from rest_framework import authentication, permissions
+from rest_framework.request import Request
+
+from apps.accounts import services
+from apps.accounts.models import Resource
+from apps.core.errors import ApiError
+from apps.core.http import raw_request_target
+
+MAX_CLOCK_SKEW = timedelta(minutes=15)
+
+
+class Unauthorized(ApiError):
+    status = 401
+    code = "Unauthorized"
+
+
+@dataclass(frozen=True)
+class KeyPrincipal:
+    """A caller holding one of the resource's access keys."""
+
+    resource: Resource
+    is_authenticated = True
+
+
+def _resource_from_path(request: HttpRequest) -> Resource:
+    slug = (request.resolver_match.kwargs.get("slug") if request.resolver_match else None) or ""
+    resource = Resource.objects.filter(slug=slug).first()
+    if resource is None:
+        raise ApiError(f"Resource {slug!r} was not found.", status=404, code="ResourceNotFound")
+    return resource
+
+
+def _signed_date(value: str) -> datetime:
+    try:
+        signed_at = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        raise Unauthorized("The x-ms-date header is not an RFC 1123 date.") from None
+    if signed_at.tzinfo is None:
+        signed_at = signed_at.replace(tzinfo=timezone.utc)
+    if abs(datetime.now(timezone.utc) - signed_at) > MAX_CLOCK_SKEW:
+        raise Unauthorized("The x-ms-date header is more than 15 minutes off the server's clock.")
+    return signed_at
+
+
+def _parse_authorization(value: str) -> tuple[list[str], bytes]:
+    scheme, _, params = value.partition(" ")
+    if scheme != "HMAC-SHA256":
+        raise Unauthorized("The Authorization header must use the HMAC-SHA256 scheme.")
+    fields = dict(part.partition("=")[::2] for part in params.strip().split("&"))
+    signed_headers = [h.strip().lower() for h in fields.get("SignedHeaders", "").split(";") if h.strip()]
+    if set(signed_headers) != {"x-ms-date", "host", "x-ms-content-sha256"}:
+        raise Unauthorized("SignedHeaders must be x-ms-date;host;x-ms-content-sha256.")
+    try:
+        signature = base64.b64decode(fields.get("Signature", ""), validate=True)
+    except binascii.Error:
+        raise Unauthorized("The signature is not base64.") from None
+    if not signature:
+        raise Unauthorized("The Authorization header has no signature.")
+    return signed_headers, signature
+
+
+def verify_hmac(request: HttpRequest, resource: Resource) -> None:
+    """Check an HMAC-SHA256 signed request against the resource's two keys.
+
+    Raises Unauthorized with a reason. The signed host is the Host header plus the resource
+    prefix (`h:8443/r/<slug>`), the path is the raw request target (Rooms signs it decoded),
+    and every comparison is constant-time.
+    """
+    header = request.headers.get("Authorization")
+    if not header:
+        raise Unauthorized("The request is not signed: the Authorization header is missing.")
+    signed_headers, signature = _parse_authorization(header)
+    date = request.headers.get("x-ms-date")
+    content_hash = request.headers.get("x-ms-content-sha256")
+    if not date or not content_hash:
+        raise Unauthorized("The x-ms-date and x-ms-content-sha256 headers are required.")
+    _signed_date(date)
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        raise ApiError("The request body is too large.", status=413, code="RequestEntityTooLarge") from None
+    actual_hash = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    if not hmac.compare_digest(actual_hash.encode(), content_hash.encode()):
+        raise Unauthorized("x-ms-content-sha256 does not match the request body.")
+
+    target = raw_request_target(request)
+    host = request.get_host()
+    prefix = f"/r/{resource.slug}"
+    hosts = (f"{host}{prefix}", f"{host}{prefix}/", host)
+    targets = dict.fromkeys((target, unquote(target)))
+    keys = resource.access_keys()
+    matched = False
+    for signed_host in hosts:
+        for path_and_query in targets:
+            values = {"x-ms-date": date, "host": signed_host, "x-ms-content-sha256": content_hash}
+            string_to_sign = (
+                f"{request.method}\n{path_and_query}\n" + ";".join(values[h] for h in signed_headers)
+            ).encode()
+            for key in keys:
+                expected = hmac.new(key, string_to_sign, hashlib.sha256).digest()
+                # Keep looping after a match so the time taken does not tell which key matched.
+                matched |= hmac.compare_digest(expected, signature)
+    if not matched:
+        raise Unauthorized("The request signature does not match any access key of this resource.")
+
+
+class HmacAuthentication(authentication.BaseAuthentication):
+    """DRF authentication for ACS admin APIs: request.auth is the resource."""
+
+    def authenticate(self, request: Request) -> tuple[KeyPrincipal, Resource]:
+        resource = _resource_from_path(request._request)
+        verify_hmac(request._request, resource)
+        return KeyPrincipal(resource), resource
+
+    def authenticate_header(self, request: Request) -> str:
+        return "HMAC-SHA256"
+
+
+class BearerTokenAuthentication(authentication.BaseAuthentication):
+    """DRF authentication with a user access token; request.auth is a TokenPrincipal whose
+    identity belongs to the resource in the path."""
+
+    def authenticate(self, request: Request) -> tuple[services.TokenPrincipal, services.TokenPrincipal] | None:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("A user access token (Authorization: Bearer ...) is required.")
+        resource = _resource_from_path(request._request)
+        principal = services.authenticate_token(token.strip())
+        if principal.identity.resource_id != resource.id:
+            raise Unauthorized("The token belongs to another resource.")
+        return principal, principal
+
+    def authenticate_header(self, request: Request) -> str:
+        return "Bearer"
+
+
+class IsResourceCaller(permissions.BasePermission):
+    def has_permission(self, request: Request, view: object) -> bool:
+        return request.auth is not None

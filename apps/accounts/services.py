@@ -1,0 +1,379 @@
+"""Resources, members, access keys, communication identities and their access tokens.
+
+Every view, API view and command goes through these functions: they hold the rules.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+from django.utils.text import slugify
+
+from apps.accounts import tokens
+from apps.accounts.exceptions import (
+    AccessDenied,
+    DuplicateResourceName,
+    IdentityNotFound,
+    InvalidExpiry,
+    InvalidResourceName,
+    InvalidScopes,
+    LastOwner,
+    MemberNotFound,
+    ResourceNotFound,
+    TokenRefused,
+    UserNotFound,
+)
+from apps.accounts.models import CommunicationIdentity, Membership, Resource, Role, new_access_key
+
+User = get_user_model()
+AnyUser = AbstractBaseUser | AnonymousUser
+
+# --- Roles ------------------------------------------------------------------------------
+VIEW = "view"
+READ_KEYS = "read_keys"
+MANAGE_KEYS = "manage_keys"
+MANAGE_IDENTITIES = "manage_identities"
+MANAGE_RESOURCE = "manage_resource"
+MANAGE_MEMBERS = "manage_members"
+
+ROLE_PERMISSIONS: dict[str, set[str]] = {
+    Role.OWNER: {VIEW, READ_KEYS, MANAGE_KEYS, MANAGE_IDENTITIES, MANAGE_RESOURCE, MANAGE_MEMBERS},
+    Role.CONTRIBUTOR: {VIEW, READ_KEYS, MANAGE_IDENTITIES},
+    Role.READER: {VIEW},
+}
+
+
+def role_of(user: AnyUser, resource: Resource) -> str | None:
+    if not user.is_authenticated:
+        return None
+    if getattr(user, "is_staff", False):
+        return Role.OWNER
+    membership = Membership.objects.filter(resource=resource, user=user).first()
+    return membership.role if membership else None
+
+
+def can(user: AnyUser, resource: Resource, permission: str) -> bool:
+    role = role_of(user, resource)
+    return role is not None and permission in ROLE_PERMISSIONS[role]
+
+
+def access_resource(user: AnyUser, slug: str, permission: str = VIEW) -> Resource:
+    """The resource `slug` if `user` holds `permission` on it.
+
+    Raises ResourceNotFound when the user has no role at all (so a stranger learns nothing),
+    AccessDenied when the role is too weak.
+    """
+    resource = Resource.objects.filter(slug=slug).first()
+    role = role_of(user, resource) if resource else None
+    if resource is None or role is None:
+        raise ResourceNotFound(f"Resource {slug!r} was not found.")
+    if permission not in ROLE_PERMISSIONS[role]:
+        raise AccessDenied(f"Your role ({Role(role).label}) does not allow this.")
+    return resource
+
+
+def list_resources(user: AnyUser) -> QuerySet[Resource]:
+    if getattr(user, "is_staff", False):
+        return Resource.objects.all()
+    if not user.is_authenticated:
+        return Resource.objects.none()
+    return Resource.objects.filter(memberships__user=user)
+
+
+# --- Resources --------------------------------------------------------------------------
+def _clean_name(name: str) -> str:
+    name = (name or "").strip()
+    if not name or len(name) > 100:
+        raise InvalidResourceName("A resource name must be 1 to 100 characters.", target="name")
+    if not slugify(name):
+        raise InvalidResourceName("A resource name needs at least one letter or digit.", target="name")
+    return name
+
+
+def _unique_slug(name: str) -> str:
+    base = slugify(name)[:50].strip("-")
+    slug = base
+    while Resource.objects.filter(slug=slug).exists():
+        slug = f"{base}-{secrets.token_hex(2)}"
+    return slug
+
+
+def create_resource(name: str, *, owner: AbstractBaseUser | None = None) -> Resource:
+    """Create a resource with fresh keys; `owner` becomes its Owner. Raises DuplicateResourceName."""
+    name = _clean_name(name)
+    if Resource.objects.filter(name__iexact=name).exists():
+        raise DuplicateResourceName(f"A resource named {name!r} already exists.", target="name")
+    try:
+        with transaction.atomic():
+            resource = Resource.objects.create(name=name, slug=_unique_slug(name))
+            if owner is not None:
+                Membership.objects.create(resource=resource, user=owner, role=Role.OWNER)
+    except IntegrityError:
+        raise DuplicateResourceName(f"A resource named {name!r} already exists.", target="name") from None
+    return resource
+
+
+def rename_resource(resource: Resource, name: str) -> Resource:
+    """Change the display name; the slug (and so the endpoint) stays."""
+    name = _clean_name(name)
+    if Resource.objects.filter(name__iexact=name).exclude(pk=resource.pk).exists():
+        raise DuplicateResourceName(f"A resource named {name!r} already exists.", target="name")
+    resource.name = name
+    resource.save(update_fields=["name"])
+    return resource
+
+
+def delete_resource(resource: Resource) -> None:
+    """Delete the resource with its identities and memberships; its keys stop working."""
+    resource.delete()
+
+
+def regenerate_key(resource: Resource, which: str) -> Resource:
+    """Replace the primary or secondary key; the old one is refused from the next request."""
+    if which not in ("primary", "secondary"):
+        raise InvalidResourceName("Key must be 'primary' or 'secondary'.", code="InvalidKeyType", target="key")
+    with transaction.atomic():
+        setattr(resource, f"{which}_key", new_access_key())
+        setattr(resource, f"{which}_key_rotated_at", timezone.now())
+        resource.save(update_fields=[f"{which}_key", f"{which}_key_rotated_at"])
+    return resource
+
+
+def resource_endpoint(resource: Resource) -> str:
+    return f"{settings.PUBLIC_URL}/r/{resource.slug}/"
+
+
+def connection_string(resource: Resource, which: str = "primary") -> str:
+    key = resource.primary_key if which == "primary" else resource.secondary_key
+    return f"endpoint={resource_endpoint(resource)};accesskey={key}"
+
+
+# --- Members ----------------------------------------------------------------------------
+def list_members(resource: Resource) -> QuerySet[Membership]:
+    return resource.memberships.select_related("user")
+
+
+def _check_role(role: str) -> str:
+    if role not in Role.values:
+        raise AccessDenied(f"Role must be one of {', '.join(Role.values)}.", status=400, code="InvalidRole")
+    return role
+
+
+def add_member(resource: Resource, username_or_email: str, role: str) -> Membership:
+    """Give an existing portal user a role on the resource (or change the one they have)."""
+    role = _check_role(role)
+    user = (
+        User.objects.filter(username__iexact=username_or_email).first()
+        or User.objects.filter(email__iexact=username_or_email).first()
+    )
+    if user is None:
+        raise UserNotFound(f"No user {username_or_email!r}: they must sign up first.")
+    with transaction.atomic():
+        membership, created = Membership.objects.select_for_update().get_or_create(
+            resource=resource, user=user, defaults={"role": role}
+        )
+        if not created:
+            _change_role(membership, role)
+    return membership
+
+
+def _owners_left_without(membership: Membership) -> int:
+    return (
+        Membership.objects.filter(resource=membership.resource_id, role=Role.OWNER)
+        .exclude(pk=membership.pk)
+        .count()
+    )
+
+
+def _change_role(membership: Membership, role: str) -> None:
+    if membership.role == Role.OWNER and role != Role.OWNER and not _owners_left_without(membership):
+        raise LastOwner("A resource needs at least one owner.")
+    membership.role = role
+    membership.save(update_fields=["role"])
+
+
+def change_member_role(resource: Resource, member_id: int, role: str) -> Membership:
+    role = _check_role(role)
+    with transaction.atomic():
+        membership = _access_member(resource, member_id)
+        _change_role(membership, role)
+    return membership
+
+
+def remove_member(resource: Resource, member_id: int) -> None:
+    with transaction.atomic():
+        membership = _access_member(resource, member_id)
+        if membership.role == Role.OWNER and not _owners_left_without(membership):
+            raise LastOwner("A resource needs at least one owner.")
+        membership.delete()
+
+
+def _access_member(resource: Resource, member_id: int) -> Membership:
+    membership = (
+        Membership.objects.select_for_update().filter(resource=resource, pk=member_id).first()
+    )
+    if membership is None:
+        raise MemberNotFound(f"Member {member_id} was not found.")
+    return membership
+
+
+# --- Identities and tokens ----------------------------------------------------------------
+SCOPES = ("chat", "voip", "chat.join", "chat.join.limited", "voip.join")
+# ACS: the limited scopes narrow their full counterpart, so asking for both is an error.
+EXCLUSIVE_SCOPES = ({"chat", "chat.join", "chat.join.limited"}, {"voip", "voip.join"})
+MIN_EXPIRY_MINUTES = 60
+MAX_EXPIRY_MINUTES = 24 * 60
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    expires_on: datetime
+
+
+@dataclass(frozen=True)
+class TokenPrincipal:
+    """Who a valid user access token speaks for."""
+
+    identity: CommunicationIdentity
+    scopes: frozenset[str]
+
+    @property
+    def raw_id(self) -> str:
+        return self.identity.raw_id
+
+
+def check_token_request(scopes: Any, expires_in_minutes: Any = None) -> tuple[list[str], int]:
+    """Validate raw scopes and expiry from a caller. Raises InvalidScopes or InvalidExpiry."""
+    if not isinstance(scopes, list) or not scopes:
+        raise InvalidScopes("scopes must be a non-empty list.", target="scopes")
+    unknown = [s for s in scopes if not isinstance(s, str) or s not in SCOPES]
+    if unknown:
+        raise InvalidScopes(
+            f"Unknown scope {unknown[0]!r}; valid scopes are {', '.join(SCOPES)}.", target="scopes"
+        )
+    chosen = list(dict.fromkeys(scopes))
+    for group in EXCLUSIVE_SCOPES:
+        clash = [s for s in chosen if s in group]
+        if len(clash) > 1:
+            raise InvalidScopes(f"Scopes {' and '.join(clash)} cannot be combined.", target="scopes")
+    if expires_in_minutes is None:
+        expires_in_minutes = MAX_EXPIRY_MINUTES
+    if isinstance(expires_in_minutes, bool) or not isinstance(expires_in_minutes, int):
+        raise InvalidExpiry("expiresInMinutes must be an integer.", target="expiresInMinutes")
+    if not MIN_EXPIRY_MINUTES <= expires_in_minutes <= MAX_EXPIRY_MINUTES:
+        raise InvalidExpiry(
+            f"expiresInMinutes must be between {MIN_EXPIRY_MINUTES} and {MAX_EXPIRY_MINUTES}.",
+            target="expiresInMinutes",
+        )
+    return chosen, expires_in_minutes
+
+
+def list_identities(resource: Resource) -> QuerySet[CommunicationIdentity]:
+    return resource.identities.all()
+
+
+def parse_raw_id(resource: Resource, raw_id: str) -> uuid.UUID | None:
+    """The identity uuid in `8:acs:<resource>_<id>` when it belongs to `resource`."""
+    prefix = f"8:acs:{resource.id}_"
+    if not raw_id.startswith(prefix):
+        return None
+    try:
+        return uuid.UUID(raw_id[len(prefix):])
+    except ValueError:
+        return None
+
+
+def access_identity(resource: Resource, raw_id: str) -> CommunicationIdentity:
+    """The identity with this raw id in this resource. Raises IdentityNotFound otherwise,
+    including for another resource's identity (tenants never see each other)."""
+    identity_id = parse_raw_id(resource, raw_id)
+    identity = (
+        CommunicationIdentity.objects.filter(resource=resource, pk=identity_id).first()
+        if identity_id
+        else None
+    )
+    if identity is None:
+        raise IdentityNotFound(f"Identity {raw_id!r} was not found.", target="id")
+    return identity
+
+
+def create_identity(
+    resource: Resource, *, scopes: Any = None, expires_in_minutes: Any = None
+) -> tuple[CommunicationIdentity, IssuedToken | None]:
+    """Create an identity, and a token for it when scopes are given (validated first)."""
+    checked = check_token_request(scopes, expires_in_minutes) if scopes is not None else None
+    identity = CommunicationIdentity.objects.create(resource=resource)
+    token = do_issue_token(identity, *checked) if checked else None
+    return identity, token
+
+
+def issue_token(identity: CommunicationIdentity, scopes: Any, expires_in_minutes: Any = None) -> IssuedToken:
+    chosen, minutes = check_token_request(scopes, expires_in_minutes)
+    return do_issue_token(identity, chosen, minutes)
+
+
+def do_issue_token(identity: CommunicationIdentity, scopes: list[str], minutes: int) -> IssuedToken:
+    """Sign a token for already-validated scopes and lifetime."""
+    now = timezone.now()
+    expires_on = (now + timedelta(minutes=minutes)).replace(microsecond=0)
+    claims = {
+        "sub": identity.raw_id,
+        "skypeid": identity.raw_id.removeprefix("8:"),
+        "resourceId": str(identity.resource_id),
+        "scp": " ".join(scopes),
+        "acsScope": ",".join(scopes),
+        "gen": identity.token_generation,
+        "iss": settings.PUBLIC_URL,
+        "iat": int(now.timestamp()),
+        "exp": int(expires_on.timestamp()),
+    }
+    token = tokens.sign(claims)
+    CommunicationIdentity.objects.filter(pk=identity.pk).update(last_token_issued_at=now)
+    return IssuedToken(token=token, expires_on=expires_on)
+
+
+def revoke_tokens(identity: CommunicationIdentity) -> None:
+    """Refuse every token issued to the identity so far (new ones work again)."""
+    from django.db.models import F
+
+    CommunicationIdentity.objects.filter(pk=identity.pk).update(
+        token_generation=F("token_generation") + 1, tokens_revoked_at=timezone.now()
+    )
+    identity.refresh_from_db(fields=["token_generation", "tokens_revoked_at"])
+
+
+def delete_identity(identity: CommunicationIdentity) -> None:
+    """Delete the identity and everything it owns; its tokens are refused from now on."""
+    identity.delete()
+
+
+def authenticate_token(token: str) -> TokenPrincipal:
+    """The identity a user access token speaks for. Raises TokenRefused when the token is
+    invalid or expired, was revoked, or its identity (or resource) is gone."""
+    try:
+        claims = tokens.verify(token)
+    except tokens.InvalidToken as error:
+        raise TokenRefused(str(error)) from None
+    sub = str(claims.get("sub", ""))
+    resource_id, _, identity_id = sub.removeprefix("8:acs:").partition("_")
+    try:
+        identity = CommunicationIdentity.objects.select_related("resource").get(
+            pk=uuid.UUID(identity_id), resource_id=uuid.UUID(resource_id)
+        )
+    except (ValueError, CommunicationIdentity.DoesNotExist):
+        raise TokenRefused("The token's identity no longer exists.") from None
+    if claims.get("gen") != identity.token_generation:
+        raise TokenRefused("The token has been revoked.")
+    scopes = frozenset(str(claims.get("scp", "")).split())
+    return TokenPrincipal(identity=identity, scopes=scopes)

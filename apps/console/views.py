@@ -1,0 +1,267 @@
+"""Console pages: server-rendered, calling the same services as the APIs."""
+
+from __future__ import annotations
+
+from functools import wraps
+from typing import Any, Callable
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.models import User
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from apps.accounts import services
+from apps.accounts.models import Resource, Role
+from apps.core.errors import ApiError
+
+PAGE_SIZE = 25
+
+
+class SignUpForm(UserCreationForm[User]):
+    email = forms.EmailField(required=True, help_text="Used to reset your password.")
+
+    class Meta(UserCreationForm.Meta):
+        model = User
+        fields = ("username", "email")
+
+    def clean_email(self) -> str:
+        email = self.cleaned_data["email"]
+        if User.objects.filter(email__iexact=email).exists():
+            raise forms.ValidationError("An account with this email already exists.")
+        return str(email)
+
+
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("console:resource-list")
+    form = SignUpForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        messages.success(request, f"Welcome, {user.username}. Create your first resource below.")
+        return redirect("console:resource-list")
+    return render(request, "registration/signup.html", {"form": form})
+
+
+ResourceView = Callable[..., HttpResponse]
+
+
+def resource_page(permission: str = services.VIEW) -> Callable[[ResourceView], ResourceView]:
+    """Resolve `slug` to a resource the signed-in user may use with `permission`.
+
+    Domain errors raised by the page become a message on the page it redirects to.
+    """
+
+    def decorate(view: ResourceView) -> ResourceView:
+        @login_required
+        @wraps(view)
+        def wrapper(request: HttpRequest, slug: str, *args: Any, **kwargs: Any) -> HttpResponse:
+            try:
+                resource = services.access_resource(request.user, slug, permission)
+            except ApiError as error:
+                if error.status == 404:
+                    return render(request, "console/not_found.html", {"message": error.message}, status=404)
+                return render(request, "console/forbidden.html", {"message": error.message}, status=403)
+            return view(request, resource, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def _page(request: HttpRequest, items: Any) -> Any:
+    return Paginator(items, PAGE_SIZE).get_page(request.GET.get("page"))
+
+
+def _resource_context(request: HttpRequest, resource: Resource, tab: str, **extra: Any) -> dict[str, Any]:
+    user = request.user
+    return {
+        "resource": resource,
+        "tab": tab,
+        "role": services.role_of(user, resource),
+        "can_read_keys": services.can(user, resource, services.READ_KEYS),
+        "can_manage_keys": services.can(user, resource, services.MANAGE_KEYS),
+        "can_manage_identities": services.can(user, resource, services.MANAGE_IDENTITIES),
+        "can_manage_resource": services.can(user, resource, services.MANAGE_RESOURCE),
+        "can_manage_members": services.can(user, resource, services.MANAGE_MEMBERS),
+        "endpoint": services.resource_endpoint(resource),
+        **extra,
+    }
+
+
+# --- Resources --------------------------------------------------------------------------
+@login_required
+def resource_list(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        try:
+            resource = services.create_resource(request.POST.get("name", ""), owner=request.user)
+        except ApiError as error:
+            messages.error(request, error.message)
+        else:
+            messages.success(request, f"Resource {resource.name} is ready.")
+            return redirect("console:resource-overview", slug=resource.slug)
+    resources = services.list_resources(request.user).prefetch_related("memberships")
+    return render(request, "console/resource_list.html", {"page": _page(request, resources)})
+
+
+@resource_page()
+def resource_overview(request: HttpRequest, resource: Resource) -> HttpResponse:
+    identities = services.list_identities(resource)
+    context = _resource_context(
+        request,
+        resource,
+        "overview",
+        identity_count=identities.count(),
+        tokens_issued_recently=identities.exclude(last_token_issued_at=None).count(),
+        member_count=resource.memberships.count(),
+    )
+    return render(request, "console/resource_overview.html", context)
+
+
+@require_POST
+@resource_page(services.MANAGE_RESOURCE)
+def resource_rename(request: HttpRequest, resource: Resource) -> HttpResponse:
+    try:
+        services.rename_resource(resource, request.POST.get("name", ""))
+    except ApiError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"Renamed to {resource.name}. The endpoint did not change.")
+    return redirect("console:resource-overview", slug=resource.slug)
+
+
+@resource_page(services.MANAGE_RESOURCE)
+def resource_delete(request: HttpRequest, resource: Resource) -> HttpResponse:
+    if request.method == "POST":
+        if request.POST.get("confirm_name") != resource.name:
+            messages.error(request, "Type the resource's name exactly to delete it.")
+        else:
+            name = resource.name
+            services.delete_resource(resource)
+            messages.success(request, f"Resource {name} was deleted.")
+            return redirect("console:resource-list")
+    return render(request, "console/resource_delete.html", _resource_context(request, resource, "overview"))
+
+
+@resource_page(services.READ_KEYS)
+def resource_keys(request: HttpRequest, resource: Resource) -> HttpResponse:
+    if request.method == "POST":
+        if not services.can(request.user, resource, services.MANAGE_KEYS):
+            messages.error(request, "Only owners can regenerate keys.")
+        else:
+            which = request.POST.get("key", "")
+            try:
+                services.regenerate_key(resource, which)
+            except ApiError as error:
+                messages.error(request, error.message)
+            else:
+                messages.success(request, f"The {which} key was regenerated; the old one no longer works.")
+        return redirect("console:resource-keys", slug=resource.slug)
+    keys = [
+        {
+            "name": which,
+            "label": which.capitalize(),
+            "key": getattr(resource, f"{which}_key"),
+            "rotated_at": getattr(resource, f"{which}_key_rotated_at"),
+            "connection_string": services.connection_string(resource, which),
+        }
+        for which in ("primary", "secondary")
+    ]
+    return render(request, "console/resource_keys.html", _resource_context(request, resource, "keys", keys=keys))
+
+
+# --- Access control ---------------------------------------------------------------------
+@resource_page()
+def resource_access(request: HttpRequest, resource: Resource) -> HttpResponse:
+    if request.method == "POST":
+        if not services.can(request.user, resource, services.MANAGE_MEMBERS):
+            messages.error(request, "Only owners can change access.")
+            return redirect("console:resource-access", slug=resource.slug)
+        action = request.POST.get("action")
+        try:
+            with transaction.atomic():
+                if action == "add":
+                    membership = services.add_member(resource, request.POST.get("user", ""), request.POST.get("role", ""))
+                    messages.success(request, f"{membership.user.username} is now {membership.get_role_display()}.")
+                elif action == "role":
+                    services.change_member_role(resource, int(request.POST["member"]), request.POST.get("role", ""))
+                    messages.success(request, "Role changed.")
+                elif action == "remove":
+                    services.remove_member(resource, int(request.POST["member"]))
+                    messages.success(request, "Member removed.")
+        except (ApiError, ValueError, KeyError) as error:
+            messages.error(request, getattr(error, "message", "Invalid request."))
+        return redirect("console:resource-access", slug=resource.slug)
+    context = _resource_context(
+        request, resource, "access", page=_page(request, services.list_members(resource)), roles=Role.choices
+    )
+    return render(request, "console/resource_access.html", context)
+
+
+# --- Identities & user access tokens --------------------------------------------------------
+@resource_page()
+def identities(request: HttpRequest, resource: Resource) -> HttpResponse:
+    issued = None
+    if request.method == "POST":
+        if not services.can(request.user, resource, services.MANAGE_IDENTITIES):
+            messages.error(request, "Your role cannot manage identities.")
+            return redirect("console:identities", slug=resource.slug)
+        issued = _identity_action(request, resource)
+        if issued is None:
+            return redirect("console:identities", slug=resource.slug)
+    context = _resource_context(
+        request,
+        resource,
+        "identities",
+        page=_page(request, services.list_identities(resource)),
+        scopes=services.SCOPES,
+        expiry_choices=[(60, "1 hour"), (240, "4 hours"), (480, "8 hours"), (720, "12 hours"), (1440, "24 hours")],
+        issued=issued,
+    )
+    return render(request, "console/identities.html", context)
+
+
+def _identity_action(request: HttpRequest, resource: Resource) -> dict[str, Any] | None:
+    """Run one POSTed identity action. Returns what to show once (a new token), else None."""
+    action = request.POST.get("action")
+    scopes = request.POST.getlist("scopes")
+    try:
+        minutes = int(request.POST.get("expires", services.MAX_EXPIRY_MINUTES))
+    except ValueError:
+        minutes = -1
+    try:
+        if action == "create":
+            with transaction.atomic():
+                identity, token = services.create_identity(
+                    resource, scopes=scopes or None, expires_in_minutes=minutes if scopes else None
+                )
+            if token is None:
+                messages.success(request, f"Identity {identity.raw_id} created.")
+                return None
+            return {"identity": identity.raw_id, "token": token.token, "expires_on": token.expires_on, "scopes": scopes}
+        identity = services.access_identity(resource, request.POST.get("identity", ""))
+        if action == "token":
+            token = services.issue_token(identity, scopes, minutes)
+            return {"identity": identity.raw_id, "token": token.token, "expires_on": token.expires_on, "scopes": scopes}
+        if action == "revoke":
+            services.revoke_tokens(identity)
+            messages.success(request, f"Every token of {identity.raw_id} issued so far is now refused.")
+        elif action == "delete":
+            services.delete_identity(identity)
+            messages.success(request, f"Identity {identity.raw_id} deleted.")
+    except ApiError as error:
+        messages.error(request, error.message)
+    return None
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    return redirect(reverse("console:resource-list"))

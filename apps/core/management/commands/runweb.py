@@ -1,0 +1,45 @@
+"""One web process: serves HTTP and HTTPS on listening sockets inherited from `serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import uvicorn
+import uvloop
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+
+class _Server(uvicorn.Server):
+    # Signals are handled once for both servers below, not by each one.
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Command(BaseCommand):
+    help = "Run one web process on inherited sockets (started by `manage.py serve`)."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--http-fd", type=int, required=True)
+        parser.add_argument("--https-fd", type=int, required=True)
+
+    def handle(self, *args: Any, http_fd: int, https_fd: int, **options: Any) -> None:
+        common = {"app": "spool.asgi:application", "log_level": "warning", "access_log": False,
+                  "proxy_headers": False, "ws_max_size": 1024 * 1024, "timeout_graceful_shutdown": 5}
+        plain = _Server(uvicorn.Config(**common))
+        secure = _Server(uvicorn.Config(**common, ssl_certfile=str(settings.TLS_CERT),
+                                        ssl_keyfile=str(settings.TLS_KEY)))
+        listeners = [(plain, socket.socket(fileno=http_fd)), (secure, socket.socket(fileno=https_fd))]
+
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, lambda: [setattr(s, "should_exit", True) for s, _ in listeners])
+            await asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in listeners))
+
+        uvloop.run(main())

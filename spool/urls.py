@@ -1,0 +1,27 @@
+"""URL map (DESIGN.md): /r/<slug>/ ACS data plane, /api/v1/ management API, /ws/ WebSockets
+(spool/asgi.py), /.well-known/jwks.json token keys, /admin/ Django admin, / the console."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from apps.accounts.views import jwks
+
+urlpatterns = [
+    path("r/<slug:slug>/", include("apps.accounts.api.acs_urls")),
+    path("api/v1/", include("apps.accounts.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+    path(".well-known/jwks.json", jwks, name="jwks"),
+    path("admin/", admin.site.urls),
+    path("", include("django.contrib.auth.urls")),
+    path("", include("apps.console.urls")),
+]
+
+handler400 = "apps.core.errors.handler400"
+handler403 = "apps.core.errors.handler403"
+handler404 = "apps.core.errors.handler404"
+handler500 = "apps.core.errors.handler500"
