@@ -1,7 +1,9 @@
-"""WebSocket routes of every app (each app's routing.py adds its own)."""
+"""WebSocket routes of every app."""
 
 from __future__ import annotations
 
 from typing import Any
 
-websocket_urlpatterns: list[Any] = []
+from apps.accounts.routing import websocket_urlpatterns as accounts_routes
+
+websocket_urlpatterns: list[Any] = [*accounts_routes]

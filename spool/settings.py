@@ -201,6 +201,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_ALWAYS_EAGER = env_bool("SPOOL_CELERY_EAGER")
 CELERY_BEAT_SCHEDULE = {
+    "heartbeat": {"task": "apps.core.tasks.heartbeat", "schedule": 30.0, "options": {"expires": 30}},
     "prune-signing-keys": {"task": "apps.accounts.tasks.prune_signing_keys", "schedule": 3600.0},
 }
 
@@ -235,6 +236,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns on every request without it
 STATICFILES_DIRS = [BASE_DIR / "static"]
 # Serve straight from the source folders so `make run` needs no collectstatic step.
 WHITENOISE_USE_FINDERS = True

@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from apps.accounts import tokens
+from apps.core import realtime
 from apps.accounts.exceptions import (
     AccessDenied,
     DuplicateResourceName,
@@ -135,6 +136,8 @@ def rename_resource(resource: Resource, name: str) -> Resource:
 
 def delete_resource(resource: Resource) -> None:
     """Delete the resource with its identities and memberships; its keys stop working."""
+    for identity in resource.identities.only("id"):
+        _close_sockets(identity, "The resource has been deleted.")
     resource.delete()
 
 
@@ -351,11 +354,22 @@ def revoke_tokens(identity: CommunicationIdentity) -> None:
         token_generation=F("token_generation") + 1, tokens_revoked_at=timezone.now()
     )
     identity.refresh_from_db(fields=["token_generation", "tokens_revoked_at"])
+    _close_sockets(identity, "The token has been revoked.")
 
 
 def delete_identity(identity: CommunicationIdentity) -> None:
     """Delete the identity and everything it owns; its tokens are refused from now on."""
+    _close_sockets(identity, "The identity has been deleted.")
     identity.delete()
+
+
+def identity_group(identity_id: uuid.UUID | str) -> str:
+    """The realtime group every socket of one identity joins."""
+    return realtime.group_name("identity", identity_id)
+
+
+def _close_sockets(identity: CommunicationIdentity, reason: str) -> None:
+    realtime.publish(identity_group(identity.id), {"type": "tokensRevoked", "reason": reason})
 
 
 def authenticate_token(token: str) -> TokenPrincipal:

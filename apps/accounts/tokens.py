@@ -1,6 +1,6 @@
 """User access tokens: ES256 JWTs signed with rotating keys kept in SIGNING_KEYS_DIR.
 
-Each key is one PEM file named `<created unix time>-<kid>.pem`; the newest signs, and every
+Each key is one PEM file named `<created unix time in ns>-<kid>.pem`; the newest signs, and every
 key in the folder verifies and is published in the JWKS, so rotating never invalidates an
 unexpired token. Keys superseded for longer than the longest token lifetime are pruned.
 ES256 signs ~10x faster than RS256 here and every JOSE library verifies it.
@@ -76,7 +76,7 @@ class KeyStore:
                 pem = path.read_bytes()
                 private_key = serialization.load_pem_private_key(pem, password=None)
                 assert isinstance(private_key, ec.EllipticCurvePrivateKey)
-                keys.append(SigningKey(kid=kid, created=int(created), private_key=private_key))
+                keys.append(SigningKey(kid=kid, created=int(created) // 10**9, private_key=private_key))
             self._keys = keys
             self._mtime = mtime
 
@@ -100,19 +100,19 @@ class KeyStore:
         """Create a new signing key; it signs from now on, older keys keep verifying."""
         private_key = ec.generate_private_key(ec.SECP256R1())
         kid = _key_id(private_key)
-        created = int(time.time())
+        created_ns = time.time_ns()  # names sort by age even for keys made in the same second
         pem = private_key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
         self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.directory / f"{created:012d}-{kid}.pem"
+        path = self.directory / f"{created_ns:020d}-{kid}.pem"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(pem)
         self._refresh(force=True)
-        return SigningKey(kid=kid, created=created, private_key=private_key)
+        return SigningKey(kid=kid, created=created_ns // 10**9, private_key=private_key)
 
     def prune(self, *, now: float | None = None) -> list[str]:
         """Delete keys superseded longer ago than a token can live. Returns their kids."""

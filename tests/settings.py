@@ -1,0 +1,28 @@
+"""Settings for the test suite: spool.settings plus fast, isolated test services.
+
+Unit tests use the in-memory channel layer, a local-memory cache and eager Celery unless
+REDIS_URL is set (the CI run on real services). End-to-end tests start `manage.py serve`
+with the real settings in their own data dir.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+os.environ.setdefault("SPOOL_DATA_DIR", tempfile.mkdtemp(prefix="spool-test-"))
+
+from spool.settings import *  # noqa: E402,F403
+from spool.settings import REDIS_URL  # noqa: E402
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True
+ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
+
+if not os.environ.get("REDIS_URL"):
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          "KEY_PREFIX": "spool-test"}}
