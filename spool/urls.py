@@ -8,6 +8,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from apps.accounts.views import jwks
+from apps.core.views import healthz
 
 urlpatterns = [
     path("r/<slug:slug>/", include("apps.accounts.api.acs_urls")),
@@ -16,6 +17,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     path(".well-known/jwks.json", jwks, name="jwks"),
+    path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("", include("django.contrib.auth.urls")),
     path("", include("apps.console.urls")),

@@ -110,7 +110,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
 
 
 def _wants_json(request: HttpRequest) -> bool:
-    return request.path.startswith(("/r/", "/api/", "/.well-known/"))
+    return request.path.startswith(("/r/", "/api/", "/.well-known/", "/healthz"))
 
 
 def handler400(request: HttpRequest, exception: Exception | None = None) -> Any:

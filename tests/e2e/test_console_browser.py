@@ -270,12 +270,14 @@ def test_sign_up_create_resource_keys_identities_and_password_reset(live_spool: 
     # then they are told to check their email, and a mail with a reset link was written
     page.wait_for_url("**/password_reset/done/")
     assert page.locator("h1").inner_text() == "Check your email"
+    screenshot(page, "09-password-reset-sent.png")
     link = newest_reset_link(live_spool.data_dir / "mail")
     assert link.startswith(f"{live_spool.http_url}/reset/")
 
     # when they follow the link and choose a new password
     page.goto(link)
     assert page.locator("h1").inner_text() == "Choose a new password"
+    screenshot(page, "10-password-reset-confirm.png")
     page.fill("input[name=new_password1]", NEW_PASSWORD)
     page.fill("input[name=new_password2]", NEW_PASSWORD)
     page.get_by_role("button", name="Set password").click()
@@ -283,12 +285,14 @@ def test_sign_up_create_resource_keys_identities_and_password_reset(live_spool: 
     # then the password is changed and only the new one signs in
     page.wait_for_url("**/reset/done/")
     assert page.locator("h1").inner_text() == "Password changed"
+    screenshot(page, "11-password-changed.png")
     page.goto("/login/")
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     assert "/login/" in page.url
     assert page.locator(".errors").count() == 1
+    screenshot(page, "12-login-wrong-password.png")
     sign_in(page, username, NEW_PASSWORD)
 
 

@@ -118,8 +118,8 @@ class IdentityList(generics.ListAPIView[CommunicationIdentity]):
             )
         body: dict[str, Any] = {"identity": s.IdentitySerializer(identity).data}
         if token:
-            body["accessToken"] = {"token": token.token, "expiresOn": token.expires_on}
-        return Response(s.CreatedIdentitySerializer(body).data, status=201)
+            body["accessToken"] = s.TokenSerializer({"token": token.token, "expiresOn": token.expires_on}).data
+        return Response(body, status=201)
 
 
 class IdentityDetail(APIView):

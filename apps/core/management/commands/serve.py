@@ -91,10 +91,9 @@ class Command(BaseCommand):
         created = ensure_self_signed(settings.TLS_CERT, settings.TLS_KEY, settings.PUBLIC_HOST)
         if created:
             self.stdout.write(f"Created a self-signed certificate at {settings.TLS_CERT}")
-        redis_child = self._start_redis() if settings.EMBEDDED_REDIS else None
-
         http = _listen(settings.HTTP_PORT)
         https = _listen(settings.HTTPS_PORT)
+        redis_child = self._start_redis() if settings.EMBEDDED_REDIS else None
         python = sys.executable
         manage = str(Path(settings.BASE_DIR) / "manage.py")
         children = [

@@ -1,0 +1,73 @@
+"""The identity WebSocket (/ws/): token auth, and closing on revocation, deletion, expiry."""
+
+from __future__ import annotations
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+
+from apps.accounts import services, tokens
+from spool.asgi import application
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def _connect(token: str) -> tuple[WebsocketCommunicator, dict]:
+    communicator = WebsocketCommunicator(application, f"/ws/?access_token={token}")
+    connected, _ = await communicator.connect()
+    assert connected
+    return communicator, await communicator.receive_json_from(timeout=5)
+
+
+async def _identity_with_token(resource):
+    return await database_sync_to_async(services.create_identity)(resource, scopes=["chat"])
+
+
+async def test_a_valid_token_gets_a_hello(resource) -> None:
+    identity, token = await _identity_with_token(resource)
+    communicator, hello = await _connect(token.token)
+    assert hello["type"] == "hello" and hello["identity"] == identity.raw_id and hello["scopes"] == ["chat"]
+    await communicator.send_json_to({"type": "ping"})
+    assert (await communicator.receive_json_from())["type"] == "pong"
+    await communicator.disconnect()
+
+
+async def test_a_bad_token_is_refused(resource) -> None:
+    communicator, first = await _connect("nonsense")
+    assert first["type"] == "error" and first["code"] == "InvalidToken"
+    assert (await communicator.receive_output(timeout=5))["code"] == 4001
+
+
+@pytest.mark.parametrize("action", [services.revoke_tokens, services.delete_identity])
+async def test_revoking_or_deleting_closes_open_sockets(resource, action) -> None:
+    # given an open socket
+    identity, token = await _identity_with_token(resource)
+    communicator, _ = await _connect(token.token)
+
+    # when
+    await database_sync_to_async(action)(identity)
+
+    # then the socket is told why and closed
+    message = await communicator.receive_json_from(timeout=5)
+    assert message["type"] == "error" and message["code"] == "InvalidToken"
+    assert (await communicator.receive_output(timeout=5))["code"] == 4001
+
+    # and the same token cannot connect again
+    again, first = await _connect(token.token)
+    assert first["type"] == "error"
+
+
+async def test_the_socket_closes_when_the_token_expires(resource) -> None:
+    # given a token that expires in one second
+    identity, _ = await _identity_with_token(resource)
+    import time
+
+    token = await database_sync_to_async(tokens.sign)(
+        {"sub": identity.raw_id, "gen": 0, "scp": "chat", "exp": int(time.time()) + 2}
+    )
+    communicator, hello = await _connect(token)
+    assert hello["type"] == "hello"
+
+    # then
+    message = await communicator.receive_json_from(timeout=5)
+    assert message["code"] == "InvalidToken" and "expired" in message["message"]

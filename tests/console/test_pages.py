@@ -1,0 +1,165 @@
+"""Console pages through Django's test client: accounts, resources, keys, access, identities."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.core import mail
+from django.test import Client
+
+from apps.accounts import services
+from apps.accounts.models import CommunicationIdentity, Membership, Resource, Role
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def browser(owner) -> Client:
+    client = Client()
+    client.force_login(owner)
+    return client
+
+
+def test_sign_up_signs_in_and_lands_on_resources() -> None:
+    # when
+    client = Client()
+    response = client.post("/signup/", {"username": "erin", "email": "erin@example.com",
+                                        "password1": "a long passphrase 42", "password2": "a long passphrase 42"},
+                           follow=True)
+
+    # then
+    assert response.redirect_chain[-1][0] == "/resources/"
+    assert b"Welcome, erin" in response.content
+
+
+def test_sign_up_with_a_taken_email_or_weak_password_is_refused(owner) -> None:
+    response = Client().post("/signup/", {"username": "x", "email": owner.email, "password1": "123", "password2": "123"})
+    assert response.status_code == 200
+    assert b"already exists" in response.content
+    assert b"too short" in response.content
+
+
+def test_sign_in_and_sign_out(owner) -> None:
+    client = Client()
+    response = client.post("/login/", {"username": "owner", "password": "correct horse battery"}, follow=True)
+    assert b"Contoso" not in response.content and response.redirect_chain[-1][0] == "/resources/"
+    assert client.post("/logout/").status_code == 302
+    assert client.get("/resources/").status_code == 302
+
+
+def test_password_reset_by_email(owner) -> None:
+    # when the user asks for a reset
+    client = Client()
+    client.post("/password_reset/", {"email": owner.email})
+
+    # then a mail carries a link that sets a new password
+    assert len(mail.outbox) == 1
+    link = re.search(r"https?://[^/]+(/reset/\S+/)", mail.outbox[0].body).group(1)
+    form = client.get(link, follow=True)
+    response = client.post(form.redirect_chain[-1][0], {"new_password1": "brand new secret 77",
+                                                         "new_password2": "brand new secret 77"}, follow=True)
+    assert b"Password changed" in response.content
+    assert Client().login(username="owner", password="brand new secret 77")
+
+
+def test_create_resource_from_the_console(browser) -> None:
+    response = browser.post("/resources/", {"name": "Shop"}, follow=True)
+    assert response.redirect_chain[-1][0] == "/resources/shop/"
+    assert b"/r/shop/" in response.content
+    duplicate = browser.post("/resources/", {"name": "shop"}, follow=True)
+    assert b"already exists" in duplicate.content
+    assert Resource.objects.count() == 1
+
+
+def test_keys_page_shows_connection_strings_and_regenerates(browser, resource) -> None:
+    # given
+    page = browser.get(f"/resources/{resource.slug}/keys/")
+    assert services.connection_string(resource, "primary").encode() in page.content
+    old = resource.primary_key
+
+    # when
+    browser.post(f"/resources/{resource.slug}/keys/", {"key": "primary"})
+
+    # then
+    resource.refresh_from_db()
+    assert resource.primary_key != old
+    assert resource.primary_key.encode() in browser.get(f"/resources/{resource.slug}/keys/").content
+
+
+def test_readers_see_no_keys_and_cannot_change_anything(resource, make_user) -> None:
+    # given a reader
+    reader = make_user("reader")
+    services.add_member(resource, "reader", Role.READER)
+    client = Client()
+    client.force_login(reader)
+
+    # then
+    overview = client.get(f"/resources/{resource.slug}/")
+    assert overview.status_code == 200 and b"/keys/" not in overview.content
+    assert client.get(f"/resources/{resource.slug}/keys/").status_code == 403
+    client.post(f"/resources/{resource.slug}/identities/", {"action": "create"})
+    client.post(f"/resources/{resource.slug}/rename/", {"name": "Hacked"})
+    client.post(f"/resources/{resource.slug}/access/", {"action": "add", "user": "reader", "role": "owner"})
+    assert not CommunicationIdentity.objects.exists()
+    resource.refresh_from_db()
+    assert resource.name == "Contoso"
+    assert Membership.objects.get(user=reader).role == Role.READER
+
+
+def test_strangers_get_not_found(resource, make_user) -> None:
+    client = Client()
+    client.force_login(make_user("stranger"))
+    assert client.get(f"/resources/{resource.slug}/").status_code == 404
+    assert client.get("/resources/").content.count(b"Contoso") == 0
+
+
+def test_identities_page_issues_revokes_and_deletes(browser, resource) -> None:
+    # when an identity is created with a token
+    page = browser.post(f"/resources/{resource.slug}/identities/",
+                        {"action": "create", "scopes": ["chat", "voip"], "expires": "60"})
+
+    # then the token is shown once, and the identity is listed
+    identity = CommunicationIdentity.objects.get()
+    token = re.search(rb'id="issued-token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*id="issued-token"', page.content)
+    assert token is not None
+    assert services.authenticate_token((token.group(1) or token.group(2)).decode()).identity == identity
+
+    # when it is revoked, then deleted
+    browser.post(f"/resources/{resource.slug}/identities/", {"action": "revoke", "identity": identity.raw_id})
+    identity.refresh_from_db()
+    assert identity.token_generation == 1
+    browser.post(f"/resources/{resource.slug}/identities/", {"action": "delete", "identity": identity.raw_id})
+    assert not CommunicationIdentity.objects.exists()
+
+
+def test_identities_page_reports_bad_expiry_without_writing(browser, resource) -> None:
+    response = browser.post(f"/resources/{resource.slug}/identities/",
+                            {"action": "create", "scopes": ["chat"], "expires": "5"}, follow=True)
+    assert b"expiresInMinutes must be between 60 and 1440" in response.content
+    assert not CommunicationIdentity.objects.exists()
+
+
+def test_delete_resource_needs_its_name(browser, resource) -> None:
+    browser.post(f"/resources/{resource.slug}/delete/", {"confirm_name": "nope"})
+    assert Resource.objects.exists()
+    browser.post(f"/resources/{resource.slug}/delete/", {"confirm_name": "Contoso"})
+    assert not Resource.objects.exists()
+
+
+def test_lists_page(browser, owner) -> None:
+    for n in range(30):
+        services.create_resource(f"app {n:02d}", owner=owner)
+    first = browser.get("/resources/")
+    second = browser.get("/resources/?page=2")
+    assert b"Page 1 of 2" in first.content and b"app 29" in second.content
+
+
+def test_staff_see_admin(make_user) -> None:
+    staff = make_user("operator", is_staff=True, is_superuser=True)
+    client = Client()
+    client.force_login(staff)
+    assert b"/admin/" in client.get("/resources/").content
+    assert client.get("/admin/accounts/resource/").status_code == 200
+    assert client.get("/admin/accounts/communicationidentity/").status_code == 200
+    assert client.get("/admin/core/workerheartbeat/").status_code == 200

@@ -1,0 +1,63 @@
+"""Management commands: create_resource, seed_demo, rotate_signing_key."""
+
+from __future__ import annotations
+
+import base64
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from apps.accounts.models import Membership, Resource
+
+pytestmark = pytest.mark.django_db
+
+
+def _run(*args: str) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def test_create_resource_prints_the_connection_string_last(settings) -> None:
+    # when
+    output = _run("create_resource", "Payments")
+
+    # then
+    last = output.strip().splitlines()[-1]
+    endpoint, key = last.split(";")
+    assert endpoint == f"endpoint=https://127.0.0.1:{settings.HTTPS_PORT}/r/payments/"
+    assert len(base64.b64decode(key.removeprefix("accesskey="))) == 32
+    assert Resource.objects.get().primary_key == key.removeprefix("accesskey=")
+
+
+def test_create_resource_uses_the_public_url(settings) -> None:
+    settings.PUBLIC_URL = "https://comms.example.org"
+    assert _run("create_resource", "Edge").strip().endswith(
+        f"endpoint=https://comms.example.org/r/edge/;accesskey={Resource.objects.get().primary_key}"
+    )
+
+
+def test_create_resource_with_owner_and_duplicate_name(owner) -> None:
+    _run("create_resource", "Payments", "--owner", "owner")
+    assert Membership.objects.get().user == owner
+    with pytest.raises(CommandError, match="already exists"):
+        _run("create_resource", "payments")
+    with pytest.raises(CommandError, match="No user"):
+        _run("create_resource", "Other", "--owner", "ghost")
+    assert Resource.objects.count() == 1
+
+
+def test_seed_demo_is_idempotent(settings) -> None:
+    first = _run("seed_demo")
+    second = _run("seed_demo")
+    assert first == second
+    assert "admin / " in first and "endpoint=https://" in first
+    assert Resource.objects.get().slug == "demo"
+
+
+def test_rotate_signing_key(settings, tmp_path) -> None:
+    settings.SIGNING_KEYS_DIR = tmp_path
+    _run("rotate_signing_key")
+    output = _run("rotate_signing_key", "--prune")
+    assert "2 key(s) published" in output and "Pruned 0" in output
