@@ -287,7 +287,7 @@ def main() -> int:
         database = "PostgreSQL (DATABASE_URL)" if os.environ.get("DATABASE_URL") else "SQLite (embedded)"
         redis = "Redis at REDIS_URL" if os.environ.get("REDIS_URL") else "private Redis (embedded)"
         print(f"Spool token issuance: {database}, {redis}, 2 web processes, {os.cpu_count()} CPUs, "
-              f"wrk -t1, {args.seconds:g} s per run", flush=True)
+              f"wrk -t1, {args.seconds:g} s per run; load average {os.getloadavg()[0]:.2f}", flush=True)
         results = measure_spool(conftest, client_counts, args.seconds, scratch)
         results += measure_ceilings(conftest, max(client_counts), args.seconds, scratch)
         jwt_lines = jwt_ceiling()
@@ -305,6 +305,8 @@ def main() -> int:
     for line in jwt_lines:
         print(f"  {line}")
     report_ratios(results)
+    # Other work on the box skews single runs; a high figure here says to repeat the run.
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} (1 min)")
     return 0
 
 

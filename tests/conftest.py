@@ -205,6 +205,11 @@ def start_spool(extra_env: dict[str, str] | None = None) -> tuple[LiveSpool, lis
     database_url = _database_url_for_e2e(cleanups)
     if database_url:
         env["DATABASE_URL"] = database_url
+    if env.get("REDIS_URL"):
+        # Its own Redis database, so two live servers never consume each other's jobs.
+        import random
+
+        env["REDIS_URL"] = urlsplit(env["REDIS_URL"])._replace(path=f"/{random.randint(1, 15)}").geturl()
     live = LiveSpool(data_dir, http_port, https_port, env)
     live.manage("migrate", "--noinput")
     log = open(data_dir / "serve.log", "wb")

@@ -10,12 +10,12 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
 
 from tests.conftest import LiveSpool
 
@@ -31,7 +31,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-VIEWPORT = {"width": 1280, "height": 800}
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "screenshots"
 PASSWORD = "correct horse battery staple"
 NEW_PASSWORD = "purple monkey dishwasher 42"
@@ -39,14 +38,12 @@ NEW_PASSWORD = "purple monkey dishwasher 42"
 
 # --- Fixtures ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         message = "Chromium not installed: apt-get install chromium"
         if os.environ.get("SPOOL_REQUIRE_BROWSER") == "1":
             pytest.fail(message)
         pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -56,12 +53,12 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def new_context(browser: Any, live_spool: LiveSpool) -> Iterator[Any]:
+def new_context(browser: Browser, live_spool: LiveSpool) -> Iterator[Callable[[], BrowserContext]]:
     """Opens fresh browser contexts (separate cookie jars = separate users); closes them all at the end."""
-    contexts: list[Any] = []
+    contexts: list[BrowserContext] = []
 
-    def make() -> Any:
-        context = browser.new_context(viewport=VIEWPORT, base_url=live_spool.http_url)
+    def make() -> BrowserContext:
+        context = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=live_spool.http_url)
         context.set_default_timeout(15_000)
         contexts.append(context)
         return context
@@ -78,16 +75,16 @@ def unique(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:8]}"
 
 
-def screenshot(page: Any, name: str) -> None:
+def screenshot(page: Page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
 
 
-def messages(page: Any) -> str:
+def messages(page: Page) -> str:
     return str(page.locator(".messages").inner_text()) if page.locator(".messages").count() else ""
 
 
-def sign_up(page: Any, username: str, password: str = PASSWORD, shot: str | None = None) -> None:
+def sign_up(page: Page, username: str, password: str = PASSWORD, shot: str | None = None) -> None:
     page.goto("/signup/")
     assert page.locator("h1").inner_text() == "Create your Spool account"
     page.fill("input[name=username]", username)
@@ -102,7 +99,7 @@ def sign_up(page: Any, username: str, password: str = PASSWORD, shot: str | None
     assert page.locator(".topbar .who").inner_text() == username
 
 
-def sign_in(page: Any, username: str, password: str) -> None:
+def sign_in(page: Page, username: str, password: str) -> None:
     page.goto("/login/")
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", password)
@@ -111,13 +108,13 @@ def sign_in(page: Any, username: str, password: str) -> None:
     assert page.locator(".topbar .who").inner_text() == username
 
 
-def sign_out(page: Any) -> None:
+def sign_out(page: Page) -> None:
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url("**/login/")
     assert page.locator(".topbar .who").count() == 0
 
 
-def create_resource(page: Any, name: str) -> str:
+def create_resource(page: Page, name: str) -> str:
     """Creates a resource from the resource list; returns its slug (from the overview page's URL)."""
     page.goto("/resources/")
     page.fill("input[name=name]", name)
@@ -144,12 +141,14 @@ def newest_reset_link(mail_dir: Path) -> str:
     return str(links[-1])
 
 
-def identity_row(page: Any, raw_id: str) -> Any:
+def identity_row(page: Page, raw_id: str) -> Locator:
     return page.locator("table.identities tbody tr", has_text=raw_id)
 
 
 # --- Tests ------------------------------------------------------------------------------
-def test_sign_up_create_resource_keys_identities_and_password_reset(live_spool: LiveSpool, new_context: Any) -> None:
+def test_sign_up_create_resource_keys_identities_and_password_reset(
+    live_spool: LiveSpool, new_context: Callable[[], BrowserContext]
+) -> None:
     # given a new visitor
     context = new_context()
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_spool.http_url)
@@ -243,13 +242,14 @@ def test_sign_up_create_resource_keys_identities_and_password_reset(live_spool: 
     assert f"Every token of {raw_id} issued so far is now refused." in messages(page)
     assert "revoked" in identity_row(page, raw_id).inner_text()
     assert page.locator("#issued").count() == 0  # the token is never shown again
+    screenshot(page, "05b-identities-revoked.png")
 
     # when they delete it
     identity_row(page, raw_id).get_by_role("button", name="Delete").click()
     page.wait_for_load_state()
 
     # then it is gone
-    assert "deleted." in messages(page)  # TEMP
+    assert f"Identity {raw_id} deleted." in messages(page)
     assert identity_row(page, raw_id).count() == 0
     assert "No identities yet." in page.content()
 
@@ -296,7 +296,7 @@ def test_sign_up_create_resource_keys_identities_and_password_reset(live_spool: 
     sign_in(page, username, NEW_PASSWORD)
 
 
-def test_reader_cannot_see_keys(live_spool: LiveSpool, new_context: Any) -> None:
+def test_reader_cannot_see_keys(live_spool: LiveSpool, new_context: Callable[[], BrowserContext]) -> None:
     # given an owner with a resource, and a second user who signed up separately
     owner = new_context().new_page()
     owner.on("dialog", lambda dialog: dialog.accept())
