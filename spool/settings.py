@@ -94,8 +94,11 @@ WORKER_CONCURRENCY = env_int("SPOOL_WORKER_CONCURRENCY", 2, minimum=1)
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]", PUBLIC_HOST, *env_list("SPOOL_ALLOWED_HOSTS")]
 CSRF_TRUSTED_ORIGINS = [
     PUBLIC_URL,
-    *(f"{scheme}://{host}:{port}" for scheme, port in (("http", HTTP_PORT), ("https", HTTPS_PORT))
-      for host in ("127.0.0.1", "localhost")),
+    *(
+        f"{scheme}://{host}:{port}"
+        for scheme, port in (("http", HTTP_PORT), ("https", HTTPS_PORT))
+        for host in ("127.0.0.1", "localhost")
+    ),
     *env_list("SPOOL_CSRF_TRUSTED_ORIGINS"),
 ]
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("SPOOL_BEHIND_PROXY") else None

@@ -17,10 +17,11 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -103,9 +104,7 @@ class AcsClient:
         # Real servers hand the raw, still-encoded target to the app; the test client does not.
         meta["REQUEST_URI"] = target
         path_only, _, query_string = target.partition("?")
-        return self.client.generic(
-            method, f"{path_only}?{query_string}", data, content_type="application/json", **meta
-        )
+        return self.client.generic(method, f"{path_only}?{query_string}", data, content_type="application/json", **meta)
 
 
 @pytest.fixture
@@ -154,7 +153,12 @@ class LiveSpool:
     def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, str(ROOT / "manage.py"), *args],
-            env=self.env, cwd=ROOT, capture_output=True, text=True, check=check, timeout=120,
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=120,
         )
 
     def create_resource(self, name: str | None = None) -> str:
@@ -193,15 +197,17 @@ def start_spool(extra_env: dict[str, str] | None = None) -> tuple[LiveSpool, lis
     cleanups.append(lambda: shutil.rmtree(data_dir, ignore_errors=True))
     http_port, https_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    env.update({
-        "SPOOL_DATA_DIR": str(data_dir),
-        "SPOOL_HTTP_PORT": str(http_port),
-        "SPOOL_HTTPS_PORT": str(https_port),
-        "SPOOL_WEB_PROCESSES": "1",
-        "SPOOL_WORKER_CONCURRENCY": "1",
-        "PYTHONUNBUFFERED": "1",
-        **(extra_env or {}),
-    })
+    env.update(
+        {
+            "SPOOL_DATA_DIR": str(data_dir),
+            "SPOOL_HTTP_PORT": str(http_port),
+            "SPOOL_HTTPS_PORT": str(https_port),
+            "SPOOL_WEB_PROCESSES": "1",
+            "SPOOL_WORKER_CONCURRENCY": "1",
+            "PYTHONUNBUFFERED": "1",
+            **(extra_env or {}),
+        }
+    )
     database_url = _database_url_for_e2e(cleanups)
     if database_url:
         env["DATABASE_URL"] = database_url
@@ -213,8 +219,9 @@ def start_spool(extra_env: dict[str, str] | None = None) -> tuple[LiveSpool, lis
     live = LiveSpool(data_dir, http_port, https_port, env)
     live.manage("migrate", "--noinput")
     log = open(data_dir / "serve.log", "wb")
-    live.process = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "serve"], env=env, cwd=ROOT,
-                                    stdout=log, stderr=subprocess.STDOUT)
+    live.process = subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "serve"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:

@@ -12,7 +12,7 @@ import binascii
 import hashlib
 import hmac
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from urllib.parse import unquote
 
@@ -56,8 +56,8 @@ def _signed_date(value: str) -> datetime:
     except (TypeError, ValueError):
         raise Unauthorized("The x-ms-date header is not an RFC 1123 date.") from None
     if signed_at.tzinfo is None:
-        signed_at = signed_at.replace(tzinfo=timezone.utc)
-    if abs(datetime.now(timezone.utc) - signed_at) > MAX_CLOCK_SKEW:
+        signed_at = signed_at.replace(tzinfo=UTC)
+    if abs(datetime.now(UTC) - signed_at) > MAX_CLOCK_SKEW:
         raise Unauthorized("The x-ms-date header is more than 15 minutes off the server's clock.")
     return signed_at
 

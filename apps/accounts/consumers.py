@@ -39,12 +39,14 @@ class IdentityConsumer(AsyncJsonWebsocketConsumer):
         self.expiry = asyncio.get_running_loop().call_later(
             max(expires_in, 0), lambda: asyncio.ensure_future(self._refuse("The token has expired."))
         )
-        await self.send_json({
-            "type": "hello",
-            "socketId": self.channel_name,
-            "identity": principal.raw_id,
-            "scopes": sorted(principal.scopes),
-        })
+        await self.send_json(
+            {
+                "type": "hello",
+                "socketId": self.channel_name,
+                "identity": principal.raw_id,
+                "scopes": sorted(principal.scopes),
+            }
+        )
 
     async def disconnect(self, code: int) -> None:
         if getattr(self, "group", None):

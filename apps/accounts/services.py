@@ -20,7 +20,6 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from apps.accounts import tokens
-from apps.core import realtime
 from apps.accounts.exceptions import (
     AccessDenied,
     DuplicateResourceName,
@@ -35,6 +34,7 @@ from apps.accounts.exceptions import (
     UserNotFound,
 )
 from apps.accounts.models import CommunicationIdentity, Membership, Resource, Role, new_access_key
+from apps.core import realtime
 
 User = get_user_model()
 AnyUser = AbstractBaseUser | AnonymousUser
@@ -191,11 +191,7 @@ def add_member(resource: Resource, username_or_email: str, role: str) -> Members
 
 
 def _owners_left_without(membership: Membership) -> int:
-    return (
-        Membership.objects.filter(resource=membership.resource_id, role=Role.OWNER)
-        .exclude(pk=membership.pk)
-        .count()
-    )
+    return Membership.objects.filter(resource=membership.resource_id, role=Role.OWNER).exclude(pk=membership.pk).count()
 
 
 def _change_role(membership: Membership, role: str) -> None:
@@ -222,9 +218,7 @@ def remove_member(resource: Resource, member_id: int) -> None:
 
 
 def _access_member(resource: Resource, member_id: int) -> Membership:
-    membership = (
-        Membership.objects.select_for_update().filter(resource=resource, pk=member_id).first()
-    )
+    membership = Membership.objects.select_for_update().filter(resource=resource, pk=member_id).first()
     if membership is None:
         raise MemberNotFound(f"Member {member_id} was not found.")
     return membership
@@ -262,9 +256,7 @@ def check_token_request(scopes: Any, expires_in_minutes: Any = None) -> tuple[li
         raise InvalidScopes("scopes must be a non-empty list.", target="scopes")
     unknown = [s for s in scopes if not isinstance(s, str) or s not in SCOPES]
     if unknown:
-        raise InvalidScopes(
-            f"Unknown scope {unknown[0]!r}; valid scopes are {', '.join(SCOPES)}.", target="scopes"
-        )
+        raise InvalidScopes(f"Unknown scope {unknown[0]!r}; valid scopes are {', '.join(SCOPES)}.", target="scopes")
     chosen = list(dict.fromkeys(scopes))
     for group in EXCLUSIVE_SCOPES:
         clash = [s for s in chosen if s in group]
@@ -292,7 +284,7 @@ def parse_raw_id(resource: Resource, raw_id: str) -> uuid.UUID | None:
     if not raw_id.startswith(prefix):
         return None
     try:
-        return uuid.UUID(raw_id[len(prefix):])
+        return uuid.UUID(raw_id[len(prefix) :])
     except ValueError:
         return None
 
@@ -301,11 +293,7 @@ def access_identity(resource: Resource, raw_id: str) -> CommunicationIdentity:
     """The identity with this raw id in this resource. Raises IdentityNotFound otherwise,
     including for another resource's identity (tenants never see each other)."""
     identity_id = parse_raw_id(resource, raw_id)
-    identity = (
-        CommunicationIdentity.objects.filter(resource=resource, pk=identity_id).first()
-        if identity_id
-        else None
-    )
+    identity = CommunicationIdentity.objects.filter(resource=resource, pk=identity_id).first() if identity_id else None
     if identity is None:
         raise IdentityNotFound(f"Identity {raw_id!r} was not found.", target="id")
     return identity

@@ -12,6 +12,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +120,7 @@ class KeyStore:
         now = time.time() if now is None else now
         keys = self.keys()
         removed = []
-        for older, newer in zip(keys, keys[1:]):
+        for older, newer in pairwise(keys):
             if now - newer.created > MAX_TOKEN_LIFETIME_SECONDS + 300:
                 for path in self.directory.glob(f"*-{older.kid}.pem"):
                     path.unlink(missing_ok=True)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import wraps
-from typing import Any, Callable
+from typing import Any
 
 from django import forms
 from django.contrib import messages
@@ -189,7 +190,9 @@ def resource_access(request: HttpRequest, resource: Resource) -> HttpResponse:
         try:
             with transaction.atomic():
                 if action == "add":
-                    membership = services.add_member(resource, request.POST.get("user", ""), request.POST.get("role", ""))
+                    membership = services.add_member(
+                        resource, request.POST.get("user", ""), request.POST.get("role", "")
+                    )
                     messages.success(request, f"{membership.user.username} is now {membership.get_role_display()}.")
                 elif action == "role":
                     services.change_member_role(resource, int(request.POST["member"]), request.POST.get("role", ""))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _date(offset: timedelta) -> str:
-    return format_datetime(datetime.now(timezone.utc) + offset, usegmt=True)
+    return format_datetime(datetime.now(UTC) + offset, usegmt=True)
 
 
 def _assert_refused(response, fragment: str) -> None:
@@ -38,10 +38,17 @@ def test_wrong_key_is_refused(acs: AcsClient, other_resource) -> None:
 def test_missing_signature_headers_are_refused(acs: AcsClient) -> None:
     response = acs.client.post(f"/r/{acs.resource.slug}/identities?api-version=2023-10-01", {}, "application/json")
     _assert_refused(response, "Authorization header is missing")
-    signed = sign_headers("POST", f"/r/{acs.resource.slug}/identities?api-version=2023-10-01", b"{}", acs.key,
-                          f"testserver/r/{acs.resource.slug}")
+    signed = sign_headers(
+        "POST",
+        f"/r/{acs.resource.slug}/identities?api-version=2023-10-01",
+        b"{}",
+        acs.key,
+        f"testserver/r/{acs.resource.slug}",
+    )
     response = acs.client.post(
-        f"/r/{acs.resource.slug}/identities?api-version=2023-10-01", {}, "application/json",
+        f"/r/{acs.resource.slug}/identities?api-version=2023-10-01",
+        {},
+        "application/json",
         HTTP_AUTHORIZATION=signed["Authorization"],
     )
     _assert_refused(response, "x-ms-date")
@@ -49,8 +56,13 @@ def test_missing_signature_headers_are_refused(acs: AcsClient) -> None:
 
 def test_body_that_does_not_match_its_hash_is_refused(acs: AcsClient) -> None:
     # given a signature over one body, sent with another body
-    signed_for = sign_headers("POST", f"/r/{acs.resource.slug}/identities?api-version=2023-10-01", b"{}",
-                              acs.key, f"testserver/r/{acs.resource.slug}")
+    signed_for = sign_headers(
+        "POST",
+        f"/r/{acs.resource.slug}/identities?api-version=2023-10-01",
+        b"{}",
+        acs.key,
+        f"testserver/r/{acs.resource.slug}",
+    )
     response = acs.call("POST", "/identities", {"createTokenWithScopes": ["chat"]}, headers=signed_for)
     _assert_refused(response, "x-ms-content-sha256")
 
@@ -64,17 +76,28 @@ def test_dates_more_than_15_minutes_off_are_refused(acs: AcsClient, offset: time
 
 def test_dates_within_15_minutes_are_accepted(acs: AcsClient) -> None:
     target = f"/r/{acs.resource.slug}/identities?api-version=2023-10-01"
-    signed = sign_headers("POST", target, b"{}", acs.key, f"testserver/r/{acs.resource.slug}",
-                          date=_date(timedelta(minutes=-14)))
+    signed = sign_headers(
+        "POST", target, b"{}", acs.key, f"testserver/r/{acs.resource.slug}", date=_date(timedelta(minutes=-14))
+    )
     assert acs.call("POST", "/identities", {}, headers=signed).status_code == 201
 
 
 def test_a_signature_for_another_path_or_host_is_refused(acs: AcsClient) -> None:
-    other_path = sign_headers("POST", f"/r/{acs.resource.slug}/identities?api-version=2022-06-01", b"{}",
-                              acs.key, f"testserver/r/{acs.resource.slug}")
+    other_path = sign_headers(
+        "POST",
+        f"/r/{acs.resource.slug}/identities?api-version=2022-06-01",
+        b"{}",
+        acs.key,
+        f"testserver/r/{acs.resource.slug}",
+    )
     _assert_refused(acs.call("POST", "/identities", {}, headers=other_path), "signature")
-    other_host = sign_headers("POST", f"/r/{acs.resource.slug}/identities?api-version=2023-10-01", b"{}",
-                              acs.key, f"evil.example/r/{acs.resource.slug}")
+    other_host = sign_headers(
+        "POST",
+        f"/r/{acs.resource.slug}/identities?api-version=2023-10-01",
+        b"{}",
+        acs.key,
+        f"evil.example/r/{acs.resource.slug}",
+    )
     _assert_refused(acs.call("POST", "/identities", {}, headers=other_host), "signature")
 
 

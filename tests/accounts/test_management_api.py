@@ -110,8 +110,11 @@ def test_owner_regenerates_keys_and_connection_strings_follow(as_user, owner, re
     before = as_user(owner).get(f"/api/v1/resources/{resource.slug}/keys/").json()
 
     # when
-    after = as_user(owner).post(f"/api/v1/resources/{resource.slug}/keys/regenerate/", {"key": "secondary"},
-                                format="json").json()
+    after = (
+        as_user(owner)
+        .post(f"/api/v1/resources/{resource.slug}/keys/regenerate/", {"key": "secondary"}, format="json")
+        .json()
+    )
 
     # then
     assert after["primaryKey"] == before["primaryKey"]
@@ -130,7 +133,9 @@ def test_rename_keeps_the_endpoint(as_user, owner, resource) -> None:
 def test_the_last_owner_cannot_leave_or_be_demoted(as_user, owner, resource) -> None:
     membership = Membership.objects.get(resource=resource, user=owner)
     client = as_user(owner)
-    demote = client.patch(f"/api/v1/resources/{resource.slug}/members/{membership.id}/", {"role": "reader"}, format="json")
+    demote = client.patch(
+        f"/api/v1/resources/{resource.slug}/members/{membership.id}/", {"role": "reader"}, format="json"
+    )
     remove = client.delete(f"/api/v1/resources/{resource.slug}/members/{membership.id}/")
     assert (demote.status_code, remove.status_code) == (409, 409)
     assert Membership.objects.get(pk=membership.pk).role == Role.OWNER
@@ -142,14 +147,17 @@ def test_owner_manages_members(as_user, owner, resource, make_user) -> None:
     client = as_user(owner)
 
     # when
-    added = client.post(f"/api/v1/resources/{resource.slug}/members/", {"user": "dana@example.com", "role": "reader"},
-                        format="json")
+    added = client.post(
+        f"/api/v1/resources/{resource.slug}/members/", {"user": "dana@example.com", "role": "reader"}, format="json"
+    )
     member_id = added.json()["id"]
     promoted = client.patch(f"/api/v1/resources/{resource.slug}/members/{member_id}/", {"role": "owner"}, format="json")
-    unknown = client.post(f"/api/v1/resources/{resource.slug}/members/", {"user": "nobody", "role": "reader"},
-                          format="json")
-    bad_role = client.post(f"/api/v1/resources/{resource.slug}/members/", {"user": "dana", "role": "god"},
-                           format="json")
+    unknown = client.post(
+        f"/api/v1/resources/{resource.slug}/members/", {"user": "nobody", "role": "reader"}, format="json"
+    )
+    bad_role = client.post(
+        f"/api/v1/resources/{resource.slug}/members/", {"user": "dana", "role": "god"}, format="json"
+    )
 
     # then
     assert added.status_code == 201 and added.json()["username"] == "dana"

@@ -78,8 +78,12 @@ def test_tampered_expired_and_foreign_tokens_are_refused(resource) -> None:
         services.authenticate_token(expired)
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    foreign = jwt.encode({"sub": "x", "exp": int(time.time()) + 60}, ec.generate_private_key(ec.SECP256R1()),
-                         algorithm="ES256", headers={"kid": "unknown"})
+    foreign = jwt.encode(
+        {"sub": "x", "exp": int(time.time()) + 60},
+        ec.generate_private_key(ec.SECP256R1()),
+        algorithm="ES256",
+        headers={"kid": "unknown"},
+    )
     with pytest.raises(TokenRefused, match="unknown key"):
         services.authenticate_token(foreign)
     with pytest.raises(TokenRefused):

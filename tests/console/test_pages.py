@@ -24,9 +24,16 @@ def browser(owner) -> Client:
 def test_sign_up_signs_in_and_lands_on_resources() -> None:
     # when
     client = Client()
-    response = client.post("/signup/", {"username": "erin", "email": "erin@example.com",
-                                        "password1": "a long passphrase 42", "password2": "a long passphrase 42"},
-                           follow=True)
+    response = client.post(
+        "/signup/",
+        {
+            "username": "erin",
+            "email": "erin@example.com",
+            "password1": "a long passphrase 42",
+            "password2": "a long passphrase 42",
+        },
+        follow=True,
+    )
 
     # then
     assert response.redirect_chain[-1][0] == "/resources/"
@@ -34,7 +41,9 @@ def test_sign_up_signs_in_and_lands_on_resources() -> None:
 
 
 def test_sign_up_with_a_taken_email_or_weak_password_is_refused(owner) -> None:
-    response = Client().post("/signup/", {"username": "x", "email": owner.email, "password1": "123", "password2": "123"})
+    response = Client().post(
+        "/signup/", {"username": "x", "email": owner.email, "password1": "123", "password2": "123"}
+    )
     assert response.status_code == 200
     assert b"already exists" in response.content
     assert b"too short" in response.content
@@ -57,8 +66,11 @@ def test_password_reset_by_email(owner) -> None:
     assert len(mail.outbox) == 1
     link = re.search(r"https?://[^/]+(/reset/\S+/)", mail.outbox[0].body).group(1)
     form = client.get(link, follow=True)
-    response = client.post(form.redirect_chain[-1][0], {"new_password1": "brand new secret 77",
-                                                         "new_password2": "brand new secret 77"}, follow=True)
+    response = client.post(
+        form.redirect_chain[-1][0],
+        {"new_password1": "brand new secret 77", "new_password2": "brand new secret 77"},
+        follow=True,
+    )
     assert b"Password changed" in response.content
     assert Client().login(username="owner", password="brand new secret 77")
 
@@ -116,8 +128,9 @@ def test_strangers_get_not_found(resource, make_user) -> None:
 
 def test_identities_page_issues_revokes_and_deletes(browser, resource) -> None:
     # when an identity is created with a token
-    page = browser.post(f"/resources/{resource.slug}/identities/",
-                        {"action": "create", "scopes": ["chat", "voip"], "expires": "60"})
+    page = browser.post(
+        f"/resources/{resource.slug}/identities/", {"action": "create", "scopes": ["chat", "voip"], "expires": "60"}
+    )
 
     # then the token is shown once, and the identity is listed
     identity = CommunicationIdentity.objects.get()
@@ -134,8 +147,9 @@ def test_identities_page_issues_revokes_and_deletes(browser, resource) -> None:
 
 
 def test_identities_page_reports_bad_expiry_without_writing(browser, resource) -> None:
-    response = browser.post(f"/resources/{resource.slug}/identities/",
-                            {"action": "create", "scopes": ["chat"], "expires": "5"}, follow=True)
+    response = browser.post(
+        f"/resources/{resource.slug}/identities/", {"action": "create", "scopes": ["chat"], "expires": "5"}, follow=True
+    )
     assert b"expiresInMinutes must be between 60 and 1440" in response.content
     assert not CommunicationIdentity.objects.exists()
 

@@ -33,8 +33,10 @@ def test_create_resource_prints_the_connection_string_last(settings) -> None:
 
 def test_create_resource_uses_the_public_url(settings) -> None:
     settings.PUBLIC_URL = "https://comms.example.org"
-    assert _run("create_resource", "Edge").strip().endswith(
-        f"endpoint=https://comms.example.org/r/edge/;accesskey={Resource.objects.get().primary_key}"
+    assert (
+        _run("create_resource", "Edge")
+        .strip()
+        .endswith(f"endpoint=https://comms.example.org/r/edge/;accesskey={Resource.objects.get().primary_key}")
     )
 
 

@@ -145,8 +145,9 @@ def test_serve_refuses_a_port_in_use(live_spool: LiveSpool, tmp_path) -> None:
     env = {**live_spool.env, "SPOOL_HTTP_PORT": str(live_spool.http_port), "SPOOL_DATA_DIR": str(tmp_path)}
 
     # when
-    result = subprocess.run([sys.executable, "manage.py", "serve"], env=env, capture_output=True, text=True,
-                            timeout=60, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "serve"], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
 
     # then it says why and leaves nothing behind (no private Redis either)
     assert result.returncode != 0

@@ -28,5 +28,7 @@ class Command(BaseCommand):
             resource = services.create_resource(name, owner=user)
         except ApiError as error:
             raise CommandError(error.message) from None
-        self.stdout.write(f"Created resource {resource.name} ({resource.id}), endpoint {services.resource_endpoint(resource)}")
+        self.stdout.write(
+            f"Created resource {resource.name} ({resource.id}), endpoint {services.resource_endpoint(resource)}"
+        )
         self.stdout.write(services.connection_string(resource))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import uvicorn
 import uvloop
@@ -29,11 +30,18 @@ class Command(BaseCommand):
         parser.add_argument("--https-fd", type=int, required=True)
 
     def handle(self, *args: Any, http_fd: int, https_fd: int, **options: Any) -> None:
-        common = {"app": "spool.asgi:application", "log_level": "warning", "access_log": False,
-                  "proxy_headers": False, "ws_max_size": 1024 * 1024, "timeout_graceful_shutdown": 5}
+        common = {
+            "app": "spool.asgi:application",
+            "log_level": "warning",
+            "access_log": False,
+            "proxy_headers": False,
+            "ws_max_size": 1024 * 1024,
+            "timeout_graceful_shutdown": 5,
+        }
         plain = _Server(uvicorn.Config(**common))
-        secure = _Server(uvicorn.Config(**common, ssl_certfile=str(settings.TLS_CERT),
-                                        ssl_keyfile=str(settings.TLS_KEY)))
+        secure = _Server(
+            uvicorn.Config(**common, ssl_certfile=str(settings.TLS_CERT), ssl_keyfile=str(settings.TLS_KEY))
+        )
         listeners = [(plain, socket.socket(fileno=http_fd)), (secure, socket.socket(fileno=https_fd))]
 
         async def main() -> None:

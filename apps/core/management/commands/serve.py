@@ -67,20 +67,25 @@ def _listen(port: int) -> socket.socket:
 
 
 def _redis_config(directory: Path, socket_path: Path) -> str:
-    return "\n".join([
-        "port 0",
-        f"unixsocket {socket_path}",
-        "unixsocketperm 700",
-        f"dir {directory}",
-        f"pidfile {directory / 'redis.pid'}",
-        f"logfile {directory / 'redis.log'}",
-        # Append-only with fsync every second: queued jobs survive a restart; the database
-        # stays the source of truth for anything accepted.
-        "appendonly yes",
-        "appendfsync everysec",
-        "save ''",
-        "daemonize no",
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                "port 0",
+                f"unixsocket {socket_path}",
+                "unixsocketperm 700",
+                f"dir {directory}",
+                f"pidfile {directory / 'redis.pid'}",
+                f"logfile {directory / 'redis.log'}",
+                # Append-only with fsync every second: queued jobs survive a restart; the database
+                # stays the source of truth for anything accepted.
+                "appendonly yes",
+                "appendfsync everysec",
+                "save ''",
+                "daemonize no",
+            ]
+        )
+        + "\n"
+    )
 
 
 class Command(BaseCommand):
@@ -97,15 +102,49 @@ class Command(BaseCommand):
         python = sys.executable
         manage = str(Path(settings.BASE_DIR) / "manage.py")
         children = [
-            Child(f"web-{n}", [python, manage, "runweb", "--http-fd", str(http.fileno()),
-                               "--https-fd", str(https.fileno())], pass_fds=(http.fileno(), https.fileno()))
+            Child(
+                f"web-{n}",
+                [python, manage, "runweb", "--http-fd", str(http.fileno()), "--https-fd", str(https.fileno())],
+                pass_fds=(http.fileno(), https.fileno()),
+            )
             for n in range(settings.WEB_PROCESSES)
         ]
-        children.append(Child("worker", [python, "-m", "celery", "-A", "spool", "worker", "--loglevel", "INFO",
-                                         "--concurrency", str(settings.WORKER_CONCURRENCY),
-                                         "--hostname", f"worker-{os.getpid()}@%h"]))
-        children.append(Child("beat", [python, "-m", "celery", "-A", "spool", "beat", "--loglevel", "INFO",
-                                       "--schedule", str(settings.DATA_DIR / "celerybeat-schedule")]))
+        children.append(
+            Child(
+                "worker",
+                [
+                    python,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "spool",
+                    "worker",
+                    "--loglevel",
+                    "INFO",
+                    "--concurrency",
+                    str(settings.WORKER_CONCURRENCY),
+                    "--hostname",
+                    f"worker-{os.getpid()}@%h",
+                ],
+            )
+        )
+        children.append(
+            Child(
+                "beat",
+                [
+                    python,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "spool",
+                    "beat",
+                    "--loglevel",
+                    "INFO",
+                    "--schedule",
+                    str(settings.DATA_DIR / "celerybeat-schedule"),
+                ],
+            )
+        )
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._request_stop)
         for child in children:
