@@ -159,7 +159,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": DATA_DIR / "spool.sqlite3",
+            "NAME": str(DATA_DIR / "spool.sqlite3"),
             "OPTIONS": {
                 # select_for_update is a no-op on SQLite: IMMEDIATE transactions take the
                 # write lock up front, so two writers queue instead of failing mid-way.

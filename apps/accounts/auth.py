@@ -155,6 +155,12 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         return "Bearer"
 
 
+def request_resource(request: Request) -> Resource:
+    """The resource an HMAC-authenticated request acts on."""
+    assert isinstance(request.auth, Resource)
+    return request.auth
+
+
 class IsResourceCaller(permissions.BasePermission):
     def has_permission(self, request: Request, view: object) -> bool:
         return request.auth is not None

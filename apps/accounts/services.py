@@ -13,7 +13,8 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import User as PortalUser
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -37,7 +38,7 @@ from apps.accounts.models import CommunicationIdentity, Membership, Resource, Ro
 from apps.core import realtime
 
 User = get_user_model()
-AnyUser = AbstractBaseUser | AnonymousUser
+AnyUser = PortalUser | AnonymousUser
 
 # --- Roles ------------------------------------------------------------------------------
 VIEW = "view"
@@ -57,9 +58,9 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
 def role_of(user: AnyUser, resource: Resource) -> str | None:
     if not user.is_authenticated:
         return None
-    if getattr(user, "is_staff", False):
+    if user.is_staff:
         return Role.OWNER
-    membership = Membership.objects.filter(resource=resource, user=user).first()
+    membership = Membership.objects.filter(resource=resource, user_id=user.pk).first()
     return membership.role if membership else None
 
 
@@ -84,11 +85,11 @@ def access_resource(user: AnyUser, slug: str, permission: str = VIEW) -> Resourc
 
 
 def list_resources(user: AnyUser) -> QuerySet[Resource]:
-    if getattr(user, "is_staff", False):
+    if user.is_staff:
         return Resource.objects.all()
     if not user.is_authenticated:
         return Resource.objects.none()
-    return Resource.objects.filter(memberships__user=user)
+    return Resource.objects.filter(memberships__user_id=user.pk)
 
 
 # --- Resources --------------------------------------------------------------------------
@@ -109,7 +110,7 @@ def _unique_slug(name: str) -> str:
     return slug
 
 
-def create_resource(name: str, *, owner: AbstractBaseUser | None = None) -> Resource:
+def create_resource(name: str, *, owner: AnyUser | None = None) -> Resource:
     """Create a resource with fresh keys; `owner` becomes its Owner. Raises DuplicateResourceName."""
     name = _clean_name(name)
     if Resource.objects.filter(name__iexact=name).exists():
@@ -117,8 +118,8 @@ def create_resource(name: str, *, owner: AbstractBaseUser | None = None) -> Reso
     try:
         with transaction.atomic():
             resource = Resource.objects.create(name=name, slug=_unique_slug(name))
-            if owner is not None:
-                Membership.objects.create(resource=resource, user=owner, role=Role.OWNER)
+            if owner is not None and owner.is_authenticated:
+                Membership.objects.create(resource=resource, user_id=owner.pk, role=Role.OWNER)
     except IntegrityError:
         raise DuplicateResourceName(f"A resource named {name!r} already exists.", target="name") from None
     return resource

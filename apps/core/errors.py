@@ -103,8 +103,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "BadRequest")
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         response = Response(error_body(code, str(detail)), status=exc.status_code)
-        if isinstance(exc, drf.Throttled) and exc.wait:
-            response["Retry-After"] = str(int(exc.wait))
+        wait = getattr(exc, "wait", None)
+        if isinstance(exc, drf.Throttled) and wait:
+            response["Retry-After"] = str(int(wait))
         return response
     return None
 
@@ -120,7 +121,7 @@ def handler400(request: HttpRequest, exception: Exception | None = None) -> Any:
         return error_response(400, "BadRequest", "The request could not be understood.")
     from django.views.defaults import bad_request
 
-    return bad_request(request, exception)
+    return bad_request(request, exception or Exception())
 
 
 def handler403(request: HttpRequest, exception: Exception | None = None) -> Any:
@@ -128,7 +129,7 @@ def handler403(request: HttpRequest, exception: Exception | None = None) -> Any:
         return error_response(403, "Forbidden", "You do not have access to this resource.")
     from django.views.defaults import permission_denied
 
-    return permission_denied(request, exception)
+    return permission_denied(request, exception or Exception())
 
 
 def handler404(request: HttpRequest, exception: Exception | None = None) -> Any:

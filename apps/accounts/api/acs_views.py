@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.accounts import services
-from apps.accounts.auth import HmacAuthentication, IsResourceCaller
+from apps.accounts.auth import HmacAuthentication, IsResourceCaller, request_resource
 from apps.core.api import AcsApiView, json_object, rfc3339
 from apps.core.errors import ApiError
 
@@ -31,7 +31,7 @@ class IdentityCollection(IdentityView):
         body = json_object(request)
         with transaction.atomic():
             identity, token = services.create_identity(
-                request.auth,
+                request_resource(request),
                 scopes=body.get("createTokenWithScopes"),
                 expires_in_minutes=body.get("expiresInMinutes"),
             )
@@ -43,21 +43,21 @@ class IdentityCollection(IdentityView):
 
 class IdentityDetail(IdentityView):
     def delete(self, request: Request, slug: str, raw_id: str) -> Response:
-        services.delete_identity(services.access_identity(request.auth, raw_id))
+        services.delete_identity(services.access_identity(request_resource(request), raw_id))
         return Response(status=204)
 
 
 class IssueAccessToken(IdentityView):
     def post(self, request: Request, slug: str, raw_id: str) -> Response:
         body = json_object(request)
-        identity = services.access_identity(request.auth, raw_id)
+        identity = services.access_identity(request_resource(request), raw_id)
         token = services.issue_token(identity, body.get("scopes"), body.get("expiresInMinutes"))
         return Response(_token_body(token))
 
 
 class RevokeAccessTokens(IdentityView):
     def post(self, request: Request, slug: str, raw_id: str) -> Response:
-        services.revoke_tokens(services.access_identity(request.auth, raw_id))
+        services.revoke_tokens(services.access_identity(request_resource(request), raw_id))
         return Response(status=204)
 
 

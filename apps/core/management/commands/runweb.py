@@ -30,24 +30,31 @@ class Command(BaseCommand):
         parser.add_argument("--https-fd", type=int, required=True)
 
     def handle(self, *args: Any, http_fd: int, https_fd: int, **options: Any) -> None:
-        common = {
-            "app": "spool.asgi:application",
-            "log_level": "warning",
-            "access_log": False,
-            "proxy_headers": False,
-            "ws_max_size": 1024 * 1024,
-            "timeout_graceful_shutdown": 5,
-        }
-        plain = _Server(uvicorn.Config(**common))
-        secure = _Server(
-            uvicorn.Config(**common, ssl_certfile=str(settings.TLS_CERT), ssl_keyfile=str(settings.TLS_KEY))
-        )
+        plain = _Server(_config())
+        secure = _Server(_config(ssl_certfile=str(settings.TLS_CERT), ssl_keyfile=str(settings.TLS_KEY)))
         listeners = [(plain, socket.socket(fileno=http_fd)), (secure, socket.socket(fileno=https_fd))]
+
+        def stop() -> None:
+            for server, _ in listeners:
+                server.should_exit = True
 
         async def main() -> None:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, lambda: [setattr(s, "should_exit", True) for s, _ in listeners])
+                loop.add_signal_handler(sig, stop)
             await asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in listeners))
 
         uvloop.run(main())
+
+
+def _config(ssl_certfile: str | None = None, ssl_keyfile: str | None = None) -> uvicorn.Config:
+    return uvicorn.Config(
+        app="spool.asgi:application",
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,
+        ws_max_size=1024 * 1024,
+        timeout_graceful_shutdown=5,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+    )
