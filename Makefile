@@ -19,8 +19,7 @@ migrate: install
 	$(PY) manage.py migrate --noinput
 
 run: migrate
-	$(PY) manage.py seed_demo
-	$(PY) manage.py serve
+	$(PY) manage.py serve --demo
 
 serve: run
 

@@ -90,6 +90,7 @@ SIGNING_KEYS_DIR = Path(os.environ.get("SPOOL_SIGNING_KEYS_DIR") or DATA_DIR / "
 WEB_PROCESSES = env_int("SPOOL_WEB_PROCESSES", 2, minimum=1)
 WEB_THREADS = env_int("SPOOL_WEB_THREADS", 16, minimum=1)
 WORKER_CONCURRENCY = env_int("SPOOL_WORKER_CONCURRENCY", 2, minimum=1)
+WORKER_LOG_LEVEL = os.environ.get("SPOOL_WORKER_LOG_LEVEL", "WARNING")
 
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]", PUBLIC_HOST, *env_list("SPOOL_ALLOWED_HOSTS")]
 CSRF_TRUSTED_ORIGINS = [
@@ -278,5 +279,5 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("SPOOL_LOG_LEVEL", "INFO")},
-    "loggers": {"django.request": {"level": "ERROR"}},
+    "loggers": {"django.request": {"level": "ERROR"}, "celery": {"level": WORKER_LOG_LEVEL}},
 }

@@ -258,8 +258,9 @@ def _identity_action(request: HttpRequest, resource: Resource) -> dict[str, Any]
             services.revoke_tokens(identity)
             messages.success(request, f"Every token of {identity.raw_id} issued so far is now refused.")
         elif action == "delete":
+            raw_id = identity.raw_id  # the id is gone once the row is deleted
             services.delete_identity(identity)
-            messages.success(request, f"Identity {identity.raw_id} deleted.")
+            messages.success(request, f"Identity {raw_id} deleted.")
     except ApiError as error:
         messages.error(request, error.message)
     return None

