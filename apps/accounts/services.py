@@ -226,9 +226,8 @@ def _access_member(resource: Resource, member_id: int) -> Membership:
 
 
 # --- Identities and tokens ----------------------------------------------------------------
+# A token may carry several; the widest one present governs (ACS's own example asks for all five).
 SCOPES = ("chat", "voip", "chat.join", "chat.join.limited", "voip.join")
-# ACS: the limited scopes narrow their full counterpart, so asking for both is an error.
-EXCLUSIVE_SCOPES = ({"chat", "chat.join", "chat.join.limited"}, {"voip", "voip.join"})
 MIN_EXPIRY_MINUTES = 60
 MAX_EXPIRY_MINUTES = 24 * 60
 
@@ -259,10 +258,6 @@ def check_token_request(scopes: Any, expires_in_minutes: Any = None) -> tuple[li
     if unknown:
         raise InvalidScopes(f"Unknown scope {unknown[0]!r}; valid scopes are {', '.join(SCOPES)}.", target="scopes")
     chosen = list(dict.fromkeys(scopes))
-    for group in EXCLUSIVE_SCOPES:
-        clash = [s for s in chosen if s in group]
-        if len(clash) > 1:
-            raise InvalidScopes(f"Scopes {' and '.join(clash)} cannot be combined.", target="scopes")
     if expires_in_minutes is None:
         expires_in_minutes = MAX_EXPIRY_MINUTES
     if isinstance(expires_in_minutes, bool) or not isinstance(expires_in_minutes, int):
