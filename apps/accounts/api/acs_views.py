@@ -50,8 +50,9 @@ class IdentityDetail(IdentityView):
 class IssueAccessToken(IdentityView):
     def post(self, request: Request, slug: str, raw_id: str) -> Response:
         body = json_object(request)
-        identity = services.access_identity(request_resource(request), raw_id)
-        token = services.issue_token(identity, body.get("scopes"), body.get("expiresInMinutes"))
+        token = services.issue_token_for(
+            request_resource(request), raw_id, body.get("scopes"), body.get("expiresInMinutes")
+        )
         return Response(_token_body(token))
 
 

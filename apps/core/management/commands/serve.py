@@ -57,8 +57,15 @@ class Child:
 
 
 def _listen(port: int) -> socket.socket:
+    """A listening socket of its own for one web process.
+
+    Every web process gets its own socket on the same port (SO_REUSEPORT), so the kernel
+    spreads new connections evenly; with one shared socket, whichever process wakes first
+    takes most keep-alive connections and the other idles.
+    """
     sock = socket.socket(socket.AF_INET6 if ":" in settings.BIND_ADDRESS else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((settings.BIND_ADDRESS, port))
     except OSError as error:
@@ -66,6 +73,18 @@ def _listen(port: int) -> socket.socket:
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+def _port_is_free(port: int) -> None:
+    """Fail early when another program (not sharing with SO_REUSEPORT) holds the port."""
+    probe = socket.socket(socket.AF_INET6 if ":" in settings.BIND_ADDRESS else socket.AF_INET)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((settings.BIND_ADDRESS, port))
+    except OSError as error:
+        raise CommandError(f"Cannot listen on {settings.BIND_ADDRESS}:{port}: {error}") from None
+    finally:
+        probe.close()
 
 
 def _redis_config(directory: Path, socket_path: Path) -> str:
@@ -104,8 +123,9 @@ class Command(BaseCommand):
         created = ensure_self_signed(settings.TLS_CERT, settings.TLS_KEY, settings.PUBLIC_HOST)
         if created:
             self.stdout.write(f"Created a self-signed certificate at {settings.TLS_CERT}")
-        http = _listen(settings.HTTP_PORT)
-        https = _listen(settings.HTTPS_PORT)
+        _port_is_free(settings.HTTP_PORT)
+        _port_is_free(settings.HTTPS_PORT)
+        sockets = [(_listen(settings.HTTP_PORT), _listen(settings.HTTPS_PORT)) for _ in range(settings.WEB_PROCESSES)]
         redis_child = self._start_redis() if settings.EMBEDDED_REDIS else None
         python = sys.executable
         manage = str(Path(settings.BASE_DIR) / "manage.py")
@@ -115,7 +135,7 @@ class Command(BaseCommand):
                 [python, manage, "runweb", "--http-fd", str(http.fileno()), "--https-fd", str(https.fileno())],
                 pass_fds=(http.fileno(), https.fileno()),
             )
-            for n in range(settings.WEB_PROCESSES)
+            for n, (http, https) in enumerate(sockets)
         ]
         celery = [python, "-m", "celery", "-A", "spool", "--quiet"]
         log_level = ["--loglevel", settings.WORKER_LOG_LEVEL]
@@ -137,8 +157,9 @@ class Command(BaseCommand):
             self._supervise(children)
         finally:
             self._stop(children)
-            http.close()
-            https.close()
+            for pair in sockets:
+                for sock in pair:
+                    sock.close()
             if redis_child:
                 self._stop([redis_child])
         self.stdout.write("Spool stopped.")
