@@ -1,8 +1,8 @@
 """ASGI entry point: HTTP through Django's WSGI handler, WebSockets through Channels.
 
 Django's own ASGI handler starts a thread per request and answers ~9x slower than WSGI on
-this hardware (DESIGN.md facts); a2wsgi runs the WSGI handler on a fixed thread pool inside
-the same event loop that serves WebSockets, so one port serves both at WSGI speed.
+this hardware (DESIGN.md facts); BufferedWsgi runs the WSGI handler on a fixed thread pool
+inside the event loop that serves WebSockets, so one port serves both at WSGI speed.
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "spool.settings")
 
-from a2wsgi import WSGIMiddleware  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402
+
+from apps.core.wsgi_bridge import BufferedWsgi  # noqa: E402
 
 django_wsgi = get_wsgi_application()
 
@@ -22,7 +23,7 @@ from spool.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": WSGIMiddleware(django_wsgi, workers=settings.WEB_THREADS),  # type: ignore[arg-type]
+        "http": BufferedWsgi(django_wsgi, threads=settings.WEB_THREADS, max_body=settings.MAX_UPLOAD_BYTES),
         "websocket": URLRouter(websocket_urlpatterns),
     }
 )

@@ -17,6 +17,7 @@ from spool.settings import REDIS_URL  # noqa: E402
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CELERY_TASK_ALWAYS_EAGER = True
+TOKEN_TIME_FLUSH_SECONDS = 0  # write "last token issued" at once, so tests can read it
 CELERY_TASK_EAGER_PROPAGATES = True
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.auth.models import User as PortalUser
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
@@ -35,6 +35,7 @@ from apps.accounts.exceptions import (
     UserNotFound,
 )
 from apps.accounts.models import CommunicationIdentity, Membership, Resource, Role, new_access_key
+from apps.accounts.token_times import token_times
 from apps.core import realtime
 
 User = get_user_model()
@@ -311,50 +312,34 @@ def issue_token(identity: CommunicationIdentity, scopes: Any, expires_in_minutes
 
 
 def issue_token_for(resource: Resource, raw_id: str, scopes: Any, expires_in_minutes: Any = None) -> IssuedToken:
-    """Issue a token to the identity `raw_id` of `resource` (the ACS API's hot path).
-
-    Validates first, then records the token time and reads the revocation generation in one
-    statement. Raises InvalidScopes, InvalidExpiry or IdentityNotFound; a refusal writes nothing.
-    """
+    """Issue a token to the identity `raw_id` of `resource` (the ACS API's hot path: one
+    indexed read). Raises InvalidScopes, InvalidExpiry or IdentityNotFound; a refusal writes nothing."""
     chosen, minutes = check_token_request(scopes, expires_in_minutes)
     identity_id = parse_raw_id(resource, raw_id)
-    now = timezone.now()
-    generation = _record_token_time(resource, identity_id, now) if identity_id else None
-    if generation is None:
+    generation = (
+        CommunicationIdentity.objects.filter(pk=identity_id, resource=resource)
+        .values_list("token_generation", flat=True)
+        .first()
+        if identity_id
+        else None
+    )
+    if identity_id is None or generation is None:
         raise IdentityNotFound(f"Identity {raw_id!r} was not found.", target="id")
-    return _sign_token(raw_id, resource.id, generation, chosen, minutes, now)
-
-
-def _record_token_time(resource: Resource, identity_id: uuid.UUID, now: datetime) -> int | None:
-    """UPDATE ... RETURNING (PostgreSQL, SQLite 3.35+): one round trip instead of a read and
-    a write. Returns the identity's token generation, or None when it does not exist."""
-    meta = CommunicationIdentity._meta
-    fields = {f.name: f for f in meta.fields}
-    params = [
-        fields["last_token_issued_at"].get_db_prep_value(now, connection),
-        fields["id"].get_db_prep_value(identity_id, connection),
-        fields["resource"].get_db_prep_value(resource.id, connection),
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {meta.db_table} SET last_token_issued_at = %s WHERE id = %s AND resource_id = %s "
-            "RETURNING token_generation",
-            params,
-        )
-        row = cursor.fetchone()
-    return int(row[0]) if row else None
+    token = _sign_token(raw_id, resource.id, generation, chosen, minutes)
+    token_times.record(identity_id, timezone.now())
+    return token
 
 
 def do_issue_token(identity: CommunicationIdentity, scopes: list[str], minutes: int) -> IssuedToken:
-    """Sign a token for already-validated scopes and lifetime, and record when."""
+    """Sign a token for already-validated scopes and lifetime; record the time at once
+    (the console shows it on the next page)."""
+    token = _sign_token(identity.raw_id, identity.resource_id, identity.token_generation, scopes, minutes)
+    CommunicationIdentity.objects.filter(pk=identity.pk).update(last_token_issued_at=timezone.now())
+    return token
+
+
+def _sign_token(raw_id: str, resource_id: uuid.UUID, generation: int, scopes: list[str], minutes: int) -> IssuedToken:
     now = timezone.now()
-    CommunicationIdentity.objects.filter(pk=identity.pk).update(last_token_issued_at=now)
-    return _sign_token(identity.raw_id, identity.resource_id, identity.token_generation, scopes, minutes, now)
-
-
-def _sign_token(
-    raw_id: str, resource_id: uuid.UUID, generation: int, scopes: list[str], minutes: int, now: datetime
-) -> IssuedToken:
     expires_on = (now + timedelta(minutes=minutes)).replace(microsecond=0)
     claims = {
         "sub": raw_id,

@@ -9,7 +9,7 @@ def raw_request_target(request: HttpRequest) -> str:
     """The path and query as sent on the wire, still percent-encoded.
 
     ACS SDKs sign the encoded path, while Django's `request.path` is decoded. Servers expose
-    the raw form differently: uvicorn (through a2wsgi) in the ASGI scope, gunicorn as RAW_URI.
+    the raw form differently: uvicorn (through the WSGI bridge, which builds the environ with a2wsgi) in the ASGI scope, gunicorn as RAW_URI.
     """
     meta = request.META
     scope = meta.get("asgi.scope")

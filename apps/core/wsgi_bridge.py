@@ -1,0 +1,75 @@
+"""Serve a WSGI app from an ASGI server with one thread hand-off per request.
+
+a2wsgi streams both ways, so a request crosses between the event loop and its worker thread
+for the body, for start_response and for each chunk: under load every crossing waits for
+the GIL, which made the tail of a 2 ms API call reach 100+ ms. Django's API and console
+answers are small, so this bridge reads the whole body on the loop, runs the app on a
+thread pool, and buffers the answer: one crossing in, one out. It reuses a2wsgi's environ
+builder. Bodies over `max_body` are refused with 413 before the app sees them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from a2wsgi.wsgi import build_environ
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+Headers = list[tuple[bytes, bytes]]
+
+
+class BufferedWsgi:
+    def __init__(self, app: WsgiApp, *, threads: int, max_body: int) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="wsgi")
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        body = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_body:
+                await self._too_large(send)
+                return
+        loop = asyncio.get_running_loop()
+        status, headers, content = await loop.run_in_executor(self.executor, self._run, scope, bytes(body))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+
+    def _run(self, scope: dict[str, Any], body: bytes) -> tuple[int, Headers, bytes]:
+        environ: dict[str, Any] = dict(build_environ(scope, io.BytesIO(body)))  # type: ignore[arg-type]
+        environ["wsgi.input_terminated"] = True
+        started: dict[str, Any] = {}
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[..., Any]:
+            started["status"] = int(status.split(" ", 1)[0])
+            started["headers"] = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+            return lambda data: None  # the legacy write() callable; Django never uses it
+
+        result = self.app(environ, start_response)
+        try:
+            content = b"".join(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close:
+                close()
+        return started["status"], started["headers"], content
+
+    async def _too_large(self, send: Callable[..., Any]) -> None:
+        body = json.dumps({"error": {"code": "RequestEntityTooLarge", "message": "The request body is too large."}})
+        await send({
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        })
+        await send({"type": "http.response.body", "body": body.encode()})
