@@ -1,0 +1,74 @@
+"""The ASGI-to-WSGI bridge the web tier serves HTTP through."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from apps.core.wsgi_bridge import BufferedWsgi
+
+
+def echo_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    body = environ["wsgi.input"].read()
+    start_response("201 Created", [("Content-Type", "application/json"), ("X-Seen", "yes")])
+    answer = {
+        "path": environ["PATH_INFO"],
+        "query": environ["QUERY_STRING"],
+        "body": body.decode(),
+        "raw": environ["asgi.scope"]["raw_path"].decode(),
+    }
+    return [json.dumps(answer).encode()]
+
+
+async def _call(app: BufferedWsgi, chunks: list[bytes]) -> list[dict[str, Any]]:
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "POST",
+        "path": "/r/x/identities/8:acs:a_b",
+        "raw_path": b"/r/x/identities/8%3Aacs%3Aa_b",
+        "query_string": b"api-version=1",
+        "headers": [],
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 5000),
+        "scheme": "http",
+    }
+    messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent
+
+
+async def test_a_request_body_in_chunks_reaches_the_app_and_the_answer_comes_back_whole() -> None:
+    # when
+    sent = await _call(BufferedWsgi(echo_app, threads=2, max_body=100), [b'{"a":', b" 1}"])
+
+    # then
+    assert sent[0]["status"] == 201 and (b"x-seen", b"yes") in sent[0]["headers"]
+    answer = json.loads(sent[1]["body"])
+    assert answer == {
+        "path": "/r/x/identities/8:acs:a_b",
+        "query": "api-version=1",
+        "body": '{"a": 1}',
+        "raw": "/r/x/identities/8%3Aacs%3Aa_b",
+    }
+
+
+async def test_a_body_over_the_limit_gets_413_in_acs_shape_without_running_the_app() -> None:
+    calls = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        calls.append(environ)
+        return []
+
+    sent = await _call(BufferedWsgi(app, threads=1, max_body=10), [b"x" * 8, b"x" * 8])
+    assert sent[0]["status"] == 413
+    assert json.loads(sent[1]["body"])["error"]["code"] == "RequestEntityTooLarge"
+    assert calls == []
