@@ -5,11 +5,19 @@ from __future__ import annotations
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.db import connections
 
 from apps.accounts import services, tokens
 from spool.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+async def close_thread_connections():
+    # The consumer's thread keeps its connection open; close it so the test DB can be dropped.
+    yield
+    await database_sync_to_async(connections.close_all)()
 
 
 async def _connect(token: str) -> tuple[WebsocketCommunicator, dict]:
