@@ -3,7 +3,7 @@
 Measures tokens issued per second through the HMAC-authenticated ACS Identity API
 (POST /r/<slug>/identities/<id>/:issueAccessToken) over keep-alive connections, at 1 and 32
 concurrent clients, with p50/p99 latency, against the web tier that `manage.py serve` runs
-(its default of 2 web processes; plain HTTP and HTTPS). In the same run it measures the
+(its defaults, or SPOOL_WEB_PROCESSES / SPOOL_WEB_THREADS when set; plain HTTP and HTTPS). In the same run it measures the
 bare-Django ceilings of ../shared/baselines/ (djbase under gunicorn and under daphne, and
 ES256 signing on one core), so the figures can be read as ratios on whatever box runs them.
 
@@ -286,7 +286,9 @@ def main() -> int:
         conftest = load_conftest(scratch)
         database = "PostgreSQL (DATABASE_URL)" if os.environ.get("DATABASE_URL") else "SQLite (embedded)"
         redis = "Redis at REDIS_URL" if os.environ.get("REDIS_URL") else "private Redis (embedded)"
-        print(f"Spool token issuance: {database}, {redis}, 2 web processes, {os.cpu_count()} CPUs, "
+        sizes = serve_sizes()
+        print(f"Spool token issuance: {database}, {redis}, {sizes['SPOOL_WEB_PROCESSES']} web processes x "
+              f"{sizes['SPOOL_WEB_THREADS']} threads, {os.cpu_count()} CPUs, "
               f"wrk -t1, {args.seconds:g} s per run; load average {os.getloadavg()[0]:.2f}", flush=True)
         results = measure_spool(conftest, client_counts, args.seconds, scratch)
         results += measure_ceilings(conftest, max(client_counts), args.seconds, scratch)
@@ -310,10 +312,20 @@ def main() -> int:
     return 0
 
 
+def serve_sizes() -> dict[str, str]:
+    from django.conf import settings
+
+    return {
+        "SPOOL_WEB_PROCESSES": str(settings.WEB_PROCESSES),
+        "SPOOL_WEB_THREADS": str(settings.WEB_THREADS),
+        "SPOOL_WORKER_CONCURRENCY": str(settings.WORKER_CONCURRENCY),
+    }
+
+
 def measure_spool(conftest: ModuleType, client_counts: list[int], seconds: float, scratch: Path) -> list[Result]:
     started = time.monotonic()
-    # serve's defaults (2 web processes, 2 worker processes); the test fixture uses 1 each.
-    live, cleanups = conftest.start_spool({"SPOOL_WEB_PROCESSES": "2", "SPOOL_WORKER_CONCURRENCY": "2"})
+    # serve's own defaults (spool.settings); the test fixture trims them to 1 each.
+    live, cleanups = conftest.start_spool(serve_sizes())
     results = []
     try:
         resource = parse_connection_string(live.create_resource(f"bench-{os.getpid()}"))

@@ -88,8 +88,10 @@ TLS_KEY = Path(os.environ.get("SPOOL_TLS_KEY") or TLS_DIR / "spool.key")
 SIGNING_KEYS_DIR = Path(os.environ.get("SPOOL_SIGNING_KEYS_DIR") or DATA_DIR / "signing-keys")
 
 WEB_PROCESSES = env_int("SPOOL_WEB_PROCESSES", 2, minimum=1)
-# Few threads per process: more only queue on the GIL (measured: 4 beat 8 and 16 at the p99).
-WEB_THREADS = env_int("SPOOL_WEB_THREADS", 4, minimum=1)
+# One Django thread per web process, like a sync WSGI worker: more threads only queue on the
+# GIL (bench/tokens.py at 32 clients: p99 ~40 ms with 1, ~55 with 2, ~65 with 4, 90+ with 16).
+# Raise it when views wait on slow I/O (a distant database).
+WEB_THREADS = env_int("SPOOL_WEB_THREADS", 1, minimum=1)
 TOKEN_TIME_FLUSH_SECONDS = env_int("SPOOL_TOKEN_TIME_FLUSH_SECONDS", 2)
 WORKER_CONCURRENCY = env_int("SPOOL_WORKER_CONCURRENCY", 2, minimum=1)
 WORKER_LOG_LEVEL = os.environ.get("SPOOL_WORKER_LOG_LEVEL", "WARNING")
