@@ -38,6 +38,7 @@ test-services: install
 
 lint: install
 	$(PY) -m ruff check apps spool tests bench
+	$(PY) -m ruff format --check apps spool tests bench
 	$(PY) manage.py makemigrations --check --dry-run
 
 typecheck: install

@@ -263,7 +263,9 @@ def jwt_ceiling() -> list[str]:
 # --- Report -----------------------------------------------------------------------------
 def print_table(results: list[Result]) -> None:
     width = max(len(r.scenario) for r in results)
-    print(f"{'scenario':<{width}}  {'clients':>7}  {'req/s':>8}  {'p50 ms':>7}  {'p99 ms':>7}  {'non-2xx':>7}  {'sock err':>8}")
+    print(
+        f"{'scenario':<{width}}  {'clients':>7}  {'req/s':>8}  {'p50 ms':>7}  {'p99 ms':>7}  {'non-2xx':>7}  {'sock err':>8}"
+    )
     for r in results:
         print(
             f"{r.scenario:<{width}}  {r.clients:>7}  {r.per_second:>8,.0f}  {r.p50_ms:>7.1f}  {r.p99_ms:>7.1f}"
@@ -287,9 +289,12 @@ def main() -> int:
         database = "PostgreSQL (DATABASE_URL)" if os.environ.get("DATABASE_URL") else "SQLite (embedded)"
         redis = "Redis at REDIS_URL" if os.environ.get("REDIS_URL") else "private Redis (embedded)"
         sizes = serve_sizes()
-        print(f"Spool token issuance: {database}, {redis}, {sizes['SPOOL_WEB_PROCESSES']} web processes x "
-              f"{sizes['SPOOL_WEB_THREADS']} threads, {os.cpu_count()} CPUs, "
-              f"wrk -t1, {args.seconds:g} s per run; load average {os.getloadavg()[0]:.2f}", flush=True)
+        print(
+            f"Spool token issuance: {database}, {redis}, {sizes['SPOOL_WEB_PROCESSES']} web processes x "
+            f"{sizes['SPOOL_WEB_THREADS']} threads, {os.cpu_count()} CPUs, "
+            f"wrk -t1, {args.seconds:g} s per run; load average {os.getloadavg()[0]:.2f}",
+            flush=True,
+        )
         results = measure_spool(conftest, client_counts, args.seconds, scratch)
         results += measure_ceilings(conftest, max(client_counts), args.seconds, scratch)
         jwt_lines = jwt_ceiling()
@@ -330,8 +335,10 @@ def measure_spool(conftest: ModuleType, client_counts: list[int], seconds: float
     try:
         resource = parse_connection_string(live.create_resource(f"bench-{os.getpid()}"))
         raw_ids = create_identities(conftest, live.http_url, resource, IDENTITIES)
-        print(f"serve started, resource and {len(raw_ids)} identities created in "
-              f"{time.monotonic() - started:.1f} s", flush=True)
+        print(
+            f"serve started, resource and {len(raw_ids)} identities created in {time.monotonic() - started:.1f} s",
+            flush=True,
+        )
         for label, base_url in (("HTTP", live.http_url), ("HTTPS", live.https_url)):
             # Signed just before use: the Host header (and so the signature) differs per port.
             signed = presign_token_requests(conftest, base_url, resource, raw_ids)
@@ -352,8 +359,16 @@ def measure_ceilings(conftest: ModuleType, clients: int, seconds: float, scratch
     """djbase's trivial JSON view under gunicorn (WSGI) and daphne (ASGI), one after the other."""
     bin_dir = Path(sys.executable).parent
     port = conftest.free_port()
-    gunicorn = [str(bin_dir / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "--log-level", "warning",
-                "djbase.wsgi"]
+    gunicorn = [
+        str(bin_dir / "gunicorn"),
+        "-w",
+        "2",
+        "-b",
+        f"127.0.0.1:{port}",
+        "--log-level",
+        "warning",
+        "djbase.wsgi",
+    ]
     results = [measure_baseline("gunicorn -w 2 (WSGI)", gunicorn, port, clients, seconds, scratch)]
     port = conftest.free_port()
     daphne = [str(bin_dir / "daphne"), "-b", "127.0.0.1", "-p", str(port), "djbase.asgi:application"]
@@ -371,8 +386,10 @@ def report_ratios(results: list[Result]) -> None:
     for r in results:
         if r.scenario.startswith("Spool") and r.clients == AIM_CLIENTS:
             met = r.per_second >= AIM_TOKENS_PER_SECOND and r.p99_ms < AIM_P99_MS
-            print(f"aim (>= {AIM_TOKENS_PER_SECOND} tokens/s, p99 < {AIM_P99_MS:g} ms at {AIM_CLIENTS} clients), "
-                  f"{r.scenario}: {'met' if met else 'NOT met'} ({r.per_second:,.0f}/s, p99 {r.p99_ms:.1f} ms)")
+            print(
+                f"aim (>= {AIM_TOKENS_PER_SECOND} tokens/s, p99 < {AIM_P99_MS:g} ms at {AIM_CLIENTS} clients), "
+                f"{r.scenario}: {'met' if met else 'NOT met'} ({r.per_second:,.0f}/s, p99 {r.p99_ms:.1f} ms)"
+            )
 
 
 if __name__ == "__main__":

@@ -67,9 +67,11 @@ class BufferedWsgi:
 
     async def _too_large(self, send: Callable[..., Any]) -> None:
         body = json.dumps({"error": {"code": "RequestEntityTooLarge", "message": "The request body is too large."}})
-        await send({
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        })
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body.encode()})
