@@ -56,7 +56,10 @@ def _public_url(value: str) -> str:
         raise ImproperlyConfigured(f"SPOOL_PUBLIC_URL must be scheme://host[:port], got {value!r}")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ImproperlyConfigured(f"SPOOL_PUBLIC_URL must not have a path, got {value!r}")
-    return f"{parts.scheme}://{parts.netloc}"
+    # Clients omit a default port from Host, and HMAC signatures cover the host as sent.
+    default_port = {"http": 80, "https": 443}[parts.scheme]
+    netloc = parts.netloc if parts.port not in (default_port,) else parts.netloc.rsplit(":", 1)[0]
+    return f"{parts.scheme}://{netloc}"
 
 
 # --- Where this deployment writes -------------------------------------------------------
@@ -83,6 +86,8 @@ PUBLIC_URL = _public_url(os.environ.get("SPOOL_PUBLIC_URL") or f"https://127.0.0
 PUBLIC_HOST = urlsplit(PUBLIC_URL).hostname or "127.0.0.1"
 
 TLS_DIR = DATA_DIR / "tls"
+# An operator's own certificate is never replaced; only the default pair is self-signed.
+OPERATOR_TLS = bool(os.environ.get("SPOOL_TLS_CERT") or os.environ.get("SPOOL_TLS_KEY"))
 TLS_CERT = Path(os.environ.get("SPOOL_TLS_CERT") or TLS_DIR / "spool.crt")
 TLS_KEY = Path(os.environ.get("SPOOL_TLS_KEY") or TLS_DIR / "spool.key")
 SIGNING_KEYS_DIR = Path(os.environ.get("SPOOL_SIGNING_KEYS_DIR") or DATA_DIR / "signing-keys")
@@ -224,6 +229,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+CSRF_FAILURE_VIEW = "apps.core.errors.csrf_failure"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "console:resource-list"
 LOGOUT_REDIRECT_URL = "login"
@@ -261,12 +267,13 @@ MAX_UPLOAD_BYTES = env_int("SPOOL_MAX_UPLOAD_BYTES", 64 * 1024 * 1024, minimum=D
 # --- REST framework ---------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
+        # Basic first: its WWW-Authenticate makes DRF answer 401 (not 403) without credentials.
         "rest_framework.authentication.BasicAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["apps.core.parsers.AcsJSONParser"],
     "EXCEPTION_HANDLER": "apps.core.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",

@@ -43,10 +43,12 @@ class KeyPrincipal:
 
 
 def _resource_from_path(request: HttpRequest) -> Resource:
+    """The resource in the path. An unknown one is refused like a wrong key, so that callers
+    without a key cannot tell which resources exist."""
     slug = (request.resolver_match.kwargs.get("slug") if request.resolver_match else None) or ""
     resource = Resource.objects.filter(slug=slug).first()
     if resource is None:
-        raise ApiError(f"Resource {slug!r} was not found.", status=404, code="ResourceNotFound")
+        raise Unauthorized("The request's credentials do not match any resource at this endpoint.")
     return resource
 
 
@@ -56,7 +58,7 @@ def _signed_date(value: str) -> datetime:
     except (TypeError, ValueError):
         raise Unauthorized("The x-ms-date header is not an RFC 1123 date.") from None
     if signed_at.tzinfo is None:
-        signed_at = signed_at.replace(tzinfo=UTC)
+        raise Unauthorized("The x-ms-date header must be in GMT (RFC 1123).")
     if abs(datetime.now(UTC) - signed_at) > MAX_CLOCK_SKEW:
         raise Unauthorized("The x-ms-date header is more than 15 minutes off the server's clock.")
     return signed_at
@@ -72,7 +74,7 @@ def _parse_authorization(value: str) -> tuple[list[str], bytes]:
         raise Unauthorized("SignedHeaders must be x-ms-date;host;x-ms-content-sha256.")
     try:
         signature = base64.b64decode(fields.get("Signature", ""), validate=True)
-    except binascii.Error:
+    except (binascii.Error, ValueError):  # ValueError: non-ASCII text
         raise Unauthorized("The signature is not base64.") from None
     if not signature:
         raise Unauthorized("The Authorization header has no signature.")

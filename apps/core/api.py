@@ -4,23 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from apps.core.errors import ApiError
-
-
-class MergePatchJSONParser(JSONParser):
-    media_type = "application/merge-patch+json"
+from apps.core.parsers import AcsJSONParser, MergePatchJSONParser
 
 
 class AcsApiView(APIView):
     """An ACS operation: checks `api-version` against the versions the view supports."""
 
     api_versions: tuple[str, ...] = ()
-    parser_classes = [JSONParser, MergePatchJSONParser]
+    schema = None  # the ACS API is described by Microsoft's specs, not by /api/schema/
+    parser_classes = [AcsJSONParser, MergePatchJSONParser]
     renderer_classes = [JSONRenderer]
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
@@ -36,10 +33,10 @@ class AcsApiView(APIView):
 
 
 def json_object(request: Request) -> dict[str, Any]:
-    """The request body as a JSON object; an empty body counts as `{}`."""
-    data = request.data
-    if not data:
+    """The request body as a JSON object; an empty body (no bytes at all) counts as `{}`."""
+    if not request.body:
         return {}
+    data = request.data
     if not isinstance(data, dict):
         raise ApiError("The request body must be a JSON object.", code="InvalidRequestBody")
     return data

@@ -103,6 +103,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "BadRequest")
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         response = Response(error_body(code, str(detail)), status=exc.status_code)
+        if getattr(exc, "auth_header", None):
+            response["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
         wait = getattr(exc, "wait", None)
         if isinstance(exc, drf.Throttled) and wait:
             response["Retry-After"] = str(int(wait))
@@ -130,6 +132,14 @@ def handler403(request: HttpRequest, exception: Exception | None = None) -> Any:
     from django.views.defaults import permission_denied
 
     return permission_denied(request, exception or Exception())
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> Any:
+    if _wants_json(request):
+        return error_response(403, "Forbidden", f"CSRF check failed: {reason}")
+    from django.views.csrf import csrf_failure as default_csrf_failure
+
+    return default_csrf_failure(request, reason)
 
 
 def handler404(request: HttpRequest, exception: Exception | None = None) -> Any:

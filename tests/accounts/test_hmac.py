@@ -74,6 +74,13 @@ def test_dates_more_than_15_minutes_off_are_refused(acs: AcsClient, offset: time
     _assert_refused(acs.call("POST", "/identities", {}, headers=signed), "15 minutes")
 
 
+def test_a_date_without_time_zone_is_refused(acs: AcsClient) -> None:
+    target = f"/r/{acs.resource.slug}/identities?api-version=2023-10-01"
+    date = _date(timedelta(0)).replace(" GMT", "")
+    signed = sign_headers("POST", target, b"{}", acs.key, f"testserver/r/{acs.resource.slug}", date=date)
+    _assert_refused(acs.call("POST", "/identities", {}, headers=signed), "GMT")
+
+
 def test_dates_within_15_minutes_are_accepted(acs: AcsClient) -> None:
     target = f"/r/{acs.resource.slug}/identities?api-version=2023-10-01"
     signed = sign_headers(
@@ -102,7 +109,12 @@ def test_a_signature_for_another_path_or_host_is_refused(acs: AcsClient) -> None
 
 
 def test_garbage_authorization_is_refused(acs: AcsClient) -> None:
-    for value in ("Bearer abc", "HMAC-SHA256 Signature=%%%", "HMAC-SHA256 SignedHeaders=host&Signature=YQ=="):
+    for value in (
+        "Bearer abc",
+        "HMAC-SHA256 Signature=%%%",
+        "HMAC-SHA256 SignedHeaders=host&Signature=YQ==",
+        "HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature=\u00e9",
+    ):
         _assert_refused(acs.call("POST", "/identities", {}, headers={"Authorization": value}), "")
 
 
@@ -135,10 +147,11 @@ def test_regenerating_a_key_refuses_the_old_one_at_once(acs: AcsClient) -> None:
     assert acs.call("POST", "/identities", {}, sign_key=acs.resource.secondary_key).status_code == 201
 
 
-def test_unknown_resource_is_404_in_acs_shape(acs: AcsClient) -> None:
+def test_unknown_resource_is_refused_like_a_wrong_key(acs: AcsClient) -> None:
+    # Callers without a key cannot probe which resources exist.
     response = acs.client.post("/r/no-such-resource/identities?api-version=2023-10-01", {}, "application/json")
-    assert response.status_code == 404
-    assert response.json()["error"]["code"] == "ResourceNotFound"
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "Unauthorized"
 
 
 def test_unknown_route_under_the_data_plane_is_404_in_acs_shape(acs: AcsClient) -> None:

@@ -108,6 +108,12 @@ def test_bad_create_with_token_writes_no_identity(acs: AcsClient) -> None:
         (b"{not json", 400, "InvalidJson"),
         (b"[1, 2]", 400, "InvalidRequestBody"),
         (b'"chat"', 400, "InvalidRequestBody"),
+        (b"null", 400, "InvalidRequestBody"),
+        (b"[]", 400, "InvalidRequestBody"),
+        (b"0", 400, "InvalidRequestBody"),
+        (b"false", 400, "InvalidRequestBody"),
+        (b'""', 400, "InvalidRequestBody"),
+        (b"[" * 100_000 + b"]" * 100_000, 400, "InvalidJson"),
         (b'{"createTokenWithScopes": ' + b'"x", "pad": "' + b"a" * 2_000_000 + b'"}', 413, "RequestEntityTooLarge"),
     ],
 )

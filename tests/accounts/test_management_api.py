@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -56,10 +58,18 @@ def test_duplicate_resource_name_is_409(as_user, owner, resource) -> None:
     assert response.json()["error"]["code"] == "ResourceNameTaken"
 
 
-def test_anonymous_callers_are_refused_in_acs_shape() -> None:
-    response = APIClient().get("/api/v1/resources/")
-    assert response.status_code in (401, 403)
-    assert response.json()["error"]["code"] in ("Unauthorized", "Forbidden")
+def test_anonymous_callers_and_wrong_passwords_get_401_in_acs_shape(owner) -> None:
+    anonymous = APIClient().get("/api/v1/resources/")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Basic " + base64.b64encode(b"owner:wrong").decode())
+    wrong = client.get("/api/v1/resources/")
+    client.credentials(HTTP_AUTHORIZATION="Basic " + base64.b64encode(b"owner:correct horse battery").decode())
+    right = client.get("/api/v1/resources/")
+    for response in (anonymous, wrong):
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "Unauthorized"
+        assert response["WWW-Authenticate"].startswith("Basic")
+    assert right.status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -195,7 +205,7 @@ def test_deleting_a_resource_stops_its_keys(as_user, owner, resource) -> None:
 
     acs = AcsClient(resource, resource.primary_key)
     assert as_user(owner).delete(f"/api/v1/resources/{resource.slug}/").status_code == 204
-    assert acs.call("POST", "/identities", {}).status_code == 404
+    assert acs.call("POST", "/identities", {}).status_code == 401
 
 
 def test_schema_and_offline_docs_are_served(as_user, owner) -> None:

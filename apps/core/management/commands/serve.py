@@ -120,8 +120,11 @@ class Command(BaseCommand):
         demo_summary = io.StringIO()
         if demo:
             call_command("seed_demo", stdout=demo_summary)
-        created = ensure_self_signed(settings.TLS_CERT, settings.TLS_KEY, settings.PUBLIC_HOST)
-        if created:
+        if settings.OPERATOR_TLS:
+            missing = [str(p) for p in (settings.TLS_CERT, settings.TLS_KEY) if not p.is_file()]
+            if missing:
+                raise CommandError(f"SPOOL_TLS_CERT / SPOOL_TLS_KEY: no such file {', '.join(missing)}")
+        elif ensure_self_signed(settings.TLS_CERT, settings.TLS_KEY, settings.PUBLIC_HOST):
             self.stdout.write(f"Created a self-signed certificate at {settings.TLS_CERT}")
         _port_is_free(settings.HTTP_PORT)
         _port_is_free(settings.HTTPS_PORT)
