@@ -1,9 +1,12 @@
-"""WebSocket routes of every app."""
+"""WebSocket routes of every app, then a refusal for any other path."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from apps.accounts.routing import websocket_urlpatterns as accounts_routes
+from django.urls import re_path
 
-websocket_urlpatterns: list[Any] = [*accounts_routes]
+from apps.accounts.routing import websocket_urlpatterns as accounts_routes
+from apps.core.consumers import UnknownPathConsumer
+
+websocket_urlpatterns: list[Any] = [*accounts_routes, re_path(r"", UnknownPathConsumer.as_asgi())]

@@ -1,7 +1,9 @@
 """The identity socket (/ws/): a user access token's live connection.
 
 Connects with `?access_token=<token>`; answers with a hello frame; closes (code 4001) when
-the token expires or is revoked, or its identity is deleted. Chat and calling add their
+the token expires or is revoked, or its identity is deleted. Revocation is pushed through
+the identity's group at once; the token is also re-checked every RECHECK_SECONDS, so a lost
+push (a Redis outage) cannot keep a refused token connected. Chat and calling add their
 events to the same connection through the identity's group.
 """
 
@@ -19,6 +21,7 @@ from apps.accounts import services, tokens
 from apps.core.errors import ApiError
 
 CLOSE_UNAUTHORIZED = 4001
+RECHECK_SECONDS = 30
 
 
 class IdentityConsumer(AsyncJsonWebsocketConsumer):
@@ -32,13 +35,10 @@ class IdentityConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "error", "code": error.code, "message": error.message})
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
-        self.principal = principal
+        self.token = token
         self.group = services.identity_group(principal.identity.id)
         await self.channel_layer.group_add(self.group, self.channel_name)
-        expires_in = tokens.verify(token)["exp"] - time.time()
-        self.expiry = asyncio.get_running_loop().call_later(
-            max(expires_in, 0), lambda: asyncio.ensure_future(self._refuse("The token has expired."))
-        )
+        self.watch = asyncio.ensure_future(self._watch_token(tokens.verify(token)["exp"]))
         await self.send_json(
             {
                 "type": "hello",
@@ -50,8 +50,22 @@ class IdentityConsumer(AsyncJsonWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         if getattr(self, "group", None):
-            self.expiry.cancel()
+            self.watch.cancel()
             await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def _watch_token(self, expires_at: float) -> None:
+        """Close at expiry, or earlier when a periodic re-check refuses the token."""
+        while True:
+            remaining = expires_at - time.time()
+            await asyncio.sleep(max(0.0, min(remaining, RECHECK_SECONDS)))
+            if remaining <= RECHECK_SECONDS:
+                await self._refuse("The token has expired.")
+                return
+            try:
+                await database_sync_to_async(services.authenticate_token)(self.token)
+            except ApiError as error:
+                await self._refuse(error.message)
+                return
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if isinstance(content, dict) and content.get("type") == "ping":

@@ -94,6 +94,17 @@ def list_resources(user: AnyUser) -> QuerySet[Resource]:
 
 
 # --- Resources --------------------------------------------------------------------------
+def check_resource_name(name: str, *, exclude: Resource | None = None) -> str:
+    """A valid, untaken resource name. Raises InvalidResourceName or DuplicateResourceName."""
+    name = _clean_name(name)
+    taken = Resource.objects.filter(name__iexact=name)
+    if exclude is not None:
+        taken = taken.exclude(pk=exclude.pk)
+    if taken.exists():
+        raise DuplicateResourceName(f"A resource named {name!r} already exists.", target="name")
+    return name
+
+
 def _clean_name(name: str) -> str:
     name = (name or "").strip()
     if not name or len(name) > 100:
@@ -113,9 +124,7 @@ def _unique_slug(name: str) -> str:
 
 def create_resource(name: str, *, owner: AnyUser | None = None) -> Resource:
     """Create a resource with fresh keys; `owner` becomes its Owner. Raises DuplicateResourceName."""
-    name = _clean_name(name)
-    if Resource.objects.filter(name__iexact=name).exists():
-        raise DuplicateResourceName(f"A resource named {name!r} already exists.", target="name")
+    name = check_resource_name(name)
     try:
         with transaction.atomic():
             resource = Resource.objects.create(name=name, slug=_unique_slug(name))
@@ -128,10 +137,7 @@ def create_resource(name: str, *, owner: AnyUser | None = None) -> Resource:
 
 def rename_resource(resource: Resource, name: str) -> Resource:
     """Change the display name; the slug (and so the endpoint) stays."""
-    name = _clean_name(name)
-    if Resource.objects.filter(name__iexact=name).exclude(pk=resource.pk).exists():
-        raise DuplicateResourceName(f"A resource named {name!r} already exists.", target="name")
-    resource.name = name
+    resource.name = check_resource_name(name, exclude=resource)
     resource.save(update_fields=["name"])
     return resource
 

@@ -79,3 +79,27 @@ async def test_the_socket_closes_when_the_token_expires(resource) -> None:
     # then
     message = await communicator.receive_json_from(timeout=5)
     assert message["code"] == "InvalidToken" and "expired" in message["message"]
+
+
+async def test_unknown_websocket_paths_are_refused() -> None:
+    communicator = WebsocketCommunicator(application, "/ws/nothing-here")
+    connected, _ = await communicator.connect()
+    assert not connected
+
+
+async def test_a_lost_revocation_push_is_caught_by_the_periodic_recheck(resource, monkeypatch) -> None:
+    # given an open socket that re-checks its token every 0.2 s
+    from apps.accounts import consumers
+    from apps.accounts.models import CommunicationIdentity
+
+    monkeypatch.setattr(consumers, "RECHECK_SECONDS", 0.2)
+    identity, token = await _identity_with_token(resource)
+    communicator, _ = await _connect(token.token)
+
+    # when the identity disappears without a push (as if Redis had been down)
+    await database_sync_to_async(CommunicationIdentity.objects.filter(pk=identity.pk).delete)()
+
+    # then the socket is refused anyway
+    message = await communicator.receive_json_from(timeout=5)
+    assert message["code"] == "InvalidToken"
+    assert (await communicator.receive_output(timeout=5))["code"] == 4001

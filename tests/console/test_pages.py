@@ -177,3 +177,42 @@ def test_staff_see_admin(make_user) -> None:
     assert client.get("/admin/accounts/resource/").status_code == 200
     assert client.get("/admin/accounts/communicationidentity/").status_code == 200
     assert client.get("/admin/core/workerheartbeat/").status_code == 200
+
+
+def test_admin_creates_renames_and_deletes_resources_through_the_services(make_user) -> None:
+    # given an operator
+    staff = make_user("root", is_staff=True, is_superuser=True)
+    client = Client()
+    client.force_login(staff)
+
+    # when a resource is added in admin
+    client.post("/admin/accounts/resource/add/", {"name": "Ops Made", **_empty_inline()})
+    duplicate = client.post("/admin/accounts/resource/add/", {"name": "ops made", **_empty_inline()})
+    bad = client.post("/admin/accounts/resource/add/", {"name": "!!!", **_empty_inline()})
+
+    # then it has a slug and working keys, and bad names are form errors, not crashes
+    resource = Resource.objects.get()
+    assert resource.slug == "ops-made" and len(resource.access_keys()[0]) == 32
+    assert duplicate.status_code == 200 and b"already exists" in duplicate.content
+    assert bad.status_code == 200 and Resource.objects.count() == 1
+    assert client.get("/resources/").status_code == 200
+
+
+def test_admin_deleting_an_identity_refuses_its_tokens(make_user, resource) -> None:
+    staff = make_user("root", is_staff=True, is_superuser=True)
+    client = Client()
+    client.force_login(staff)
+    identity, token = services.create_identity(resource, scopes=["chat"])
+    client.post(f"/admin/accounts/communicationidentity/{identity.pk}/delete/", {"post": "yes"})
+    assert not CommunicationIdentity.objects.exists()
+    with pytest.raises(services.TokenRefused):
+        services.authenticate_token(token.token)
+
+
+def _empty_inline() -> dict[str, str]:
+    return {
+        "memberships-TOTAL_FORMS": "0",
+        "memberships-INITIAL_FORMS": "0",
+        "memberships-MIN_NUM_FORMS": "0",
+        "memberships-MAX_NUM_FORMS": "1000",
+    }
