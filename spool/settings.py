@@ -262,7 +262,7 @@ WHITENOISE_USE_FINDERS = True
 # Bodies above this get 413 in the ACS error shape (chat messages are at most 28 KB).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("SPOOL_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
 # The web tier refuses anything larger before Django reads it (file uploads included).
-MAX_UPLOAD_BYTES = env_int("SPOOL_MAX_UPLOAD_BYTES", 64 * 1024 * 1024, minimum=DATA_UPLOAD_MAX_MEMORY_SIZE)
+MAX_UPLOAD_BYTES = env_int("SPOOL_MAX_UPLOAD_BYTES", 16 * 1024 * 1024, minimum=DATA_UPLOAD_MAX_MEMORY_SIZE)
 
 # --- REST framework ---------------------------------------------------------------------
 REST_FRAMEWORK = {

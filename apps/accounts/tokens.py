@@ -1,8 +1,10 @@
 """User access tokens: ES256 JWTs signed with rotating keys kept in SIGNING_KEYS_DIR.
 
-Each key is one PEM file named `<created unix time in ns>-<kid>.pem`; the newest signs, and every
-key in the folder verifies and is published in the JWKS, so rotating never invalidates an
-unexpired token. Keys superseded for longer than the longest token lifetime are pruned.
+Each key is one PEM file named `<signs-from unix time in ns>-<kid>.pem`. Every key in the folder
+verifies and is published in the JWKS at once; the newest key whose time has come signs. A
+rotated key starts signing KEY_ACTIVATION_SECONDS later (the JWKS cache lifetime), so services
+that cached the JWKS know it before they meet a token it signed. Rotating never invalidates an
+unexpired token; keys superseded for longer than the longest token lifetime are pruned.
 ES256 signs ~10x faster than RS256 here and every JOSE library verifies it.
 """
 
@@ -24,6 +26,7 @@ from jwt.algorithms import ECAlgorithm
 
 ALGORITHM = "ES256"
 MAX_TOKEN_LIFETIME_SECONDS = 24 * 3600
+KEY_ACTIVATION_SECONDS = 300  # also the JWKS response's Cache-Control max-age
 
 
 class InvalidToken(Exception):
@@ -33,7 +36,7 @@ class InvalidToken(Exception):
 @dataclass(frozen=True)
 class SigningKey:
     kid: str
-    created: int
+    signs_from: int
     private_key: ec.EllipticCurvePrivateKey
 
     def public_jwk(self) -> dict[str, Any]:
@@ -73,22 +76,25 @@ class KeyStore:
                 return
             keys = []
             for path in sorted(self.directory.glob("*.pem")):
-                created, _, kid = path.stem.partition("-")
+                signs_from, _, kid = path.stem.partition("-")
                 pem = path.read_bytes()
                 private_key = serialization.load_pem_private_key(pem, password=None)
                 assert isinstance(private_key, ec.EllipticCurvePrivateKey)
-                keys.append(SigningKey(kid=kid, created=int(created) // 10**9, private_key=private_key))
+                keys.append(SigningKey(kid=kid, signs_from=int(signs_from) // 10**9, private_key=private_key))
             self._keys = keys
             self._mtime = mtime
 
     def keys(self) -> list[SigningKey]:
         self._refresh()
         if not self._keys:
-            self.rotate()
+            self.rotate(immediately=True)
         return list(self._keys)
 
     def current(self) -> SigningKey:
-        return self.keys()[-1]
+        keys = self.keys()
+        now = time.time()
+        # The first key of a deployment signs at once; later ones after their activation.
+        return next((key for key in reversed(keys) if key.signs_from <= now), keys[0])
 
     def find(self, kid: str) -> SigningKey | None:
         for key in self.keys():
@@ -97,23 +103,25 @@ class KeyStore:
         self._refresh(force=True)  # another process may have just rotated
         return next((key for key in self._keys if key.kid == kid), None)
 
-    def rotate(self) -> SigningKey:
-        """Create a new signing key; it signs from now on, older keys keep verifying."""
+    def rotate(self, *, immediately: bool = False) -> SigningKey:
+        """Publish a new key that signs after KEY_ACTIVATION_SECONDS (at once with
+        `immediately`, e.g. when the current key leaked); older keys keep verifying."""
         private_key = ec.generate_private_key(ec.SECP256R1())
         kid = _key_id(private_key)
-        created_ns = time.time_ns()  # names sort by age even for keys made in the same second
+        # Nanoseconds: names sort by age even for keys made in the same second.
+        signs_from_ns = time.time_ns() + (0 if immediately else KEY_ACTIVATION_SECONDS * 10**9)
         pem = private_key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
         self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.directory / f"{created_ns:020d}-{kid}.pem"
+        path = self.directory / f"{signs_from_ns:020d}-{kid}.pem"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(pem)
         self._refresh(force=True)
-        return SigningKey(kid=kid, created=created_ns // 10**9, private_key=private_key)
+        return SigningKey(kid=kid, signs_from=signs_from_ns // 10**9, private_key=private_key)
 
     def prune(self, *, now: float | None = None) -> list[str]:
         """Delete keys superseded longer ago than a token can live. Returns their kids."""
@@ -121,7 +129,7 @@ class KeyStore:
         keys = self.keys()
         removed = []
         for older, newer in pairwise(keys):
-            if now - newer.created > MAX_TOKEN_LIFETIME_SECONDS + 300:
+            if now - newer.signs_from > MAX_TOKEN_LIFETIME_SECONDS + 300:
                 for path in self.directory.glob(f"*-{older.kid}.pem"):
                     path.unlink(missing_ok=True)
                 removed.append(older.kid)

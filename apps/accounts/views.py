@@ -12,5 +12,5 @@ from apps.accounts import tokens
 def jwks(request: HttpRequest) -> JsonResponse:
     """The public keys that verify user access tokens (RFC 7517), for other services."""
     response = JsonResponse(tokens.key_store().jwks())
-    response["Cache-Control"] = "public, max-age=300"
+    response["Cache-Control"] = f"public, max-age={tokens.KEY_ACTIVATION_SECONDS}"
     return response

@@ -5,20 +5,23 @@ for the body, for start_response and for each chunk: under load every crossing w
 the GIL, which made the tail of a 2 ms API call reach 100+ ms. Django's API and console
 answers are small, so this bridge reads the whole body on the loop, runs the app on a
 thread pool, and buffers the answer: one crossing in, one out. It reuses a2wsgi's environ
-builder. Bodies over `max_body` are refused with 413 before the app sees them.
+builder. Bodies past SPOOL_BODY_MEMORY bytes are spooled to a temporary file, so a large
+upload does not grow the process; bodies over `max_body` (or announcing more in
+Content-Length) are refused with 413 before the app sees them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
 import json
+import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from a2wsgi.wsgi import build_environ
 
+SPOOL_BODY_MEMORY = 1024 * 1024
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 Headers = list[tuple[bytes, bytes]]
 
@@ -30,24 +33,46 @@ class BufferedWsgi:
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="wsgi")
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
-        body = bytearray()
+        if self._announced_length(scope) > self.max_body:
+            await self._too_large(send)
+            return
+        body = tempfile.SpooledTemporaryFile(max_size=SPOOL_BODY_MEMORY)
+        size = 0
         more = True
         while more:
             message = await receive()
             if message["type"] == "http.disconnect":
+                body.close()
                 return
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > self.max_body:
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                body.close()
                 await self._too_large(send)
                 return
+            body.write(chunk)
+            more = message.get("more_body", False)
+        body.seek(0)
         loop = asyncio.get_running_loop()
-        status, headers, content = await loop.run_in_executor(self.executor, self._run, scope, bytes(body))
+        try:
+            status, headers, content = await loop.run_in_executor(self.executor, self._run, scope, body)
+        finally:
+            body.close()
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 
-    def _run(self, scope: dict[str, Any], body: bytes) -> tuple[int, Headers, bytes]:
-        environ: dict[str, Any] = dict(build_environ(scope, io.BytesIO(body)))  # type: ignore[arg-type]
+    @staticmethod
+    def _announced_length(scope: dict[str, Any]) -> int:
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    return int(value)
+                except ValueError:
+                    return 0
+        return 0
+
+    def _run(self, scope: dict[str, Any], body: Any) -> tuple[int, Headers, bytes]:
+        environ: dict[str, Any] = dict(build_environ(scope, body))
         environ["wsgi.input_terminated"] = True
         started: dict[str, Any] = {}
 

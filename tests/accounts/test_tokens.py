@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
+from unittest.mock import patch
 
 import jwt
 import pytest
@@ -17,6 +19,14 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def fresh_keys(tmp_path, settings) -> None:
     settings.SIGNING_KEYS_DIR = tmp_path / "keys"
+
+
+@contextmanager
+def time_machine(seconds: float):
+    """Move time.time forward for the key store (and PyJWT's expiry check)."""
+    real = time.time
+    with patch("time.time", lambda: real() + seconds):
+        yield
 
 
 def _token(resource, scopes=("chat",)) -> str:
@@ -49,22 +59,30 @@ def test_rotation_keeps_unexpired_tokens_valid_and_signs_with_the_new_key(resour
     # when
     new_key = tokens.key_store().rotate()
 
-    # then the old token still works, new tokens use the new key, both keys are published
-    assert services.authenticate_token(old_token)
-    new_token = _token(resource)
-    assert jwt.get_unverified_header(new_token)["kid"] == new_key.kid != old_kid
+    # then both keys are published at once, the old one signs until the new one's activation
     assert {k["kid"] for k in Client().get("/.well-known/jwks.json").json()["keys"]} == {old_kid, new_key.kid}
+    assert jwt.get_unverified_header(_token(resource))["kid"] == old_kid
+    with time_machine(tokens.KEY_ACTIVATION_SECONDS + 1):
+        new_token = _token(resource)
+        assert jwt.get_unverified_header(new_token)["kid"] == new_key.kid != old_kid
+        assert services.authenticate_token(old_token)
+
+
+def test_an_immediate_rotation_signs_with_the_new_key_at_once(resource) -> None:
+    old_kid = jwt.get_unverified_header(_token(resource))["kid"]
+    new_key = tokens.key_store().rotate(immediately=True)
+    assert jwt.get_unverified_header(_token(resource))["kid"] == new_key.kid != old_kid
 
 
 def test_prune_drops_only_keys_no_token_can_still_use(resource) -> None:
     # given an old key superseded by a new one
     store = tokens.key_store()
     old = store.current()
-    new = store.rotate()
+    new = store.rotate(immediately=True)
 
     # when pruning now, nothing goes; a day and more later, the old key goes
     assert store.prune() == []
-    assert store.prune(now=new.created + tokens.MAX_TOKEN_LIFETIME_SECONDS + 301) == [old.kid]
+    assert store.prune(now=new.signs_from + tokens.MAX_TOKEN_LIFETIME_SECONDS + 301) == [old.kid]
     assert [k.kid for k in store.keys()] == [new.kid]
 
 

@@ -72,3 +72,24 @@ async def test_a_body_over_the_limit_gets_413_in_acs_shape_without_running_the_a
     assert sent[0]["status"] == 413
     assert json.loads(sent[1]["body"])["error"]["code"] == "RequestEntityTooLarge"
     assert calls == []
+
+
+async def test_an_announced_oversized_body_is_refused_before_reading_it() -> None:
+    app = BufferedWsgi(echo_app, threads=1, max_body=10)
+    sent: list[dict[str, Any]] = []
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": [(b"content-length", b"999999")]}
+
+    async def receive() -> dict[str, Any]:
+        raise AssertionError("the body must not be read")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 413
+
+
+async def test_a_large_body_reaches_the_app_through_a_temporary_file() -> None:
+    big = b'"' + b"x" * (3 * 1024 * 1024) + b'"'
+    sent = await _call(BufferedWsgi(echo_app, threads=1, max_body=10 * 1024 * 1024), [big[:1000], big[1000:]])
+    assert len(json.loads(sent[1]["body"])["body"]) == len(big)

@@ -153,3 +153,25 @@ def test_serve_refuses_a_port_in_use(live_spool: LiveSpool, tmp_path) -> None:
     assert result.returncode != 0
     assert "Cannot listen" in result.stderr
     assert not (tmp_path / "redis" / "redis.sock").exists()
+
+
+def test_an_operators_certificate_is_never_replaced(live_spool: LiveSpool, tmp_path) -> None:
+    # given an operator's certificate and a key path with a typo
+    cert = tmp_path / "operator.crt"
+    cert.write_text("operator's own certificate")
+    env = {
+        **live_spool.env,
+        "SPOOL_DATA_DIR": str(tmp_path / "data"),
+        "SPOOL_TLS_CERT": str(cert),
+        "SPOOL_TLS_KEY": str(tmp_path / "typo.key"),
+    }
+
+    # when
+    result = subprocess.run(
+        [sys.executable, "manage.py", "serve"], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+
+    # then serve refuses to start and leaves the certificate alone
+    assert result.returncode != 0
+    assert "typo.key" in result.stderr
+    assert cert.read_text() == "operator's own certificate"

@@ -32,8 +32,6 @@ class Command(BaseCommand):
         resource = Resource.objects.filter(slug=DEMO_RESOURCE).first()
         if resource is None:
             resource = services.create_resource("Demo", owner=admin)
-        self.stdout.write(
-            f"Console:     http://127.0.0.1:{settings.HTTP_PORT}/  (or https://127.0.0.1:{settings.HTTPS_PORT}/)"
-        )
+        self.stdout.write(f"Console:     http://127.0.0.1:{settings.HTTP_PORT}/  (or {settings.PUBLIC_URL}/)")
         self.stdout.write(f"Admin login: admin / {password}")
         self.stdout.write(f"Demo connection string: {services.connection_string(resource)}")

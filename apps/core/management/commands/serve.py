@@ -15,6 +15,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,21 +191,19 @@ class Command(BaseCommand):
                 break
         raise CommandError(f"The private Redis did not start; see {directory / 'redis.log'}")
 
-    def _wait_until_serving(self, timeout: float = 30) -> None:
-        """Block until the web tier accepts connections, so the summary is printed last."""
+    def _wait_until_serving(self, timeout: float = 60) -> None:
+        """Block until a web process answers HTTP, so the summary is printed last. (A bare
+        connect would succeed at once: `serve` itself holds the listening sockets.)"""
+        host = "127.0.0.1" if settings.BIND_ADDRESS in ("0.0.0.0", "::") else settings.BIND_ADDRESS
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not self.stopping:
             try:
-                socket.create_connection(
-                    (
-                        "127.0.0.1" if settings.BIND_ADDRESS in ("0.0.0.0", "::") else settings.BIND_ADDRESS,
-                        settings.HTTP_PORT,
-                    ),
-                    timeout=1,
-                ).close()
-                return
+                with urllib.request.urlopen(f"http://{host}:{settings.HTTP_PORT}/healthz", timeout=2):
+                    return
+            except urllib.error.HTTPError:
+                return  # it answered (503 while a dependency is down is still an answer)
             except OSError:
-                time.sleep(0.1)
+                time.sleep(0.2)
 
     def _announce(self) -> None:
         host = settings.BIND_ADDRESS if settings.BIND_ADDRESS not in ("0.0.0.0", "::") else "127.0.0.1"
