@@ -72,7 +72,7 @@ class BufferedWsgi:
         return 0
 
     def _run(self, scope: dict[str, Any], body: Any) -> tuple[int, Headers, bytes]:
-        environ: dict[str, Any] = dict(build_environ(scope, body))
+        environ: dict[str, Any] = dict(build_environ(scope, body))  # type: ignore[arg-type]
         environ["wsgi.input_terminated"] = True
         started: dict[str, Any] = {}
 
