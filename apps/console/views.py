@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from functools import wraps
 from typing import Any
 
@@ -210,16 +211,25 @@ def resource_access(request: HttpRequest, resource: Resource) -> HttpResponse:
 
 
 # --- Identities & user access tokens --------------------------------------------------------
+ISSUED_TOKEN_KEY = "console-issued-token"
+
+
 @resource_page()
 def identities(request: HttpRequest, resource: Resource) -> HttpResponse:
-    issued = None
     if request.method == "POST":
         if not services.can(request.user, resource, services.MANAGE_IDENTITIES):
             messages.error(request, "Your role cannot manage identities.")
-            return redirect("console:identities", slug=resource.slug)
-        issued = _identity_action(request, resource)
-        if issued is None:
-            return redirect("console:identities", slug=resource.slug)
+        else:
+            issued = _identity_action(request, resource)
+            if issued:
+                # Shown once on the next page (post/redirect/get: a reload issues nothing).
+                request.session[ISSUED_TOKEN_KEY] = issued
+        return redirect("console:identities", slug=resource.slug)
+    issued = request.session.pop(ISSUED_TOKEN_KEY, None)
+    if issued and issued.get("resource") == str(resource.pk):
+        issued["expires_on"] = datetime.fromisoformat(issued["expires_on"])
+    else:
+        issued = None
     context = _resource_context(
         request,
         resource,
@@ -233,8 +243,12 @@ def identities(request: HttpRequest, resource: Resource) -> HttpResponse:
 
 
 def _identity_action(request: HttpRequest, resource: Resource) -> dict[str, Any] | None:
-    """Run one POSTed identity action. Returns what to show once (a new token), else None."""
-    action = request.POST.get("action")
+    """Run one POSTed identity action. Returns a new token to show once, else None.
+
+    The scopes and expiry chosen at the top of the page apply both to a new identity and to
+    the "Issue token" button of an existing one (`token_for`).
+    """
+    action = "token" if request.POST.get("token_for") else request.POST.get("action")
     scopes = request.POST.getlist("scopes")
     try:
         minutes = int(request.POST.get("expires", services.MAX_EXPIRY_MINUTES))
@@ -249,11 +263,10 @@ def _identity_action(request: HttpRequest, resource: Resource) -> dict[str, Any]
             if token is None:
                 messages.success(request, f"Identity {identity.raw_id} created.")
                 return None
-            return {"identity": identity.raw_id, "token": token.token, "expires_on": token.expires_on, "scopes": scopes}
-        identity = services.access_identity(resource, request.POST.get("identity", ""))
+            return _issued(resource, identity.raw_id, token, scopes)
+        identity = services.access_identity(resource, request.POST.get("token_for") or request.POST.get("identity", ""))
         if action == "token":
-            token = services.issue_token(identity, scopes, minutes)
-            return {"identity": identity.raw_id, "token": token.token, "expires_on": token.expires_on, "scopes": scopes}
+            return _issued(resource, identity.raw_id, services.issue_token(identity, scopes, minutes), scopes)
         if action == "revoke":
             services.revoke_tokens(identity)
             messages.success(request, f"Every token of {identity.raw_id} issued so far is now refused.")
@@ -264,6 +277,16 @@ def _identity_action(request: HttpRequest, resource: Resource) -> dict[str, Any]
     except ApiError as error:
         messages.error(request, error.message)
     return None
+
+
+def _issued(resource: Resource, raw_id: str, token: services.IssuedToken, scopes: list[str]) -> dict[str, Any]:
+    return {
+        "resource": str(resource.pk),
+        "identity": raw_id,
+        "token": token.token,
+        "expires_on": token.expires_on.isoformat(),
+        "scopes": scopes,
+    }
 
 
 @login_required

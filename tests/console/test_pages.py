@@ -129,14 +129,28 @@ def test_strangers_get_not_found(resource, make_user) -> None:
 def test_identities_page_issues_revokes_and_deletes(browser, resource) -> None:
     # when an identity is created with a token
     page = browser.post(
-        f"/resources/{resource.slug}/identities/", {"action": "create", "scopes": ["chat", "voip"], "expires": "60"}
+        f"/resources/{resource.slug}/identities/",
+        {"action": "create", "scopes": ["chat", "voip"], "expires": "60"},
+        follow=True,
     )
 
-    # then the token is shown once, and the identity is listed
+    # then the token is shown once, after a redirect, and the identity is listed
     identity = CommunicationIdentity.objects.get()
-    token = re.search(rb'id="issued-token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*id="issued-token"', page.content)
-    assert token is not None
-    assert services.authenticate_token((token.group(1) or token.group(2)).decode()).identity == identity
+    assert page.redirect_chain[-1][0] == f"/resources/{resource.slug}/identities/"
+    token = _issued_token(page.content)
+    assert services.authenticate_token(token).identity == identity
+    assert _issued_token(browser.get(f"/resources/{resource.slug}/identities/").content) is None
+
+    # when a token is issued for the existing identity with other scopes and expiry
+    page = browser.post(
+        f"/resources/{resource.slug}/identities/",
+        {"action": "create", "token_for": identity.raw_id, "scopes": ["voip.join"], "expires": "240"},
+        follow=True,
+    )
+
+    # then it carries those, and no identity was added
+    second = services.authenticate_token(_issued_token(page.content))
+    assert second.scopes == {"voip.join"} and CommunicationIdentity.objects.count() == 1
 
     # when it is revoked, then deleted
     browser.post(f"/resources/{resource.slug}/identities/", {"action": "revoke", "identity": identity.raw_id})
@@ -216,3 +230,8 @@ def _empty_inline() -> dict[str, str]:
         "memberships-MIN_NUM_FORMS": "0",
         "memberships-MAX_NUM_FORMS": "1000",
     }
+
+
+def _issued_token(content: bytes) -> str | None:
+    found = re.search(rb'id="issued-token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*id="issued-token"', content)
+    return (found.group(1) or found.group(2)).decode() if found else None
