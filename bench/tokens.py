@@ -36,11 +36,10 @@ from types import ModuleType
 from urllib.parse import quote, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
-BASELINES = ROOT.parent / "shared" / "baselines"
+BASELINES = Path(os.environ.get("SPOOL_BASELINES_DIR") or ROOT.parent / "shared" / "baselines")
 API_VERSION = "2023-10-01"
 TOKEN_BODY = json.dumps({"scopes": ["chat", "voip"]}).encode()
-# Distinct identities spread the per-token UPDATE (last_token_issued_at) over several rows,
-# as real traffic from many users would, instead of queueing every request on one row lock.
+# Tokens for several identities, as real traffic from many users would ask for.
 IDENTITIES = 32
 AIM_TOKENS_PER_SECOND = 500
 AIM_P99_MS = 50.0
@@ -108,25 +107,36 @@ def parse_connection_string(value: str) -> Resource:
 
 
 def send(
-    base_url: str, method: str, target: str, headers: dict[str, str], body: bytes, cafile: str | None = None
+    base_url: str,
+    method: str,
+    target: str,
+    headers: dict[str, str],
+    body: bytes,
+    cafile: str | None = None,
 ) -> tuple[int, bytes]:
     """One request with the target exactly as given (the signature covers its raw form)."""
     parts = urlsplit(base_url)
     connection: http.client.HTTPConnection
     if parts.scheme == "https":
         context = ssl.create_default_context(cafile=cafile)
-        connection = http.client.HTTPSConnection(parts.hostname or "", parts.port, context=context, timeout=10)
+        connection = http.client.HTTPSConnection(
+            parts.hostname or "", parts.port, context=context, timeout=10
+        )
     else:
         connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
     try:
-        connection.request(method, target, body=body, headers={"Content-Type": "application/json", **headers})
+        connection.request(
+            method, target, body=body, headers={"Content-Type": "application/json", **headers}
+        )
         response = connection.getresponse()
         return response.status, response.read()
     finally:
         connection.close()
 
 
-def create_identities(conftest: ModuleType, http_url: str, resource: Resource, count: int) -> list[str]:
+def create_identities(
+    conftest: ModuleType, http_url: str, resource: Resource, count: int
+) -> list[str]:
     host = f"{urlsplit(http_url).netloc}{resource.prefix}"
     target = f"{resource.prefix}/identities?api-version={API_VERSION}"
     ids = []
@@ -147,15 +157,21 @@ def presign_token_requests(
     signed = []
     for raw_id in raw_ids:
         target = f"{resource.prefix}/identities/{quote(raw_id, safe='')}/:issueAccessToken?api-version={API_VERSION}"
-        headers = conftest.sign_headers("POST", target, TOKEN_BODY, resource.key, f"{netloc}{resource.prefix}")
+        headers = conftest.sign_headers(
+            "POST", target, TOKEN_BODY, resource.key, f"{netloc}{resource.prefix}"
+        )
         signed.append((target, {"Host": netloc, "Content-Type": "application/json", **headers}))
     return signed
 
 
-def check_token_request(base_url: str, target: str, headers: dict[str, str], cafile: str | None) -> None:
+def check_token_request(
+    base_url: str, target: str, headers: dict[str, str], cafile: str | None
+) -> None:
     status, body = send(base_url, "POST", target, headers, TOKEN_BODY, cafile)
     if status != 200 or "token" not in json.loads(body or b"{}"):
-        raise SetupError(f"the pre-signed token request to {base_url} answered {status}: {body[:300]!r}")
+        raise SetupError(
+            f"the pre-signed token request to {base_url} answered {status}: {body[:300]!r}"
+        )
 
 
 # --- Load generation --------------------------------------------------------------------
@@ -186,9 +202,22 @@ def replay_script(requests: list[tuple[str, dict[str, str]]], body: bytes) -> st
 
 
 def run_wrk(scenario: str, url: str, clients: int, seconds: float, script: Path) -> Result:
-    command = ["wrk", "-t1", f"-c{clients}", f"-d{seconds:g}s", "--latency", "--timeout", "10s", "-s", str(script), url]
+    command = [
+        "wrk",
+        "-t1",
+        f"-c{clients}",
+        f"-d{seconds:g}s",
+        "--latency",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        url,
+    ]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
-    summary = next((line for line in completed.stdout.splitlines() if line.startswith('{"requests"')), None)
+    summary = next(
+        (line for line in completed.stdout.splitlines() if line.startswith('{"requests"')), None
+    )
     if completed.returncode != 0 or summary is None:
         raise SetupError(f"wrk failed on {url}:\n{completed.stdout}\n{completed.stderr}")
     figures = json.loads(summary)
@@ -206,14 +235,18 @@ def run_wrk(scenario: str, url: str, clients: int, seconds: float, script: Path)
 # --- Baselines --------------------------------------------------------------------------
 def baseline_env() -> dict[str, str]:
     # Our own DJANGO_SETTINGS_MODULE would override djbase's setdefault().
-    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "SPOOL_DATA_DIR")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "SPOOL_DATA_DIR")
+    }
     env["PYTHONPATH"] = str(BASELINES)
     return env
 
 
 def start_baseline(name: str, argv: list[str], port: int, log: Path) -> subprocess.Popen[bytes]:
     with open(log, "wb") as out:
-        process = subprocess.Popen(argv, cwd=BASELINES, env=baseline_env(), stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            argv, cwd=BASELINES, env=baseline_env(), stdout=out, stderr=subprocess.STDOUT
+        )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -239,7 +272,9 @@ def stop(process: subprocess.Popen[bytes] | None) -> None:
         process.wait()
 
 
-def measure_baseline(name: str, app_argv: list[str], port: int, clients: int, seconds: float, scratch: Path) -> Result:
+def measure_baseline(
+    name: str, app_argv: list[str], port: int, clients: int, seconds: float, scratch: Path
+) -> Result:
     script = scratch / "done.lua"
     script.write_text(WRK_DONE)
     process = start_baseline(name, app_argv, port, scratch / f"{name.split()[0]}.log")
@@ -253,7 +288,11 @@ def measure_baseline(name: str, app_argv: list[str], port: int, clients: int, se
 
 def jwt_ceiling() -> list[str]:
     completed = subprocess.run(
-        [sys.executable, str(BASELINES / "jwt_sign.py")], capture_output=True, text=True, timeout=60, env=baseline_env()
+        [sys.executable, str(BASELINES / "jwt_sign.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=baseline_env(),
     )
     if completed.returncode != 0:
         raise SetupError(f"jwt_sign.py failed:\n{completed.stderr}")
@@ -275,8 +314,12 @@ def print_table(results: list[Result]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", default="1,32", help="comma-separated concurrent connections (default 1,32)")
-    parser.add_argument("--seconds", type=float, default=10, help="length of each measured run (default 10)")
+    parser.add_argument(
+        "--clients", default="1,32", help="comma-separated concurrent connections (default 1,32)"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=10, help="length of each measured run (default 10)"
+    )
     args = parser.parse_args()
     client_counts = [int(c) for c in args.clients.split(",") if c.strip()]
     if shutil.which("wrk") is None:
@@ -286,7 +329,9 @@ def main() -> int:
     scratch = Path(tempfile.mkdtemp(prefix="spool-bench-"))
     try:
         conftest = load_conftest(scratch)
-        database = "PostgreSQL (DATABASE_URL)" if os.environ.get("DATABASE_URL") else "SQLite (embedded)"
+        database = (
+            "PostgreSQL (DATABASE_URL)" if os.environ.get("DATABASE_URL") else "SQLite (embedded)"
+        )
         redis = "Redis at REDIS_URL" if os.environ.get("REDIS_URL") else "private Redis (embedded)"
         sizes = serve_sizes()
         print(
@@ -327,7 +372,9 @@ def serve_sizes() -> dict[str, str]:
     }
 
 
-def measure_spool(conftest: ModuleType, client_counts: list[int], seconds: float, scratch: Path) -> list[Result]:
+def measure_spool(
+    conftest: ModuleType, client_counts: list[int], seconds: float, scratch: Path
+) -> list[Result]:
     started = time.monotonic()
     # serve's own defaults (spool.settings); the test fixture trims them to 1 each.
     live, cleanups = conftest.start_spool(serve_sizes())
@@ -349,13 +396,17 @@ def measure_spool(conftest: ModuleType, client_counts: list[int], seconds: float
             # Warm every web process and thread (lazy imports, DB connections) off the record.
             run_wrk("warm-up", url, max(client_counts), 2, script)
             for clients in client_counts:
-                results.append(run_wrk(f"Spool tokens, {label} keep-alive", url, clients, seconds, script))
+                results.append(
+                    run_wrk(f"Spool tokens, {label} keep-alive", url, clients, seconds, script)
+                )
     finally:
         conftest.stop_spool(live, cleanups)
     return results
 
 
-def measure_ceilings(conftest: ModuleType, clients: int, seconds: float, scratch: Path) -> list[Result]:
+def measure_ceilings(
+    conftest: ModuleType, clients: int, seconds: float, scratch: Path
+) -> list[Result]:
     """djbase's trivial JSON view under gunicorn (WSGI) and daphne (ASGI), one after the other."""
     bin_dir = Path(sys.executable).parent
     port = conftest.free_port()
@@ -371,7 +422,14 @@ def measure_ceilings(conftest: ModuleType, clients: int, seconds: float, scratch
     ]
     results = [measure_baseline("gunicorn -w 2 (WSGI)", gunicorn, port, clients, seconds, scratch)]
     port = conftest.free_port()
-    daphne = [str(bin_dir / "daphne"), "-b", "127.0.0.1", "-p", str(port), "djbase.asgi:application"]
+    daphne = [
+        str(bin_dir / "daphne"),
+        "-b",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "djbase.asgi:application",
+    ]
     results.append(measure_baseline("daphne (ASGI)", daphne, port, clients, seconds, scratch))
     return results
 
@@ -382,7 +440,9 @@ def report_ratios(results: list[Result]) -> None:
     print()
     for r in results:
         if r.scenario.startswith("Spool") and r.clients == gunicorn.clients:
-            print(f"{r.scenario} at {r.clients} clients / gunicorn ceiling: {r.per_second / gunicorn.per_second:.2f}")
+            print(
+                f"{r.scenario} at {r.clients} clients / gunicorn ceiling: {r.per_second / gunicorn.per_second:.2f}"
+            )
     for r in results:
         if r.scenario.startswith("Spool") and r.clients == AIM_CLIENTS:
             met = r.per_second >= AIM_TOKENS_PER_SECOND and r.p99_ms < AIM_P99_MS

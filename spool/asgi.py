@@ -23,7 +23,9 @@ from spool.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": BufferedWsgi(django_wsgi, threads=settings.WEB_THREADS, max_body=settings.MAX_UPLOAD_BYTES),
+        "http": BufferedWsgi(
+            django_wsgi, threads=settings.WEB_THREADS, max_body=settings.MAX_UPLOAD_BYTES
+        ),
         "websocket": URLRouter(websocket_urlpatterns),
     }
 )

@@ -111,7 +111,9 @@ CSRF_TRUSTED_ORIGINS = [
     ),
     *env_list("SPOOL_CSRF_TRUSTED_ORIGINS"),
 ]
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("SPOOL_BEHIND_PROXY") else None
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("SPOOL_BEHIND_PROXY") else None
+)
 
 # --- Django ---------------------------------------------------------------------------
 INSTALLED_APPS = [
@@ -165,7 +167,9 @@ TEMPLATES = [
 # --- Database: PostgreSQL when DATABASE_URL is set, else SQLite in the data dir ----------
 if os.environ.get("DATABASE_URL"):
     DATABASES = {
-        "default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=600, conn_health_checks=True)
+        "default": dj_database_url.parse(
+            os.environ["DATABASE_URL"], conn_max_age=600, conn_health_checks=True
+        )
     }
 else:
     DATABASES = {
@@ -218,7 +222,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_ALWAYS_EAGER = env_bool("SPOOL_CELERY_EAGER")
 CELERY_BEAT_SCHEDULE = {
-    "heartbeat": {"task": "apps.core.tasks.heartbeat", "schedule": 30.0, "options": {"expires": 30}},
+    "heartbeat": {
+        "task": "apps.core.tasks.heartbeat",
+        "schedule": 30.0,
+        "options": {"expires": 30},
+    },
     "prune-signing-keys": {"task": "apps.accounts.tasks.prune_signing_keys", "schedule": 3600.0},
 }
 
@@ -262,7 +270,9 @@ WHITENOISE_USE_FINDERS = True
 # Bodies above this get 413 in the ACS error shape (chat messages are at most 28 KB).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("SPOOL_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
 # The web tier refuses anything larger before Django reads it (file uploads included).
-MAX_UPLOAD_BYTES = env_int("SPOOL_MAX_UPLOAD_BYTES", 16 * 1024 * 1024, minimum=DATA_UPLOAD_MAX_MEMORY_SIZE)
+MAX_UPLOAD_BYTES = env_int(
+    "SPOOL_MAX_UPLOAD_BYTES", 16 * 1024 * 1024, minimum=DATA_UPLOAD_MAX_MEMORY_SIZE
+)
 
 # --- REST framework ---------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -39,7 +39,10 @@ def make_user(django_user_model: Any) -> Any:
     def make(username: str | None = None, **extra: Any) -> Any:
         username = username or f"user-{uuid.uuid4().hex[:8]}"
         return django_user_model.objects.create_user(
-            username=username, email=f"{username}@example.com", password="correct horse battery", **extra
+            username=username,
+            email=f"{username}@example.com",
+            password="correct horse battery",
+            **extra,
         )
 
     return make
@@ -68,7 +71,9 @@ def sign_headers(
     date = date or formatdate(usegmt=True)
     content_hash = base64.b64encode(hashlib.sha256(body).digest()).decode()
     string_to_sign = f"{method}\n{target}\n{date};{host};{content_hash}"
-    signature = base64.b64encode(hmac.new(base64.b64decode(key), string_to_sign.encode(), hashlib.sha256).digest())
+    signature = base64.b64encode(
+        hmac.new(base64.b64decode(key), string_to_sign.encode(), hashlib.sha256).digest()
+    )
     return {
         "x-ms-date": date,
         "x-ms-content-sha256": content_hash,
@@ -96,15 +101,25 @@ class AcsClient:
         sign_key: str | None = None,
         query: str | None = None,
     ) -> Any:
-        target = f"/r/{self.resource.slug}{path}?" + (query if query is not None else f"api-version={api_version}")
-        data = raw_body if raw_body is not None else (json.dumps(body).encode() if body is not None else b"")
-        signed = sign_headers(method, target, data, sign_key or self.key, f"testserver/r/{self.resource.slug}")
+        target = f"/r/{self.resource.slug}{path}?" + (
+            query if query is not None else f"api-version={api_version}"
+        )
+        data = (
+            raw_body
+            if raw_body is not None
+            else (json.dumps(body).encode() if body is not None else b"")
+        )
+        signed = sign_headers(
+            method, target, data, sign_key or self.key, f"testserver/r/{self.resource.slug}"
+        )
         signed.update(headers or {})
         meta = {f"HTTP_{name.upper().replace('-', '_')}": value for name, value in signed.items()}
         # Real servers hand the raw, still-encoded target to the app; the test client does not.
         meta["REQUEST_URI"] = target
         path_only, _, query_string = target.partition("?")
-        return self.client.generic(method, f"{path_only}?{query_string}", data, content_type="application/json", **meta)
+        return self.client.generic(
+            method, f"{path_only}?{query_string}", data, content_type="application/json", **meta
+        )
 
 
 @pytest.fixture
@@ -215,17 +230,25 @@ def start_spool(extra_env: dict[str, str] | None = None) -> tuple[LiveSpool, lis
         # Its own Redis database, so two live servers never consume each other's jobs.
         import random
 
-        env["REDIS_URL"] = urlsplit(env["REDIS_URL"])._replace(path=f"/{random.randint(1, 15)}").geturl()
+        env["REDIS_URL"] = (
+            urlsplit(env["REDIS_URL"])._replace(path=f"/{random.randint(1, 15)}").geturl()
+        )
     live = LiveSpool(data_dir, http_port, https_port, env)
     live.manage("migrate", "--noinput")
     log = open(data_dir / "serve.log", "wb")
     live.process = subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), "serve"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+        [sys.executable, str(ROOT / "manage.py"), "serve"],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            urllib.request.urlopen(f"{live.https_url}/.well-known/jwks.json", context=live.ssl_context(), timeout=2)
+            urllib.request.urlopen(
+                f"{live.https_url}/.well-known/jwks.json", context=live.ssl_context(), timeout=2
+            )
             break
         except Exception:
             if live.process.poll() is not None:
@@ -234,7 +257,9 @@ def start_spool(extra_env: dict[str, str] | None = None) -> tuple[LiveSpool, lis
     else:
         live.process.kill()
     if live.process.poll() is not None:
-        raise RuntimeError("manage.py serve did not start:\n" + (data_dir / "serve.log").read_text()[-4000:])
+        raise RuntimeError(
+            "manage.py serve did not start:\n" + (data_dir / "serve.log").read_text()[-4000:]
+        )
     return live, cleanups
 
 

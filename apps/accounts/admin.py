@@ -39,8 +39,21 @@ class ResourceAdmin(admin.ModelAdmin[Resource]):
     list_display = ["name", "slug", "created_at"]
     search_fields = ["name", "slug"]
     form = ResourceForm
-    fields = ["name", "id", "slug", "created_at", "primary_key_rotated_at", "secondary_key_rotated_at"]
-    readonly_fields = ["id", "slug", "created_at", "primary_key_rotated_at", "secondary_key_rotated_at"]
+    fields = [
+        "name",
+        "id",
+        "slug",
+        "created_at",
+        "primary_key_rotated_at",
+        "secondary_key_rotated_at",
+    ]
+    readonly_fields = [
+        "id",
+        "slug",
+        "created_at",
+        "primary_key_rotated_at",
+        "secondary_key_rotated_at",
+    ]
     inlines = [MembershipInline]
     actions = ["regenerate_primary_key", "regenerate_secondary_key"]
 
@@ -71,7 +84,9 @@ class ResourceAdmin(admin.ModelAdmin[Resource]):
     def regenerate_secondary_key(self, request: HttpRequest, queryset: QuerySet[Resource]) -> None:
         for resource in queryset:
             services.regenerate_key(resource, "secondary")
-        messages.success(request, f"Regenerated the secondary key of {queryset.count()} resource(s).")
+        messages.success(
+            request, f"Regenerated the secondary key of {queryset.count()} resource(s)."
+        )
 
 
 @admin.register(Membership)
@@ -86,7 +101,14 @@ class CommunicationIdentityAdmin(admin.ModelAdmin[CommunicationIdentity]):
     list_display = ["id", "resource", "created_at", "last_token_issued_at", "token_generation"]
     list_filter = ["resource"]
     search_fields = ["id"]
-    readonly_fields = ["id", "resource", "created_at", "last_token_issued_at", "tokens_revoked_at", "token_generation"]
+    readonly_fields = [
+        "id",
+        "resource",
+        "created_at",
+        "last_token_issued_at",
+        "tokens_revoked_at",
+        "token_generation",
+    ]
     actions = ["revoke_tokens"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -95,12 +117,16 @@ class CommunicationIdentityAdmin(admin.ModelAdmin[CommunicationIdentity]):
     def delete_model(self, request: HttpRequest, obj: CommunicationIdentity) -> None:
         services.delete_identity(obj)
 
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[CommunicationIdentity]) -> None:
+    def delete_queryset(
+        self, request: HttpRequest, queryset: QuerySet[CommunicationIdentity]
+    ) -> None:
         for identity in queryset:
             services.delete_identity(identity)
 
     @admin.action(description="Revoke every token issued so far")
-    def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[CommunicationIdentity]) -> None:
+    def revoke_tokens(
+        self, request: HttpRequest, queryset: QuerySet[CommunicationIdentity]
+    ) -> None:
         for identity in queryset:
             services.revoke_tokens(identity)
         messages.success(request, f"Revoked the tokens of {queryset.count()} identities.")

@@ -69,7 +69,9 @@ def _parse_authorization(value: str) -> tuple[list[str], bytes]:
     if scheme != "HMAC-SHA256":
         raise Unauthorized("The Authorization header must use the HMAC-SHA256 scheme.")
     fields = dict(part.partition("=")[::2] for part in params.strip().split("&"))
-    signed_headers = [h.strip().lower() for h in fields.get("SignedHeaders", "").split(";") if h.strip()]
+    signed_headers = [
+        h.strip().lower() for h in fields.get("SignedHeaders", "").split(";") if h.strip()
+    ]
     if set(signed_headers) != {"x-ms-date", "host", "x-ms-content-sha256"}:
         raise Unauthorized("SignedHeaders must be x-ms-date;host;x-ms-content-sha256.")
     try:
@@ -100,7 +102,9 @@ def verify_hmac(request: HttpRequest, resource: Resource) -> None:
     try:
         body = request.body
     except RequestDataTooBig:
-        raise ApiError("The request body is too large.", status=413, code="RequestEntityTooLarge") from None
+        raise ApiError(
+            "The request body is too large.", status=413, code="RequestEntityTooLarge"
+        ) from None
     actual_hash = base64.b64encode(hashlib.sha256(body).digest()).decode()
     if not hmac.compare_digest(actual_hash.encode(), content_hash.encode()):
         raise Unauthorized("x-ms-content-sha256 does not match the request body.")
@@ -116,7 +120,8 @@ def verify_hmac(request: HttpRequest, resource: Resource) -> None:
         for path_and_query in targets:
             values = {"x-ms-date": date, "host": signed_host, "x-ms-content-sha256": content_hash}
             string_to_sign = (
-                f"{request.method}\n{path_and_query}\n" + ";".join(values[h] for h in signed_headers)
+                f"{request.method}\n{path_and_query}\n"
+                + ";".join(values[h] for h in signed_headers)
             ).encode()
             for key in keys:
                 expected = hmac.new(key, string_to_sign, hashlib.sha256).digest()
@@ -142,7 +147,9 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
     """DRF authentication with a user access token; request.auth is a TokenPrincipal whose
     identity belongs to the resource in the path."""
 
-    def authenticate(self, request: Request) -> tuple[services.TokenPrincipal, services.TokenPrincipal] | None:
+    def authenticate(
+        self, request: Request
+    ) -> tuple[services.TokenPrincipal, services.TokenPrincipal] | None:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():

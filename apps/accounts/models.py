@@ -46,12 +46,16 @@ class Membership(models.Model):
     """A portal user's role on one resource."""
 
     resource = models.ForeignKey(Resource, on_delete=models.CASCADE, related_name="memberships")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
     role = models.CharField(max_length=16, choices=Role.choices)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["resource", "user"], name="one_role_per_user")]
+        constraints = [
+            models.UniqueConstraint(fields=["resource", "user"], name="one_role_per_user")
+        ]
         ordering = ["user__username"]
 
     def __str__(self) -> str:

@@ -110,7 +110,9 @@ def _clean_name(name: str) -> str:
     if not name or len(name) > 100:
         raise InvalidResourceName("A resource name must be 1 to 100 characters.", target="name")
     if not slugify(name):
-        raise InvalidResourceName("A resource name needs at least one letter or digit.", target="name")
+        raise InvalidResourceName(
+            "A resource name needs at least one letter or digit.", target="name"
+        )
     return name
 
 
@@ -131,7 +133,9 @@ def create_resource(name: str, *, owner: AnyUser | None = None) -> Resource:
             if owner is not None and owner.is_authenticated:
                 Membership.objects.create(resource=resource, user_id=owner.pk, role=Role.OWNER)
     except IntegrityError:
-        raise DuplicateResourceName(f"A resource named {name!r} already exists.", target="name") from None
+        raise DuplicateResourceName(
+            f"A resource named {name!r} already exists.", target="name"
+        ) from None
     return resource
 
 
@@ -152,7 +156,9 @@ def delete_resource(resource: Resource) -> None:
 def regenerate_key(resource: Resource, which: str) -> Resource:
     """Replace the primary or secondary key; the old one is refused from the next request."""
     if which not in ("primary", "secondary"):
-        raise InvalidResourceName("Key must be 'primary' or 'secondary'.", code="InvalidKeyType", target="key")
+        raise InvalidResourceName(
+            "Key must be 'primary' or 'secondary'.", code="InvalidKeyType", target="key"
+        )
     with transaction.atomic():
         setattr(resource, f"{which}_key", new_access_key())
         setattr(resource, f"{which}_key_rotated_at", timezone.now())
@@ -176,7 +182,9 @@ def list_members(resource: Resource) -> QuerySet[Membership]:
 
 def _check_role(role: str) -> str:
     if role not in Role.values:
-        raise AccessDenied(f"Role must be one of {', '.join(Role.values)}.", status=400, code="InvalidRole")
+        raise AccessDenied(
+            f"Role must be one of {', '.join(Role.values)}.", status=400, code="InvalidRole"
+        )
     return role
 
 
@@ -199,11 +207,19 @@ def add_member(resource: Resource, username_or_email: str, role: str) -> Members
 
 
 def _owners_left_without(membership: Membership) -> int:
-    return Membership.objects.filter(resource=membership.resource_id, role=Role.OWNER).exclude(pk=membership.pk).count()
+    return (
+        Membership.objects.filter(resource=membership.resource_id, role=Role.OWNER)
+        .exclude(pk=membership.pk)
+        .count()
+    )
 
 
 def _change_role(membership: Membership, role: str) -> None:
-    if membership.role == Role.OWNER and role != Role.OWNER and not _owners_left_without(membership):
+    if (
+        membership.role == Role.OWNER
+        and role != Role.OWNER
+        and not _owners_left_without(membership)
+    ):
         raise LastOwner("A resource needs at least one owner.")
     membership.role = role
     membership.save(update_fields=["role"])
@@ -226,7 +242,9 @@ def remove_member(resource: Resource, member_id: int) -> None:
 
 
 def _access_member(resource: Resource, member_id: int) -> Membership:
-    membership = Membership.objects.select_for_update().filter(resource=resource, pk=member_id).first()
+    membership = (
+        Membership.objects.select_for_update().filter(resource=resource, pk=member_id).first()
+    )
     if membership is None:
         raise MemberNotFound(f"Member {member_id} was not found.")
     return membership
@@ -263,7 +281,9 @@ def check_token_request(scopes: Any, expires_in_minutes: Any = None) -> tuple[li
         raise InvalidScopes("scopes must be a non-empty list.", target="scopes")
     unknown = [s for s in scopes if not isinstance(s, str) or s not in SCOPES]
     if unknown:
-        raise InvalidScopes(f"Unknown scope {unknown[0]!r}; valid scopes are {', '.join(SCOPES)}.", target="scopes")
+        raise InvalidScopes(
+            f"Unknown scope {unknown[0]!r}; valid scopes are {', '.join(SCOPES)}.", target="scopes"
+        )
     chosen = list(dict.fromkeys(scopes))
     if expires_in_minutes is None:
         expires_in_minutes = MAX_EXPIRY_MINUTES
@@ -296,7 +316,11 @@ def access_identity(resource: Resource, raw_id: str) -> CommunicationIdentity:
     """The identity with this raw id in this resource. Raises IdentityNotFound otherwise,
     including for another resource's identity (tenants never see each other)."""
     identity_id = parse_raw_id(resource, raw_id)
-    identity = CommunicationIdentity.objects.filter(resource=resource, pk=identity_id).first() if identity_id else None
+    identity = (
+        CommunicationIdentity.objects.filter(resource=resource, pk=identity_id).first()
+        if identity_id
+        else None
+    )
     if identity is None:
         raise IdentityNotFound(f"Identity {raw_id!r} was not found.", target="id")
     return identity
@@ -312,12 +336,16 @@ def create_identity(
     return identity, token
 
 
-def issue_token(identity: CommunicationIdentity, scopes: Any, expires_in_minutes: Any = None) -> IssuedToken:
+def issue_token(
+    identity: CommunicationIdentity, scopes: Any, expires_in_minutes: Any = None
+) -> IssuedToken:
     chosen, minutes = check_token_request(scopes, expires_in_minutes)
     return do_issue_token(identity, chosen, minutes)
 
 
-def issue_token_for(resource: Resource, raw_id: str, scopes: Any, expires_in_minutes: Any = None) -> IssuedToken:
+def issue_token_for(
+    resource: Resource, raw_id: str, scopes: Any, expires_in_minutes: Any = None
+) -> IssuedToken:
     """Issue a token to the identity `raw_id` of `resource` (the ACS API's hot path: one
     indexed read). Raises InvalidScopes, InvalidExpiry or IdentityNotFound; a refusal writes nothing."""
     chosen, minutes = check_token_request(scopes, expires_in_minutes)
@@ -339,12 +367,16 @@ def issue_token_for(resource: Resource, raw_id: str, scopes: Any, expires_in_min
 def do_issue_token(identity: CommunicationIdentity, scopes: list[str], minutes: int) -> IssuedToken:
     """Sign a token for already-validated scopes and lifetime; record the time at once
     (the console shows it on the next page)."""
-    token = _sign_token(identity.raw_id, identity.resource_id, identity.token_generation, scopes, minutes)
+    token = _sign_token(
+        identity.raw_id, identity.resource_id, identity.token_generation, scopes, minutes
+    )
     CommunicationIdentity.objects.filter(pk=identity.pk).update(last_token_issued_at=timezone.now())
     return token
 
 
-def _sign_token(raw_id: str, resource_id: uuid.UUID, generation: int, scopes: list[str], minutes: int) -> IssuedToken:
+def _sign_token(
+    raw_id: str, resource_id: uuid.UUID, generation: int, scopes: list[str], minutes: int
+) -> IssuedToken:
     now = timezone.now()
     expires_on = (now + timedelta(minutes=minutes)).replace(microsecond=0)
     claims = {

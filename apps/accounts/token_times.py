@@ -38,7 +38,9 @@ class TokenTimes:
         with self._lock:
             self._pending[identity_id] = when
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, args=(interval,), name="token-times", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._run, args=(interval,), name="token-times", daemon=True
+                )
                 self._thread.start()
                 atexit.register(self.flush)
 
@@ -48,9 +50,13 @@ class TokenTimes:
             pending, self._pending = self._pending, {}
         if not pending:
             return
-        rows = [CommunicationIdentity(pk=pk, last_token_issued_at=when) for pk, when in pending.items()]
+        rows = [
+            CommunicationIdentity(pk=pk, last_token_issued_at=when) for pk, when in pending.items()
+        ]
         try:
-            CommunicationIdentity.objects.bulk_update(rows, ["last_token_issued_at"], batch_size=500)
+            CommunicationIdentity.objects.bulk_update(
+                rows, ["last_token_issued_at"], batch_size=500
+            )
         except Exception:
             logger.exception("could not record the token times of %d identities", len(rows))
 

@@ -80,7 +80,11 @@ class KeyStore:
                 pem = path.read_bytes()
                 private_key = serialization.load_pem_private_key(pem, password=None)
                 assert isinstance(private_key, ec.EllipticCurvePrivateKey)
-                keys.append(SigningKey(kid=kid, signs_from=int(signs_from) // 10**9, private_key=private_key))
+                keys.append(
+                    SigningKey(
+                        kid=kid, signs_from=int(signs_from) // 10**9, private_key=private_key
+                    )
+                )
             self._keys = keys
             self._mtime = mtime
 

@@ -70,8 +70,12 @@ def resource_page(permission: str = services.VIEW) -> Callable[[ResourceView], R
                 resource = services.access_resource(request.user, slug, permission)
             except ApiError as error:
                 if error.status == 404:
-                    return render(request, "console/not_found.html", {"message": error.message}, status=404)
-                return render(request, "console/forbidden.html", {"message": error.message}, status=403)
+                    return render(
+                        request, "console/not_found.html", {"message": error.message}, status=404
+                    )
+                return render(
+                    request, "console/forbidden.html", {"message": error.message}, status=403
+                )
             return view(request, resource, *args, **kwargs)
 
         return wrapper
@@ -83,7 +87,9 @@ def _page(request: HttpRequest, items: Any) -> Any:
     return Paginator(items, PAGE_SIZE).get_page(request.GET.get("page"))
 
 
-def _resource_context(request: HttpRequest, resource: Resource, tab: str, **extra: Any) -> dict[str, Any]:
+def _resource_context(
+    request: HttpRequest, resource: Resource, tab: str, **extra: Any
+) -> dict[str, Any]:
     user = request.user
     return {
         "resource": resource,
@@ -150,7 +156,9 @@ def resource_delete(request: HttpRequest, resource: Resource) -> HttpResponse:
             services.delete_resource(resource)
             messages.success(request, f"Resource {name} was deleted.")
             return redirect("console:resource-list")
-    return render(request, "console/resource_delete.html", _resource_context(request, resource, "overview"))
+    return render(
+        request, "console/resource_delete.html", _resource_context(request, resource, "overview")
+    )
 
 
 @resource_page(services.READ_KEYS)
@@ -165,7 +173,9 @@ def resource_keys(request: HttpRequest, resource: Resource) -> HttpResponse:
             except ApiError as error:
                 messages.error(request, error.message)
             else:
-                messages.success(request, f"The {which} key was regenerated; the old one no longer works.")
+                messages.success(
+                    request, f"The {which} key was regenerated; the old one no longer works."
+                )
         return redirect("console:resource-keys", slug=resource.slug)
     keys = [
         {
@@ -177,7 +187,11 @@ def resource_keys(request: HttpRequest, resource: Resource) -> HttpResponse:
         }
         for which in ("primary", "secondary")
     ]
-    return render(request, "console/resource_keys.html", _resource_context(request, resource, "keys", keys=keys))
+    return render(
+        request,
+        "console/resource_keys.html",
+        _resource_context(request, resource, "keys", keys=keys),
+    )
 
 
 # --- Access control ---------------------------------------------------------------------
@@ -194,9 +208,14 @@ def resource_access(request: HttpRequest, resource: Resource) -> HttpResponse:
                     membership = services.add_member(
                         resource, request.POST.get("user", ""), request.POST.get("role", "")
                     )
-                    messages.success(request, f"{membership.user.username} is now {membership.get_role_display()}.")
+                    messages.success(
+                        request,
+                        f"{membership.user.username} is now {membership.get_role_display()}.",
+                    )
                 elif action == "role":
-                    services.change_member_role(resource, int(request.POST["member"]), request.POST.get("role", ""))
+                    services.change_member_role(
+                        resource, int(request.POST["member"]), request.POST.get("role", "")
+                    )
                     messages.success(request, "Role changed.")
                 elif action == "remove":
                     services.remove_member(resource, int(request.POST["member"]))
@@ -205,7 +224,11 @@ def resource_access(request: HttpRequest, resource: Resource) -> HttpResponse:
             messages.error(request, getattr(error, "message", "Invalid request."))
         return redirect("console:resource-access", slug=resource.slug)
     context = _resource_context(
-        request, resource, "access", page=_page(request, services.list_members(resource)), roles=Role.choices
+        request,
+        resource,
+        "access",
+        page=_page(request, services.list_members(resource)),
+        roles=Role.choices,
     )
     return render(request, "console/resource_access.html", context)
 
@@ -236,7 +259,13 @@ def identities(request: HttpRequest, resource: Resource) -> HttpResponse:
         "identities",
         page=_page(request, services.list_identities(resource)),
         scopes=services.SCOPES,
-        expiry_choices=[(60, "1 hour"), (240, "4 hours"), (480, "8 hours"), (720, "12 hours"), (1440, "24 hours")],
+        expiry_choices=[
+            (60, "1 hour"),
+            (240, "4 hours"),
+            (480, "8 hours"),
+            (720, "12 hours"),
+            (1440, "24 hours"),
+        ],
         issued=issued,
     )
     return render(request, "console/identities.html", context)
@@ -264,12 +293,18 @@ def _identity_action(request: HttpRequest, resource: Resource) -> dict[str, Any]
                 messages.success(request, f"Identity {identity.raw_id} created.")
                 return None
             return _issued(resource, identity.raw_id, token, scopes)
-        identity = services.access_identity(resource, request.POST.get("token_for") or request.POST.get("identity", ""))
+        identity = services.access_identity(
+            resource, request.POST.get("token_for") or request.POST.get("identity", "")
+        )
         if action == "token":
-            return _issued(resource, identity.raw_id, services.issue_token(identity, scopes, minutes), scopes)
+            return _issued(
+                resource, identity.raw_id, services.issue_token(identity, scopes, minutes), scopes
+            )
         if action == "revoke":
             services.revoke_tokens(identity)
-            messages.success(request, f"Every token of {identity.raw_id} issued so far is now refused.")
+            messages.success(
+                request, f"Every token of {identity.raw_id} issued so far is now refused."
+            )
         elif action == "delete":
             raw_id = identity.raw_id  # the id is gone once the row is deleted
             services.delete_identity(identity)
@@ -279,7 +314,9 @@ def _identity_action(request: HttpRequest, resource: Resource) -> dict[str, Any]
     return None
 
 
-def _issued(resource: Resource, raw_id: str, token: services.IssuedToken, scopes: list[str]) -> dict[str, Any]:
+def _issued(
+    resource: Resource, raw_id: str, token: services.IssuedToken, scopes: list[str]
+) -> dict[str, Any]:
     return {
         "resource": str(resource.pk),
         "identity": raw_id,

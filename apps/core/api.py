@@ -24,7 +24,9 @@ class AcsApiView(APIView):
         super().initial(request, *args, **kwargs)
         version = request.query_params.get("api-version")
         if not version:
-            raise ApiError("The api-version query parameter is required.", code="MissingApiVersionParameter")
+            raise ApiError(
+                "The api-version query parameter is required.", code="MissingApiVersionParameter"
+            )
         if version not in self.api_versions:
             raise ApiError(
                 f"api-version {version!r} is not supported; use one of {', '.join(self.api_versions)}.",

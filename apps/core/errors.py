@@ -36,7 +36,11 @@ class ApiError(Exception):
 
 
 def error_body(
-    code: str, message: str, *, target: str | None = None, details: list[dict[str, Any]] | None = None
+    code: str,
+    message: str,
+    *,
+    target: str | None = None,
+    details: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     error: dict[str, Any] = {"code": code, "message": message}
     if target:
@@ -56,7 +60,9 @@ def _validation_details(detail: Any, prefix: str = "") -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         for field, value in detail.items():
             name = field if field != "non_field_errors" else ""
-            items += _validation_details(value, f"{prefix}.{name}" if prefix and name else prefix or name)
+            items += _validation_details(
+                value, f"{prefix}.{name}" if prefix and name else prefix or name
+            )
         return items
     if isinstance(detail, list):
         items = []
@@ -89,7 +95,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         body = error_body(exc.code, exc.message, target=exc.target, details=exc.details)
         return Response(body, status=exc.status)
     if isinstance(exc, RequestDataTooBig):
-        return Response(error_body("RequestEntityTooLarge", "The request body is too large."), status=413)
+        return Response(
+            error_body("RequestEntityTooLarge", "The request body is too large."), status=413
+        )
     if isinstance(exc, Http404):
         exc = drf.NotFound()
     elif isinstance(exc, PermissionDenied):
@@ -97,7 +105,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if isinstance(exc, drf.ValidationError):
         details = _validation_details(exc.detail)
         first = details[0] if details else {"message": "The request is invalid."}
-        message = f"{first['target']}: {first['message']}" if first.get("target") else first["message"]
+        message = (
+            f"{first['target']}: {first['message']}" if first.get("target") else first["message"]
+        )
         return Response(error_body("InvalidRequest", message, details=details), status=400)
     if isinstance(exc, drf.APIException):
         code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "BadRequest")

@@ -13,7 +13,9 @@ HEARTBEAT_STALE_AFTER = timedelta(minutes=2)
 
 
 def record_heartbeat(hostname: str) -> None:
-    WorkerHeartbeat.objects.update_or_create(hostname=hostname, defaults={"last_seen": timezone.now()})
+    WorkerHeartbeat.objects.update_or_create(
+        hostname=hostname, defaults={"last_seen": timezone.now()}
+    )
 
 
 def live_workers() -> QuerySet[WorkerHeartbeat]:

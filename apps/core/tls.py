@@ -14,7 +14,10 @@ from cryptography.x509.oid import NameOID
 
 
 def _subject_names(public_host: str) -> list[x509.GeneralName]:
-    names: list[x509.GeneralName] = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    names: list[x509.GeneralName] = [
+        x509.DNSName("localhost"),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+    ]
     try:
         address = ipaddress.ip_address(public_host.strip("[]"))
     except ValueError:
@@ -58,7 +61,9 @@ def ensure_self_signed(cert_path: Path, key_path: Path, public_host: str) -> boo
     with os.fdopen(fd, "wb") as handle:
         handle.write(
             key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
             )
         )
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))

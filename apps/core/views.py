@@ -25,7 +25,13 @@ def healthz(request: HttpRequest) -> JsonResponse:
         checks["redis"] = "ok" if cache.get("healthz") == "ok" else "error"
     except Exception as error:
         checks["redis"] = f"error: {error.__class__.__name__}"
-    workers = sorted(services.live_workers().values_list("hostname", flat=True)) if checks["database"] == "ok" else []
+    workers = (
+        sorted(services.live_workers().values_list("hostname", flat=True))
+        if checks["database"] == "ok"
+        else []
+    )
     checks["workers"] = workers
     healthy = checks["database"] == "ok" and checks["redis"] == "ok"
-    return JsonResponse({"status": "ok" if healthy else "degraded", **checks}, status=200 if healthy else 503)
+    return JsonResponse(
+        {"status": "ok" if healthy else "degraded", **checks}, status=200 if healthy else 503
+    )

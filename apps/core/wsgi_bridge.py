@@ -32,7 +32,9 @@ class BufferedWsgi:
         self.max_body = max_body
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="wsgi")
 
-    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+    async def __call__(
+        self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]
+    ) -> None:
         if self._announced_length(scope) > self.max_body:
             await self._too_large(send)
             return
@@ -55,7 +57,9 @@ class BufferedWsgi:
         body.seek(0)
         loop = asyncio.get_running_loop()
         try:
-            status, headers, content = await loop.run_in_executor(self.executor, self._run, scope, body)
+            status, headers, content = await loop.run_in_executor(
+                self.executor, self._run, scope, body
+            )
         finally:
             body.close()
         await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -76,9 +80,13 @@ class BufferedWsgi:
         environ["wsgi.input_terminated"] = True
         started: dict[str, Any] = {}
 
-        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[..., Any]:
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Callable[..., Any]:
             started["status"] = int(status.split(" ", 1)[0])
-            started["headers"] = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+            started["headers"] = [
+                (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers
+            ]
             return lambda data: None  # the legacy write() callable; Django never uses it
 
         result = self.app(environ, start_response)
@@ -91,12 +99,22 @@ class BufferedWsgi:
         return started["status"], started["headers"], content
 
     async def _too_large(self, send: Callable[..., Any]) -> None:
-        body = json.dumps({"error": {"code": "RequestEntityTooLarge", "message": "The request body is too large."}})
+        body = json.dumps(
+            {
+                "error": {
+                    "code": "RequestEntityTooLarge",
+                    "message": "The request body is too large.",
+                }
+            }
+        )
         await send(
             {
                 "type": "http.response.start",
                 "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
             }
         )
         await send({"type": "http.response.body", "body": body.encode()})

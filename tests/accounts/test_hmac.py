@@ -28,15 +28,21 @@ def _assert_refused(response, fragment: str) -> None:
 
 def test_primary_and_secondary_keys_both_work(acs: AcsClient) -> None:
     assert acs.call("POST", "/identities", {}).status_code == 201
-    assert acs.call("POST", "/identities", {}, sign_key=acs.resource.secondary_key).status_code == 201
+    assert (
+        acs.call("POST", "/identities", {}, sign_key=acs.resource.secondary_key).status_code == 201
+    )
 
 
 def test_wrong_key_is_refused(acs: AcsClient, other_resource) -> None:
-    _assert_refused(acs.call("POST", "/identities", {}, sign_key=other_resource.primary_key), "signature")
+    _assert_refused(
+        acs.call("POST", "/identities", {}, sign_key=other_resource.primary_key), "signature"
+    )
 
 
 def test_missing_signature_headers_are_refused(acs: AcsClient) -> None:
-    response = acs.client.post(f"/r/{acs.resource.slug}/identities?api-version=2023-10-01", {}, "application/json")
+    response = acs.client.post(
+        f"/r/{acs.resource.slug}/identities?api-version=2023-10-01", {}, "application/json"
+    )
     _assert_refused(response, "Authorization header is missing")
     signed = sign_headers(
         "POST",
@@ -63,28 +69,39 @@ def test_body_that_does_not_match_its_hash_is_refused(acs: AcsClient) -> None:
         acs.key,
         f"testserver/r/{acs.resource.slug}",
     )
-    response = acs.call("POST", "/identities", {"createTokenWithScopes": ["chat"]}, headers=signed_for)
+    response = acs.call(
+        "POST", "/identities", {"createTokenWithScopes": ["chat"]}, headers=signed_for
+    )
     _assert_refused(response, "x-ms-content-sha256")
 
 
 @pytest.mark.parametrize("offset", [timedelta(minutes=16), timedelta(minutes=-16)])
 def test_dates_more_than_15_minutes_off_are_refused(acs: AcsClient, offset: timedelta) -> None:
     target = f"/r/{acs.resource.slug}/identities?api-version=2023-10-01"
-    signed = sign_headers("POST", target, b"{}", acs.key, f"testserver/r/{acs.resource.slug}", date=_date(offset))
+    signed = sign_headers(
+        "POST", target, b"{}", acs.key, f"testserver/r/{acs.resource.slug}", date=_date(offset)
+    )
     _assert_refused(acs.call("POST", "/identities", {}, headers=signed), "15 minutes")
 
 
 def test_a_date_without_time_zone_is_refused(acs: AcsClient) -> None:
     target = f"/r/{acs.resource.slug}/identities?api-version=2023-10-01"
     date = _date(timedelta(0)).replace(" GMT", "")
-    signed = sign_headers("POST", target, b"{}", acs.key, f"testserver/r/{acs.resource.slug}", date=date)
+    signed = sign_headers(
+        "POST", target, b"{}", acs.key, f"testserver/r/{acs.resource.slug}", date=date
+    )
     _assert_refused(acs.call("POST", "/identities", {}, headers=signed), "GMT")
 
 
 def test_dates_within_15_minutes_are_accepted(acs: AcsClient) -> None:
     target = f"/r/{acs.resource.slug}/identities?api-version=2023-10-01"
     signed = sign_headers(
-        "POST", target, b"{}", acs.key, f"testserver/r/{acs.resource.slug}", date=_date(timedelta(minutes=-14))
+        "POST",
+        target,
+        b"{}",
+        acs.key,
+        f"testserver/r/{acs.resource.slug}",
+        date=_date(timedelta(minutes=-14)),
     )
     assert acs.call("POST", "/identities", {}, headers=signed).status_code == 201
 
@@ -124,11 +141,15 @@ def test_rooms_style_decoded_path_signature_is_accepted(acs: AcsClient) -> None:
     from urllib.parse import quote
 
     encoded = f"/r/{acs.resource.slug}/identities/{quote(raw_id, safe='')}/:revokeAccessTokens?api-version=2023-10-01"
-    decoded = f"/r/{acs.resource.slug}/identities/{raw_id}/:revokeAccessTokens?api-version=2023-10-01"
+    decoded = (
+        f"/r/{acs.resource.slug}/identities/{raw_id}/:revokeAccessTokens?api-version=2023-10-01"
+    )
     signed = sign_headers("POST", decoded, b"", acs.key, f"testserver/r/{acs.resource.slug}")
 
     # when
-    response = acs.call("POST", f"/identities/{quote(raw_id, safe='')}/:revokeAccessTokens", headers=signed)
+    response = acs.call(
+        "POST", f"/identities/{quote(raw_id, safe='')}/:revokeAccessTokens", headers=signed
+    )
 
     # then
     assert response.status_code == 204, (encoded, response.content)
@@ -144,12 +165,16 @@ def test_regenerating_a_key_refuses_the_old_one_at_once(acs: AcsClient) -> None:
     # then the old key fails, the new one and the untouched secondary key work
     _assert_refused(acs.call("POST", "/identities", {}, sign_key=old_primary), "signature")
     assert acs.call("POST", "/identities", {}, sign_key=acs.resource.primary_key).status_code == 201
-    assert acs.call("POST", "/identities", {}, sign_key=acs.resource.secondary_key).status_code == 201
+    assert (
+        acs.call("POST", "/identities", {}, sign_key=acs.resource.secondary_key).status_code == 201
+    )
 
 
 def test_unknown_resource_is_refused_like_a_wrong_key(acs: AcsClient) -> None:
     # Callers without a key cannot probe which resources exist.
-    response = acs.client.post("/r/no-such-resource/identities?api-version=2023-10-01", {}, "application/json")
+    response = acs.client.post(
+        "/r/no-such-resource/identities?api-version=2023-10-01", {}, "application/json"
+    )
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "Unauthorized"
 

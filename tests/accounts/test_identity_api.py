@@ -55,7 +55,9 @@ def test_issue_token_defaults_to_24_hours_and_records_last_token_time(acs: AcsCl
     raw_id = _create(acs)["identity"]["id"]
 
     # when
-    response = acs.call("POST", f"/identities/{quote_id(raw_id)}/:issueAccessToken", {"scopes": ["voip.join"]})
+    response = acs.call(
+        "POST", f"/identities/{quote_id(raw_id)}/:issueAccessToken", {"scopes": ["voip.join"]}
+    )
 
     # then
     assert response.status_code == 200
@@ -79,7 +81,9 @@ def test_issue_token_defaults_to_24_hours_and_records_last_token_time(acs: AcsCl
         ({}, "InvalidScopes"),
     ],
 )
-def test_bad_token_requests_are_refused_and_change_nothing(acs: AcsClient, body: dict, code: str) -> None:
+def test_bad_token_requests_are_refused_and_change_nothing(
+    acs: AcsClient, body: dict, code: str
+) -> None:
     # given
     raw_id = _create(acs)["identity"]["id"]
 
@@ -95,7 +99,9 @@ def test_bad_token_requests_are_refused_and_change_nothing(acs: AcsClient, body:
 
 def test_bad_create_with_token_writes_no_identity(acs: AcsClient) -> None:
     # when
-    response = acs.call("POST", "/identities", {"createTokenWithScopes": ["chat"], "expiresInMinutes": 10})
+    response = acs.call(
+        "POST", "/identities", {"createTokenWithScopes": ["chat"], "expiresInMinutes": 10}
+    )
 
     # then
     assert response.status_code == 400
@@ -114,10 +120,16 @@ def test_bad_create_with_token_writes_no_identity(acs: AcsClient) -> None:
         (b"false", 400, "InvalidRequestBody"),
         (b'""', 400, "InvalidRequestBody"),
         (b"[" * 100_000 + b"]" * 100_000, 400, "InvalidJson"),
-        (b'{"createTokenWithScopes": ' + b'"x", "pad": "' + b"a" * 2_000_000 + b'"}', 413, "RequestEntityTooLarge"),
+        (
+            b'{"createTokenWithScopes": ' + b'"x", "pad": "' + b"a" * 2_000_000 + b'"}',
+            413,
+            "RequestEntityTooLarge",
+        ),
     ],
 )
-def test_malformed_bodies_get_acs_errors(acs: AcsClient, raw_body: bytes, status: int, code: str) -> None:
+def test_malformed_bodies_get_acs_errors(
+    acs: AcsClient, raw_body: bytes, status: int, code: str
+) -> None:
     # when
     response = acs.call("POST", "/identities", raw_body=raw_body)
 
@@ -128,7 +140,8 @@ def test_malformed_bodies_get_acs_errors(acs: AcsClient, raw_body: bytes, status
 
 
 @pytest.mark.parametrize(
-    "query, code", [("api-version=2099-01-01", "UnsupportedApiVersion"), ("", "MissingApiVersionParameter")]
+    "query, code",
+    [("api-version=2099-01-01", "UnsupportedApiVersion"), ("", "MissingApiVersionParameter")],
 )
 def test_api_version_is_checked(acs: AcsClient, query: str, code: str) -> None:
     response = acs.call("POST", "/identities", {}, query=query)
@@ -143,8 +156,14 @@ def test_every_stable_api_version_works(acs: AcsClient, version: str) -> None:
 
 
 def test_unknown_and_malformed_identities_are_404(acs: AcsClient) -> None:
-    for raw_id in (f"8:acs:{acs.resource.id}_00000000-0000-0000-0000-000000000000", "8:acs:nonsense", "garbage"):
-        response = acs.call("POST", f"/identities/{quote_id(raw_id)}/:issueAccessToken", {"scopes": ["chat"]})
+    for raw_id in (
+        f"8:acs:{acs.resource.id}_00000000-0000-0000-0000-000000000000",
+        "8:acs:nonsense",
+        "garbage",
+    ):
+        response = acs.call(
+            "POST", f"/identities/{quote_id(raw_id)}/:issueAccessToken", {"scopes": ["chat"]}
+        )
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "IdentityNotFound"
 
@@ -154,7 +173,9 @@ def test_revoke_refuses_every_earlier_token_but_not_later_ones(acs: AcsClient) -
     body = _create(acs, {"createTokenWithScopes": ["chat"]})
     raw_id = body["identity"]["id"]
     first = body["accessToken"]["token"]
-    second = acs.call("POST", f"/identities/{quote_id(raw_id)}/:issueAccessToken", {"scopes": ["voip"]}).json()["token"]
+    second = acs.call(
+        "POST", f"/identities/{quote_id(raw_id)}/:issueAccessToken", {"scopes": ["voip"]}
+    ).json()["token"]
     assert services.authenticate_token(first).raw_id == raw_id
 
     # when
@@ -165,7 +186,9 @@ def test_revoke_refuses_every_earlier_token_but_not_later_ones(acs: AcsClient) -
     for token in (first, second):
         with pytest.raises(TokenRefused):
             services.authenticate_token(token)
-    third = acs.call("POST", f"/identities/{quote_id(raw_id)}/:issueAccessToken", {"scopes": ["chat"]}).json()["token"]
+    third = acs.call(
+        "POST", f"/identities/{quote_id(raw_id)}/:issueAccessToken", {"scopes": ["chat"]}
+    ).json()["token"]
     assert services.authenticate_token(third).scopes == {"chat"}
 
 
@@ -186,17 +209,23 @@ def test_delete_identity_refuses_its_tokens_and_removes_it(acs: AcsClient) -> No
 
 
 def test_teams_token_exchange_gets_a_clear_4xx(acs: AcsClient) -> None:
-    response = acs.call("POST", "/teamsUser/:exchangeAccessToken", {"token": "t", "appId": "a", "userId": "u"})
+    response = acs.call(
+        "POST", "/teamsUser/:exchangeAccessToken", {"token": "t", "appId": "a", "userId": "u"}
+    )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "TeamsInteropNotSupported"
 
 
-def test_one_resource_never_reaches_another_resources_identity(acs: AcsClient, other_acs: AcsClient) -> None:
+def test_one_resource_never_reaches_another_resources_identity(
+    acs: AcsClient, other_acs: AcsClient
+) -> None:
     # given an identity of the other resource
     raw_id = _create(other_acs)["identity"]["id"]
 
     # when this resource's key tries to use it
-    issue = acs.call("POST", f"/identities/{quote_id(raw_id)}/:issueAccessToken", {"scopes": ["chat"]})
+    issue = acs.call(
+        "POST", f"/identities/{quote_id(raw_id)}/:issueAccessToken", {"scopes": ["chat"]}
+    )
     revoke = acs.call("POST", f"/identities/{quote_id(raw_id)}/:revokeAccessTokens")
     delete = acs.call("DELETE", f"/identities/{quote_id(raw_id)}")
 
@@ -206,7 +235,9 @@ def test_one_resource_never_reaches_another_resources_identity(acs: AcsClient, o
     assert identity.token_generation == 0 and identity.last_token_issued_at is None
 
 
-def test_a_resources_key_does_not_open_another_resources_path(acs: AcsClient, other_acs: AcsClient) -> None:
+def test_a_resources_key_does_not_open_another_resources_path(
+    acs: AcsClient, other_acs: AcsClient
+) -> None:
     # given this resource's key used on the other resource's endpoint
     intruder = AcsClient(other_acs.resource, acs.key)
 
@@ -220,7 +251,11 @@ def test_token_payload_survives_the_sdks_standard_base64_decoding(acs: AcsClient
     # The ACS SDK drops '-' and '_' when decoding; tokens must never contain them there.
     raw_id = _create(acs)["identity"]["id"]
     for _ in range(50):
-        token = acs.call("POST", f"/identities/{quote_id(raw_id)}/:issueAccessToken", {"scopes": ["chat", "voip"]})
+        token = acs.call(
+            "POST",
+            f"/identities/{quote_id(raw_id)}/:issueAccessToken",
+            {"scopes": ["chat", "voip"]},
+        )
         payload = token.json()["token"].split(".")[1]
         assert "-" not in payload and "_" not in payload
         assert _claims(token.json()["token"])["sub"] == raw_id
@@ -231,7 +266,27 @@ def test_all_five_scopes_together_as_in_the_acs_example(acs: AcsClient) -> None:
     raw_id = _create(acs)["identity"]["id"]
     scopes = ["chat", "voip", "chat.join", "chat.join.limited", "voip.join"]
     response = acs.call(
-        "POST", f"/identities/{quote_id(raw_id)}/:issueAccessToken", {"scopes": scopes, "expiresInMinutes": 60}
+        "POST",
+        f"/identities/{quote_id(raw_id)}/:issueAccessToken",
+        {"scopes": scopes, "expiresInMinutes": 60},
     )
     assert response.status_code == 200
     assert _claims(response.json()["token"])["scp"].split() == scopes
+
+
+def test_issuing_a_token_costs_two_queries(
+    acs: AcsClient, django_assert_num_queries, monkeypatch
+) -> None:
+    # The hot path reads the resource (for its keys) and the identity's revocation generation;
+    # the token time goes to the write-behind buffer (tested in test_token_times.py).
+    raw_id = _create(acs)["identity"]["id"]
+    recorded = []
+    monkeypatch.setattr(
+        services.token_times, "record", lambda identity_id, when: recorded.append(identity_id)
+    )
+    with django_assert_num_queries(2):
+        response = acs.call(
+            "POST", f"/identities/{quote_id(raw_id)}/:issueAccessToken", {"scopes": ["chat"]}
+        )
+    assert response.status_code == 200
+    assert [str(i) for i in recorded] == [raw_id.rsplit("_", 1)[1]]

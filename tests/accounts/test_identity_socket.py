@@ -34,7 +34,11 @@ async def _identity_with_token(resource):
 async def test_a_valid_token_gets_a_hello(resource) -> None:
     identity, token = await _identity_with_token(resource)
     communicator, hello = await _connect(token.token)
-    assert hello["type"] == "hello" and hello["identity"] == identity.raw_id and hello["scopes"] == ["chat"]
+    assert (
+        hello["type"] == "hello"
+        and hello["identity"] == identity.raw_id
+        and hello["scopes"] == ["chat"]
+    )
     await communicator.send_json_to({"type": "ping"})
     assert (await communicator.receive_json_from())["type"] == "pong"
     await communicator.disconnect()
@@ -87,7 +91,9 @@ async def test_unknown_websocket_paths_are_refused() -> None:
     assert not connected
 
 
-async def test_a_lost_revocation_push_is_caught_by_the_periodic_recheck(resource, monkeypatch) -> None:
+async def test_a_lost_revocation_push_is_caught_by_the_periodic_recheck(
+    resource, monkeypatch
+) -> None:
     # given an open socket that re-checks its token every 0.2 s
     from apps.accounts import consumers
     from apps.accounts.models import CommunicationIdentity

@@ -44,7 +44,9 @@ def test_create_resource_makes_the_caller_owner(as_user, owner) -> None:
     assert response.json()["role"] == "owner"
 
 
-@pytest.mark.parametrize("body", [{}, {"name": ""}, {"name": 5}, {"name": "x" * 101}, {"name": "!!!"}])
+@pytest.mark.parametrize(
+    "body", [{}, {"name": ""}, {"name": 5}, {"name": "x" * 101}, {"name": "!!!"}]
+)
 def test_bad_resource_names_are_refused(as_user, owner, body) -> None:
     response = as_user(owner).post("/api/v1/resources/", body, format="json")
     assert response.status_code == 400
@@ -63,7 +65,9 @@ def test_anonymous_callers_and_wrong_passwords_get_401_in_acs_shape(owner) -> No
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION="Basic " + base64.b64encode(b"owner:wrong").decode())
     wrong = client.get("/api/v1/resources/")
-    client.credentials(HTTP_AUTHORIZATION="Basic " + base64.b64encode(b"owner:correct horse battery").decode())
+    client.credentials(
+        HTTP_AUTHORIZATION="Basic " + base64.b64encode(b"owner:correct horse battery").decode()
+    )
     right = client.get("/api/v1/resources/")
     for response in (anonymous, wrong):
         assert response.status_code == 401
@@ -93,7 +97,9 @@ def test_roles_are_enforced(as_user, resource, members, role, method, path, body
     keys_before = (resource.primary_key, resource.secondary_key)
 
     # when
-    response = getattr(as_user(members[role]), method)(f"/api/v1/resources/{resource.slug}/{path}", body, format="json")
+    response = getattr(as_user(members[role]), method)(
+        f"/api/v1/resources/{resource.slug}/{path}", body, format="json"
+    )
 
     # then
     if allowed:
@@ -122,7 +128,11 @@ def test_owner_regenerates_keys_and_connection_strings_follow(as_user, owner, re
     # when
     after = (
         as_user(owner)
-        .post(f"/api/v1/resources/{resource.slug}/keys/regenerate/", {"key": "secondary"}, format="json")
+        .post(
+            f"/api/v1/resources/{resource.slug}/keys/regenerate/",
+            {"key": "secondary"},
+            format="json",
+        )
         .json()
     )
 
@@ -134,7 +144,9 @@ def test_owner_regenerates_keys_and_connection_strings_follow(as_user, owner, re
 
 
 def test_rename_keeps_the_endpoint(as_user, owner, resource) -> None:
-    response = as_user(owner).patch(f"/api/v1/resources/{resource.slug}/", {"name": "Renamed"}, format="json")
+    response = as_user(owner).patch(
+        f"/api/v1/resources/{resource.slug}/", {"name": "Renamed"}, format="json"
+    )
     assert response.status_code == 200
     assert response.json()["name"] == "Renamed"
     assert response.json()["endpoint"].endswith("/r/contoso/")
@@ -144,7 +156,9 @@ def test_the_last_owner_cannot_leave_or_be_demoted(as_user, owner, resource) -> 
     membership = Membership.objects.get(resource=resource, user=owner)
     client = as_user(owner)
     demote = client.patch(
-        f"/api/v1/resources/{resource.slug}/members/{membership.id}/", {"role": "reader"}, format="json"
+        f"/api/v1/resources/{resource.slug}/members/{membership.id}/",
+        {"role": "reader"},
+        format="json",
     )
     remove = client.delete(f"/api/v1/resources/{resource.slug}/members/{membership.id}/")
     assert (demote.status_code, remove.status_code) == (409, 409)
@@ -158,15 +172,23 @@ def test_owner_manages_members(as_user, owner, resource, make_user) -> None:
 
     # when
     added = client.post(
-        f"/api/v1/resources/{resource.slug}/members/", {"user": "dana@example.com", "role": "reader"}, format="json"
+        f"/api/v1/resources/{resource.slug}/members/",
+        {"user": "dana@example.com", "role": "reader"},
+        format="json",
     )
     member_id = added.json()["id"]
-    promoted = client.patch(f"/api/v1/resources/{resource.slug}/members/{member_id}/", {"role": "owner"}, format="json")
+    promoted = client.patch(
+        f"/api/v1/resources/{resource.slug}/members/{member_id}/", {"role": "owner"}, format="json"
+    )
     unknown = client.post(
-        f"/api/v1/resources/{resource.slug}/members/", {"user": "nobody", "role": "reader"}, format="json"
+        f"/api/v1/resources/{resource.slug}/members/",
+        {"user": "nobody", "role": "reader"},
+        format="json",
     )
     bad_role = client.post(
-        f"/api/v1/resources/{resource.slug}/members/", {"user": "dana", "role": "god"}, format="json"
+        f"/api/v1/resources/{resource.slug}/members/",
+        {"user": "dana", "role": "god"},
+        format="json",
     )
 
     # then
@@ -185,14 +207,18 @@ def test_identities_and_tokens_through_the_management_api(as_user, owner, resour
     created = client.post(base, {"scopes": ["chat"], "expiresInMinutes": 60}, format="json").json()
     raw_id = created["identity"]["id"]
     token = client.post(f"{base}{raw_id}/token/", {"scopes": ["voip"]}, format="json")
-    bad = client.post(f"{base}{raw_id}/token/", {"scopes": ["voip"], "expiresInMinutes": "90"}, format="json")
+    bad = client.post(
+        f"{base}{raw_id}/token/", {"scopes": ["voip"], "expiresInMinutes": "90"}, format="json"
+    )
     revoked = client.post(f"{base}{raw_id}/revoke/")
     listed = client.get(base).json()
 
     # then
     assert created["accessToken"]["token"].count(".") == 2
     assert token.status_code == 200 and token.json()["token"]
-    assert bad.status_code == 400 and bad.json()["error"]["details"][0]["target"] == "expiresInMinutes"
+    assert (
+        bad.status_code == 400 and bad.json()["error"]["details"][0]["target"] == "expiresInMinutes"
+    )
     assert revoked.status_code == 204
     assert listed["count"] == 1 and listed["results"][0]["id"] == raw_id
     assert listed["results"][0]["last_token_issued_at"] is not None

@@ -60,7 +60,10 @@ def test_rotation_keeps_unexpired_tokens_valid_and_signs_with_the_new_key(resour
     new_key = tokens.key_store().rotate()
 
     # then both keys are published at once, the old one signs until the new one's activation
-    assert {k["kid"] for k in Client().get("/.well-known/jwks.json").json()["keys"]} == {old_kid, new_key.kid}
+    assert {k["kid"] for k in Client().get("/.well-known/jwks.json").json()["keys"]} == {
+        old_kid,
+        new_key.kid,
+    }
     assert jwt.get_unverified_header(_token(resource))["kid"] == old_kid
     with time_machine(tokens.KEY_ACTIVATION_SECONDS + 1):
         new_token = _token(resource)

@@ -51,7 +51,9 @@ def test_sign_up_with_a_taken_email_or_weak_password_is_refused(owner) -> None:
 
 def test_sign_in_and_sign_out(owner) -> None:
     client = Client()
-    response = client.post("/login/", {"username": "owner", "password": "correct horse battery"}, follow=True)
+    response = client.post(
+        "/login/", {"username": "owner", "password": "correct horse battery"}, follow=True
+    )
     assert b"Contoso" not in response.content and response.redirect_chain[-1][0] == "/resources/"
     assert client.post("/logout/").status_code == 302
     assert client.get("/resources/").status_code == 302
@@ -112,7 +114,9 @@ def test_readers_see_no_keys_and_cannot_change_anything(resource, make_user) -> 
     assert client.get(f"/resources/{resource.slug}/keys/").status_code == 403
     client.post(f"/resources/{resource.slug}/identities/", {"action": "create"})
     client.post(f"/resources/{resource.slug}/rename/", {"name": "Hacked"})
-    client.post(f"/resources/{resource.slug}/access/", {"action": "add", "user": "reader", "role": "owner"})
+    client.post(
+        f"/resources/{resource.slug}/access/", {"action": "add", "user": "reader", "role": "owner"}
+    )
     assert not CommunicationIdentity.objects.exists()
     resource.refresh_from_db()
     assert resource.name == "Contoso"
@@ -144,7 +148,12 @@ def test_identities_page_issues_revokes_and_deletes(browser, resource) -> None:
     # when a token is issued for the existing identity with other scopes and expiry
     page = browser.post(
         f"/resources/{resource.slug}/identities/",
-        {"action": "create", "token_for": identity.raw_id, "scopes": ["voip.join"], "expires": "240"},
+        {
+            "action": "create",
+            "token_for": identity.raw_id,
+            "scopes": ["voip.join"],
+            "expires": "240",
+        },
         follow=True,
     )
 
@@ -153,16 +162,22 @@ def test_identities_page_issues_revokes_and_deletes(browser, resource) -> None:
     assert second.scopes == {"voip.join"} and CommunicationIdentity.objects.count() == 1
 
     # when it is revoked, then deleted
-    browser.post(f"/resources/{resource.slug}/identities/", {"action": "revoke", "identity": identity.raw_id})
+    browser.post(
+        f"/resources/{resource.slug}/identities/", {"action": "revoke", "identity": identity.raw_id}
+    )
     identity.refresh_from_db()
     assert identity.token_generation == 1
-    browser.post(f"/resources/{resource.slug}/identities/", {"action": "delete", "identity": identity.raw_id})
+    browser.post(
+        f"/resources/{resource.slug}/identities/", {"action": "delete", "identity": identity.raw_id}
+    )
     assert not CommunicationIdentity.objects.exists()
 
 
 def test_identities_page_reports_bad_expiry_without_writing(browser, resource) -> None:
     response = browser.post(
-        f"/resources/{resource.slug}/identities/", {"action": "create", "scopes": ["chat"], "expires": "5"}, follow=True
+        f"/resources/{resource.slug}/identities/",
+        {"action": "create", "scopes": ["chat"], "expires": "5"},
+        follow=True,
     )
     assert b"expiresInMinutes must be between 60 and 1440" in response.content
     assert not CommunicationIdentity.objects.exists()
@@ -201,7 +216,9 @@ def test_admin_creates_renames_and_deletes_resources_through_the_services(make_u
 
     # when a resource is added in admin
     client.post("/admin/accounts/resource/add/", {"name": "Ops Made", **_empty_inline()})
-    duplicate = client.post("/admin/accounts/resource/add/", {"name": "ops made", **_empty_inline()})
+    duplicate = client.post(
+        "/admin/accounts/resource/add/", {"name": "ops made", **_empty_inline()}
+    )
     bad = client.post("/admin/accounts/resource/add/", {"name": "!!!", **_empty_inline()})
 
     # then it has a slug and working keys, and bad names are form errors, not crashes
@@ -233,5 +250,7 @@ def _empty_inline() -> dict[str, str]:
 
 
 def _issued_token(content: bytes) -> str | None:
-    found = re.search(rb'id="issued-token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*id="issued-token"', content)
+    found = re.search(
+        rb'id="issued-token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*id="issued-token"', content
+    )
     return (found.group(1) or found.group(2)).decode() if found else None

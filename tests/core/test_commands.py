@@ -36,7 +36,9 @@ def test_create_resource_uses_the_public_url(settings) -> None:
     assert (
         _run("create_resource", "Edge")
         .strip()
-        .endswith(f"endpoint=https://comms.example.org/r/edge/;accesskey={Resource.objects.get().primary_key}")
+        .endswith(
+            f"endpoint=https://comms.example.org/r/edge/;accesskey={Resource.objects.get().primary_key}"
+        )
     )
 
 

@@ -33,7 +33,10 @@ async def _call(app: BufferedWsgi, chunks: list[bytes]) -> list[dict[str, Any]]:
         "client": ("127.0.0.1", 5000),
         "scheme": "http",
     }
-    messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
+    messages = [
+        {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+        for i, c in enumerate(chunks)
+    ]
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
@@ -77,7 +80,12 @@ async def test_a_body_over_the_limit_gets_413_in_acs_shape_without_running_the_a
 async def test_an_announced_oversized_body_is_refused_before_reading_it() -> None:
     app = BufferedWsgi(echo_app, threads=1, max_body=10)
     sent: list[dict[str, Any]] = []
-    scope = {"type": "http", "method": "POST", "path": "/", "headers": [(b"content-length", b"999999")]}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/",
+        "headers": [(b"content-length", b"999999")],
+    }
 
     async def receive() -> dict[str, Any]:
         raise AssertionError("the body must not be read")
@@ -91,5 +99,7 @@ async def test_an_announced_oversized_body_is_refused_before_reading_it() -> Non
 
 async def test_a_large_body_reaches_the_app_through_a_temporary_file() -> None:
     big = b'"' + b"x" * (3 * 1024 * 1024) + b'"'
-    sent = await _call(BufferedWsgi(echo_app, threads=1, max_body=10 * 1024 * 1024), [big[:1000], big[1000:]])
+    sent = await _call(
+        BufferedWsgi(echo_app, threads=1, max_body=10 * 1024 * 1024), [big[:1000], big[1000:]]
+    )
     assert len(json.loads(sent[1]["body"])["body"]) == len(big)

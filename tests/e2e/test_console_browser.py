@@ -58,7 +58,9 @@ def new_context(browser: Browser, live_spool: LiveSpool) -> Iterator[Callable[[]
     contexts: list[BrowserContext] = []
 
     def make() -> BrowserContext:
-        context = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=live_spool.http_url)
+        context = browser.new_context(
+            viewport={"width": 1280, "height": 800}, base_url=live_spool.http_url
+        )
         context.set_default_timeout(15_000)
         contexts.append(context)
         return context
@@ -199,7 +201,9 @@ def test_sign_up_create_resource_keys_identities_and_password_reset(
     assert page.locator("#primary-connection-string").get_attribute("type") == "password"
 
     # when they copy it
-    copy = page.locator(".copyfield", has=page.locator("#primary-connection-string")).locator("button[data-copy]")
+    copy = page.locator(".copyfield", has=page.locator("#primary-connection-string")).locator(
+        "button[data-copy]"
+    )
     assert copy.inner_text() == "Copy"
     copy.click()
 
@@ -294,12 +298,17 @@ def test_sign_up_create_resource_keys_identities_and_password_reset(
     page.fill("input[name=password]", PASSWORD)
     submit(page, page.get_by_role("button", name="Sign in"))
     assert "/login/" in page.url
-    assert "Please enter a correct username and password" in page.locator(".errorlist.nonfield").inner_text()
+    assert (
+        "Please enter a correct username and password"
+        in page.locator(".errorlist.nonfield").inner_text()
+    )
     screenshot(page, "12-login-wrong-password.png")
     sign_in(page, username, NEW_PASSWORD)
 
 
-def test_reader_cannot_see_keys(live_spool: LiveSpool, new_context: Callable[[], BrowserContext]) -> None:
+def test_reader_cannot_see_keys(
+    live_spool: LiveSpool, new_context: Callable[[], BrowserContext]
+) -> None:
     # given an owner with a resource, and a second user who signed up separately
     owner = new_context().new_page()
     owner.on("dialog", lambda dialog: dialog.accept())

@@ -8,7 +8,11 @@ from datetime import timedelta
 
 import pytest
 from azure.communication.identity import CommunicationIdentityClient, CommunicationTokenScope
-from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+)
 
 from tests.conftest import LiveSpool
 
@@ -27,7 +31,9 @@ def connection_string(live_spool: LiveSpool) -> str:
 
 @pytest.fixture
 def client(live_spool: LiveSpool, connection_string: str) -> CommunicationIdentityClient:
-    return CommunicationIdentityClient.from_connection_string(connection_string, connection_verify=live_spool.cert)
+    return CommunicationIdentityClient.from_connection_string(
+        connection_string, connection_verify=live_spool.cert
+    )
 
 
 def test_identity_life_cycle_with_the_official_sdk(client: CommunicationIdentityClient) -> None:
@@ -37,7 +43,9 @@ def test_identity_life_cycle_with_the_official_sdk(client: CommunicationIdentity
 
     # when a token is issued with two scopes and a custom expiry
     token = client.get_token(
-        user, [CommunicationTokenScope.CHAT, CommunicationTokenScope.VOIP], token_expires_in=timedelta(minutes=90)
+        user,
+        [CommunicationTokenScope.CHAT, CommunicationTokenScope.VOIP],
+        token_expires_in=timedelta(minutes=90),
     )
 
     # then it names the user and the scopes and lives 90 minutes
@@ -66,7 +74,9 @@ def test_create_user_and_token_defaults_to_24_hours(client: CommunicationIdentit
 def test_expiry_outside_one_to_24_hours_is_refused(client: CommunicationIdentityClient) -> None:
     user = client.create_user()
     with pytest.raises(HttpResponseError) as error:
-        client.get_token(user, [CommunicationTokenScope.CHAT], token_expires_in=timedelta(minutes=59))
+        client.get_token(
+            user, [CommunicationTokenScope.CHAT], token_expires_in=timedelta(minutes=59)
+        )
     assert error.value.status_code == 400
     with pytest.raises(HttpResponseError):
         client.get_token(user, [CommunicationTokenScope.CHAT], token_expires_in=timedelta(hours=25))
@@ -74,15 +84,23 @@ def test_expiry_outside_one_to_24_hours_is_refused(client: CommunicationIdentity
 
 def test_wrong_key_is_refused(live_spool: LiveSpool, connection_string: str) -> None:
     # given a connection string with another key
-    wrong = connection_string.split("accesskey=")[0] + "accesskey=" + base64.b64encode(b"x" * 32).decode()
-    client = CommunicationIdentityClient.from_connection_string(wrong, connection_verify=live_spool.cert)
+    wrong = (
+        connection_string.split("accesskey=")[0]
+        + "accesskey="
+        + base64.b64encode(b"x" * 32).decode()
+    )
+    client = CommunicationIdentityClient.from_connection_string(
+        wrong, connection_verify=live_spool.cert
+    )
 
     # then
     with pytest.raises(ClientAuthenticationError):
         client.create_user()
 
 
-def test_one_resource_cannot_touch_another_resources_identity(live_spool: LiveSpool, client) -> None:
+def test_one_resource_cannot_touch_another_resources_identity(
+    live_spool: LiveSpool, client
+) -> None:
     # given a user of this resource and a client of another resource
     user = client.create_user()
     other = CommunicationIdentityClient.from_connection_string(

@@ -31,7 +31,9 @@ def _get_json(url: str, context: ssl.SSLContext | None = None) -> tuple[int, dic
 
 
 def test_http_and_https_serve_the_same_platform(live_spool: LiveSpool) -> None:
-    status, jwks = _get_json(f"{live_spool.https_url}/.well-known/jwks.json", live_spool.ssl_context())
+    status, jwks = _get_json(
+        f"{live_spool.https_url}/.well-known/jwks.json", live_spool.ssl_context()
+    )
     assert status == 200 and jwks["keys"][0]["alg"] == "ES256"
     status, plain = _get_json(f"{live_spool.http_url}/.well-known/jwks.json")
     assert plain == jwks
@@ -142,11 +144,20 @@ def test_a_crashed_child_is_restarted(live_spool: LiveSpool) -> None:
 
 def test_serve_refuses_a_port_in_use(live_spool: LiveSpool, tmp_path) -> None:
     # given another data dir but the live server's HTTP port
-    env = {**live_spool.env, "SPOOL_HTTP_PORT": str(live_spool.http_port), "SPOOL_DATA_DIR": str(tmp_path)}
+    env = {
+        **live_spool.env,
+        "SPOOL_HTTP_PORT": str(live_spool.http_port),
+        "SPOOL_DATA_DIR": str(tmp_path),
+    }
 
     # when
     result = subprocess.run(
-        [sys.executable, "manage.py", "serve"], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT
+        [sys.executable, "manage.py", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
     )
 
     # then it says why and leaves nothing behind (no private Redis either)
@@ -168,7 +179,12 @@ def test_an_operators_certificate_is_never_replaced(live_spool: LiveSpool, tmp_p
 
     # when
     result = subprocess.run(
-        [sys.executable, "manage.py", "serve"], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT
+        [sys.executable, "manage.py", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
     )
 
     # then serve refuses to start and leaves the certificate alone

@@ -96,7 +96,9 @@ class IdentitySerializer(serializers.ModelSerializer[CommunicationIdentity]):
 
 
 class TokenRequestSerializer(serializers.Serializer[Any]):
-    scopes = serializers.ListField(child=serializers.ChoiceField(choices=services.SCOPES), allow_empty=False)
+    scopes = serializers.ListField(
+        child=serializers.ChoiceField(choices=services.SCOPES), allow_empty=False
+    )
     expiresInMinutes = StrictIntegerField(
         min_value=services.MIN_EXPIRY_MINUTES, max_value=services.MAX_EXPIRY_MINUTES, required=False
     )

@@ -35,7 +35,9 @@ class ResourceList(generics.ListAPIView[Resource]):
     def post(self, request: Request) -> Response:
         data = _valid(s.ResourceNameSerializer, request)
         resource = services.create_resource(data["name"], owner=request.user)
-        return Response(s.ResourceSerializer(resource, context={"request": request}).data, status=201)
+        return Response(
+            s.ResourceSerializer(resource, context={"request": request}).data, status=201
+        )
 
 
 class ResourceDetail(APIView):
@@ -53,7 +55,9 @@ class ResourceDetail(APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, slug: str) -> Response:
-        services.delete_resource(services.access_resource(request.user, slug, services.MANAGE_RESOURCE))
+        services.delete_resource(
+            services.access_resource(request.user, slug, services.MANAGE_RESOURCE)
+        )
         return Response(status=204)
 
 
@@ -77,7 +81,9 @@ class MemberList(generics.ListAPIView[Membership]):
     serializer_class = s.MembershipSerializer
 
     def get_queryset(self) -> Any:
-        return services.list_members(services.access_resource(self.request.user, self.kwargs["slug"]))
+        return services.list_members(
+            services.access_resource(self.request.user, self.kwargs["slug"])
+        )
 
     @extend_schema(request=s.AddMemberSerializer, responses={201: s.MembershipSerializer})
     def post(self, request: Request, slug: str) -> Response:
@@ -106,7 +112,9 @@ class IdentityList(generics.ListAPIView[CommunicationIdentity]):
     serializer_class = s.IdentitySerializer
 
     def get_queryset(self) -> Any:
-        return services.list_identities(services.access_resource(self.request.user, self.kwargs["slug"]))
+        return services.list_identities(
+            services.access_resource(self.request.user, self.kwargs["slug"])
+        )
 
     @extend_schema(request=s.CreateIdentitySerializer, responses={201: s.CreatedIdentitySerializer})
     def post(self, request: Request, slug: str) -> Response:
@@ -118,7 +126,9 @@ class IdentityList(generics.ListAPIView[CommunicationIdentity]):
             )
         body: dict[str, Any] = {"identity": s.IdentitySerializer(identity).data}
         if token:
-            body["accessToken"] = s.TokenSerializer({"token": token.token, "expiresOn": token.expires_on}).data
+            body["accessToken"] = s.TokenSerializer(
+                {"token": token.token, "expiresOn": token.expires_on}
+            ).data
         return Response(body, status=201)
 
 
@@ -142,7 +152,9 @@ class IdentityToken(APIView):
         identity = services.access_identity(resource, raw_id)
         data = _valid(s.TokenRequestSerializer, request)
         token = services.issue_token(identity, data["scopes"], data.get("expiresInMinutes"))
-        return Response(s.TokenSerializer({"token": token.token, "expiresOn": token.expires_on}).data)
+        return Response(
+            s.TokenSerializer({"token": token.token, "expiresOn": token.expires_on}).data
+        )
 
 
 class IdentityRevoke(APIView):

@@ -28,10 +28,16 @@ class Command(BaseCommand):
             admin = User.objects.create_superuser("admin", "admin@localhost", password)
             password_file.write_text(password + "\n")
             password_file.chmod(0o600)
-        password = password_file.read_text().strip() if password_file.exists() else "(set earlier; see docs)"
+        password = (
+            password_file.read_text().strip()
+            if password_file.exists()
+            else "(set earlier; see docs)"
+        )
         resource = Resource.objects.filter(slug=DEMO_RESOURCE).first()
         if resource is None:
             resource = services.create_resource("Demo", owner=admin)
-        self.stdout.write(f"Console:     http://127.0.0.1:{settings.HTTP_PORT}/  (or {settings.PUBLIC_URL}/)")
+        self.stdout.write(
+            f"Console:     http://127.0.0.1:{settings.HTTP_PORT}/  (or {settings.PUBLIC_URL}/)"
+        )
         self.stdout.write(f"Admin login: admin / {password}")
         self.stdout.write(f"Demo connection string: {services.connection_string(resource)}")

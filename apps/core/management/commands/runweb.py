@@ -31,8 +31,13 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, http_fd: int, https_fd: int, **options: Any) -> None:
         plain = _Server(_config())
-        secure = _Server(_config(ssl_certfile=str(settings.TLS_CERT), ssl_keyfile=str(settings.TLS_KEY)))
-        listeners = [(plain, socket.socket(fileno=http_fd)), (secure, socket.socket(fileno=https_fd))]
+        secure = _Server(
+            _config(ssl_certfile=str(settings.TLS_CERT), ssl_keyfile=str(settings.TLS_KEY))
+        )
+        listeners = [
+            (plain, socket.socket(fileno=http_fd)),
+            (secure, socket.socket(fileno=https_fd)),
+        ]
 
         def stop() -> None:
             for server, _ in listeners:

@@ -115,7 +115,9 @@ class Command(BaseCommand):
     help = "Run web (HTTP + HTTPS + WebSockets), worker and beat in the foreground."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--demo", action="store_true", help="seed the demo and print how to use it")
+        parser.add_argument(
+            "--demo", action="store_true", help="seed the demo and print how to use it"
+        )
 
     def handle(self, *args: Any, demo: bool = False, **options: Any) -> None:
         self.stopping = False
@@ -125,19 +127,32 @@ class Command(BaseCommand):
         if settings.OPERATOR_TLS:
             missing = [str(p) for p in (settings.TLS_CERT, settings.TLS_KEY) if not p.is_file()]
             if missing:
-                raise CommandError(f"SPOOL_TLS_CERT / SPOOL_TLS_KEY: no such file {', '.join(missing)}")
+                raise CommandError(
+                    f"SPOOL_TLS_CERT / SPOOL_TLS_KEY: no such file {', '.join(missing)}"
+                )
         elif ensure_self_signed(settings.TLS_CERT, settings.TLS_KEY, settings.PUBLIC_HOST):
             self.stdout.write(f"Created a self-signed certificate at {settings.TLS_CERT}")
         _port_is_free(settings.HTTP_PORT)
         _port_is_free(settings.HTTPS_PORT)
-        sockets = [(_listen(settings.HTTP_PORT), _listen(settings.HTTPS_PORT)) for _ in range(settings.WEB_PROCESSES)]
+        sockets = [
+            (_listen(settings.HTTP_PORT), _listen(settings.HTTPS_PORT))
+            for _ in range(settings.WEB_PROCESSES)
+        ]
         redis_child = self._start_redis() if settings.EMBEDDED_REDIS else None
         python = sys.executable
         manage = str(Path(settings.BASE_DIR) / "manage.py")
         children = [
             Child(
                 f"web-{n}",
-                [python, manage, "runweb", "--http-fd", str(http.fileno()), "--https-fd", str(https.fileno())],
+                [
+                    python,
+                    manage,
+                    "runweb",
+                    "--http-fd",
+                    str(http.fileno()),
+                    "--https-fd",
+                    str(https.fileno()),
+                ],
                 pass_fds=(http.fileno(), https.fileno()),
             )
             for n, (http, https) in enumerate(sockets)
@@ -148,7 +163,18 @@ class Command(BaseCommand):
         concurrency = str(settings.WORKER_CONCURRENCY)
         schedule = str(settings.DATA_DIR / "celerybeat-schedule")
         children.append(
-            Child("worker", [*celery, "worker", *log_level, "--concurrency", concurrency, "--hostname", worker_name])
+            Child(
+                "worker",
+                [
+                    *celery,
+                    "worker",
+                    *log_level,
+                    "--concurrency",
+                    concurrency,
+                    "--hostname",
+                    worker_name,
+                ],
+            )
         )
         children.append(Child("beat", [*celery, "beat", *log_level, "--schedule", schedule]))
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -198,7 +224,9 @@ class Command(BaseCommand):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not self.stopping:
             try:
-                with urllib.request.urlopen(f"http://{host}:{settings.HTTP_PORT}/healthz", timeout=2):
+                with urllib.request.urlopen(
+                    f"http://{host}:{settings.HTTP_PORT}/healthz", timeout=2
+                ):
                     return
             except urllib.error.HTTPError:
                 return  # it answered (503 while a dependency is down is still an answer)
@@ -206,7 +234,9 @@ class Command(BaseCommand):
                 time.sleep(0.2)
 
     def _announce(self) -> None:
-        host = settings.BIND_ADDRESS if settings.BIND_ADDRESS not in ("0.0.0.0", "::") else "127.0.0.1"
+        host = (
+            settings.BIND_ADDRESS if settings.BIND_ADDRESS not in ("0.0.0.0", "::") else "127.0.0.1"
+        )
         self.stdout.write(
             f"Spool is running: console http://{host}:{settings.HTTP_PORT}/ and "
             f"https://{host}:{settings.HTTPS_PORT}/ (public URL {settings.PUBLIC_URL}); "
@@ -225,7 +255,9 @@ class Command(BaseCommand):
                 now = time.monotonic()
                 child.restarts = [t for t in child.restarts if now - t < 60] + [now]
                 if len(child.restarts) > 5:
-                    self.stderr.write(f"{child.name} keeps exiting (last code {code}); stopping Spool.")
+                    self.stderr.write(
+                        f"{child.name} keeps exiting (last code {code}); stopping Spool."
+                    )
                     self.stopping = True
                     raise SystemExit(1)
                 self.stderr.write(f"{child.name} exited with code {code}; restarting it.")
