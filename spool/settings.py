@@ -130,6 +130,7 @@ INSTALLED_APPS = [
     "channels",
     "apps.core",
     "apps.accounts",
+    "apps.numbers",
     "apps.console",
 ]
 

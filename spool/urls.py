@@ -12,6 +12,7 @@ from apps.core.views import healthz
 
 urlpatterns = [
     path("r/<slug:slug>/", include("apps.accounts.api.acs_urls")),
+    path("r/<slug:slug>/", include("apps.numbers.api.acs_urls")),
     path("api/v1/", include("apps.accounts.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from rest_framework.renderers import JSONRenderer
@@ -46,3 +47,33 @@ def json_object(request: Request) -> dict[str, Any]:
 
 def rfc3339(value: Any) -> str:
     return value.isoformat().replace("+00:00", "Z")
+
+
+MAX_PAGE_SIZE = 500
+
+
+def page_of(request: Request, items: Sequence[Any], key: str, *, default_size: int = 100) -> dict[str, Any]:
+    """One ACS page of `items` (`skip` + `maxPageSize`) under `key`, with a relative
+    `nextLink` that keeps the caller's query (the SDK GETs it as given)."""
+    skip = _query_int(request, "skip", 0, minimum=0)
+    size = min(_query_int(request, "maxPageSize", default_size, minimum=1), MAX_PAGE_SIZE)
+    body: dict[str, Any] = {key: list(items[skip : skip + size])}
+    if skip + size < len(items):
+        query = request.query_params.copy()
+        query["skip"] = str(skip + size)
+        query["maxPageSize"] = str(size)
+        body["nextLink"] = f"{request.path}?{query.urlencode()}"
+    return body
+
+
+def _query_int(request: Request, name: str, default: int, *, minimum: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(f"{name} must be an integer.", code="InvalidRequest", target=name) from None
+    if value < minimum:
+        raise ApiError(f"{name} must be at least {minimum}.", code="InvalidRequest", target=name)
+    return value
