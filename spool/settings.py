@@ -98,6 +98,12 @@ WEB_PROCESSES = env_int("SPOOL_WEB_PROCESSES", 2, minimum=1)
 # Raise it when views wait on slow I/O (a distant database).
 WEB_THREADS = env_int("SPOOL_WEB_THREADS", 1, minimum=1)
 TOKEN_TIME_FLUSH_SECONDS = env_int("SPOOL_TOKEN_TIME_FLUSH_SECONDS", 2)
+
+# Phone numbers: how long a search holds its numbers (ACS: 16 minutes), how long a released
+# number rests before it is sold again, and which carrier module provisions numbers.
+NUMBER_SEARCH_HOLD_MINUTES = env_int("SPOOL_NUMBER_SEARCH_HOLD_MINUTES", 16, minimum=1)
+NUMBER_QUARANTINE_DAYS = env_int("SPOOL_NUMBER_QUARANTINE_DAYS", 7)
+NUMBER_CARRIER = os.environ.get("SPOOL_NUMBER_CARRIER", "loopback")
 WORKER_CONCURRENCY = env_int("SPOOL_WORKER_CONCURRENCY", 2, minimum=1)
 WORKER_LOG_LEVEL = os.environ.get("SPOOL_WORKER_LOG_LEVEL", "WARNING")
 
@@ -229,6 +235,9 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 30},
     },
     "prune-signing-keys": {"task": "apps.accounts.tasks.prune_signing_keys", "schedule": 3600.0},
+    "expire-number-holds": {"task": "apps.numbers.tasks.expire_holds", "schedule": 30.0},
+    "end-number-quarantines": {"task": "apps.numbers.tasks.end_quarantines", "schedule": 3600.0},
+    "requeue-number-operations": {"task": "apps.numbers.tasks.requeue_stalled_operations", "schedule": 60.0},
 }
 
 # --- Auth, console ---------------------------------------------------------------------

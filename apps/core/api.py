@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from django.db.models import QuerySet
+
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.views import APIView
@@ -52,16 +54,24 @@ def rfc3339(value: Any) -> str:
 MAX_PAGE_SIZE = 500
 
 
-def page_of(request: Request, items: Sequence[Any], key: str, *, default_size: int = 100) -> dict[str, Any]:
-    """One ACS page of `items` (`skip` + `maxPageSize`) under `key`, with a relative
+def page_of(
+    request: Request,
+    items: Sequence[Any] | QuerySet[Any],
+    key: str,
+    *,
+    default_size: int = 100,
+    size_param: str = "maxPageSize",
+) -> dict[str, Any]:
+    """One ACS page of `items` (`skip` + `maxPageSize`, or `top`) under `key`, with a relative
     `nextLink` that keeps the caller's query (the SDK GETs it as given)."""
     skip = _query_int(request, "skip", 0, minimum=0)
-    size = min(_query_int(request, "maxPageSize", default_size, minimum=1), MAX_PAGE_SIZE)
-    body: dict[str, Any] = {key: list(items[skip : skip + size])}
-    if skip + size < len(items):
+    size = min(_query_int(request, size_param, default_size, minimum=1), MAX_PAGE_SIZE)
+    chunk = list(items[skip : skip + size + 1])  # one more than a page tells if another follows
+    body: dict[str, Any] = {key: chunk[:size]}
+    if len(chunk) > size:
         query = request.query_params.copy()
         query["skip"] = str(skip + size)
-        query["maxPageSize"] = str(size)
+        query[size_param] = str(size)
         body["nextLink"] = f"{request.path}?{query.urlencode()}"
     return body
 

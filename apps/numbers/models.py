@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import uuid
+
 from django.db import models
 
 from apps.accounts.models import Resource
@@ -25,6 +27,41 @@ class NumberStatus(models.TextChoices):
     QUARANTINED = "quarantined", "Released, in quarantine"
 
 
+class AssignmentType(models.TextChoices):
+    PERSON = "person", "Person"
+    APPLICATION = "application", "Application"
+
+
+class SearchState(models.TextChoices):
+    HELD = "held", "Holding its numbers"
+    PURCHASING = "purchasing", "Being purchased"
+    PURCHASED = "purchased", "Purchased"
+    EXPIRED = "expired", "Expired"
+
+
+class NumberSearch(models.Model):
+    """A tenant's search: the numbers it holds until it is purchased or expires (ACS: 16 min)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    resource = models.ForeignKey(Resource, on_delete=models.CASCADE, related_name="number_searches")
+    country_code = models.CharField(max_length=2)
+    number_type = models.CharField(max_length=16, choices=NumberType.choices)
+    assignment_type = models.CharField(max_length=16, choices=AssignmentType.choices)
+    calling = models.CharField(max_length=16, choices=Capability.choices)
+    sms = models.CharField(max_length=16, choices=Capability.choices)
+    area_code = models.CharField(max_length=8, blank=True)
+    quantity = models.PositiveIntegerField()
+    state = models.CharField(max_length=16, choices=SearchState.choices, default=SearchState.HELD)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "expires_at"])]
+
+    def __str__(self) -> str:
+        return f"search {self.id}"
+
+
 class PhoneNumber(models.Model):
     """One number of the operator's inventory, from import or seeding to sale and release.
 
@@ -45,10 +82,23 @@ class PhoneNumber(models.Model):
     setup_cost = models.DecimalField(max_digits=10, decimal_places=2, default=0)
     currency = models.CharField(max_length=3)
     carrier = models.CharField(max_length=64, default="loopback")
-    status = models.CharField(max_length=16, choices=NumberStatus.choices, default=NumberStatus.AVAILABLE)
+    status = models.CharField(
+        max_length=16, choices=NumberStatus.choices, default=NumberStatus.AVAILABLE
+    )
     owner = models.ForeignKey(
         Resource, null=True, blank=True, on_delete=models.SET_NULL, related_name="phone_numbers"
     )
+    held_by = models.ForeignKey(
+        NumberSearch, null=True, blank=True, on_delete=models.SET_NULL, related_name="numbers"
+    )
+    # While owned: how the owner assigned it and the capabilities it asked for.
+    owned_assignment_type = models.CharField(
+        max_length=16, choices=AssignmentType.choices, blank=True
+    )
+    owned_calling = models.CharField(max_length=16, choices=Capability.choices, blank=True)
+    owned_sms = models.CharField(max_length=16, choices=Capability.choices, blank=True)
+    purchased_at = models.DateTimeField(null=True, blank=True)
+    quarantined_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -60,3 +110,47 @@ class PhoneNumber(models.Model):
 
     def __str__(self) -> str:
         return self.number
+
+
+class OperationKind(models.TextChoices):
+    SEARCH = "search", "Search"
+    PURCHASE = "purchase", "Purchase"
+    RELEASE = "releasePhoneNumber", "Release"
+    UPDATE_CAPABILITIES = "updatePhoneNumberCapabilities", "Update capabilities"
+
+
+class OperationStatus(models.TextChoices):
+    NOT_STARTED = "notStarted", "Not started"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class NumberOperation(models.Model):
+    """An ACS long-running operation. The row is the job: a worker advances it, and beat
+    re-queues one left unfinished past its lease (a lost message or a killed worker)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    resource = models.ForeignKey(
+        Resource, on_delete=models.CASCADE, related_name="number_operations"
+    )
+    kind = models.CharField(max_length=32, choices=OperationKind.choices)
+    status = models.CharField(
+        max_length=16, choices=OperationStatus.choices, default=OperationStatus.NOT_STARTED
+    )
+    search = models.ForeignKey(NumberSearch, null=True, blank=True, on_delete=models.SET_NULL)
+    phone_number = models.ForeignKey(PhoneNumber, null=True, blank=True, on_delete=models.SET_NULL)
+    requested = models.JSONField(default=dict, blank=True)
+    resource_location = models.CharField(max_length=200, blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.CharField(max_length=500, blank=True)
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_action_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "last_action_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.id} ({self.status})"

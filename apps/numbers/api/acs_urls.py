@@ -8,7 +8,23 @@ from apps.numbers.api import acs_views
 
 urlpatterns = [
     path("availablePhoneNumbers/countries", acs_views.Countries.as_view()),
-    path("availablePhoneNumbers/countries/<str:country_code>/localities", acs_views.Localities.as_view()),
-    path("availablePhoneNumbers/countries/<str:country_code>/areaCodes", acs_views.AreaCodes.as_view()),
-    path("availablePhoneNumbers/countries/<str:country_code>/offerings", acs_views.Offerings.as_view()),
+    path(
+        "availablePhoneNumbers/countries/<str:country_code>/localities",
+        acs_views.Localities.as_view(),
+    ),
+    path(
+        "availablePhoneNumbers/countries/<str:country_code>/areaCodes",
+        acs_views.AreaCodes.as_view(),
+    ),
+    path(
+        "availablePhoneNumbers/countries/<str:country_code>/offerings",
+        acs_views.Offerings.as_view(),
+    ),
+    path("availablePhoneNumbers/countries/<str:country_code>/:search", acs_views.Search.as_view()),
+    path("availablePhoneNumbers/searchResults/<str:search_id>", acs_views.SearchResult.as_view()),
+    path("availablePhoneNumbers/:purchase", acs_views.Purchase.as_view()),
+    path("phoneNumbers/operations/<str:operation_id>", acs_views.Operation.as_view()),
+    path("phoneNumbers", acs_views.OwnedNumbers.as_view()),
+    path("phoneNumbers/<str:number>/capabilities", acs_views.OwnedNumberCapabilities.as_view()),
+    path("phoneNumbers/<str:number>", acs_views.OwnedNumber.as_view()),
 ]

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Any
+
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apps.accounts.auth import HmacAuthentication, IsResourceCaller
-from apps.core.api import AcsApiView, page_of
-from apps.numbers import services
+from apps.accounts.auth import HmacAuthentication, IsResourceCaller, request_resource
+from apps.core.api import AcsApiView, json_object, page_of, rfc3339
+from apps.numbers import orders, services
+from apps.numbers.models import NumberOperation, NumberStatus, OperationStatus, PhoneNumber
 
-PHONE_NUMBERS_API_VERSIONS = ("2021-03-07", "2022-12-01", "2024-03-01-preview", "2025-02-11", "2025-06-01")
+PHONE_NUMBERS_API_VERSIONS = (
+    "2021-03-07",
+    "2022-12-01",
+    "2024-03-01-preview",
+    "2025-02-11",
+    "2025-06-01",
+)
 
 
 class NumbersView(AcsApiView):
@@ -72,3 +82,139 @@ class Offerings(NumbersView):
             )
         ]
         return Response(page_of(request, offerings, "phoneNumberOfferings"))
+
+
+# --- Searches, purchases, owned numbers: ACS long-running operations -----------------------
+def _link(request: Request, path: str) -> str:
+    """A relative link on this resource's endpoint, with the caller's api-version (the SDK
+    polls Operation-Location as given)."""
+    version = request.query_params.get("api-version", "")
+    return f"/r/{request_resource(request).slug}/{path}?api-version={version}"
+
+
+def _operation_body(request: Request, operation: NumberOperation) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": str(operation.pk),
+        "operationType": operation.kind,
+        "status": operation.status,
+        "createdDateTime": rfc3339(operation.created_at),
+        "lastActionDateTime": rfc3339(operation.last_action_at),
+    }
+    if operation.resource_location:
+        body["resourceLocation"] = _link(request, f"phoneNumbers/{operation.resource_location}")
+    if operation.error_code:
+        body["error"] = {"code": operation.error_code, "message": operation.error_message}
+    return body
+
+
+def _accepted(request: Request, operation: NumberOperation, **headers: str) -> Response:
+    response = Response(_operation_body(request, operation), status=202)
+    response["Operation-Location"] = _link(request, f"phoneNumbers/operations/{operation.pk}")
+    response["operation-id"] = str(operation.pk)
+    for name, value in headers.items():
+        response[name.replace("_", "-")] = value
+    return response
+
+
+def _purchased_body(number: PhoneNumber) -> dict[str, Any]:
+    return {
+        "id": number.number.lstrip("+"),
+        "phoneNumber": number.number,
+        "countryCode": number.country_code,
+        "phoneNumberType": number.number_type,
+        "capabilities": {"calling": number.owned_calling, "sms": number.owned_sms},
+        "assignmentType": number.owned_assignment_type,
+        "purchaseDate": rfc3339(number.purchased_at) if number.purchased_at else None,
+        "cost": services.cost_body(number.monthly_cost, number.currency),
+    }
+
+
+class Search(NumbersView):
+    def post(self, request: Request, slug: str, country_code: str) -> Response:
+        wanted = orders.check_search_request(country_code, json_object(request))
+        operation = orders.do_search(request_resource(request), wanted)
+        assert operation.search_id is not None
+        search_id = str(operation.search_id)
+        return _accepted(
+            request,
+            operation,
+            Location=_link(request, f"availablePhoneNumbers/searchResults/{search_id}"),
+            search_id=search_id,
+        )
+
+
+class SearchResult(NumbersView):
+    def get(self, request: Request, slug: str, search_id: str) -> Response:
+        search = orders.access_search(request_resource(request), search_id)
+        numbers = list(search.numbers.order_by("number"))
+        first = numbers[0] if numbers else None
+        return Response(
+            {
+                "searchId": str(search.pk),
+                "phoneNumbers": [number.number for number in numbers],
+                "phoneNumberType": search.number_type,
+                "assignmentType": search.assignment_type,
+                "capabilities": {"calling": search.calling, "sms": search.sms},
+                "cost": services.cost_body(first.monthly_cost, first.currency)
+                if first
+                else services.cost_body(Decimal(0), "USD"),
+                "searchExpiresBy": rfc3339(search.expires_at),
+                "isAgreementToNotResellRequired": False,
+            }
+        )
+
+
+class Purchase(NumbersView):
+    def post(self, request: Request, slug: str) -> Response:
+        operation = orders.check_purchase(
+            request_resource(request), json_object(request).get("searchId")
+        )
+        return _accepted(request, operation, purchase_id=str(operation.search_id))
+
+
+class Operation(NumbersView):
+    def get(self, request: Request, slug: str, operation_id: str) -> Response:
+        operation = orders.access_operation(request_resource(request), operation_id)
+        response = Response(_operation_body(request, operation))
+        if operation.status in (OperationStatus.NOT_STARTED, OperationStatus.RUNNING):
+            response["Retry-After"] = "1"
+        if operation.resource_location:
+            response["Location"] = _link(request, f"phoneNumbers/{operation.resource_location}")
+        return response
+
+
+class OwnedNumbers(NumbersView):
+    def get(self, request: Request, slug: str) -> Response:
+        owned = (
+            request_resource(request)
+            .phone_numbers.filter(status=NumberStatus.OWNED)
+            .order_by("number")
+        )
+        body = page_of(request, owned, "phoneNumbers", size_param="top")
+        body["phoneNumbers"] = [_purchased_body(number) for number in body["phoneNumbers"]]
+        return Response(body)
+
+
+class OwnedNumber(NumbersView):
+    def get(self, request: Request, slug: str, number: str) -> Response:
+        return Response(
+            _purchased_body(orders.access_owned_number(request_resource(request), number))
+        )
+
+    def delete(self, request: Request, slug: str, number: str) -> Response:
+        operation = orders.check_release(request_resource(request), number)
+        return _accepted(request, operation, release_id=str(operation.pk))
+
+
+class OwnedNumberCapabilities(NumbersView):
+    def patch(self, request: Request, slug: str, number: str) -> Response:
+        operation = orders.check_update_capabilities(
+            request_resource(request), number, json_object(request)
+        )
+        assert operation.phone_number is not None
+        return _accepted(
+            request,
+            operation,
+            Location=_link(request, f"phoneNumbers/{operation.phone_number.number}"),
+            capabilities_id=str(operation.pk),
+        )

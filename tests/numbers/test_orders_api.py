@@ -1,0 +1,301 @@
+"""Searching, purchasing, updating and releasing numbers through the ACS API."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from urllib.parse import quote
+
+import pytest
+from django.utils import timezone
+
+from apps.numbers import orders
+from apps.numbers.models import (
+    NumberOperation,
+    NumberSearch,
+    NumberStatus,
+    NumberType,
+    PhoneNumber,
+    SearchState,
+)
+from tests.conftest import AcsClient
+
+pytestmark = pytest.mark.django_db
+
+API = "2025-06-01"
+SEARCH = {
+    "phoneNumberType": "geographic",
+    "assignmentType": "application",
+    "capabilities": {"calling": "inbound+outbound", "sms": "inbound+outbound"},
+    "areaCode": "425",
+    "quantity": 2,
+}
+
+
+@pytest.fixture
+def inventory() -> list[PhoneNumber]:
+    return [
+        PhoneNumber.objects.create(
+            number=f"+1425555010{n}",
+            country_code="US",
+            number_type=NumberType.GEOGRAPHIC,
+            locality="Redmond",
+            administrative_division="WA",
+            area_code="425",
+            monthly_cost=Decimal("1.00"),
+            currency="USD",
+        )
+        for n in range(5)
+    ]
+
+
+def _search(acs: AcsClient, body: dict | None = None) -> dict:
+    response = acs.call(
+        "POST", "/availablePhoneNumbers/countries/US/:search", body or SEARCH, api_version=API
+    )
+    assert response.status_code == 202, response.content
+    operation = acs.call(
+        "GET",
+        response["Operation-Location"].split(acs.resource.slug, 1)[1].split("?")[0],
+        api_version=API,
+    ).json()
+    assert operation["status"] == "succeeded"
+    result = acs.call(
+        "GET", response["Location"].split(acs.resource.slug, 1)[1].split("?")[0], api_version=API
+    )
+    return result.json()
+
+
+def _purchase(acs: AcsClient, search_id: str, capture) -> dict:
+    with capture(execute=True):
+        response = acs.call(
+            "POST", "/availablePhoneNumbers/:purchase", {"searchId": search_id}, api_version=API
+        )
+    assert response.status_code == 202, response.content
+    path = response["Operation-Location"].split(acs.resource.slug, 1)[1].split("?")[0]
+    return acs.call("GET", path, api_version=API).json()
+
+
+def test_a_search_holds_its_numbers_and_a_second_search_is_not_offered_them(acs, inventory) -> None:
+    # when
+    first = _search(acs)
+    second = _search(acs)
+
+    # then the two searches hold different numbers, for 16 minutes
+    assert len(first["phoneNumbers"]) == 2 and len(second["phoneNumbers"]) == 2
+    assert not set(first["phoneNumbers"]) & set(second["phoneNumbers"])
+    assert first["cost"] == {"amount": 1.0, "currencyCode": "USD", "billingFrequency": "monthly"}
+    expires = NumberSearch.objects.get(pk=first["searchId"]).expires_at
+    assert timedelta(minutes=15) < expires - timezone.now() <= timedelta(minutes=16)
+    assert PhoneNumber.objects.filter(status=NumberStatus.HELD).count() == 4
+
+
+def test_a_search_that_cannot_be_filled_holds_nothing(acs, inventory) -> None:
+    response = acs.call(
+        "POST",
+        "/availablePhoneNumbers/countries/US/:search",
+        {**SEARCH, "quantity": 6},
+        api_version=API,
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "NoNumbersAvailable"
+    assert not PhoneNumber.objects.exclude(status=NumberStatus.AVAILABLE).exists()
+    assert not NumberSearch.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "change, target",
+    [
+        ({"phoneNumberType": "landline"}, "phoneNumberType"),
+        ({"assignmentType": None}, "assignmentType"),
+        ({"capabilities": None}, "capabilities"),
+        ({"capabilities": {"calling": "both", "sms": "none"}}, "capabilities.calling"),
+        ({"quantity": 0}, "quantity"),
+        ({"quantity": "2"}, "quantity"),
+        ({"quantity": 101}, "quantity"),
+        ({"areaCode": "4x5"}, "areaCode"),
+    ],
+)
+def test_bad_searches_are_refused_and_hold_nothing(acs, inventory, change, target) -> None:
+    response = acs.call(
+        "POST", "/availablePhoneNumbers/countries/US/:search", {**SEARCH, **change}, api_version=API
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["target"] == target
+    assert not NumberSearch.objects.exists()
+
+
+def test_purchase_makes_the_numbers_the_resources_own(
+    acs, inventory, django_capture_on_commit_callbacks
+) -> None:
+    # given a search
+    found = _search(acs)
+
+    # when it is purchased
+    operation = _purchase(acs, found["searchId"], django_capture_on_commit_callbacks)
+
+    # then the operation succeeded and the numbers are listed as owned
+    assert operation["status"] == "succeeded" and operation["operationType"] == "purchase"
+    owned = acs.call("GET", "/phoneNumbers", query=f"api-version={API}&skip=0&top=100").json()[
+        "phoneNumbers"
+    ]
+    assert sorted(n["phoneNumber"] for n in owned) == found["phoneNumbers"]
+    assert owned[0]["capabilities"] == {"calling": "inbound+outbound", "sms": "inbound+outbound"}
+    assert (
+        owned[0]["assignmentType"] == "application"
+        and owned[0]["id"] == owned[0]["phoneNumber"][1:]
+    )
+
+
+def test_a_search_is_purchased_once_and_an_expired_one_not_at_all(
+    acs, inventory, django_capture_on_commit_callbacks
+) -> None:
+    bought = _search(acs)
+    _purchase(acs, bought["searchId"], django_capture_on_commit_callbacks)
+    again = acs.call(
+        "POST",
+        "/availablePhoneNumbers/:purchase",
+        {"searchId": bought["searchId"]},
+        api_version=API,
+    )
+    assert again.status_code == 409 and "already purchased" in again.json()["error"]["message"]
+
+    stale = _search(acs)
+    NumberSearch.objects.filter(pk=stale["searchId"]).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    expired = acs.call(
+        "POST", "/availablePhoneNumbers/:purchase", {"searchId": stale["searchId"]}, api_version=API
+    )
+    assert expired.status_code == 409 and "expired" in expired.json()["error"]["message"]
+    assert PhoneNumber.objects.filter(status=NumberStatus.AVAILABLE).count() == 3  # released again
+
+
+def test_beat_releases_expired_holds(acs, inventory) -> None:
+    found = _search(acs)
+    NumberSearch.objects.filter(pk=found["searchId"]).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert orders.expire_holds() == 1
+    assert NumberSearch.objects.get(pk=found["searchId"]).state == SearchState.EXPIRED
+    assert PhoneNumber.objects.filter(status=NumberStatus.AVAILABLE).count() == 5
+
+
+def test_update_capabilities_and_release(
+    acs, inventory, settings, django_capture_on_commit_callbacks
+) -> None:
+    # given an owned number
+    settings.NUMBER_QUARANTINE_DAYS = 7
+    found = _search(acs, {**SEARCH, "quantity": 1})
+    _purchase(acs, found["searchId"], django_capture_on_commit_callbacks)
+    number = quote(found["phoneNumbers"][0], safe="")
+
+    # when its capabilities are narrowed
+    with django_capture_on_commit_callbacks(execute=True):
+        patched = acs.call(
+            "PATCH",
+            f"/phoneNumbers/{number}/capabilities",
+            {"calling": "inbound", "sms": "none"},
+            api_version=API,
+        )
+    assert patched.status_code == 202
+    assert acs.call("GET", f"/phoneNumbers/{number}", api_version=API).json()["capabilities"] == {
+        "calling": "inbound",
+        "sms": "none",
+    }
+
+    # when it is released
+    with django_capture_on_commit_callbacks(execute=True):
+        released = acs.call("DELETE", f"/phoneNumbers/{number}", api_version=API)
+
+    # then it is gone from the resource and rests in quarantine before it is sold again
+    assert released.status_code == 202
+    assert acs.call("GET", f"/phoneNumbers/{number}", api_version=API).status_code == 404
+    quarantined = PhoneNumber.objects.get(number=found["phoneNumbers"][0])
+    assert quarantined.status == NumberStatus.QUARANTINED and quarantined.owner is None
+    PhoneNumber.objects.filter(pk=quarantined.pk).update(quarantined_until=timezone.now())
+    assert orders.end_quarantines() == 1
+
+
+def test_capabilities_beyond_what_the_carrier_supports_are_refused(
+    acs, inventory, django_capture_on_commit_callbacks
+) -> None:
+    PhoneNumber.objects.update(sms="inbound")
+    found = _search(
+        acs,
+        {**SEARCH, "quantity": 1, "capabilities": {"calling": "inbound+outbound", "sms": "none"}},
+    )
+    _purchase(acs, found["searchId"], django_capture_on_commit_callbacks)
+    number = quote(found["phoneNumbers"][0], safe="")
+    response = acs.call(
+        "PATCH", f"/phoneNumbers/{number}/capabilities", {"sms": "outbound"}, api_version=API
+    )
+    assert response.status_code == 400 and response.json()["error"]["target"] == "sms"
+    assert not NumberOperation.objects.filter(kind="updatePhoneNumberCapabilities").exists()
+
+
+def test_resources_never_see_each_others_numbers_searches_or_operations(
+    acs, other_acs, inventory, django_capture_on_commit_callbacks
+) -> None:
+    # given a number bought by the other resource
+    found = _search(other_acs, {**SEARCH, "quantity": 1})
+    operation = _purchase(other_acs, found["searchId"], django_capture_on_commit_callbacks)
+    number = quote(found["phoneNumbers"][0], safe="")
+
+    # then this resource cannot see or touch any of it
+    assert acs.call("GET", f"/phoneNumbers/{number}", api_version=API).status_code == 404
+    assert acs.call("DELETE", f"/phoneNumbers/{number}", api_version=API).status_code == 404
+    assert (
+        acs.call(
+            "GET", f"/availablePhoneNumbers/searchResults/{found['searchId']}", api_version=API
+        ).status_code
+        == 404
+    )
+    assert (
+        acs.call("GET", f"/phoneNumbers/operations/{operation['id']}", api_version=API).status_code
+        == 404
+    )
+    stolen = acs.call(
+        "POST", "/availablePhoneNumbers/:purchase", {"searchId": found["searchId"]}, api_version=API
+    )
+    assert stolen.status_code == 404
+    assert acs.call("GET", "/phoneNumbers", api_version=API).json()["phoneNumbers"] == []
+
+
+def test_unknown_ids_are_404(acs, inventory) -> None:
+    for path in (
+        "/phoneNumbers/%2B19995550100",
+        "/availablePhoneNumbers/searchResults/nope",
+        "/phoneNumbers/operations/00000000-0000-0000-0000-000000000000",
+    ):
+        response = acs.call("GET", path, api_version=API)
+        assert response.status_code == 404, path
+        assert response.json()["error"]["code"]
+
+
+def test_a_stalled_purchase_is_requeued_and_finishes_once(
+    acs, inventory, django_capture_on_commit_callbacks
+) -> None:
+    # given a purchase whose job message was lost
+    found = _search(acs)
+    with django_capture_on_commit_callbacks(execute=False):
+        acs.call(
+            "POST",
+            "/availablePhoneNumbers/:purchase",
+            {"searchId": found["searchId"]},
+            api_version=API,
+        )
+    operation = NumberOperation.objects.get(kind="purchase")
+    NumberOperation.objects.filter(pk=operation.pk).update(
+        last_action_at=timezone.now() - timedelta(minutes=5)
+    )
+
+    # when beat's sweeper runs (twice, as a redelivery would)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert orders.requeue_stalled_operations() == 1
+    orders.run_operation(operation.pk)
+
+    # then the numbers are owned once, and the operation succeeded
+    operation.refresh_from_db()
+    assert operation.status == "succeeded" and operation.progress_done == 2
+    assert PhoneNumber.objects.filter(owner=acs.resource, status=NumberStatus.OWNED).count() == 2
