@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.db.models import QuerySet
-
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.views import APIView
