@@ -61,8 +61,9 @@ def page_of(
     default_size: int = 100,
     size_param: str = "maxPageSize",
 ) -> dict[str, Any]:
-    """One ACS page of `items` (`skip` + `maxPageSize`, or `top`) under `key`, with a relative
-    `nextLink` that keeps the caller's query (the SDK GETs it as given)."""
+    """One ACS page of `items` (`skip` + `maxPageSize`, or `top`) under `key`, with an absolute
+    `nextLink` that keeps the caller's query (the SDK GETs it as given; a relative link would
+    be joined to the endpoint's path)."""
     skip = _query_int(request, "skip", 0, minimum=0)
     size = min(_query_int(request, size_param, default_size, minimum=1), MAX_PAGE_SIZE)
     chunk = list(items[skip : skip + size + 1])  # one more than a page tells if another follows
@@ -71,7 +72,7 @@ def page_of(
         query = request.query_params.copy()
         query["skip"] = str(skip + size)
         query[size_param] = str(size)
-        body["nextLink"] = f"{request.path}?{query.urlencode()}"
+        body["nextLink"] = request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
     return body
 
 

@@ -56,12 +56,14 @@ def _search(acs: AcsClient, body: dict | None = None) -> dict:
     assert response.status_code == 202, response.content
     operation = acs.call(
         "GET",
-        response["Operation-Location"].split(acs.resource.slug, 1)[1].split("?")[0],
+        response["Operation-Location"].split(f"/r/{acs.resource.slug}", 1)[1].split("?")[0],
         api_version=API,
     ).json()
     assert operation["status"] == "succeeded"
     result = acs.call(
-        "GET", response["Location"].split(acs.resource.slug, 1)[1].split("?")[0], api_version=API
+        "GET",
+        response["Location"].split(f"/r/{acs.resource.slug}", 1)[1].split("?")[0],
+        api_version=API,
     )
     return result.json()
 
@@ -72,7 +74,7 @@ def _purchase(acs: AcsClient, search_id: str, capture) -> dict:
             "POST", "/availablePhoneNumbers/:purchase", {"searchId": search_id}, api_version=API
         )
     assert response.status_code == 202, response.content
-    path = response["Operation-Location"].split(acs.resource.slug, 1)[1].split("?")[0]
+    path = response["Operation-Location"].split(f"/r/{acs.resource.slug}", 1)[1].split("?")[0]
     return acs.call("GET", path, api_version=API).json()
 
 

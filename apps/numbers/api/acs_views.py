@@ -86,10 +86,12 @@ class Offerings(NumbersView):
 
 # --- Searches, purchases, owned numbers: ACS long-running operations -----------------------
 def _link(request: Request, path: str) -> str:
-    """A relative link on this resource's endpoint, with the caller's api-version (the SDK
-    polls Operation-Location as given)."""
+    """An absolute link on this resource's endpoint, with the caller's api-version. (The SDK
+    polls Operation-Location as given; a relative one would be joined to the endpoint's path.)"""
     version = request.query_params.get("api-version", "")
-    return f"/r/{request_resource(request).slug}/{path}?api-version={version}"
+    return request.build_absolute_uri(
+        f"/r/{request_resource(request).slug}/{path}?api-version={version}"
+    )
 
 
 def _operation_body(request: Request, operation: NumberOperation) -> dict[str, Any]:
@@ -108,7 +110,8 @@ def _operation_body(request: Request, operation: NumberOperation) -> dict[str, A
 
 
 def _accepted(request: Request, operation: NumberOperation, **headers: str) -> Response:
-    response = Response(_operation_body(request, operation), status=202)
+    # No body: the SDK then polls Operation-Location and, for searches, GETs Location.
+    response = Response(status=202)
     response["Operation-Location"] = _link(request, f"phoneNumbers/operations/{operation.pk}")
     response["operation-id"] = str(operation.pk)
     for name, value in headers.items():
