@@ -237,7 +237,10 @@ CELERY_BEAT_SCHEDULE = {
     "prune-signing-keys": {"task": "apps.accounts.tasks.prune_signing_keys", "schedule": 3600.0},
     "expire-number-holds": {"task": "apps.numbers.tasks.expire_holds", "schedule": 30.0},
     "end-number-quarantines": {"task": "apps.numbers.tasks.end_quarantines", "schedule": 3600.0},
-    "requeue-number-operations": {"task": "apps.numbers.tasks.requeue_stalled_operations", "schedule": 60.0},
+    "requeue-number-operations": {
+        "task": "apps.numbers.tasks.requeue_stalled_operations",
+        "schedule": 60.0,
+    },
 }
 
 # --- Auth, console ---------------------------------------------------------------------

@@ -65,7 +65,8 @@ def check_number_type(value: str | None, *, required: bool = False) -> str | Non
         return None
     if value not in NumberType.values:
         raise InvalidNumberQuery(
-            f"phoneNumberType must be one of {', '.join(NumberType.values)}.", target="phoneNumberType"
+            f"phoneNumberType must be one of {', '.join(NumberType.values)}.",
+            target="phoneNumberType",
         )
     return value
 
@@ -81,7 +82,11 @@ def check_assignment_type(value: str | None) -> str | None:
 
 
 def assignable_to(assignment_type: str) -> Q:
-    return Q(assignable_to_person=True) if assignment_type == "person" else Q(assignable_to_application=True)
+    return (
+        Q(assignable_to_person=True)
+        if assignment_type == "person"
+        else Q(assignable_to_application=True)
+    )
 
 
 def list_countries() -> list[tuple[str, str]]:
@@ -142,7 +147,10 @@ def list_offerings(
             .distinct()
         )
         offerings.update(Offering(row[0], kind, row[1], row[2], row[3], row[4]) for row in rows)
-    return sorted(offerings, key=lambda o: (o.number_type, o.assignment_type, o.monthly_cost, o.calling, o.sms))
+    return sorted(
+        offerings,
+        key=lambda o: (o.number_type, o.assignment_type, o.monthly_cost, o.calling, o.sms),
+    )
 
 
 def cost_body(amount: Decimal, currency: str) -> dict[str, Any]:

@@ -254,3 +254,11 @@ def _issued_token(content: bytes) -> str | None:
         rb'id="issued-token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*id="issued-token"', content
     )
     return (found.group(1) or found.group(2)).decode() if found else None
+
+
+def test_admin_lists_the_number_inventory(make_user) -> None:
+    staff = make_user("numbers-operator", is_staff=True, is_superuser=True)
+    client = Client()
+    client.force_login(staff)
+    for page in ("phonenumber", "numbersearch", "numberoperation"):
+        assert client.get(f"/admin/numbers/{page}/").status_code == 200

@@ -124,6 +124,7 @@ class Command(BaseCommand):
         demo_summary = io.StringIO()
         if demo:
             call_command("seed_demo", stdout=demo_summary)
+            call_command("seed_demo_numbers", stdout=demo_summary)
         if settings.OPERATOR_TLS:
             missing = [str(p) for p in (settings.TLS_CERT, settings.TLS_KEY) if not p.is_file()]
             if missing:
