@@ -48,10 +48,19 @@ MANAGE_KEYS = "manage_keys"
 MANAGE_IDENTITIES = "manage_identities"
 MANAGE_RESOURCE = "manage_resource"
 MANAGE_MEMBERS = "manage_members"
+MANAGE_NUMBERS = "manage_numbers"
 
 ROLE_PERMISSIONS: dict[str, set[str]] = {
-    Role.OWNER: {VIEW, READ_KEYS, MANAGE_KEYS, MANAGE_IDENTITIES, MANAGE_RESOURCE, MANAGE_MEMBERS},
-    Role.CONTRIBUTOR: {VIEW, READ_KEYS, MANAGE_IDENTITIES},
+    Role.OWNER: {
+        VIEW,
+        READ_KEYS,
+        MANAGE_KEYS,
+        MANAGE_IDENTITIES,
+        MANAGE_RESOURCE,
+        MANAGE_MEMBERS,
+        MANAGE_NUMBERS,
+    },
+    Role.CONTRIBUTOR: {VIEW, READ_KEYS, MANAGE_IDENTITIES, MANAGE_NUMBERS},
     Role.READER: {VIEW},
 }
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from apps.console import views
+from apps.console import numbers_views, views
 
 app_name = "console"
 
@@ -16,4 +16,16 @@ urlpatterns = [
     path("resources/<slug:slug>/keys/", views.resource_keys, name="resource-keys"),
     path("resources/<slug:slug>/access/", views.resource_access, name="resource-access"),
     path("resources/<slug:slug>/identities/", views.identities, name="identities"),
+    path("resources/<slug:slug>/numbers/", numbers_views.numbers, name="numbers"),
+    path(
+        "resources/<slug:slug>/numbers/searches/<str:search_id>/",
+        numbers_views.number_search,
+        name="number-search",
+    ),
+    path(
+        "resources/<slug:slug>/numbers/operations/<str:operation_id>/",
+        numbers_views.number_operation,
+        name="number-operation",
+    ),
+    path("staff/numbers/import/", numbers_views.inventory_import, name="inventory-import"),
 ]

@@ -100,6 +100,7 @@ def _resource_context(
         "can_manage_identities": services.can(user, resource, services.MANAGE_IDENTITIES),
         "can_manage_resource": services.can(user, resource, services.MANAGE_RESOURCE),
         "can_manage_members": services.can(user, resource, services.MANAGE_MEMBERS),
+        "can_manage_numbers": services.can(user, resource, services.MANAGE_NUMBERS),
         "endpoint": services.resource_endpoint(resource),
         **extra,
     }
