@@ -7,6 +7,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
+from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
@@ -139,8 +140,8 @@ def number_operation(request: HttpRequest, resource: Resource, operation_id: str
 def inventory_import(request: HttpRequest) -> HttpResponse:
     """Staff: add numbers from a carrier's CSV; a file with any bad row adds nothing."""
     errors: list[tuple[int, str]] = []
-    if request.method == "POST" and request.FILES.get("file"):
-        upload = request.FILES["file"]
+    upload = request.FILES.get("file") if request.method == "POST" else None
+    if isinstance(upload, UploadedFile):
         try:
             lines = upload.read().decode("utf-8-sig").splitlines()
             with transaction.atomic():
