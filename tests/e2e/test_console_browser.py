@@ -7,69 +7,22 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
+from playwright.sync_api import BrowserContext, Locator, Page, expect
 
 from tests.conftest import LiveSpool
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "screenshots"
 PASSWORD = "correct horse battery staple"
 NEW_PASSWORD = "purple monkey dishwasher 42"
-
-
-# --- Fixtures ---------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        message = "Chromium not installed: apt-get install chromium"
-        if os.environ.get("SPOOL_REQUIRE_BROWSER") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.fixture
-def new_context(browser: Browser, live_spool: LiveSpool) -> Iterator[Callable[[], BrowserContext]]:
-    """Opens fresh browser contexts (separate cookie jars = separate users); closes them all at the end."""
-    contexts: list[BrowserContext] = []
-
-    def make() -> BrowserContext:
-        context = browser.new_context(
-            viewport={"width": 1280, "height": 800}, base_url=live_spool.http_url
-        )
-        context.set_default_timeout(15_000)
-        contexts.append(context)
-        return context
-
-    try:
-        yield make
-    finally:
-        for context in contexts:
-            context.close()
 
 
 # --- Helpers ----------------------------------------------------------------------------
