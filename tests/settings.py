@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import tempfile
 
-os.environ.setdefault("SPOOL_DATA_DIR", tempfile.mkdtemp(prefix="spool-test-"))
+if "SPOOL_DATA_DIR" not in os.environ:
+    os.environ["SPOOL_DATA_DIR"] = tempfile.mkdtemp(prefix="spool-test-")
 
 from spool.settings import *  # noqa: E402,F403
 from spool.settings import REDIS_URL  # noqa: E402

@@ -104,8 +104,16 @@ class PhoneNumber(models.Model):
     class Meta:
         ordering = ["number"]
         indexes = [
-            # Searches filter available numbers by country, type and area code.
+            # Browsing: distinct area codes and localities of a country's available numbers.
             models.Index(fields=["country_code", "number_type", "status", "area_code"]),
+            # Searching: the available numbers of an area code, already in number order, so
+            # `ORDER BY number LIMIT n` stops at the first matches (bench/numbers.py: p99 631 ms
+            # on 1M numbers without it, 40 ms with it).
+            models.Index(
+                fields=["country_code", "number_type", "area_code", "number"],
+                condition=models.Q(status="available"),
+                name="numbers_available_search_idx",
+            ),
         ]
 
     def __str__(self) -> str:
