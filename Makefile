@@ -46,6 +46,8 @@ typecheck: install
 
 bench: install
 	$(PY) bench/tokens.py
+	@if [ -n "$$DATABASE_URL" ]; then $(PY) bench/numbers.py; \
+	else echo "bench/numbers.py needs DATABASE_URL (PostgreSQL): skipped."; fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

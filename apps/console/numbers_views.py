@@ -76,6 +76,11 @@ def _numbers_action(request: HttpRequest, resource: Resource) -> HttpResponse:
             return redirect(
                 "console:number-search", slug=resource.slug, search_id=operation.search_id
             )
+        if action == "destination":
+            number = request.POST.get("number", "")
+            orders.set_inbound_destination(resource, number, request.POST.get("destination", ""))
+            messages.success(request, f"Inbound traffic of {number} now goes where you set it.")
+            return redirect("console:numbers", slug=resource.slug)
         if action == "release":
             operation = orders.check_release(resource, request.POST.get("number", ""))
             messages.success(request, f"Releasing {request.POST.get('number')}.")

@@ -98,6 +98,9 @@ class PhoneNumber(models.Model):
     owned_calling = models.CharField(max_length=16, choices=Capability.choices, blank=True)
     owned_sms = models.CharField(max_length=16, choices=Capability.choices, blank=True)
     purchased_at = models.DateTimeField(null=True, blank=True)
+    # Where inbound calls and messages go (later issues route by it): an identity of the
+    # owner (8:acs:...) or an http(s) webhook URL; empty = events only.
+    inbound_destination = models.CharField(max_length=2048, blank=True)
     quarantined_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

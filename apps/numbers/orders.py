@@ -12,12 +12,14 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from apps.accounts import services as accounts
 from apps.accounts.models import Resource
 from apps.core.errors import ApiError
 from apps.numbers import carriers, services
@@ -110,6 +112,42 @@ def check_search_request(country_code: str, body: dict[str, Any]) -> dict[str, A
         "area_code": area_code,
         "quantity": quantity,
     }
+
+
+MAX_BROWSE_RESULTS = 100
+
+
+def browse(country_code: str, body: dict[str, Any]) -> list[PhoneNumber]:
+    """Available numbers matching a raw ACS browse body, without holding them (a later
+    search or reservation holds). Prefixes narrow by area code (e.g. "42" matches 425)."""
+    capabilities = body.get("capabilities") or {}
+    if not isinstance(capabilities, dict):
+        raise ApiError("capabilities must be an object.", target="capabilities")
+    prefixes = body.get("phoneNumberPrefixes") or []
+    if not isinstance(prefixes, list) or not all(
+        isinstance(p, str) and p.isdigit() for p in prefixes
+    ):
+        raise ApiError(
+            "phoneNumberPrefixes must be a list of digit strings.", target="phoneNumberPrefixes"
+        )
+    wanted = {
+        "country_code": services.check_country(country_code),
+        "number_type": services.check_number_type(body.get("phoneNumberType"), required=True),
+        "assignment_type": services.check_assignment_type(body.get("assignmentType"))
+        or "application",
+        "calling": _capability(
+            capabilities.get("calling", Capability.NONE), "capabilities.calling"
+        ),
+        "sms": _capability(capabilities.get("sms", Capability.NONE), "capabilities.sms"),
+        "area_code": "",
+    }
+    numbers = _candidates(wanted)
+    if prefixes:
+        match = Q()
+        for prefix in prefixes:
+            match |= Q(area_code__startswith=prefix)
+        numbers = numbers.filter(match)
+    return list(numbers[:MAX_BROWSE_RESULTS])
 
 
 def _candidates(request: dict[str, Any]) -> QuerySet[PhoneNumber]:
@@ -269,6 +307,26 @@ def check_update_capabilities(
     return operation
 
 
+def set_inbound_destination(resource: Resource, number: str, destination: str) -> PhoneNumber:
+    """Point an owned number's inbound traffic at one of the resource's identities or at an
+    http(s) URL; an empty value clears it. Raises NumberNotFound or ApiError (400)."""
+    destination = (destination or "").strip()
+    if destination.startswith("8:"):
+        accounts.access_identity(resource, destination)
+    elif destination:
+        parts = urlsplit(destination)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ApiError(
+                "The destination must be an identity of this resource (8:acs:...) or an http(s) URL.",
+                target="inboundDestination",
+            )
+    with transaction.atomic():
+        owned = access_owned_number(resource, number)
+        owned.inbound_destination = destination
+        owned.save(update_fields=["inbound_destination"])
+    return owned
+
+
 def _refuse_if_busy(number: PhoneNumber) -> None:
     unfinished = [OperationStatus.NOT_STARTED, OperationStatus.RUNNING]
     if NumberOperation.objects.filter(phone_number=number, status__in=unfinished).exists():
@@ -348,6 +406,7 @@ def _release(operation: NumberOperation) -> None:
             owned_assignment_type="",
             owned_calling="",
             owned_sms="",
+            inbound_destination="",
             purchased_at=None,
             quarantined_until=timezone.now() + quarantine if quarantine else None,
         )

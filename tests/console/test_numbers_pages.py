@@ -118,3 +118,41 @@ def test_staff_import_reports_bad_rows_by_line_and_adds_nothing(make_user) -> No
 
 def test_only_staff_reach_the_import_page(browser) -> None:
     assert browser.get("/staff/numbers/import/").status_code == 302  # to the admin login
+
+
+def test_an_owned_number_points_its_inbound_traffic_somewhere(
+    browser, resource, other_resource, inventory, django_capture_on_commit_callbacks
+) -> None:
+    # given an owned number and an identity of this resource and of another one
+    from apps.accounts import services as accounts
+
+    page = browser.post(
+        f"/resources/{resource.slug}/numbers/", {**SEARCH, "quantity": "1"}, follow=True
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        browser.post(page.redirect_chain[-1][0])
+    number = PhoneNumber.objects.get(owner=resource).number
+    mine, _ = accounts.create_identity(resource)
+    theirs, _ = accounts.create_identity(other_resource)
+
+    def point(destination: str) -> bytes:
+        return browser.post(
+            f"/resources/{resource.slug}/numbers/",
+            {"action": "destination", "number": number, "destination": destination},
+            follow=True,
+        ).content
+
+    # then its own identity and a URL are accepted; another resource's identity and junk are not
+    point(mine.raw_id)
+    assert PhoneNumber.objects.get(number=number).inbound_destination == mine.raw_id
+    point("https://hooks.example.com/sms")
+    assert (
+        PhoneNumber.objects.get(number=number).inbound_destination
+        == "https://hooks.example.com/sms"
+    )
+    assert b"was not found" in point(theirs.raw_id)
+    assert b"http(s) URL" in point("ftp://nope")
+    assert (
+        PhoneNumber.objects.get(number=number).inbound_destination
+        == "https://hooks.example.com/sms"
+    )

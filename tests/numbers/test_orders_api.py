@@ -301,3 +301,37 @@ def test_a_stalled_purchase_is_requeued_and_finishes_once(
     operation.refresh_from_db()
     assert operation.status == "succeeded" and operation.progress_done == 2
     assert PhoneNumber.objects.filter(owner=acs.resource, status=NumberStatus.OWNED).count() == 2
+
+
+def test_browse_lists_available_numbers_without_holding_them(acs, inventory) -> None:
+    body = {
+        "phoneNumberType": "geographic",
+        "capabilities": {"calling": "inbound+outbound"},
+        "assignmentType": "person",
+        "phoneNumberPrefixes": ["42"],
+    }
+    response = acs.call(
+        "POST", "/availablePhoneNumbers/countries/US/:browse", body, api_version=API
+    )
+    assert response.status_code == 200
+    numbers = response.json()["phoneNumbers"]
+    assert (
+        len(numbers) == 5
+        and numbers[0]["status"] == "available"
+        and numbers[0]["assignmentType"] == "person"
+    )
+    assert not PhoneNumber.objects.exclude(status=NumberStatus.AVAILABLE).exists()
+    none = acs.call(
+        "POST",
+        "/availablePhoneNumbers/countries/US/:browse",
+        {**body, "phoneNumberPrefixes": ["999"]},
+        api_version=API,
+    )
+    assert none.json()["phoneNumbers"] == []
+    bad = acs.call(
+        "POST",
+        "/availablePhoneNumbers/countries/US/:browse",
+        {**body, "phoneNumberPrefixes": "42"},
+        api_version=API,
+    )
+    assert bad.status_code == 400

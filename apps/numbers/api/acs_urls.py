@@ -21,6 +21,7 @@ urlpatterns = [
         acs_views.Offerings.as_view(),
     ),
     path("availablePhoneNumbers/countries/<str:country_code>/:search", acs_views.Search.as_view()),
+    path("availablePhoneNumbers/countries/<str:country_code>/:browse", acs_views.Browse.as_view()),
     path("availablePhoneNumbers/searchResults/<str:search_id>", acs_views.SearchResult.as_view()),
     path("availablePhoneNumbers/:purchase", acs_views.Purchase.as_view()),
     path("phoneNumbers/operations/<str:operation_id>", acs_views.Operation.as_view()),

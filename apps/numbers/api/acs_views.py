@@ -146,6 +146,29 @@ class Search(NumbersView):
         )
 
 
+class Browse(NumbersView):
+    def post(self, request: Request, slug: str, country_code: str) -> Response:
+        numbers = orders.browse(country_code, json_object(request))
+        return Response(
+            {
+                "phoneNumbers": [
+                    {
+                        "id": number.number.lstrip("+"),
+                        "countryCode": number.country_code,
+                        "phoneNumber": number.number,
+                        "capabilities": {"calling": number.calling, "sms": number.sms},
+                        "phoneNumberType": number.number_type,
+                        "assignmentType": json_object(request).get("assignmentType")
+                        or "application",
+                        "cost": services.cost_body(number.monthly_cost, number.currency),
+                        "status": "available",
+                    }
+                    for number in numbers
+                ]
+            }
+        )
+
+
 class SearchResult(NumbersView):
     def get(self, request: Request, slug: str, search_id: str) -> Response:
         search = orders.access_search(request_resource(request), search_id)
