@@ -10,6 +10,7 @@ on commit, each step is idempotent, and beat re-queues a job left unfinished pas
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -185,7 +186,10 @@ def do_search(resource: Resource, request: dict[str, Any]) -> NumberOperation:
         held = PhoneNumber.objects.filter(pk__in=picked, status=NumberStatus.AVAILABLE).update(
             status=NumberStatus.HELD, held_by=search
         )
-        assert held == len(picked), "a locked number changed state"
+        if held != len(picked):  # cannot happen while the rows are locked; never half-hold
+            raise NumbersUnavailable(
+                "The numbers changed while they were being held; search again.", status=409
+            )
         return NumberOperation.objects.create(
             resource=resource,
             kind=OperationKind.SEARCH,
@@ -221,9 +225,7 @@ def access_owned_number(resource: Resource, number: str) -> PhoneNumber:
     return owned
 
 
-def _uuid(value: Any) -> Any:
-    import uuid
-
+def _uuid(value: Any) -> Any:  # a UUID, or None (matches nothing)
     try:
         return uuid.UUID(str(value))
     except ValueError:
