@@ -40,17 +40,20 @@ class SearchState(models.TextChoices):
 
 
 class NumberSearch(models.Model):
-    """A tenant's search: the numbers it holds until it is purchased or expires (ACS: 16 min)."""
+    """A hold on numbers until it is purchased or expires: a search (ACS: 16 min; the request
+    below) or a reservation (numbers picked one by one, per-number requests on the numbers;
+    the client names its id)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     resource = models.ForeignKey(Resource, on_delete=models.CASCADE, related_name="number_searches")
-    country_code = models.CharField(max_length=2)
-    number_type = models.CharField(max_length=16, choices=NumberType.choices)
-    assignment_type = models.CharField(max_length=16, choices=AssignmentType.choices)
-    calling = models.CharField(max_length=16, choices=Capability.choices)
-    sms = models.CharField(max_length=16, choices=Capability.choices)
+    is_reservation = models.BooleanField(default=False)
+    country_code = models.CharField(max_length=2, blank=True)
+    number_type = models.CharField(max_length=16, choices=NumberType.choices, blank=True)
+    assignment_type = models.CharField(max_length=16, choices=AssignmentType.choices, blank=True)
+    calling = models.CharField(max_length=16, choices=Capability.choices, blank=True)
+    sms = models.CharField(max_length=16, choices=Capability.choices, blank=True)
     area_code = models.CharField(max_length=8, blank=True)
-    quantity = models.PositiveIntegerField()
+    quantity = models.PositiveIntegerField(default=0)
     state = models.CharField(max_length=16, choices=SearchState.choices, default=SearchState.HELD)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
@@ -91,7 +94,7 @@ class PhoneNumber(models.Model):
     held_by = models.ForeignKey(
         NumberSearch, null=True, blank=True, on_delete=models.SET_NULL, related_name="numbers"
     )
-    # While owned: how the owner assigned it and the capabilities it asked for.
+    # While held or owned: the assignment and capabilities the holder asked for.
     owned_assignment_type = models.CharField(
         max_length=16, choices=AssignmentType.choices, blank=True
     )
@@ -128,6 +131,7 @@ class OperationKind(models.TextChoices):
     PURCHASE = "purchase", "Purchase"
     RELEASE = "releasePhoneNumber", "Release"
     UPDATE_CAPABILITIES = "updatePhoneNumberCapabilities", "Update capabilities"
+    RESERVATION_PURCHASE = "reservationPurchase", "Reservation purchase"
 
 
 class OperationStatus(models.TextChoices):

@@ -184,7 +184,11 @@ def do_search(resource: Resource, request: dict[str, Any]) -> NumberOperation:
             **request,
         )
         held = PhoneNumber.objects.filter(pk__in=picked, status=NumberStatus.AVAILABLE).update(
-            status=NumberStatus.HELD, held_by=search
+            status=NumberStatus.HELD,
+            held_by=search,
+            owned_assignment_type=search.assignment_type,
+            owned_calling=search.calling,
+            owned_sms=search.sms,
         )
         if held != len(picked):  # cannot happen while the rows are locked; never half-hold
             raise NumbersUnavailable(
@@ -236,15 +240,20 @@ def search_numbers(search: NumberSearch) -> list[str]:
     return list(search.numbers.order_by("number").values_list("number", flat=True))
 
 
-def check_purchase(resource: Resource, search_id: Any) -> NumberOperation:
-    """Start purchasing a held search. Raises SearchNotFound, or SearchNotPurchasable when it
-    was purchased already, is being purchased, or expired."""
+def check_purchase(
+    resource: Resource, search_id: Any, *, reservation: bool = False
+) -> NumberOperation:
+    """Start purchasing a held search (or reservation). Raises SearchNotFound, or
+    SearchNotPurchasable when it was purchased already, is being purchased, expired, or holds
+    no number."""
     with transaction.atomic():
         search = (
             NumberSearch.objects.select_for_update()
-            .filter(resource=resource, pk=_uuid(search_id))
+            .filter(resource=resource, pk=_uuid(search_id), is_reservation=reservation)
             .first()
         )
+        if search is None and reservation:
+            raise ReservationNotFound(f"Reservation {search_id!r} was not found.")
         if search is None:
             raise SearchNotFound(f"Search {search_id!r} was not found.", target="searchId")
         if search.state == SearchState.HELD and search.expires_at <= timezone.now():
@@ -258,11 +267,15 @@ def check_purchase(resource: Resource, search_id: Any) -> NumberOperation:
                 SearchState.EXPIRED: "expired; search again",
             }[SearchState(search.state)]
             raise SearchNotPurchasable(f"Search {search.id} {reason}.", target="searchId")
+        if not search.numbers.exists():
+            raise SearchNotPurchasable(
+                f"{search.id} holds no number to purchase.", target="searchId"
+            )
         search.state = SearchState.PURCHASING
         search.save(update_fields=["state"])
         operation = NumberOperation.objects.create(
             resource=resource,
-            kind=OperationKind.PURCHASE,
+            kind=OperationKind.RESERVATION_PURCHASE if reservation else OperationKind.PURCHASE,
             search=search,
             progress_total=search.numbers.count(),
         )
@@ -357,6 +370,7 @@ def run_operation(operation_id: Any) -> None:
         operation.save(update_fields=["status", "last_action_at"])
     step = {
         OperationKind.PURCHASE: _purchase,
+        OperationKind.RESERVATION_PURCHASE: _purchase,
         OperationKind.RELEASE: _release,
         OperationKind.UPDATE_CAPABILITIES: _update_capabilities,
     }[OperationKind(operation.kind)]
@@ -378,12 +392,7 @@ def _purchase(operation: NumberOperation) -> None:
             claimed = PhoneNumber.objects.filter(
                 pk=number.pk, held_by=search, status=NumberStatus.HELD
             ).update(
-                status=NumberStatus.OWNED,
-                owner=operation.resource,
-                owned_assignment_type=search.assignment_type,
-                owned_calling=search.calling,
-                owned_sms=search.sms,
-                purchased_at=timezone.now(),
+                status=NumberStatus.OWNED, owner=operation.resource, purchased_at=timezone.now()
             )
             if claimed:
                 NumberOperation.objects.filter(pk=operation.pk).update(
@@ -441,16 +450,27 @@ def _fail(operation: NumberOperation, code: str, message: str) -> None:
         error_message=message[:500],
         last_action_at=timezone.now(),
     )
-    if operation.kind == OperationKind.PURCHASE and operation.search_id:
+    if (
+        operation.kind in (OperationKind.PURCHASE, OperationKind.RESERVATION_PURCHASE)
+        and operation.search_id
+    ):
         # Numbers not yet owned go back to the hold, which then expires as usual.
         NumberSearch.objects.filter(pk=operation.search_id).update(state=SearchState.HELD)
 
 
 # --- Upkeep (beat) --------------------------------------------------------------------------
-def _expire(search: NumberSearch) -> None:
-    PhoneNumber.objects.filter(held_by=search, status=NumberStatus.HELD).update(
-        status=NumberStatus.AVAILABLE, held_by=None
+def _unhold(numbers: QuerySet[PhoneNumber]) -> int:
+    return numbers.filter(status=NumberStatus.HELD).update(
+        status=NumberStatus.AVAILABLE,
+        held_by=None,
+        owned_assignment_type="",
+        owned_calling="",
+        owned_sms="",
     )
+
+
+def _expire(search: NumberSearch) -> None:
+    _unhold(PhoneNumber.objects.filter(held_by=search))
     NumberSearch.objects.filter(pk=search.pk).update(state=SearchState.EXPIRED)
     search.state = SearchState.EXPIRED
 
@@ -491,3 +511,144 @@ def requeue_stalled_operations() -> int:
         _enqueue(operation)
         count += 1
     return count
+
+
+# --- Reservations (api-version 2025-06-01): holds built number by number -------------------
+RESERVATION_MINUTES = 15
+
+
+class ReservationNotFound(ApiError):
+    status = 404
+    code = "ReservationNotFound"
+
+
+def _requested_number(key: Any, wanted: Any) -> dict[str, str]:
+    """Validate one entry of a reservation's phoneNumbers map (the whole request fails on any)."""
+    if not isinstance(key, str) or not key.isdigit():
+        raise ApiError(f"{key!r} is not a phone number id (digits only).", target="phoneNumbers")
+    if not isinstance(wanted, dict):
+        raise ApiError(
+            f"phoneNumbers[{key}] must be an object or null.", target=f"phoneNumbers[{key}]"
+        )
+    capabilities = wanted.get("capabilities")
+    if not isinstance(capabilities, dict):
+        raise ApiError(
+            "capabilities ({calling, sms}) is required.", target=f"phoneNumbers[{key}].capabilities"
+        )
+    return {
+        "number_type": services.check_number_type(wanted.get("phoneNumberType"), required=True)
+        or "",
+        "assignment_type": services.check_assignment_type(wanted.get("assignmentType"))
+        or "application",
+        "calling": _capability(
+            capabilities.get("calling"), f"phoneNumbers[{key}].capabilities.calling"
+        ),
+        "sms": _capability(capabilities.get("sms"), f"phoneNumbers[{key}].capabilities.sms"),
+    }
+
+
+def _why_not_holdable(number: PhoneNumber | None, wanted: dict[str, str]) -> str | None:
+    if number is None or number.status != NumberStatus.AVAILABLE:
+        return "The number is not available."
+    if number.number_type != wanted["number_type"]:
+        return f"The number is {number.number_type}, not {wanted['number_type']}."
+    if not getattr(number, f"assignable_to_{wanted['assignment_type']}"):
+        return f"The number cannot be assigned to a {wanted['assignment_type']}."
+    for name in ("calling", "sms"):
+        if getattr(number, name) not in COVERS[Capability(wanted[name])]:
+            return f"The number supports {name} {getattr(number, name)!r} at most."
+    return None
+
+
+def update_reservation(
+    resource: Resource, reservation_id: Any, body: dict[str, Any]
+) -> tuple[NumberSearch, bool, dict[str, str]]:
+    """Create or update a reservation: hold each number given, release each given as null,
+    and extend the hold to RESERVATION_MINUTES. Returns (reservation, created, failures by
+    number id); a number that cannot be held is reported and the rest still applies (ACS
+    answers 207). Raises ApiError (400) for a malformed request, changing nothing."""
+    rid = _uuid(reservation_id)
+    if rid is None:
+        raise ApiError("The reservation id must be a UUID.", target="reservationId")
+    entries = body.get("phoneNumbers") or {}
+    if not isinstance(entries, dict):
+        raise ApiError("phoneNumbers must be an object.", target="phoneNumbers")
+    requests = {
+        key: None if wanted is None else _requested_number(key, wanted)
+        for key, wanted in entries.items()
+    }
+    failures: dict[str, str] = {}
+    with transaction.atomic():
+        reservation = NumberSearch.objects.select_for_update().filter(pk=rid).first()
+        if reservation is not None and (
+            reservation.resource_id != resource.id or not reservation.is_reservation
+        ):
+            raise ReservationNotFound(
+                "That reservation id belongs to something else; choose another."
+            )
+        created = reservation is None
+        if reservation is None:
+            reservation = NumberSearch.objects.create(
+                id=rid, resource=resource, is_reservation=True, expires_at=timezone.now()
+            )
+        elif reservation.state != SearchState.HELD or reservation.expires_at <= timezone.now():
+            raise SearchNotPurchasable(
+                f"Reservation {rid} is no longer active.", target="reservationId"
+            )
+        for key, wanted in requests.items():
+            numbers = PhoneNumber.objects.filter(number=f"+{key}")
+            if wanted is None:
+                _unhold(numbers.filter(held_by=reservation))
+                continue
+            number = numbers.select_for_update().first()
+            if (
+                number is not None
+                and number.held_by_id == reservation.pk
+                and number.status == NumberStatus.HELD
+            ):
+                reason = None
+            else:
+                reason = _why_not_holdable(number, wanted)
+            if reason:
+                failures[key] = reason
+                continue
+            numbers.update(
+                status=NumberStatus.HELD,
+                held_by=reservation,
+                owned_assignment_type=wanted["assignment_type"],
+                owned_calling=wanted["calling"],
+                owned_sms=wanted["sms"],
+            )
+        reservation.expires_at = timezone.now() + timedelta(minutes=RESERVATION_MINUTES)
+        reservation.quantity = reservation.numbers.count()
+        reservation.save(update_fields=["expires_at", "quantity"])
+    return reservation, created, failures
+
+
+def access_reservation(resource: Resource, reservation_id: Any) -> NumberSearch:
+    reservation = NumberSearch.objects.filter(
+        resource=resource, pk=_uuid(reservation_id), is_reservation=True
+    ).first()
+    if reservation is None:
+        raise ReservationNotFound(f"Reservation {reservation_id!r} was not found.")
+    if reservation.state == SearchState.HELD and reservation.expires_at <= timezone.now():
+        with transaction.atomic():
+            _expire(reservation)
+    return reservation
+
+
+def delete_reservation(resource: Resource, reservation_id: Any) -> None:
+    """Release an active reservation's numbers and forget it. Raises ReservationNotFound or
+    SearchNotPurchasable (409) when it is being or was purchased."""
+    with transaction.atomic():
+        reservation = access_reservation(resource, reservation_id)
+        if reservation.state in (SearchState.PURCHASING, SearchState.PURCHASED):
+            raise SearchNotPurchasable(f"Reservation {reservation.pk} is {reservation.state}.")
+        _unhold(PhoneNumber.objects.filter(held_by=reservation))
+        reservation.delete()
+
+
+def list_reservations(resource: Resource) -> QuerySet[NumberSearch]:
+    return NumberSearch.objects.filter(resource=resource, is_reservation=True).order_by(
+        "-created_at"
+    )

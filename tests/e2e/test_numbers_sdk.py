@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from azure.communication.phonenumbers import (
     PhoneNumberAssignmentType,
@@ -110,3 +112,36 @@ def test_search_purchase_update_release_with_pollers(
         client.get_purchased_phone_number(number)
     with pytest.raises(ResourceNotFoundError):
         client.get_purchased_phone_number("+19995550100")
+
+
+def test_browse_and_reserve_then_purchase_the_reservation(client: PhoneNumbersClient) -> None:
+    # given numbers found by browsing
+    found = client.browse_available_phone_numbers(
+        country_code="GB",
+        phone_number_type=PhoneNumberType.GEOGRAPHIC,
+        calling_capability=PhoneNumberCapabilityType.INBOUND_OUTBOUND,
+        sms_capability=PhoneNumberCapabilityType.INBOUND_OUTBOUND,
+        assignment_type=PhoneNumberAssignmentType.APPLICATION,
+    )
+    found = found.phone_numbers
+    assert len(found) >= 2
+
+    # when two are reserved, then one removed
+    reservation_id = str(uuid.uuid4())
+    reservation = client.create_or_update_reservation(
+        reservation_id=reservation_id, numbers_to_add=found[:2]
+    )
+    assert reservation.status == "active" and len(reservation.phone_numbers) == 2
+    kept, dropped = found[0], found[1]
+    reservation = client.create_or_update_reservation(
+        reservation_id=reservation_id, numbers_to_remove=[dropped.id]
+    )
+    assert set(reservation.phone_numbers) == {kept.id}
+    assert reservation_id in {r.id for r in client.list_reservations()}
+
+    # when it is purchased, then the number is owned and the reservation completed
+    client.begin_purchase_reservation(reservation_id, polling_interval=0.2).result()
+    assert client.get_purchased_phone_number(kept.phone_number).phone_number == kept.phone_number
+    assert client.get_reservation(reservation_id).status == "completed"
+    with pytest.raises(HttpResponseError):
+        client.delete_reservation(reservation_id)

@@ -335,3 +335,77 @@ def test_browse_lists_available_numbers_without_holding_them(acs, inventory) -> 
         api_version=API,
     )
     assert bad.status_code == 400
+
+
+def _reserve(client: AcsClient, reservation_id: str, numbers: dict) -> object:
+    return client.call(
+        "PATCH",
+        f"/availablePhoneNumbers/reservations/{reservation_id}",
+        {"phoneNumbers": numbers},
+        api_version=API,
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+
+
+WANTED = {
+    "countryCode": "US",
+    "phoneNumberType": "geographic",
+    "assignmentType": "person",
+    "capabilities": {"calling": "inbound+outbound", "sms": "inbound+outbound"},
+}
+
+
+def test_a_reservation_holds_what_it_can_and_reports_the_rest(acs, other_acs, inventory) -> None:
+    # given a number already held by another resource's search
+    taken = _search(other_acs, {**SEARCH, "quantity": 1})["phoneNumbers"][0]
+    free = next(n.number for n in inventory if n.number != taken)
+
+    # when this resource reserves both
+    response = _reserve(
+        acs, "6f0f3c2e-1a2b-4c3d-8e9f-000000000001", {free[1:]: WANTED, taken[1:]: WANTED}
+    )
+
+    # then the free one is reserved and the taken one reported, in a 207
+    assert response.status_code == 207
+    numbers = response.json()["phoneNumbers"]
+    assert numbers[free[1:]]["status"] == "reserved"
+    assert numbers[taken[1:]]["status"] == "error" and numbers[taken[1:]]["error"]["message"]
+    assert PhoneNumber.objects.get(number=taken).held_by.resource == other_acs.resource
+
+
+def test_reservations_are_the_owners_alone_and_bad_requests_change_nothing(
+    acs, other_acs, inventory
+) -> None:
+    rid = "6f0f3c2e-1a2b-4c3d-8e9f-000000000002"
+    assert _reserve(acs, rid, {inventory[0].number[1:]: WANTED}).status_code == 201
+    assert _reserve(acs, rid, {}).status_code == 200
+    # another resource can neither read, change, delete nor buy it
+    assert (
+        other_acs.call(
+            "GET", f"/availablePhoneNumbers/reservations/{rid}", api_version=API
+        ).status_code
+        == 404
+    )
+    assert _reserve(other_acs, rid, {inventory[1].number[1:]: WANTED}).status_code == 404
+    assert (
+        other_acs.call(
+            "DELETE", f"/availablePhoneNumbers/reservations/{rid}", api_version=API
+        ).status_code
+        == 404
+    )
+    bought = other_acs.call(
+        "POST", f"/availablePhoneNumbers/reservations/{rid}/:purchase", {}, api_version=API
+    )
+    assert bought.status_code == 404
+    # a malformed entry fails the whole request
+    bad = _reserve(acs, rid, {inventory[1].number[1:]: WANTED, "12x": WANTED})
+    assert bad.status_code == 400
+    assert PhoneNumber.objects.filter(status=NumberStatus.HELD).count() == 1
+    # deleting releases its numbers
+    assert (
+        acs.call(
+            "DELETE", f"/availablePhoneNumbers/reservations/{rid}", api_version=API
+        ).status_code
+        == 204
+    )
+    assert not PhoneNumber.objects.filter(status=NumberStatus.HELD).exists()

@@ -24,6 +24,14 @@ urlpatterns = [
     path("availablePhoneNumbers/countries/<str:country_code>/:browse", acs_views.Browse.as_view()),
     path("availablePhoneNumbers/searchResults/<str:search_id>", acs_views.SearchResult.as_view()),
     path("availablePhoneNumbers/:purchase", acs_views.Purchase.as_view()),
+    path("availablePhoneNumbers/reservations", acs_views.Reservations.as_view()),
+    path(
+        "availablePhoneNumbers/reservations/<str:reservation_id>/:purchase",
+        acs_views.PurchaseReservation.as_view(),
+    ),
+    path(
+        "availablePhoneNumbers/reservations/<str:reservation_id>", acs_views.Reservation.as_view()
+    ),
     path("phoneNumbers/operations/<str:operation_id>", acs_views.Operation.as_view()),
     path("phoneNumbers", acs_views.OwnedNumbers.as_view()),
     path("phoneNumbers/<str:number>/capabilities", acs_views.OwnedNumberCapabilities.as_view()),

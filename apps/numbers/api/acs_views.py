@@ -11,7 +11,13 @@ from rest_framework.response import Response
 from apps.accounts.auth import HmacAuthentication, IsResourceCaller, request_resource
 from apps.core.api import AcsApiView, json_object, page_of, rfc3339
 from apps.numbers import orders, services
-from apps.numbers.models import NumberOperation, NumberStatus, OperationStatus, PhoneNumber
+from apps.numbers.models import (
+    NumberOperation,
+    NumberSearch,
+    NumberStatus,
+    OperationStatus,
+    PhoneNumber,
+)
 
 PHONE_NUMBERS_API_VERSIONS = (
     "2021-03-07",
@@ -244,3 +250,93 @@ class OwnedNumberCapabilities(NumbersView):
             Location=_link(request, f"phoneNumbers/{operation.phone_number.number}"),
             capabilities_id=str(operation.pk),
         )
+
+
+# --- Reservations ---------------------------------------------------------------------------
+RESERVATION_STATUS = {
+    "held": "active",
+    "purchasing": "submitted",
+    "purchased": "completed",
+    "expired": "expired",
+}
+NUMBER_STATUS_IN_RESERVATION = {"held": "reserved", "owned": "purchased"}
+
+
+def _available_number_body(number: PhoneNumber) -> dict[str, Any]:
+    return {
+        "id": number.number.lstrip("+"),
+        "countryCode": number.country_code,
+        "phoneNumber": number.number,
+        "capabilities": {"calling": number.owned_calling, "sms": number.owned_sms},
+        "phoneNumberType": number.number_type,
+        "assignmentType": number.owned_assignment_type,
+        "cost": services.cost_body(number.monthly_cost, number.currency),
+        "status": NUMBER_STATUS_IN_RESERVATION.get(number.status, "expired"),
+    }
+
+
+def _reservation_body(
+    reservation: NumberSearch,
+    *,
+    numbers: bool = True,
+    failures: dict[str, str] | None = None,
+    requested: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": str(reservation.pk),
+        "expiresAt": rfc3339(reservation.expires_at),
+        "status": RESERVATION_STATUS[reservation.state],
+    }
+    if numbers:
+        body["phoneNumbers"] = {
+            number.number.lstrip("+"): _available_number_body(number)
+            for number in reservation.numbers.all()
+        }
+        for key, reason in (failures or {}).items():
+            wanted = (requested or {}).get(key) or {}
+            body["phoneNumbers"][key] = {
+                **wanted,
+                "id": key,
+                "phoneNumber": f"+{key}",
+                "status": "error",
+                "error": {"code": "PhoneNumberNotHeld", "message": reason},
+            }
+    return body
+
+
+class Reservations(NumbersView):
+    def get(self, request: Request, slug: str) -> Response:
+        reservations = orders.list_reservations(request_resource(request))
+        body = page_of(request, reservations, "reservations")
+        body["reservations"] = [_reservation_body(r, numbers=False) for r in body["reservations"]]
+        return Response(body)
+
+
+class Reservation(NumbersView):
+    def get(self, request: Request, slug: str, reservation_id: str) -> Response:
+        return Response(
+            _reservation_body(orders.access_reservation(request_resource(request), reservation_id))
+        )
+
+    def patch(self, request: Request, slug: str, reservation_id: str) -> Response:
+        body = json_object(request)
+        reservation, created, failures = orders.update_reservation(
+            request_resource(request), reservation_id, body
+        )
+        status = 207 if failures else 201 if created else 200
+        answer = _reservation_body(
+            reservation, failures=failures, requested=body.get("phoneNumbers")
+        )
+        return Response(answer, status=status)
+
+    def delete(self, request: Request, slug: str, reservation_id: str) -> Response:
+        orders.delete_reservation(request_resource(request), reservation_id)
+        return Response(status=204)
+
+
+class PurchaseReservation(NumbersView):
+    def post(self, request: Request, slug: str, reservation_id: str) -> Response:
+        operation = orders.check_purchase(
+            request_resource(request), reservation_id, reservation=True
+        )
+        return _accepted(request, operation, reservation_purchase_id=str(operation.search_id))
