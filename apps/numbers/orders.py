@@ -219,8 +219,15 @@ def access_operation(resource: Resource, operation_id: Any) -> NumberOperation:
 
 
 def access_owned_number(resource: Resource, number: str) -> PhoneNumber:
-    """The resource's own number, given as E.164 or as ACS ids do (digits only)."""
+    """The resource's own number, given as E.164 or as ACS ids do (digits only). Raises
+    ApiError (400) for something that is not a phone number, NumberNotFound otherwise."""
     e164 = number if number.startswith("+") else f"+{number}"
+    if not (e164[1:].isdigit() and 6 <= len(e164) <= 16):
+        raise ApiError(
+            f"{number!r} is not an E.164 phone number.",
+            code="InvalidPhoneNumber",
+            target="phoneNumber",
+        )
     owned = PhoneNumber.objects.filter(
         owner=resource, status=NumberStatus.OWNED, number=e164
     ).first()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import phonenumbers
 from django.db.models import Q, QuerySet
 
 from apps.core.errors import ApiError
@@ -51,9 +52,10 @@ def available_numbers(country_code: str | None = None) -> QuerySet[PhoneNumber]:
 
 def check_country(country_code: str) -> str:
     code = (country_code or "").upper()
-    if len(code) != 2 or not code.isalpha():
+    if code not in phonenumbers.SUPPORTED_REGIONS:
         raise InvalidNumberQuery(
-            f"{country_code!r} is not an ISO 3166 two-letter country code.", target="countryCode"
+            f"{country_code!r} is not an ISO 3166 two-letter country code with telephone numbers.",
+            target="countryCode",
         )
     return code
 

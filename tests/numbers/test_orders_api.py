@@ -409,3 +409,17 @@ def test_reservations_are_the_owners_alone_and_bad_requests_change_nothing(
         == 204
     )
     assert not PhoneNumber.objects.filter(status=NumberStatus.HELD).exists()
+
+
+def test_unknown_countries_and_malformed_numbers_are_400(acs, inventory) -> None:
+    for country in ("ZZ", "XX"):
+        response = acs.call(
+            "POST", f"/availablePhoneNumbers/countries/{country}/:search", SEARCH, api_version=API
+        )
+        assert response.status_code == 400 and response.json()["error"]["target"] == "countryCode"
+    for number in ("abc", "%2B1-425", "123"):
+        response = acs.call("GET", f"/phoneNumbers/{number}", api_version=API)
+        assert (
+            response.status_code == 400 and response.json()["error"]["code"] == "InvalidPhoneNumber"
+        )
+    assert not NumberSearch.objects.exists()
