@@ -34,3 +34,41 @@ class InvalidSeedCount(ApiError):
 class SeedRangeExhausted(ApiError):
     status = 409
     code = "FictionalRangeExhausted"
+
+
+class NumbersUnavailable(ApiError):
+    code = "NoNumbersAvailable"
+
+
+class SearchNotFound(ApiError):
+    status = 404
+    code = "SearchNotFound"
+
+
+class SearchNotPurchasable(ApiError):
+    status = 409
+    code = "SearchNotPurchasable"
+
+
+class NumberNotFound(ApiError):
+    status = 404
+    code = "PhoneNumberNotFound"
+
+
+class OperationNotFound(ApiError):
+    status = 404
+    code = "OperationNotFound"
+
+
+class NumberBusy(ApiError):
+    status = 409
+    code = "OperationInProgress"
+
+
+class ReservationNotFound(ApiError):
+    status = 404
+    code = "ReservationNotFound"
+
+
+class InvalidNumberQuery(ApiError):
+    code = "InvalidRequest"

@@ -24,6 +24,15 @@ from apps.accounts import services as accounts
 from apps.accounts.models import Resource
 from apps.core.errors import ApiError
 from apps.numbers import carriers, services
+from apps.numbers.exceptions import (
+    NumberBusy,
+    NumberNotFound,
+    NumbersUnavailable,
+    OperationNotFound,
+    ReservationNotFound,
+    SearchNotFound,
+    SearchNotPurchasable,
+)
 from apps.numbers.models import (
     Capability,
     NumberOperation,
@@ -47,35 +56,6 @@ COVERS: dict[str, list[str]] = {
     Capability.OUTBOUND: [Capability.OUTBOUND, Capability.BOTH],
     Capability.BOTH: [Capability.BOTH],
 }
-
-
-class NumbersUnavailable(ApiError):
-    code = "NoNumbersAvailable"
-
-
-class SearchNotFound(ApiError):
-    status = 404
-    code = "SearchNotFound"
-
-
-class SearchNotPurchasable(ApiError):
-    status = 409
-    code = "SearchNotPurchasable"
-
-
-class NumberNotFound(ApiError):
-    status = 404
-    code = "PhoneNumberNotFound"
-
-
-class OperationNotFound(ApiError):
-    status = 404
-    code = "OperationNotFound"
-
-
-class NumberBusy(ApiError):
-    status = 409
-    code = "OperationInProgress"
 
 
 def _capability(value: Any, target: str) -> str:
@@ -522,11 +502,6 @@ def requeue_stalled_operations() -> int:
 
 # --- Reservations (api-version 2025-06-01): holds built number by number -------------------
 RESERVATION_MINUTES = 15
-
-
-class ReservationNotFound(ApiError):
-    status = 404
-    code = "ReservationNotFound"
 
 
 def _requested_number(key: Any, wanted: Any) -> dict[str, str]:

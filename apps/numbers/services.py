@@ -10,7 +10,7 @@ from typing import Any
 import phonenumbers
 from django.db.models import Q, QuerySet
 
-from apps.core.errors import ApiError
+from apps.numbers.exceptions import InvalidNumberQuery
 from apps.numbers.models import NumberStatus, NumberType, PhoneNumber
 
 ASSIGNMENT_TYPES = ("person", "application")
@@ -26,10 +26,6 @@ COUNTRY_NAMES = {
     "FR": "France",
     "NL": "Netherlands",
 }
-
-
-class InvalidNumberQuery(ApiError):
-    code = "InvalidRequest"
 
 
 @dataclass(frozen=True)
