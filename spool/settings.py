@@ -104,6 +104,9 @@ TOKEN_TIME_FLUSH_SECONDS = env_int("SPOOL_TOKEN_TIME_FLUSH_SECONDS", 2)
 NUMBER_SEARCH_HOLD_MINUTES = env_int("SPOOL_NUMBER_SEARCH_HOLD_MINUTES", 16, minimum=1)
 NUMBER_QUARANTINE_DAYS = env_int("SPOOL_NUMBER_QUARANTINE_DAYS", 7)
 NUMBER_CARRIER = os.environ.get("SPOOL_NUMBER_CARRIER", "loopback")
+# A number job untouched this long is presumed lost (killed worker) and re-queued by beat.
+NUMBER_JOB_LEASE_SECONDS = env_int("SPOOL_NUMBER_JOB_LEASE_SECONDS", 120, minimum=1)
+JOB_SWEEP_SECONDS = env_int("SPOOL_JOB_SWEEP_SECONDS", 60, minimum=1)
 WORKER_CONCURRENCY = env_int("SPOOL_WORKER_CONCURRENCY", 2, minimum=1)
 WORKER_LOG_LEVEL = os.environ.get("SPOOL_WORKER_LOG_LEVEL", "WARNING")
 
@@ -239,7 +242,7 @@ CELERY_BEAT_SCHEDULE = {
     "end-number-quarantines": {"task": "apps.numbers.tasks.end_quarantines", "schedule": 3600.0},
     "requeue-number-operations": {
         "task": "apps.numbers.tasks.requeue_stalled_operations",
-        "schedule": 60.0,
+        "schedule": float(JOB_SWEEP_SECONDS),
     },
 }
 

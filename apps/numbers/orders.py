@@ -47,7 +47,6 @@ from apps.numbers.models import (
 logger = logging.getLogger(__name__)
 
 MAX_SEARCH_QUANTITY = 100
-JOB_LEASE = timedelta(minutes=2)
 
 # The capabilities a number must support to serve a request for each value.
 COVERS: dict[str, list[str]] = {
@@ -490,7 +489,7 @@ def requeue_stalled_operations() -> int:
     """Re-queue jobs left unfinished past their lease (a lost message, a killed worker)."""
     stalled = NumberOperation.objects.filter(
         Q(status=OperationStatus.NOT_STARTED) | Q(status=OperationStatus.RUNNING),
-        last_action_at__lte=timezone.now() - JOB_LEASE,
+        last_action_at__lte=timezone.now() - timedelta(seconds=settings.NUMBER_JOB_LEASE_SECONDS),
     ).exclude(kind=OperationKind.SEARCH)
     count = 0
     for operation in stalled:

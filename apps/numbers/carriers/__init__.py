@@ -29,6 +29,7 @@ class NumberCarrier(Protocol):
 
 
 def get() -> NumberCarrier:
-    module = importlib.import_module(f"apps.numbers.carriers.{settings.NUMBER_CARRIER}")
+    name = settings.NUMBER_CARRIER  # a module here ("loopback") or a dotted path elsewhere
+    module = importlib.import_module(name if "." in name else f"apps.numbers.carriers.{name}")
     carrier: NumberCarrier = module.Carrier()
     return carrier
