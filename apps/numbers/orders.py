@@ -57,7 +57,7 @@ COVERS: dict[str, list[str]] = {
 }
 
 
-def _capability(value: Any, target: str) -> str:
+def check_capability(value: Any, target: str) -> str:
     if value not in Capability.values:
         raise ApiError(f"{target} must be one of {', '.join(Capability.values)}.", target=target)
     return str(value)
@@ -87,8 +87,8 @@ def check_search_request(country_code: str, body: dict[str, Any]) -> dict[str, A
         "country_code": services.check_country(country_code),
         "number_type": services.check_number_type(body.get("phoneNumberType"), required=True),
         "assignment_type": services.check_assignment_type(assignment),
-        "calling": _capability(capabilities.get("calling"), "capabilities.calling"),
-        "sms": _capability(capabilities.get("sms"), "capabilities.sms"),
+        "calling": check_capability(capabilities.get("calling"), "capabilities.calling"),
+        "sms": check_capability(capabilities.get("sms"), "capabilities.sms"),
         "area_code": area_code,
         "quantity": quantity,
     }
@@ -115,10 +115,10 @@ def browse(country_code: str, body: dict[str, Any]) -> list[PhoneNumber]:
         "number_type": services.check_number_type(body.get("phoneNumberType"), required=True),
         "assignment_type": services.check_assignment_type(body.get("assignmentType"))
         or "application",
-        "calling": _capability(
+        "calling": check_capability(
             capabilities.get("calling", Capability.NONE), "capabilities.calling"
         ),
-        "sms": _capability(capabilities.get("sms", Capability.NONE), "capabilities.sms"),
+        "sms": check_capability(capabilities.get("sms", Capability.NONE), "capabilities.sms"),
         "area_code": "",
     }
     numbers = _candidates(wanted)
@@ -184,14 +184,16 @@ def do_search(resource: Resource, request: dict[str, Any]) -> NumberOperation:
 
 
 def access_search(resource: Resource, search_id: Any) -> NumberSearch:
-    search = NumberSearch.objects.filter(resource=resource, pk=_uuid(search_id)).first()
+    search = NumberSearch.objects.filter(resource=resource, pk=parse_uuid(search_id)).first()
     if search is None:
         raise SearchNotFound(f"Search {search_id!r} was not found.", target="searchId")
     return search
 
 
 def access_operation(resource: Resource, operation_id: Any) -> NumberOperation:
-    operation = NumberOperation.objects.filter(resource=resource, pk=_uuid(operation_id)).first()
+    operation = NumberOperation.objects.filter(
+        resource=resource, pk=parse_uuid(operation_id)
+    ).first()
     if operation is None:
         raise OperationNotFound(f"Operation {operation_id!r} was not found.")
     return operation
@@ -215,7 +217,8 @@ def access_owned_number(resource: Resource, number: str) -> PhoneNumber:
     return owned
 
 
-def _uuid(value: Any) -> Any:  # a UUID, or None (matches nothing)
+def parse_uuid(value: Any) -> Any:
+    """A UUID, or None (which matches no row)."""
     try:
         return uuid.UUID(str(value))
     except ValueError:
@@ -235,7 +238,7 @@ def check_purchase(
     with transaction.atomic():
         search = (
             NumberSearch.objects.select_for_update()
-            .filter(resource=resource, pk=_uuid(search_id), is_reservation=reservation)
+            .filter(resource=resource, pk=parse_uuid(search_id), is_reservation=reservation)
             .first()
         )
         if search is None and reservation:
@@ -243,7 +246,7 @@ def check_purchase(
         if search is None:
             raise SearchNotFound(f"Search {search_id!r} was not found.", target="searchId")
         if search.state == SearchState.HELD and search.expires_at <= timezone.now():
-            _expire(search)  # committed even though the purchase is refused below
+            expire(search)  # committed even though the purchase is refused below
     with transaction.atomic():
         search = NumberSearch.objects.select_for_update().get(pk=search.pk)
         if search.state != SearchState.HELD:
@@ -286,8 +289,8 @@ def check_update_capabilities(
     """Start changing an owned number's capabilities (each within what its carrier supports)."""
     with transaction.atomic():
         owned = access_owned_number(resource, number)
-        calling = _capability(body.get("calling", owned.owned_calling), "calling")
-        sms = _capability(body.get("sms", owned.owned_sms), "sms")
+        calling = check_capability(body.get("calling", owned.owned_calling), "calling")
+        sms = check_capability(body.get("sms", owned.owned_sms), "sms")
         for name, wanted, supported in (
             ("calling", calling, owned.calling),
             ("sms", sms, owned.sms),
@@ -445,7 +448,7 @@ def _fail(operation: NumberOperation, code: str, message: str) -> None:
 
 
 # --- Upkeep (beat) --------------------------------------------------------------------------
-def _unhold(numbers: QuerySet[PhoneNumber]) -> int:
+def unhold(numbers: QuerySet[PhoneNumber]) -> int:
     return numbers.filter(status=NumberStatus.HELD).update(
         status=NumberStatus.AVAILABLE,
         held_by=None,
@@ -455,8 +458,8 @@ def _unhold(numbers: QuerySet[PhoneNumber]) -> int:
     )
 
 
-def _expire(search: NumberSearch) -> None:
-    _unhold(PhoneNumber.objects.filter(held_by=search))
+def expire(search: NumberSearch) -> None:
+    unhold(PhoneNumber.objects.filter(held_by=search))
     NumberSearch.objects.filter(pk=search.pk).update(state=SearchState.EXPIRED)
     search.state = SearchState.EXPIRED
 
@@ -473,7 +476,7 @@ def expire_holds() -> int:
                 .first()
             )
             if search is not None and search.expires_at <= timezone.now():
-                _expire(search)
+                expire(search)
                 expired += 1
     return expired
 
@@ -497,139 +500,3 @@ def requeue_stalled_operations() -> int:
         _enqueue(operation)
         count += 1
     return count
-
-
-# --- Reservations (api-version 2025-06-01): holds built number by number -------------------
-RESERVATION_MINUTES = 15
-
-
-def _requested_number(key: Any, wanted: Any) -> dict[str, str]:
-    """Validate one entry of a reservation's phoneNumbers map (the whole request fails on any)."""
-    if not isinstance(key, str) or not key.isdigit():
-        raise ApiError(f"{key!r} is not a phone number id (digits only).", target="phoneNumbers")
-    if not isinstance(wanted, dict):
-        raise ApiError(
-            f"phoneNumbers[{key}] must be an object or null.", target=f"phoneNumbers[{key}]"
-        )
-    capabilities = wanted.get("capabilities")
-    if not isinstance(capabilities, dict):
-        raise ApiError(
-            "capabilities ({calling, sms}) is required.", target=f"phoneNumbers[{key}].capabilities"
-        )
-    return {
-        "number_type": services.check_number_type(wanted.get("phoneNumberType"), required=True)
-        or "",
-        "assignment_type": services.check_assignment_type(wanted.get("assignmentType"))
-        or "application",
-        "calling": _capability(
-            capabilities.get("calling"), f"phoneNumbers[{key}].capabilities.calling"
-        ),
-        "sms": _capability(capabilities.get("sms"), f"phoneNumbers[{key}].capabilities.sms"),
-    }
-
-
-def _why_not_holdable(number: PhoneNumber | None, wanted: dict[str, str]) -> str | None:
-    if number is None or number.status != NumberStatus.AVAILABLE:
-        return "The number is not available."
-    if number.number_type != wanted["number_type"]:
-        return f"The number is {number.number_type}, not {wanted['number_type']}."
-    if not getattr(number, f"assignable_to_{wanted['assignment_type']}"):
-        return f"The number cannot be assigned to a {wanted['assignment_type']}."
-    for name in ("calling", "sms"):
-        if getattr(number, name) not in COVERS[Capability(wanted[name])]:
-            return f"The number supports {name} {getattr(number, name)!r} at most."
-    return None
-
-
-def update_reservation(
-    resource: Resource, reservation_id: Any, body: dict[str, Any]
-) -> tuple[NumberSearch, bool, dict[str, str]]:
-    """Create or update a reservation: hold each number given, release each given as null,
-    and extend the hold to RESERVATION_MINUTES. Returns (reservation, created, failures by
-    number id); a number that cannot be held is reported and the rest still applies (ACS
-    answers 207). Raises ApiError (400) for a malformed request, changing nothing."""
-    rid = _uuid(reservation_id)
-    if rid is None:
-        raise ApiError("The reservation id must be a UUID.", target="reservationId")
-    entries = body.get("phoneNumbers") or {}
-    if not isinstance(entries, dict):
-        raise ApiError("phoneNumbers must be an object.", target="phoneNumbers")
-    requests = {
-        key: None if wanted is None else _requested_number(key, wanted)
-        for key, wanted in entries.items()
-    }
-    failures: dict[str, str] = {}
-    with transaction.atomic():
-        reservation = NumberSearch.objects.select_for_update().filter(pk=rid).first()
-        if reservation is not None and (
-            reservation.resource_id != resource.id or not reservation.is_reservation
-        ):
-            raise ReservationNotFound(
-                "That reservation id belongs to something else; choose another."
-            )
-        created = reservation is None
-        if reservation is None:
-            reservation = NumberSearch.objects.create(
-                id=rid, resource=resource, is_reservation=True, expires_at=timezone.now()
-            )
-        elif reservation.state != SearchState.HELD or reservation.expires_at <= timezone.now():
-            raise SearchNotPurchasable(
-                f"Reservation {rid} is no longer active.", target="reservationId"
-            )
-        for key, wanted in requests.items():
-            numbers = PhoneNumber.objects.filter(number=f"+{key}")
-            if wanted is None:
-                _unhold(numbers.filter(held_by=reservation))
-                continue
-            number = numbers.select_for_update().first()
-            if (
-                number is not None
-                and number.held_by_id == reservation.pk
-                and number.status == NumberStatus.HELD
-            ):
-                reason = None
-            else:
-                reason = _why_not_holdable(number, wanted)
-            if reason:
-                failures[key] = reason
-                continue
-            numbers.update(
-                status=NumberStatus.HELD,
-                held_by=reservation,
-                owned_assignment_type=wanted["assignment_type"],
-                owned_calling=wanted["calling"],
-                owned_sms=wanted["sms"],
-            )
-        reservation.expires_at = timezone.now() + timedelta(minutes=RESERVATION_MINUTES)
-        reservation.quantity = reservation.numbers.count()
-        reservation.save(update_fields=["expires_at", "quantity"])
-    return reservation, created, failures
-
-
-def access_reservation(resource: Resource, reservation_id: Any) -> NumberSearch:
-    reservation = NumberSearch.objects.filter(
-        resource=resource, pk=_uuid(reservation_id), is_reservation=True
-    ).first()
-    if reservation is None:
-        raise ReservationNotFound(f"Reservation {reservation_id!r} was not found.")
-    if reservation.state == SearchState.HELD and reservation.expires_at <= timezone.now():
-        with transaction.atomic():
-            _expire(reservation)
-    return reservation
-
-
-def delete_reservation(resource: Resource, reservation_id: Any) -> None:
-    """Release an active reservation's numbers and forget it. Raises ReservationNotFound or
-    SearchNotPurchasable (409) when it is being or was purchased."""
-    with transaction.atomic():
-        reservation = access_reservation(resource, reservation_id)
-        if reservation.state in (SearchState.PURCHASING, SearchState.PURCHASED):
-            raise SearchNotPurchasable(f"Reservation {reservation.pk} is {reservation.state}.")
-        _unhold(PhoneNumber.objects.filter(held_by=reservation))
-        reservation.delete()
-
-
-def list_reservations(resource: Resource) -> QuerySet[NumberSearch]:
-    return NumberSearch.objects.filter(resource=resource, is_reservation=True).order_by(
-        "-created_at"
-    )

@@ -10,7 +10,7 @@ from rest_framework.response import Response
 
 from apps.accounts.auth import HmacAuthentication, IsResourceCaller, request_resource
 from apps.core.api import AcsApiView, json_object, page_of, rfc3339
-from apps.numbers import orders, services
+from apps.numbers import orders, reservations, services
 from apps.numbers.models import (
     NumberOperation,
     NumberSearch,
@@ -306,8 +306,8 @@ def _reservation_body(
 
 class Reservations(NumbersView):
     def get(self, request: Request, slug: str) -> Response:
-        reservations = orders.list_reservations(request_resource(request))
-        body = page_of(request, reservations, "reservations")
+        held = reservations.list_reservations(request_resource(request))
+        body = page_of(request, held, "reservations")
         body["reservations"] = [_reservation_body(r, numbers=False) for r in body["reservations"]]
         return Response(body)
 
@@ -315,12 +315,14 @@ class Reservations(NumbersView):
 class Reservation(NumbersView):
     def get(self, request: Request, slug: str, reservation_id: str) -> Response:
         return Response(
-            _reservation_body(orders.access_reservation(request_resource(request), reservation_id))
+            _reservation_body(
+                reservations.access_reservation(request_resource(request), reservation_id)
+            )
         )
 
     def patch(self, request: Request, slug: str, reservation_id: str) -> Response:
         body = json_object(request)
-        reservation, created, failures = orders.update_reservation(
+        reservation, created, failures = reservations.update_reservation(
             request_resource(request), reservation_id, body
         )
         status = 207 if failures else 201 if created else 200
@@ -330,7 +332,7 @@ class Reservation(NumbersView):
         return Response(answer, status=status)
 
     def delete(self, request: Request, slug: str, reservation_id: str) -> Response:
-        orders.delete_reservation(request_resource(request), reservation_id)
+        reservations.delete_reservation(request_resource(request), reservation_id)
         return Response(status=204)
 
 
