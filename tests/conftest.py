@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 import os
 import shutil
@@ -206,6 +207,10 @@ def _database_url_for_e2e(stack: list[Any]) -> str | None:
     return parts._replace(path=f"/{name}").geturl()
 
 
+# Databases 1-15 in turn, from a per-process offset; 0 stays for the unit tests.
+_REDIS_DATABASES = itertools.cycle([1 + (os.getpid() + n) % 15 for n in range(15)])
+
+
 def start_spool(extra_env: dict[str, str] | None = None) -> tuple[LiveSpool, list[Any]]:
     cleanups: list[Any] = []
     data_dir = Path(tempfile.mkdtemp(prefix="spool-e2e-"))
@@ -227,12 +232,10 @@ def start_spool(extra_env: dict[str, str] | None = None) -> tuple[LiveSpool, lis
     if database_url:
         env["DATABASE_URL"] = database_url
     if env.get("REDIS_URL"):
-        # Its own Redis database, so two live servers never consume each other's jobs.
-        import random
-
-        env["REDIS_URL"] = (
-            urlsplit(env["REDIS_URL"])._replace(path=f"/{random.randint(1, 15)}").geturl()
-        )
+        # Its own Redis database, so two live servers of a session never consume each
+        # other's jobs (a worker would run another server's job against its own database).
+        database = next(_REDIS_DATABASES)
+        env["REDIS_URL"] = urlsplit(env["REDIS_URL"])._replace(path=f"/{database}").geturl()
     live = LiveSpool(data_dir, http_port, https_port, env)
     live.manage("migrate", "--noinput")
     log = open(data_dir / "serve.log", "wb")
