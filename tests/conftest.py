@@ -60,6 +60,31 @@ def resource(db: None, owner: Any) -> Resource:
 
 
 @pytest.fixture
+def make_numbers(db: None) -> Any:
+    """`count` available US geographic numbers in area code 425 (+14255550100, ...)."""
+    from decimal import Decimal
+
+    from apps.numbers.models import NumberType, PhoneNumber
+
+    def make(count: int) -> list[PhoneNumber]:
+        return [
+            PhoneNumber.objects.create(
+                number=f"+1425555{100 + n:04d}",
+                country_code="US",
+                number_type=NumberType.GEOGRAPHIC,
+                locality="Redmond",
+                administrative_division="WA",
+                area_code="425",
+                monthly_cost=Decimal("1.00"),
+                currency="USD",
+            )
+            for n in range(count)
+        ]
+
+    return make
+
+
+@pytest.fixture
 def other_resource(db: None, make_user: Any) -> Resource:
     return services.create_resource("Fabrikam", owner=make_user("fabrikam-owner"))
 

@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from apps.accounts import services
 from apps.accounts.models import Role
-from apps.numbers.models import NumberStatus, NumberType, PhoneNumber
+from apps.numbers.models import NumberStatus, PhoneNumber
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def inventory() -> None:
-    for n in range(3):
-        PhoneNumber.objects.create(
-            number=f"+1425555010{n}",
-            country_code="US",
-            number_type=NumberType.GEOGRAPHIC,
-            locality="Redmond",
-            administrative_division="WA",
-            area_code="425",
-            monthly_cost=Decimal("1.00"),
-            currency="USD",
-        )
+def inventory(make_numbers) -> list[PhoneNumber]:
+    return make_numbers(3)
 
 
 @pytest.fixture

@@ -142,6 +142,17 @@ def test_a_crashed_child_is_restarted(live_spool: LiveSpool) -> None:
     pytest.fail("the web process was not restarted")
 
 
+def _serve_expecting_refusal(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+
+
 def test_serve_refuses_a_port_in_use(live_spool: LiveSpool, tmp_path) -> None:
     # given another data dir but the live server's HTTP port
     env = {
@@ -151,14 +162,7 @@ def test_serve_refuses_a_port_in_use(live_spool: LiveSpool, tmp_path) -> None:
     }
 
     # when
-    result = subprocess.run(
-        [sys.executable, "manage.py", "serve"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
+    result = _serve_expecting_refusal(env)
 
     # then it says why and leaves nothing behind (no private Redis either)
     assert result.returncode != 0
@@ -178,14 +182,7 @@ def test_an_operators_certificate_is_never_replaced(live_spool: LiveSpool, tmp_p
     }
 
     # when
-    result = subprocess.run(
-        [sys.executable, "manage.py", "serve"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
+    result = _serve_expecting_refusal(env)
 
     # then serve refuses to start and leaves the certificate alone
     assert result.returncode != 0

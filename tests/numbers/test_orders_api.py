@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from decimal import Decimal
 from urllib.parse import quote
 
 import pytest
@@ -14,7 +13,6 @@ from apps.numbers.models import (
     NumberOperation,
     NumberSearch,
     NumberStatus,
-    NumberType,
     PhoneNumber,
     SearchState,
 )
@@ -33,20 +31,8 @@ SEARCH = {
 
 
 @pytest.fixture
-def inventory() -> list[PhoneNumber]:
-    return [
-        PhoneNumber.objects.create(
-            number=f"+1425555010{n}",
-            country_code="US",
-            number_type=NumberType.GEOGRAPHIC,
-            locality="Redmond",
-            administrative_division="WA",
-            area_code="425",
-            monthly_cost=Decimal("1.00"),
-            currency="USD",
-        )
-        for n in range(5)
-    ]
+def inventory(make_numbers) -> list[PhoneNumber]:
+    return make_numbers(5)
 
 
 def _search(acs: AcsClient, body: dict | None = None) -> dict:
