@@ -46,6 +46,27 @@ def env_int(name: str, default: int, *, minimum: int = 0) -> int:
     return number
 
 
+def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
+    value = os.environ.get(name, "").strip()
+    if value == "":
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from None
+    if number < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {number}")
+    return number
+
+
+def env_int_list(name: str, default: list[int]) -> list[int]:
+    items = env_list(name)
+    try:
+        return [int(item) for item in items] if items else default
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be integers separated by commas") from None
+
+
 def env_list(name: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
 
@@ -107,6 +128,44 @@ NUMBER_CARRIER = os.environ.get("SPOOL_NUMBER_CARRIER", "loopback")
 # A number job untouched this long is presumed lost (killed worker) and re-queued by beat.
 NUMBER_JOB_LEASE_SECONDS = env_int("SPOOL_NUMBER_JOB_LEASE_SECONDS", 120, minimum=1)
 JOB_SWEEP_SECONDS = env_int("SPOOL_JOB_SWEEP_SECONDS", 60, minimum=1)
+
+# SMS: the carrier module that sends and receives ("loopback": numbers of this deployment and
+# virtual handsets; "smpp": an SMSC; or a dotted path), and each sender number's pace in
+# segments per second (a US long code: 1; toll-free: 3). Excess waits its turn, never dropped.
+SMS_CARRIER = os.environ.get("SPOOL_SMS_CARRIER", "loopback")
+SMS_SEGMENTS_PER_SECOND = env_float("SPOOL_SMS_SEGMENTS_PER_SECOND", 1.0, minimum=0.001)
+SMS_TOLL_FREE_SEGMENTS_PER_SECOND = env_float(
+    "SPOOL_SMS_TOLL_FREE_SEGMENTS_PER_SECOND", 3.0, minimum=0.001
+)
+# A message handed to a worker but unanswered this long is presumed lost and re-queued.
+SMS_JOB_LEASE_SECONDS = env_int("SPOOL_SMS_JOB_LEASE_SECONDS", 30, minimum=1)
+SMS_SWEEP_SECONDS = env_int("SPOOL_SMS_SWEEP_SECONDS", 5, minimum=1)
+# A message the carrier keeps refusing with transient errors fails after this long.
+SMS_VALIDITY_MINUTES = env_int("SPOOL_SMS_VALIDITY_MINUTES", 2880, minimum=1)
+SMS_HELP_TEXT = os.environ.get(
+    "SPOOL_SMS_HELP_TEXT", "Reply STOP to unsubscribe, START to subscribe again."
+)
+# SMPP 3.4 carrier (SPOOL_SMS_CARRIER=smpp): one transceiver bind per worker process.
+SMPP_HOST = os.environ.get("SPOOL_SMPP_HOST", "127.0.0.1")
+SMPP_PORT = env_int("SPOOL_SMPP_PORT", 2775, minimum=1)
+SMPP_SYSTEM_ID = os.environ.get("SPOOL_SMPP_SYSTEM_ID", "")
+SMPP_PASSWORD = os.environ.get("SPOOL_SMPP_PASSWORD", "")
+SMPP_SYSTEM_TYPE = os.environ.get("SPOOL_SMPP_SYSTEM_TYPE", "")
+SMPP_WINDOW = env_int("SPOOL_SMPP_WINDOW", 10, minimum=1)
+SMPP_ENQUIRE_LINK_SECONDS = env_int("SPOOL_SMPP_ENQUIRE_LINK_SECONDS", 30, minimum=1)
+SMPP_TIMEOUT_SECONDS = env_int("SPOOL_SMPP_TIMEOUT_SECONDS", 10, minimum=1)
+SMPP_RECONNECT_MAX_SECONDS = env_int("SPOOL_SMPP_RECONNECT_MAX_SECONDS", 60, minimum=1)
+
+# Webhooks: Event Grid's retry schedule (seconds after each failed attempt; the last step
+# repeats), how long an event is retried before it is dead-lettered, and the request timeout.
+EVENT_RETRY_SECONDS = env_int_list(
+    "SPOOL_EVENT_RETRY_SECONDS", [10, 30, 60, 300, 600, 1800, 3600, 10800, 21600, 43200]
+)
+EVENT_TTL_MINUTES = env_int("SPOOL_EVENT_TTL_MINUTES", 1440, minimum=1)
+EVENT_MAX_ATTEMPTS = env_int("SPOOL_EVENT_MAX_ATTEMPTS", 30, minimum=1)
+EVENT_DELIVERY_TIMEOUT_SECONDS = env_int("SPOOL_EVENT_DELIVERY_TIMEOUT_SECONDS", 30, minimum=1)
+EVENT_SWEEP_SECONDS = env_int("SPOOL_EVENT_SWEEP_SECONDS", 10, minimum=1)
+
 WORKER_CONCURRENCY = env_int("SPOOL_WORKER_CONCURRENCY", 2, minimum=1)
 WORKER_LOG_LEVEL = os.environ.get("SPOOL_WORKER_LOG_LEVEL", "WARNING")
 
@@ -139,7 +198,9 @@ INSTALLED_APPS = [
     "channels",
     "apps.core",
     "apps.accounts",
+    "apps.events",
     "apps.numbers",
+    "apps.sms",
     "apps.console",
 ]
 
@@ -244,6 +305,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.numbers.tasks.requeue_stalled_operations",
         "schedule": float(JOB_SWEEP_SECONDS),
     },
+    "requeue-sms": {"task": "apps.sms.tasks.sweep", "schedule": float(SMS_SWEEP_SECONDS)},
+    "send-due-webhooks": {"task": "apps.events.tasks.sweep", "schedule": float(EVENT_SWEEP_SECONDS)},
 }
 
 # --- Auth, console ---------------------------------------------------------------------

@@ -13,8 +13,11 @@ from apps.core.views import healthz
 urlpatterns = [
     path("r/<slug:slug>/", include("apps.accounts.api.acs_urls")),
     path("r/<slug:slug>/", include("apps.numbers.api.acs_urls")),
+    path("r/<slug:slug>/", include("apps.sms.api.acs_urls")),
     path("api/v1/", include("apps.accounts.api.urls")),
     path("api/v1/", include("apps.numbers.api.urls")),
+    path("api/v1/", include("apps.events.api.urls")),
+    path("api/v1/", include("apps.sms.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),

@@ -49,6 +49,8 @@ MANAGE_IDENTITIES = "manage_identities"
 MANAGE_RESOURCE = "manage_resource"
 MANAGE_MEMBERS = "manage_members"
 MANAGE_NUMBERS = "manage_numbers"
+SEND_SMS = "send_sms"
+MANAGE_EVENTS = "manage_events"
 
 ROLE_PERMISSIONS: dict[str, set[str]] = {
     Role.OWNER: {
@@ -59,8 +61,17 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         MANAGE_RESOURCE,
         MANAGE_MEMBERS,
         MANAGE_NUMBERS,
+        SEND_SMS,
+        MANAGE_EVENTS,
     },
-    Role.CONTRIBUTOR: {VIEW, READ_KEYS, MANAGE_IDENTITIES, MANAGE_NUMBERS},
+    Role.CONTRIBUTOR: {
+        VIEW,
+        READ_KEYS,
+        MANAGE_IDENTITIES,
+        MANAGE_NUMBERS,
+        SEND_SMS,
+        MANAGE_EVENTS,
+    },
     Role.READER: {VIEW},
 }
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from apps.console import numbers_views, views
+from apps.console import events_views, numbers_views, sms_views, views
 
 app_name = "console"
 
@@ -26,6 +26,21 @@ urlpatterns = [
         "resources/<slug:slug>/numbers/operations/<str:operation_id>/",
         numbers_views.number_operation,
         name="number-operation",
+    ),
+    path("resources/<slug:slug>/sms/", sms_views.sms_send, name="sms"),
+    path("resources/<slug:slug>/sms/messages/", sms_views.sms_messages, name="sms-messages"),
+    path(
+        "resources/<slug:slug>/sms/messages/<str:message_id>/",
+        sms_views.sms_message,
+        name="sms-message",
+    ),
+    path("resources/<slug:slug>/sms/handsets/", sms_views.sms_handsets, name="sms-handsets"),
+    path("resources/<slug:slug>/sms/opt-outs/", sms_views.sms_opt_outs, name="sms-opt-outs"),
+    path("resources/<slug:slug>/events/", events_views.events, name="events"),
+    path(
+        "resources/<slug:slug>/events/deliveries/<str:delivery_id>/",
+        events_views.event_delivery,
+        name="event-delivery",
     ),
     path("staff/numbers/import/", numbers_views.inventory_import, name="inventory-import"),
 ]

@@ -1,0 +1,83 @@
+"""Virtual handsets: phones outside this deployment, played by a person in the console.
+
+With the loopback carrier, a message to a number that is not in this deployment's inventory
+lands in that number's handset inbox; a reply typed there reaches the resource's number as an
+inbound SMS, exactly as a reply through a real carrier would.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Count, Max, QuerySet
+
+from apps.accounts.models import Resource
+from apps.numbers.models import NumberStatus, PhoneNumber
+from apps.sms.exceptions import InvalidHandsetReply
+from apps.sms.models import HandsetMessage
+
+MAX_REPLY_LENGTH = 2048
+
+
+def is_handset(number: str) -> bool:
+    """A number outside the deployment's inventory is played by a virtual handset."""
+    return not PhoneNumber.objects.filter(number=number).exists()
+
+
+def store_incoming(*, sender: str, handset: str, text: str) -> HandsetMessage:
+    """A message from one of our numbers reaches `handset` (called by the loopback carrier)."""
+    owner_id = (
+        PhoneNumber.objects.filter(number=sender, status=NumberStatus.OWNED)
+        .values_list("owner_id", flat=True)
+        .first()
+    )
+    if owner_id is None:
+        raise ValueError(f"{sender} is not an owned number")
+    return HandsetMessage.objects.create(
+        resource_id=owner_id, handset=handset, counterpart=sender, to_handset=True, text=text
+    )
+
+
+def reply(resource: Resource, *, handset: str, counterpart: str, text: str) -> HandsetMessage:
+    """The person at `handset` texts the resource's number `counterpart`: stored in the
+    handset's outbox and received as an inbound SMS. Raises InvalidHandsetReply."""
+    from apps.sms import services
+
+    if not services.is_e164(handset) or not is_handset(handset):
+        raise InvalidHandsetReply(
+            f"{handset} is not a virtual handset (it is in this deployment or not E.164).",
+            target="handset",
+        )
+    if not PhoneNumber.objects.filter(
+        number=counterpart, owner=resource, status=NumberStatus.OWNED
+    ).exists():
+        raise InvalidHandsetReply(
+            f"{counterpart} is not a phone number of this resource.", target="to"
+        )
+    if not text or len(text) > MAX_REPLY_LENGTH:
+        raise InvalidHandsetReply(
+            f"The message must have 1 to {MAX_REPLY_LENGTH} characters.", target="message"
+        )
+    with transaction.atomic():
+        sent = HandsetMessage.objects.create(
+            resource=resource, handset=handset, counterpart=counterpart, to_handset=False, text=text
+        )
+        services.receive_sms(sender=handset, recipient=counterpart, text=text)
+    return sent
+
+
+def list_handsets(resource: Resource) -> QuerySet[HandsetMessage, dict[str, Any]]:
+    """The handsets that exchanged messages with the resource's numbers, latest first."""
+    return (
+        HandsetMessage.objects.filter(resource=resource)
+        .values("handset")
+        .annotate(messages=Count("id"), last_at=Max("created_at"))
+        .order_by("-last_at")
+    )
+
+
+def conversation(resource: Resource, handset: str) -> QuerySet[HandsetMessage]:
+    return HandsetMessage.objects.filter(resource=resource, handset=handset).order_by(
+        "created_at", "pk"
+    )

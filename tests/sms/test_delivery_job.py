@@ -1,0 +1,212 @@
+"""The delivery job: pacing, retries, permanent failures, crash recovery, receipts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from apps.events.models import Event
+from apps.sms import carriers, services
+from apps.sms.carriers import CarrierError, Outgoing, Submitted
+from apps.sms.models import EarlyReceipt, MessageStatus, SenderPace, SmsMessage
+
+
+class ScriptedCarrier:
+    """A carrier whose answers the test chooses; it counts what it was handed."""
+
+    name = "scripted"
+
+    def __init__(self) -> None:
+        self.submitted: list[str] = []
+        self.answer: Any = lambda message: Submitted(f"c-{message.message_id}")
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def submit(self, messages: Sequence[Outgoing]) -> Iterator[tuple[Outgoing, Any]]:
+        for message in messages:
+            self.submitted.append(message.message_id)
+            yield message, self.answer(message)
+
+
+@pytest.fixture
+def carrier(monkeypatch: pytest.MonkeyPatch) -> ScriptedCarrier:
+    scripted = ScriptedCarrier()
+    monkeypatch.setattr(carriers, "get", lambda: scripted)
+    return scripted
+
+
+def accept(resource: Any, sender: str, *to: str, report: bool = False, text: str = "Hi") -> list[str]:
+    request = services.SendRequest(
+        sender, [services.Recipient(number) for number in to], text, delivery_report=report
+    )
+    # Accepted but not yet run: the test drives the job itself.
+    return [result["messageId"] for result in services.send(resource, request)]
+
+
+def test_a_sender_is_paced_at_its_rate_and_the_excess_waits(
+    resource: Any, sender: str, carrier: ScriptedCarrier, settings: Any
+) -> None:
+    # given a long code limited to 1 segment per second, and 3 messages at once
+    settings.SMS_SEGMENTS_PER_SECOND = 1.0
+    ids = accept(resource, sender, "+447700900001", "+447700900002", "+447700900003")
+    # when the job runs
+    services.deliver(ids)
+    # then one goes now and the others wait for their slots, 1 s apart; none is dropped
+    assert carrier.submitted == ids[:1]
+    waiting = SmsMessage.objects.filter(status=MessageStatus.QUEUED).order_by("next_attempt_at")
+    slots = [m.next_attempt_at for m in waiting]
+    assert len(slots) == 2
+    assert timedelta(seconds=0.9) < slots[1] - slots[0] < timedelta(seconds=1.1)  # type: ignore[operator]
+    # when their time comes, the job sends them without taking new slots
+    SmsMessage.objects.filter(pk__in=ids).update(next_attempt_at=timezone.now())
+    services.deliver(ids)
+    assert sorted(carrier.submitted) == sorted(ids)
+    assert SmsMessage.objects.filter(status=MessageStatus.SENT).count() == 3
+
+
+def test_toll_free_numbers_have_their_own_rate(resource: Any, own: Any, settings: Any, carrier: ScriptedCarrier) -> None:
+    settings.SMS_SEGMENTS_PER_SECOND = 1.0
+    settings.SMS_TOLL_FREE_SEGMENTS_PER_SECOND = 10.0
+    number = own(resource)
+    number.number_type = "tollFree"
+    number.save()
+    ids = accept(resource, number.number, *[f"+4477009000{n:02d}" for n in range(5)])
+    services.deliver(ids)
+    # 10 per second: the first 0.25 s of slots (3 messages) go at once
+    assert len(carrier.submitted) == 3
+    assert SenderPace.objects.get(number=number.number).next_slot_at > timezone.now()
+
+
+def test_a_transient_error_retries_with_backoff_and_then_succeeds(
+    resource: Any, sender: str, carrier: ScriptedCarrier
+) -> None:
+    # given a carrier that is busy once
+    carrier.answer = lambda message: CarrierError("throttled")
+    ids = accept(resource, sender, "+447700900001")
+    services.deliver(ids)
+    message = SmsMessage.objects.get()
+    # then the message waits for a retry, later than now
+    assert message.status == MessageStatus.QUEUED
+    assert message.next_attempt_at > timezone.now()  # type: ignore[operator]
+    assert "throttled" in message.status_detail
+    # when it is due again and the carrier has recovered
+    carrier.answer = lambda message: Submitted("c-1")
+    SmsMessage.objects.update(next_attempt_at=timezone.now())
+    services.deliver(ids)
+    message.refresh_from_db()
+    assert message.status == MessageStatus.SENT
+    assert (message.attempts, message.submissions, message.possible_duplicate) == (2, 1, False)
+
+
+def test_a_permanent_error_fails_the_message_with_its_reason(
+    resource: Any, sender: str, carrier: ScriptedCarrier, django_capture_on_commit_callbacks: Any
+) -> None:
+    carrier.answer = lambda message: CarrierError("invalid destination", permanent=True)
+    ids = accept(resource, sender, "+447700900001", report=True)
+    services.deliver(ids)
+    message = SmsMessage.objects.get()
+    assert message.status == MessageStatus.FAILED
+    assert message.status_detail == "invalid destination"
+    report = Event.objects.get(event_type__endswith="SMSDeliveryReportReceived")
+    assert report.data["DeliveryStatus"] == "Failed"
+    assert report.data["DeliveryAttempts"][0]["SegmentsFailed"] == 1
+
+
+def test_messages_past_their_validity_stop_retrying(
+    resource: Any, sender: str, carrier: ScriptedCarrier, settings: Any
+) -> None:
+    carrier.answer = lambda message: CarrierError("SMSC down")
+    ids = accept(resource, sender, "+447700900001")
+    SmsMessage.objects.update(created_at=timezone.now() - timedelta(minutes=settings.SMS_VALIDITY_MINUTES + 1))
+    services.deliver(ids)
+    message = SmsMessage.objects.get()
+    assert message.status == MessageStatus.FAILED
+    assert "SMSC down" in message.status_detail
+
+
+def test_a_repeated_job_sends_nothing_twice(resource: Any, sender: str, carrier: ScriptedCarrier) -> None:
+    ids = accept(resource, sender, "+447700900001", "+447700900002")
+    services.deliver(ids)
+    services.deliver(ids)
+    assert sorted(carrier.submitted) == sorted(ids)
+
+
+def test_a_worker_killed_before_submitting_loses_nothing_and_sends_once(
+    resource: Any, sender: str, carrier: ScriptedCarrier, django_capture_on_commit_callbacks: Any
+) -> None:
+    # given messages claimed by a worker that died before handing them to the carrier
+    ids = accept(resource, sender, "+447700900001")
+    SmsMessage.objects.update(
+        status=MessageStatus.SENDING, lease_until=timezone.now() - timedelta(seconds=1)
+    )
+    # when beat sweeps (eager Celery runs the job at once)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.sweep() == 1
+    # then the message is sent, once, and not marked as a possible duplicate
+    message = SmsMessage.objects.get()
+    assert carrier.submitted == ids
+    assert message.status == MessageStatus.SENT and not message.possible_duplicate
+
+
+def test_a_worker_killed_after_submitting_resends_and_marks_the_message(
+    resource: Any, sender: str, carrier: ScriptedCarrier, django_capture_on_commit_callbacks: Any
+) -> None:
+    # given a message a dead worker had handed to the carrier, answer unrecorded
+    ids = accept(resource, sender, "+447700900001")
+    SmsMessage.objects.update(
+        status=MessageStatus.SENDING,
+        submit_started_at=timezone.now() - timedelta(seconds=40),
+        lease_until=timezone.now() - timedelta(seconds=1),
+    )
+    # when beat sweeps
+    with django_capture_on_commit_callbacks(execute=True):
+        services.sweep()
+    # then it is sent again and marked a possible duplicate
+    message = SmsMessage.objects.get()
+    assert carrier.submitted == ids
+    assert message.status == MessageStatus.SENT
+    assert message.possible_duplicate is True
+
+
+def test_sweep_leaves_alone_messages_whose_job_is_on_its_way(
+    resource: Any, sender: str, carrier: ScriptedCarrier
+) -> None:
+    accept(resource, sender, "+447700900001")
+    assert services.sweep() == 0
+    assert carrier.submitted == []
+
+
+def test_a_receipt_marks_the_message_delivered_once(
+    resource: Any, sender: str, carrier: ScriptedCarrier
+) -> None:
+    ids = accept(resource, sender, "+447700900001", report=True)
+    services.deliver(ids)
+    # when the carrier's receipt arrives (twice, as SMSCs may redeliver)
+    assert services.record_delivery_report(carrier_message_id=f"c-{ids[0]}", delivered=True)
+    assert services.record_delivery_report(carrier_message_id=f"c-{ids[0]}", delivered=True)
+    # then the message is delivered and one report event is raised
+    assert SmsMessage.objects.get().status == MessageStatus.DELIVERED
+    assert Event.objects.filter(event_type__endswith="SMSDeliveryReportReceived").count() == 1
+
+
+def test_a_receipt_that_beats_the_submission_is_applied_later(
+    resource: Any, sender: str, carrier: ScriptedCarrier
+) -> None:
+    ids = accept(resource, sender, "+447700900001")
+    # given the SMSC's receipt arrives before the worker recorded the carrier's id
+    assert not services.record_delivery_report(
+        carrier_message_id=f"c-{ids[0]}", delivered=False, detail="stat:UNDELIV err:001"
+    )
+    # when the submission is recorded
+    services.deliver(ids)
+    # then the receipt applies
+    message = SmsMessage.objects.get()
+    assert message.status == MessageStatus.FAILED
+    assert "UNDELIV" in message.status_detail
+    assert not EarlyReceipt.objects.exists()
