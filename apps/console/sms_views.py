@@ -20,7 +20,9 @@ from apps.sms.models import Direction, MessageStatus
 LAST_RESULTS = "sms_last_results"
 
 
-def _context(request: HttpRequest, resource: Resource, sms_tab: str, **extra: Any) -> dict[str, Any]:
+def _context(
+    request: HttpRequest, resource: Resource, sms_tab: str, **extra: Any
+) -> dict[str, Any]:
     return _resource_context(
         request,
         resource,
@@ -69,9 +71,7 @@ def sms_send(request: HttpRequest, resource: Resource) -> HttpResponse:
 
 @resource_page()
 def sms_messages(request: HttpRequest, resource: Resource) -> HttpResponse:
-    filters = {
-        key: request.GET.get(key, "").strip() for key in ("direction", "status", "number")
-    }
+    filters = {key: request.GET.get(key, "").strip() for key in ("direction", "status", "number")}
     log = services.list_messages(resource, **filters)
     query = urlencode({key: value for key, value in filters.items() if value})
     context = _context(
@@ -127,13 +127,17 @@ def sms_handsets(request: HttpRequest, resource: Resource) -> HttpResponse:
         request,
         resource,
         "handsets",
-        handsets=list(handsets.list_handsets(resource)[:200]),
+        handsets=handsets.list_handsets(resource),
         handset=handset,
         conversation=conversation,
         counterparts=sorted({m.counterpart for m in conversation}),
         senders=services.sending_numbers(resource),
     )
-    template = "console/sms_conversation.html" if request.GET.get("fragment") else "console/sms_handsets.html"
+    template = (
+        "console/sms_conversation.html"
+        if request.GET.get("fragment")
+        else "console/sms_handsets.html"
+    )
     return render(request, template, context)
 
 
@@ -147,13 +151,21 @@ def sms_opt_outs(request: HttpRequest, resource: Resource) -> HttpResponse:
             if request.POST.get("action") == "remove":
                 opt_out = optouts.access_opt_out(resource, int(request.POST.get("id") or 0))
                 optouts.change(resource, opt_out.sender, [opt_out.recipient], opt_out=False)
-                messages.success(request, f"{opt_out.recipient} may receive messages from {opt_out.sender} again.")
+                messages.success(
+                    request,
+                    f"{opt_out.recipient} may receive messages from {opt_out.sender} again.",
+                )
             else:
                 sender, recipients = optouts.check_request(
                     resource,
-                    {"from": request.POST.get("from", ""), "recipients": [{"to": request.POST.get("to", "").strip()}]},
+                    {
+                        "from": request.POST.get("from", ""),
+                        "recipients": [{"to": request.POST.get("to", "").strip()}],
+                    },
                 )
-                result = optouts.change(resource, sender, recipients, opt_out=True, source="console")[0]
+                result = optouts.change(
+                    resource, sender, recipients, opt_out=True, source="console"
+                )[0]
                 if result["httpStatusCode"] == 200:
                     messages.success(request, f"{recipients[0]} opted out of {sender}.")
                 else:

@@ -67,14 +67,15 @@ def reply(resource: Resource, *, handset: str, counterpart: str, text: str) -> H
     return sent
 
 
-def list_handsets(resource: Resource) -> QuerySet[HandsetMessage, dict[str, Any]]:
+def list_handsets(resource: Resource) -> list[dict[str, Any]]:
     """The handsets that exchanged messages with the resource's numbers, latest first."""
-    return (
+    rows = (
         HandsetMessage.objects.filter(resource=resource)
         .values("handset")
         .annotate(messages=Count("id"), last_at=Max("created_at"))
-        .order_by("-last_at")
+        .order_by("-last_at")[:200]
     )
+    return [dict(row) for row in rows]
 
 
 def conversation(resource: Resource, handset: str) -> QuerySet[HandsetMessage]:

@@ -43,7 +43,7 @@ class SmsMessage(models.Model):
     # The per-recipient answer of the send request (202, or 400 for a refused recipient),
     # replayed to a client that repeats the request.
     send_status_code = models.PositiveSmallIntegerField(default=202)
-    repeatability_request_id = models.CharField(max_length=64, null=True, blank=True)
+    repeatability_request_id = models.CharField(max_length=64, blank=True)
     # Job bookkeeping (outbound).
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
@@ -71,7 +71,7 @@ class SmsMessage(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["resource", "repeatability_request_id"],
-                condition=models.Q(repeatability_request_id__isnull=False),
+                condition=~models.Q(repeatability_request_id=""),
                 name="sms_unique_repeatability_id",
             )
         ]
@@ -89,12 +89,18 @@ class EarlyReceipt(models.Model):
     detail = models.CharField(max_length=500, blank=True)
     received_at = models.DateTimeField(auto_now_add=True)
 
+    def __str__(self) -> str:
+        return f"receipt for {self.carrier_message_id}"
+
 
 class SenderPace(models.Model):
     """When a sender number may next hand a segment to the carrier (its send rate)."""
 
     number = models.CharField(max_length=16, unique=True)
     next_slot_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.number} next at {self.next_slot_at}"
 
 
 class OptOut(models.Model):
@@ -120,7 +126,9 @@ class HandsetMessage(models.Model):
     """A message in a virtual handset's inbox or outbox: a phone outside this deployment,
     played by a person in the console (loopback carrier)."""
 
-    resource = models.ForeignKey(Resource, on_delete=models.CASCADE, related_name="handset_messages")
+    resource = models.ForeignKey(
+        Resource, on_delete=models.CASCADE, related_name="handset_messages"
+    )
     handset = models.CharField(max_length=16)
     counterpart = models.CharField(max_length=16)  # the resource's number
     to_handset = models.BooleanField()
@@ -129,3 +137,7 @@ class HandsetMessage(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["resource", "handset", "created_at"])]
+
+    def __str__(self) -> str:
+        arrow = "to" if self.to_handset else "from"
+        return f"{arrow} handset {self.handset}"

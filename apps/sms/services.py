@@ -97,7 +97,9 @@ def check_send_request(body: dict[str, Any]) -> SendRequest:
         )
     raw_recipients = body.get("smsRecipients")
     if not isinstance(raw_recipients, list) or not raw_recipients:
-        raise InvalidSendRequest("'smsRecipients' must list 1 to 100 recipients.", target="smsRecipients")
+        raise InvalidSendRequest(
+            "'smsRecipients' must list 1 to 100 recipients.", target="smsRecipients"
+        )
     if len(raw_recipients) > MAX_RECIPIENTS:
         raise InvalidSendRequest(
             f"'smsRecipients' lists {len(raw_recipients)} recipients; the limit is {MAX_RECIPIENTS}.",
@@ -114,13 +116,17 @@ def check_send_request(body: dict[str, Any]) -> SendRequest:
         )
     tag = options.get("tag") or ""
     if not isinstance(tag, str) or len(tag) > MAX_TAG_LENGTH:
-        raise InvalidSendRequest(f"'tag' must be a string of at most {MAX_TAG_LENGTH} characters.", target="tag")
-    return SendRequest(sender, recipients, text, report, tag)
+        raise InvalidSendRequest(
+            f"'tag' must be a string of at most {MAX_TAG_LENGTH} characters.", target="tag"
+        )
+    return SendRequest(str(sender), recipients, text, report, tag)
 
 
 def _check_recipient(item: Any) -> Recipient:
     if not isinstance(item, dict) or "to" not in item:
-        raise InvalidSendRequest("Each recipient must be an object with 'to'.", target="smsRecipients")
+        raise InvalidSendRequest(
+            "Each recipient must be an object with 'to'.", target="smsRecipients"
+        )
     request_id = item.get("repeatabilityRequestId")
     if request_id is not None:
         if not isinstance(request_id, str) or not 0 < len(request_id) <= 64:
@@ -151,9 +157,7 @@ def sending_number(resource: Resource, number: str) -> PhoneNumber:
         number=number, owner=resource, status=NumberStatus.OWNED
     ).first()
     if owned is None:
-        raise InvalidSendRequest(
-            f"{number} is not a phone number of this resource.", target="from"
-        )
+        raise InvalidSendRequest(f"{number} is not a phone number of this resource.", target="from")
     if owned.owned_sms not in SENDING_CAPABILITIES:
         raise InvalidSendRequest(
             f"{number} cannot send SMS: its SMS capability is '{owned.owned_sms}'. "
@@ -195,7 +199,9 @@ def _send(resource: Resource, request: SendRequest) -> list[dict[str, Any]]:
                 results.append(send_result(replay))
                 continue
             if not is_e164(recipient.to):
-                results.append(_refused(recipient, "Invalid 'to' phone number: use E.164, e.g. +14255550123."))
+                results.append(
+                    _refused(recipient, "Invalid 'to' phone number: use E.164, e.g. +14255550123.")
+                )
                 continue
             row = SmsMessage(
                 id=new_message_id(Direction.OUTBOUND),
@@ -209,7 +215,7 @@ def _send(resource: Resource, request: SendRequest) -> list[dict[str, Any]]:
                 tag=request.tag,
                 delivery_report_requested=request.delivery_report,
                 status=MessageStatus.QUEUED,
-                repeatability_request_id=recipient.repeatability_request_id,
+                repeatability_request_id=recipient.repeatability_request_id or "",
                 lease_until=_lease(),
             )
             if recipient.to in opted_out:
@@ -314,12 +320,8 @@ def deliver(message_ids: Sequence[str]) -> None:
         SmsMessage.objects.filter(pk__in=[m.pk for m in chunk]).update(
             submit_started_at=timezone.now(), carrier=carrier.name
         )
-        outgoing = [
-            carriers.Outgoing(m.pk, m.sender, m.recipient, m.text) for m in chunk
-        ]
-        answers = dict(
-            (sent.message_id, answer) for sent, answer in carrier.submit(outgoing)
-        )
+        outgoing = [carriers.Outgoing(m.pk, m.sender, m.recipient, m.text) for m in chunk]
+        answers = dict((sent.message_id, answer) for sent, answer in carrier.submit(outgoing))
         _record_answers(chunk, answers)
 
 
@@ -327,7 +329,11 @@ def _enqueue_later(message_ids: list[str], wait: float) -> None:
     from apps.sms.tasks import send_messages
 
     # Eager Celery (unit tests) cannot wait: there the sweep picks them up.
-    if message_ids and wait <= settings.SMS_JOB_LEASE_SECONDS and not settings.CELERY_TASK_ALWAYS_EAGER:
+    if (
+        message_ids
+        and wait <= settings.SMS_JOB_LEASE_SECONDS
+        and not settings.CELERY_TASK_ALWAYS_EAGER
+    ):
         send_messages.apply_async((message_ids,), countdown=max(wait, 0.05))
     # Later ones: beat's sweep finds them when their lease (set at their due time) runs out.
 
@@ -409,7 +415,11 @@ def _record_answers(
                     _finish(message, delivered=True, detail="Delivered to the handset.", at=now)
                     reports.append((message, True, message.status_detail))
             elif answer.permanent or _expired(message, now):
-                reason = str(answer) if answer.permanent else f"Gave up after {message.attempts} attempts: {answer}"
+                reason = (
+                    str(answer)
+                    if answer.permanent
+                    else f"Gave up after {message.attempts} attempts: {answer}"
+                )
                 _finish(message, delivered=False, detail=reason, at=now)
                 reports.append((message, False, reason))
             else:

@@ -28,7 +28,9 @@ def account(live_spool: LiveSpool) -> tuple[str, str]:
     """A resource's connection string and a number it bought with SMS both ways."""
     live_spool.manage("seed_numbers", "--country", "US", "--count", "10")
     connection = live_spool.create_resource()
-    numbers = PhoneNumbersClient.from_connection_string(connection, connection_verify=live_spool.cert)
+    numbers = PhoneNumbersClient.from_connection_string(
+        connection, connection_verify=live_spool.cert
+    )
     both = PhoneNumberCapabilityType.INBOUND_OUTBOUND
     search = numbers.begin_search_available_phone_numbers(
         "US",
@@ -62,7 +64,9 @@ def wait_for(predicate: Any, timeout: float = 30) -> Any:
     raise AssertionError("timed out")
 
 
-def test_send_to_handsets_with_delivery_reports(live_spool: LiveSpool, account: tuple[str, str]) -> None:
+def test_send_to_handsets_with_delivery_reports(
+    live_spool: LiveSpool, account: tuple[str, str]
+) -> None:
     connection, number = account
     client = SmsClient.from_connection_string(connection, connection_verify=live_spool.cert)
     # when the SDK sends to two numbers outside the deployment, one of them malformed
@@ -81,9 +85,11 @@ def test_send_to_handsets_with_delivery_reports(live_spool: LiveSpool, account: 
     assert bad.http_status_code == 400 and "E.164" in bad.error_message
     # and the worker delivers them
     delivered = wait_for(
-        lambda: [m for m in messages(live_spool, tag="e2e") if m["status"] == "delivered"]
-        if len(messages(live_spool, tag="e2e", status="delivered")) == 2
-        else None
+        lambda: (
+            [m for m in messages(live_spool, tag="e2e") if m["status"] == "delivered"]
+            if len(messages(live_spool, tag="e2e", status="delivered")) == 2
+            else None
+        )
     )
     assert {m["id"] for m in delivered} == {r.message_id for r in good}
 
@@ -96,10 +102,14 @@ def test_bad_requests_are_errors(live_spool: LiveSpool, account: tuple[str, str]
     assert error.value.status_code == 400
     with pytest.raises(HttpResponseError) as error:
         client.send(from_="+14255550000", to="+447700900001", message="x")
-    assert error.value.status_code == 400 and "not a phone number of this resource" in str(error.value)
+    assert error.value.status_code == 400 and "not a phone number of this resource" in str(
+        error.value
+    )
     with pytest.raises(HttpResponseError):
         client.send(from_=number, to="+447700900001", message="")
-    wrong = connection.split(";accesskey=")[0] + ";accesskey=" + base64.b64encode(b"k" * 32).decode()
+    wrong = (
+        connection.split(";accesskey=")[0] + ";accesskey=" + base64.b64encode(b"k" * 32).decode()
+    )
     with pytest.raises(ClientAuthenticationError):
         SmsClient.from_connection_string(wrong, connection_verify=live_spool.cert).send(
             from_=number, to="+447700900001", message="x"

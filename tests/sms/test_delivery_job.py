@@ -41,7 +41,9 @@ def carrier(monkeypatch: pytest.MonkeyPatch) -> ScriptedCarrier:
     return scripted
 
 
-def accept(resource: Any, sender: str, *to: str, report: bool = False, text: str = "Hi") -> list[str]:
+def accept(
+    resource: Any, sender: str, *to: str, report: bool = False, text: str = "Hi"
+) -> list[str]:
     request = services.SendRequest(
         sender, [services.Recipient(number) for number in to], text, delivery_report=report
     )
@@ -70,7 +72,9 @@ def test_a_sender_is_paced_at_its_rate_and_the_excess_waits(
     assert SmsMessage.objects.filter(status=MessageStatus.SENT).count() == 3
 
 
-def test_toll_free_numbers_have_their_own_rate(resource: Any, own: Any, settings: Any, carrier: ScriptedCarrier) -> None:
+def test_toll_free_numbers_have_their_own_rate(
+    resource: Any, own: Any, settings: Any, carrier: ScriptedCarrier
+) -> None:
     settings.SMS_SEGMENTS_PER_SECOND = 1.0
     settings.SMS_TOLL_FREE_SEGMENTS_PER_SECOND = 10.0
     number = own(resource)
@@ -123,14 +127,18 @@ def test_messages_past_their_validity_stop_retrying(
 ) -> None:
     carrier.answer = lambda message: CarrierError("SMSC down")
     ids = accept(resource, sender, "+447700900001")
-    SmsMessage.objects.update(created_at=timezone.now() - timedelta(minutes=settings.SMS_VALIDITY_MINUTES + 1))
+    SmsMessage.objects.update(
+        created_at=timezone.now() - timedelta(minutes=settings.SMS_VALIDITY_MINUTES + 1)
+    )
     services.deliver(ids)
     message = SmsMessage.objects.get()
     assert message.status == MessageStatus.FAILED
     assert "SMSC down" in message.status_detail
 
 
-def test_a_repeated_job_sends_nothing_twice(resource: Any, sender: str, carrier: ScriptedCarrier) -> None:
+def test_a_repeated_job_sends_nothing_twice(
+    resource: Any, sender: str, carrier: ScriptedCarrier
+) -> None:
     ids = accept(resource, sender, "+447700900001", "+447700900002")
     services.deliver(ids)
     services.deliver(ids)

@@ -14,7 +14,9 @@ from tests.conftest import AcsClient
 V = "2021-03-07"
 
 
-def send_body(sender: str, *to: str, message: str = "Hello", report: bool = False, **extra: Any) -> dict[str, Any]:
+def send_body(
+    sender: str, *to: str, message: str = "Hello", report: bool = False, **extra: Any
+) -> dict[str, Any]:
     return {
         "from": sender,
         "smsRecipients": [{"to": number} for number in to],
@@ -135,9 +137,7 @@ def test_invalid_recipients_fail_alone(post: Any, sender: str) -> None:
     assert SmsMessage.objects.count() == 1
 
 
-def test_another_resources_number_is_refused(
-    post: Any, other_acs: AcsClient, sender: str
-) -> None:
+def test_another_resources_number_is_refused(post: Any, other_acs: AcsClient, sender: str) -> None:
     # when another resource tries to send from this resource's number
     response = post(send_body(sender, "+447700900001"), client=other_acs)
     # then it is refused and nothing is sent
@@ -169,9 +169,7 @@ def test_message_between_two_resources_numbers_arrives_as_inbound_sms(
     assert not Event.objects.filter(resource=resource, event_type__endswith="SMSReceived").exists()
 
 
-def test_a_number_of_the_deployment_nobody_owns_fails_permanently(
-    post: Any, sender: str
-) -> None:
+def test_a_number_of_the_deployment_nobody_owns_fails_permanently(post: Any, sender: str) -> None:
     # given an inventory number nobody owns (the `own` fixture made +14255550100-109)
     from apps.numbers.models import PhoneNumber
 
@@ -196,6 +194,8 @@ def test_long_messages_are_counted_in_segments(post: Any, sender: str) -> None:
 
 
 def test_unsupported_api_version_is_refused(acs: AcsClient, sender: str) -> None:
-    response = acs.call("POST", "/sms", send_body(sender, "+447700900001"), api_version="2020-01-01")
+    response = acs.call(
+        "POST", "/sms", send_body(sender, "+447700900001"), api_version="2020-01-01"
+    )
     assert response.status_code == 400
     assert not SmsMessage.objects.exists()

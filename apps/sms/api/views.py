@@ -81,9 +81,11 @@ class OptOutList(generics.ListAPIView[OptOut]):
         data = s.OptOutCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         sender, recipients = optouts.check_request(
-            resource, {"from": data.validated_data["sender"], "recipients": [
-                {"to": data.validated_data["recipient"]}
-            ]},
+            resource,
+            {
+                "from": data.validated_data["sender"],
+                "recipients": [{"to": data.validated_data["recipient"]}],
+            },
         )
         result = optouts.change(resource, sender, recipients, opt_out=True, source="console")[0]
         if result["httpStatusCode"] != 200:
@@ -105,7 +107,8 @@ class HandsetList(APIView):
     @extend_schema(responses=s.HandsetSerializer(many=True))
     def get(self, request: Request, slug: str) -> Response:
         resource = accounts.access_resource(request.user, slug)
-        return Response(s.HandsetSerializer(handsets.list_handsets(resource), many=True).data)
+        listed = handsets.list_handsets(resource)
+        return Response(s.HandsetSerializer(listed, many=True).data)  # type: ignore[arg-type]
 
 
 class HandsetMessages(generics.ListAPIView[HandsetMessage]):
