@@ -310,8 +310,8 @@ def deliver(message_ids: Sequence[str]) -> None:
     A CarrierError from the carrier is an answer, recorded per message; anything else
     propagates and the claim runs out, so beat re-queues the rest.
     """
-    claimed, deferred, wait = _claim(message_ids)
-    _enqueue_later(deferred, wait)
+    claimed, soon = _claim(message_ids)
+    _enqueue_later(soon, timezone.now())
     if not claimed:
         return
     carrier = carriers.get()
@@ -325,25 +325,34 @@ def deliver(message_ids: Sequence[str]) -> None:
         _record_answers(chunk, answers)
 
 
-def _enqueue_later(message_ids: list[str], wait: float) -> None:
+def _wait(message: SmsMessage, now: datetime) -> bool:
+    """Park a message until its `next_attempt_at`. One due soon gets a delayed task, so its
+    lease covers that task's run; a later one is left to beat's sweep, which picks it up as
+    soon as it is due (its lease ends then)."""
+    due = message.next_attempt_at or now
+    soon = (due - now).total_seconds() <= settings.SMS_JOB_LEASE_SECONDS
+    message.lease_until = _lease(due) if soon else due
+    return soon
+
+
+def _enqueue_later(messages: list[SmsMessage], now: datetime) -> None:
+    """Queue one delayed task for parked messages due soon (see `_wait`)."""
     from apps.sms.tasks import send_messages
 
     # Eager Celery (unit tests) cannot wait: there the sweep picks them up.
-    if (
-        message_ids
-        and wait <= settings.SMS_JOB_LEASE_SECONDS
-        and not settings.CELERY_TASK_ALWAYS_EAGER
-    ):
-        send_messages.apply_async((message_ids,), countdown=max(wait, 0.05))
-    # Later ones: beat's sweep finds them when their lease (set at their due time) runs out.
+    if not messages or settings.CELERY_TASK_ALWAYS_EAGER:
+        return
+    wait = min(((m.next_attempt_at or now) - now).total_seconds() for m in messages)
+    send_messages.apply_async(([m.pk for m in messages],), countdown=max(wait, 0.05))
 
 
-def _claim(message_ids: Sequence[str]) -> tuple[list[SmsMessage], list[str], float]:
+def _claim(message_ids: Sequence[str]) -> tuple[list[SmsMessage], list[SmsMessage]]:
     """Claim the due queued messages; reserve a pacing slot for the ones that have none.
-    Returns the claimed rows, the ids not due yet, and how long until the first of those."""
+    Returns the claimed rows and the parked ones a delayed task should take."""
     now = timezone.now()
     claimed: list[SmsMessage] = []
-    deferred: list[SmsMessage] = []
+    deferred: list[SmsMessage] = []  # parked until due
+    soon: list[SmsMessage] = []  # of those, due within a lease: a delayed task takes them
     with transaction.atomic():
         rows = list(
             SmsMessage.objects.select_for_update()
@@ -360,7 +369,8 @@ def _claim(message_ids: Sequence[str]) -> tuple[list[SmsMessage], list[str], flo
                 paces[message.sender] = (pace, rate)
                 message.next_attempt_at = slot
             if message.next_attempt_at > now + PACE_SLACK:
-                message.lease_until = _lease(message.next_attempt_at)
+                if _wait(message, now):
+                    soon.append(message)
                 deferred.append(message)
                 continue
             message.status = MessageStatus.SENDING
@@ -377,8 +387,7 @@ def _claim(message_ids: Sequence[str]) -> tuple[list[SmsMessage], list[str], flo
             claimed + deferred,
             ["status", "next_attempt_at", "lease_until", "attempts", "possible_duplicate"],
         )
-    waits = [(m.next_attempt_at - now).total_seconds() for m in deferred if m.next_attempt_at]
-    return claimed, [m.pk for m in deferred], min(waits, default=0.0)
+    return claimed, soon
 
 
 def _pace(sender: str, now: datetime) -> tuple[SenderPace, float]:
@@ -427,8 +436,8 @@ def _record_answers(
                 message.status_detail = f"Retrying: {answer}"
                 backoff = min(RETRY_BACKOFF_MAX_SECONDS, 2**message.attempts)
                 message.next_attempt_at = now + timedelta(seconds=backoff)
-                message.lease_until = _lease(message.next_attempt_at)
-                retry.append(message)
+                if _wait(message, now):
+                    retry.append(message)
         SmsMessage.objects.bulk_update(
             chunk,
             [
@@ -445,9 +454,7 @@ def _record_answers(
         )
         for message, delivered, detail in reports:
             _announce_report(message, delivered, detail)
-    if retry:
-        waits = [(m.next_attempt_at - now).total_seconds() for m in retry if m.next_attempt_at]
-        _enqueue_later([m.pk for m in retry], min(waits, default=0.0))
+    _enqueue_later(retry, now)
     _apply_early_receipts([m.carrier_message_id for m in chunk if m.carrier_message_id])
 
 

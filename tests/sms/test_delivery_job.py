@@ -218,3 +218,30 @@ def test_a_receipt_that_beats_the_submission_is_applied_later(
     assert message.status == MessageStatus.FAILED
     assert "UNDELIV" in message.status_detail
     assert not EarlyReceipt.objects.exists()
+
+
+def test_a_message_parked_beyond_a_lease_is_swept_as_soon_as_it_is_due(
+    resource: Any,
+    sender: str,
+    carrier: ScriptedCarrier,
+    settings: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    # given a sender paced at 1 per second, with leases of 1 s, and 3 messages at once
+    settings.SMS_SEGMENTS_PER_SECOND = 1.0
+    settings.SMS_JOB_LEASE_SECONDS = 1
+    ids = accept(resource, sender, "+447700900001", "+447700900002", "+447700900003")
+    services.deliver(ids)
+    # then the last one, due in 2 s, waits for the sweep, which leaves it alone until then
+    last = SmsMessage.objects.get(pk=ids[2])
+    assert last.lease_until == last.next_attempt_at
+    with django_capture_on_commit_callbacks(execute=True):
+        services.sweep()
+    assert ids[2] not in carrier.submitted
+    # when its time has come, the sweep sends it
+    SmsMessage.objects.filter(pk=ids[2]).update(
+        next_attempt_at=timezone.now(), lease_until=timezone.now() - timedelta(milliseconds=1)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        services.sweep()
+    assert ids[2] in carrier.submitted
