@@ -306,7 +306,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(JOB_SWEEP_SECONDS),
     },
     "requeue-sms": {"task": "apps.sms.tasks.sweep", "schedule": float(SMS_SWEEP_SECONDS)},
-    "send-due-webhooks": {"task": "apps.events.tasks.sweep", "schedule": float(EVENT_SWEEP_SECONDS)},
+    "send-due-webhooks": {
+        "task": "apps.events.tasks.sweep",
+        "schedule": float(EVENT_SWEEP_SECONDS),
+    },
 }
 
 # --- Auth, console ---------------------------------------------------------------------

@@ -24,13 +24,15 @@ STOP_WORDS = {"STOP", "STOPALL", "STOP ALL", "UNSUBSCRIBE", "CANCEL", "END", "QU
               "OPT OUT", "REVOKE", "ARRET", "ALTO"}  # fmt: skip
 START_WORDS = {"START", "UNSTOP", "YES", "OPTIN", "OPT IN", "SUBSCRIBE"}
 HELP_WORDS = {"HELP", "INFO", "AIDE", "AYUDA"}
-STOP_REPLY = "You have been unsubscribed and will receive no more messages. Reply START to resubscribe."
+STOP_REPLY = (
+    "You have been unsubscribed and will receive no more messages. Reply START to resubscribe."
+)
 START_REPLY = "You have been resubscribed. Reply STOP to unsubscribe."
 MAX_RECIPIENTS = 100
 
 
 def keyword_of(text: str) -> str | None:
-    """"stop", "start", "help" or None for `text` ("Stop.", " stop all " count)."""
+    """The keyword `text` is ("stop", "start", "help"), or None; "Stop." and " stop all " count."""
     word = re.sub(r"[^A-Z ]", " ", text.upper().replace("-", " "))
     word = " ".join(word.split())
     if word in STOP_WORDS:
@@ -94,14 +96,18 @@ def check_request(resource: Resource, body: dict[str, Any]) -> tuple[str, list[A
     if not PhoneNumber.objects.filter(
         number=sender, owner=resource, status=NumberStatus.OWNED
     ).exists():
-        raise InvalidOptOutRequest(f"{sender} is not a phone number of this resource.", target="from")
+        raise InvalidOptOutRequest(
+            f"{sender} is not a phone number of this resource.", target="from"
+        )
     recipients = body.get("recipients")
     if not isinstance(recipients, list) or not 0 < len(recipients) <= MAX_RECIPIENTS:
         raise InvalidOptOutRequest(
             f"'recipients' must list 1 to {MAX_RECIPIENTS} recipients.", target="recipients"
         )
     if not all(isinstance(item, dict) for item in recipients):
-        raise InvalidOptOutRequest("Each recipient must be an object with 'to'.", target="recipients")
+        raise InvalidOptOutRequest(
+            "Each recipient must be an object with 'to'.", target="recipients"
+        )
     return str(sender), [item.get("to") for item in recipients]
 
 
@@ -132,7 +138,9 @@ def check(sender: str, recipients: list[Any]) -> list[dict[str, Any]]:
 
     listed = opted_out(sender, [to for to in recipients if is_e164(to)])
     return [
-        {"to": to, "isOptedOut": to in listed, "httpStatusCode": 200} if is_e164(to) else _invalid(to)
+        {"to": to, "isOptedOut": to in listed, "httpStatusCode": 200}
+        if is_e164(to)
+        else _invalid(to)
         for to in recipients
     ]
 

@@ -34,8 +34,11 @@ class Carrier:
             handsets.store_incoming(
                 sender=message.sender, handset=message.recipient, text=message.text
             )
-        elif services.receive_sms(
-            sender=message.sender, recipient=message.recipient, text=message.text
-        ) is None:
+        elif (
+            services.receive_sms(
+                sender=message.sender, recipient=message.recipient, text=message.text
+            )
+            is None
+        ):
             raise CarrierError(f"{message.recipient} is not in service.", permanent=True)
         return Submitted(carrier_message_id=f"loopback-{message.message_id}", delivered=True)

@@ -1,0 +1,499 @@
+"""Domain events: stored once, pushed to the console, and delivered to every matching webhook
+at least once, with Event Grid's retry and dead-letter rules.
+
+Every app announces what happened through `publish_event`, inside its own transaction: the
+event and one EventDelivery row per matching subscription commit with the caller's change (or
+not at all), and a task per delivery is queued after the commit. A delivery is claimed by a
+conditional UPDATE (so two workers never send it at once), POSTed, and its outcome stored;
+retries are due times on the row, which beat's `sweep` turns into tasks again. So a lost
+broker message or a killed worker delays a webhook, never loses it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import logging
+import re
+import secrets
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from apps.accounts.models import Resource
+from apps.core import realtime
+from apps.core.errors import ApiError
+from apps.events import dispatch, schemas, webhooks
+from apps.events.dispatch import parse_uuid
+from apps.events.exceptions import (
+    DeliveryNotFound,
+    DeliveryPending,
+    DuplicateSubscriptionName,
+    EventNotFound,
+    InvalidSubscription,
+    InvalidValidationCode,
+    SubscriptionNotActive,
+    SubscriptionNotFound,
+    WebhookValidationFailed,
+)
+from apps.events.models import (
+    DeliveryAttempt,
+    DeliveryState,
+    Event,
+    EventDelivery,
+    EventSubscription,
+    SubscriptionSchema,
+    SubscriptionState,
+)
+
+logger = logging.getLogger(__name__)
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9-]{3,64}$")  # Event Grid's rule for subscription names
+MAX_URL_LENGTH = 2048
+VALIDATION_MINUTES = 10  # how long a manual validation link works
+HANDSHAKE_TIMEOUT_SECONDS = 10
+SECRET_BYTES = 32
+
+
+# --- Subscriptions ---------------------------------------------------------------------------
+def new_secret() -> str:
+    """A Standard Webhooks signing secret."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
+
+
+def check_subscription_request(
+    *, name: Any, endpoint_url: Any, event_types: Any, schema: Any
+) -> dict[str, Any]:
+    """Validate raw subscription fields. Raises InvalidSubscription (400) naming the field."""
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise InvalidSubscription(
+            "A subscription name is 3 to 64 letters, digits or hyphens.", target="name"
+        )
+    if not isinstance(endpoint_url, str) or len(endpoint_url) > MAX_URL_LENGTH:
+        raise InvalidSubscription(
+            f"endpoint_url must be an http(s) URL of at most {MAX_URL_LENGTH} characters.",
+            target="endpoint_url",
+        )
+    endpoint_url = endpoint_url.strip()
+    try:
+        parts = urlsplit(endpoint_url)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise InvalidSubscription(f"{endpoint_url!r} is not an http(s) URL.", target="endpoint_url")
+    return {
+        "name": name,
+        "endpoint_url": endpoint_url,
+        "event_types": check_event_types(event_types),
+        "schema": check_schema(schema),
+    }
+
+
+def check_event_types(event_types: Any) -> list[str]:
+    """The filter as a list of known ACS type names, duplicates dropped; empty means all."""
+    if event_types is None:
+        return []
+    if not isinstance(event_types, list) or not all(isinstance(t, str) for t in event_types):
+        raise InvalidSubscription("event_types must be a list of names.", target="event_types")
+    unknown = [t for t in event_types if t not in schemas.EVENT_TYPES]
+    if unknown:
+        raise InvalidSubscription(
+            f"Unknown event type {unknown[0]!r}; the types are named like "
+            f"{schemas.SMS_RECEIVED!r}.",
+            target="event_types",
+        )
+    return list(dict.fromkeys(event_types))
+
+
+def check_schema(schema: Any) -> str:
+    if schema in (None, ""):
+        return SubscriptionSchema.EVENT_GRID
+    if schema not in SubscriptionSchema.values:
+        raise InvalidSubscription(
+            f"schema must be one of {', '.join(SubscriptionSchema.values)}.", target="schema"
+        )
+    return str(schema)
+
+
+def create_subscription(
+    resource: Resource,
+    *,
+    name: Any,
+    endpoint_url: Any,
+    event_types: Any = None,
+    schema: Any = None,
+) -> EventSubscription:
+    """Subscribe a webhook after it passes the handshake of its schema.
+
+    Event Grid schema: the endpoint is POSTed a SubscriptionValidationEvent; echoing the code
+    makes the subscription active, any other 2xx leaves it awaiting manual validation (a GET
+    of the validation URL). CloudEvents: the abuse-protection OPTIONS request must be allowed.
+    The request to the endpoint is made outside any transaction of ours: call this outside
+    `transaction.atomic` so no database lock is held while the endpoint answers.
+
+    Raises InvalidSubscription, DuplicateSubscriptionName, or WebhookValidationFailed (the
+    endpoint refused or could not be reached); nothing is kept then.
+    """
+    values = check_subscription_request(
+        name=name, endpoint_url=endpoint_url, event_types=event_types, schema=schema
+    )
+    if resource.event_subscriptions.filter(name=values["name"]).exists():
+        raise _duplicate(values["name"])
+    subscription = EventSubscription(
+        resource=resource,
+        secret=new_secret(),
+        validation_code=secrets.token_urlsafe(24),
+        validation_expires_at=timezone.now() + timedelta(minutes=VALIDATION_MINUTES),
+        state=SubscriptionState.AWAITING_VALIDATION,
+        **values,
+    )
+    # Saved before the handshake, so an endpoint may GET its validation link while it answers.
+    try:
+        with transaction.atomic():
+            subscription.save(force_insert=True)
+    except IntegrityError:
+        raise _duplicate(values["name"]) from None
+    try:
+        validated = _handshake(subscription)
+    except WebhookValidationFailed:
+        EventSubscription.objects.filter(pk=subscription.pk).delete()
+        raise
+    if validated:
+        _mark_validated(subscription)
+    subscription.refresh_from_db()
+    return subscription
+
+
+def _duplicate(name: str) -> DuplicateSubscriptionName:
+    return DuplicateSubscriptionName(
+        f"This resource already has a subscription named {name!r}.", target="name"
+    )
+
+
+def validation_url(subscription: EventSubscription) -> str:
+    return (
+        f"{settings.PUBLIC_URL}/api/v1/events/validate/{subscription.id}"
+        f"?code={subscription.validation_code}"
+    )
+
+
+def _handshake(subscription: EventSubscription) -> bool:
+    """True when the endpoint proved at once that it wants the events; False when it accepted
+    the validation event without echoing the code (manual validation then)."""
+    url = subscription.endpoint_url
+    if subscription.schema == SubscriptionSchema.CLOUD_EVENTS:
+        origin = settings.PUBLIC_HOST
+        answer = webhooks.options(
+            url, {"WebHook-Request-Origin": origin}, timeout=HANDSHAKE_TIMEOUT_SECONDS
+        )
+        _refuse_unless_ok(answer)
+        allowed = answer.headers.get("WebHook-Allowed-Origin", "").strip()
+        if allowed not in (origin, "*"):
+            raise WebhookValidationFailed(
+                f"The endpoint did not allow deliveries from {origin!r}: its answer to the "
+                "CloudEvents validation request (OPTIONS) must carry "
+                f"WebHook-Allowed-Origin: {origin} (or *).",
+                target="endpoint_url",
+            )
+        return True
+    body = schemas.validation_event(
+        subscription, validation_url=validation_url(subscription), now=timezone.now()
+    )
+    answer = webhooks.post(
+        url,
+        json.dumps(body),
+        {
+            "Content-Type": schemas.EVENT_GRID_CONTENT_TYPE,
+            "aeg-event-type": "SubscriptionValidation",
+            "aeg-subscription-name": subscription.name.upper(),
+            "aeg-delivery-count": "0",
+            "aeg-data-version": "2",
+            "aeg-metadata-version": "1",
+        },
+        timeout=HANDSHAKE_TIMEOUT_SECONDS,
+    )
+    _refuse_unless_ok(answer)
+    echoed = _validation_response(answer.body)
+    if echoed is None:
+        return False
+    if not hmac.compare_digest(echoed, subscription.validation_code):
+        raise WebhookValidationFailed(
+            "The endpoint answered the validation event with a different validationResponse "
+            "than the validationCode it was sent.",
+            target="endpoint_url",
+        )
+    return True
+
+
+def _refuse_unless_ok(answer: webhooks.Answer) -> None:
+    if answer.status_code is None:
+        raise WebhookValidationFailed(
+            f"The endpoint could not be reached for validation: {answer.error}.",
+            target="endpoint_url",
+        )
+    if not answer.ok:
+        raise WebhookValidationFailed(
+            f"The endpoint answered the validation request with HTTP {answer.status_code}.",
+            target="endpoint_url",
+        )
+
+
+def _validation_response(body: bytes) -> str | None:
+    try:
+        answer = json.loads(body or b"null")
+    except ValueError:
+        return None
+    code = answer.get("validationResponse") if isinstance(answer, dict) else None
+    return code if isinstance(code, str) else None
+
+
+def _mark_validated(subscription: EventSubscription) -> None:
+    now = timezone.now()
+    EventSubscription.objects.filter(pk=subscription.pk, validated_at=None).update(validated_at=now)
+    EventSubscription.objects.filter(
+        pk=subscription.pk, state=SubscriptionState.AWAITING_VALIDATION
+    ).update(state=SubscriptionState.ACTIVE)
+
+
+def manually_validate(subscription_id: Any, code: str) -> EventSubscription:
+    """Complete an Event Grid handshake by the validation link (no login: the code is the
+    secret). Idempotent once validated. Raises SubscriptionNotFound, or InvalidValidationCode
+    for a wrong or expired code."""
+    subscription = EventSubscription.objects.filter(pk=parse_uuid(subscription_id)).first()
+    if subscription is None:
+        raise SubscriptionNotFound(f"Subscription {subscription_id!r} was not found.")
+    if not hmac.compare_digest(str(code or ""), subscription.validation_code):
+        raise InvalidValidationCode("The validation code is not this subscription's.")
+    if subscription.validated_at is None:
+        if subscription.validation_expires_at <= timezone.now():
+            raise InvalidValidationCode(
+                f"The validation link expired {VALIDATION_MINUTES} minutes after the "
+                "subscription was created; delete the subscription and create it again."
+            )
+        _mark_validated(subscription)
+        subscription.refresh_from_db()
+    return subscription
+
+
+def set_subscription_enabled(subscription: EventSubscription, enabled: bool) -> EventSubscription:
+    """Disable (no deliveries are attempted; pending ones wait, within their time to live) or
+    enable again (active if it was ever validated, else still awaiting validation)."""
+    if not enabled:
+        state = SubscriptionState.DISABLED
+    elif subscription.validated_at is not None:
+        state = SubscriptionState.ACTIVE
+    else:
+        state = SubscriptionState.AWAITING_VALIDATION
+    subscription.state = state
+    subscription.save(update_fields=["state"])
+    return subscription
+
+
+def delete_subscription(subscription: EventSubscription) -> None:
+    """Delete the subscription and its deliveries; the events stay in the resource's log."""
+    subscription.delete()
+
+
+# --- Publishing ------------------------------------------------------------------------------
+def publish_event(
+    resource: Resource,
+    event_type: str,
+    *,
+    subject: str,
+    data: dict[str, Any],
+    data_version: str = "1.0",
+) -> Event:
+    """Store one domain event and queue a delivery to every enabled subscription of the
+    resource whose filter matches, after commit. Call inside the caller's transaction: if it
+    rolls back, nothing is published.
+
+    Raises ValueError for an event type that is not an ACS Communication type (a programming
+    error, not bad input).
+    """
+    if event_type not in schemas.EVENT_TYPES:
+        raise ValueError(f"{event_type!r} is not a known event type (schemas.EVENT_TYPES)")
+    with transaction.atomic():
+        event = _store_event(resource, event_type, subject=subject, data=data, version=data_version)
+        subscriptions = [
+            subscription
+            for subscription in resource.event_subscriptions.filter(state=SubscriptionState.ACTIVE)
+            if subscription.accepts(event_type)
+        ]
+        _create_deliveries(event, subscriptions)
+    return event
+
+
+def _store_event(
+    resource: Resource, event_type: str, *, subject: str, data: dict[str, Any], version: str
+) -> Event:
+    event = Event.objects.create(
+        resource=resource,
+        event_type=event_type,
+        subject=subject,
+        data=data,
+        data_version=version,
+        event_time=timezone.now(),
+    )
+    realtime.publish(
+        realtime.group_name("resource", resource.pk, "events"),
+        {
+            "type": "event.published",
+            "id": str(event.id),
+            "eventType": event.event_type,
+            "subject": event.subject,
+            "eventTime": schemas.timestamp(event.event_time),
+        },
+    )
+    return event
+
+
+def _create_deliveries(
+    event: Event, subscriptions: Iterable[EventSubscription]
+) -> list[EventDelivery]:
+    now = timezone.now()
+    deliveries = EventDelivery.objects.bulk_create(
+        [
+            EventDelivery(
+                resource_id=event.resource_id,
+                event=event,
+                subscription=subscription,
+                next_attempt_at=now,
+                expires_at=event.event_time + timedelta(minutes=settings.EVENT_TTL_MINUTES),
+                queued_until=dispatch.queue_lease(),
+            )
+            for subscription in subscriptions
+        ]
+    )
+    dispatch.enqueue_on_commit([delivery.pk for delivery in deliveries])
+    return deliveries
+
+
+def test_fire(subscription: EventSubscription) -> EventDelivery:
+    """Publish a sample event to this subscription only: the first type of its filter (or
+    SMSReceived when it takes all), with sample data and subject "/spool/test". It is stored
+    and delivered like any other event. Raises SubscriptionNotActive."""
+    if subscription.state != SubscriptionState.ACTIVE:
+        raise SubscriptionNotActive(
+            f"{subscription.name} is {subscription.get_state_display().lower()}; "
+            "only an active subscription receives events."
+        )
+    event_type = (subscription.event_types or [schemas.SMS_RECEIVED])[0]
+    with transaction.atomic():
+        event = _store_event(
+            subscription.resource,
+            event_type,
+            subject=schemas.TEST_SUBJECT,
+            data=schemas.sample_data(event_type, timezone.now()),
+            version="1.0",
+        )
+        return _create_deliveries(event, [subscription])[0]
+
+
+def redeliver(delivery: EventDelivery) -> EventDelivery:
+    """Send a delivered or dead-lettered delivery again, now, as if new: attempts start from
+    zero and the time to live from now (earlier attempts stay in its history). Raises
+    DeliveryPending when it is still on its way."""
+    now = timezone.now()
+    with transaction.atomic():
+        again = (
+            EventDelivery.objects.filter(pk=delivery.pk)
+            .exclude(state=DeliveryState.PENDING)
+            .update(
+                state=DeliveryState.PENDING,
+                attempt_count=0,
+                next_attempt_at=now,
+                expires_at=now + timedelta(minutes=settings.EVENT_TTL_MINUTES),
+                lease_until=None,
+                queued_until=dispatch.queue_lease(),
+                last_status_code=None,
+                last_error="",
+                dead_letter_reason="",
+                delivered_at=None,
+            )
+        )
+        if not again:
+            raise DeliveryPending("This delivery is still pending; it is retried on schedule.")
+        dispatch.enqueue_on_commit([delivery.pk])
+    delivery.refresh_from_db()
+    return delivery
+
+
+# --- Reading ---------------------------------------------------------------------------------
+def access_subscription(resource: Resource, subscription_id: Any) -> EventSubscription:
+    """The resource's own subscription. Raises SubscriptionNotFound (also for another
+    resource's id: one tenant learns nothing of another's)."""
+    subscription = (
+        resource.event_subscriptions.select_related("resource")
+        .filter(pk=parse_uuid(subscription_id))
+        .first()
+    )
+    if subscription is None:
+        raise SubscriptionNotFound(f"Subscription {subscription_id!r} was not found.")
+    return subscription
+
+
+def access_event(resource: Resource, event_id: Any) -> Event:
+    event = resource.events.filter(pk=parse_uuid(event_id)).first()
+    if event is None:
+        raise EventNotFound(f"Event {event_id!r} was not found.")
+    return event
+
+
+def access_delivery(resource: Resource, delivery_id: Any) -> EventDelivery:
+    delivery = (
+        resource.event_deliveries.select_related("event", "subscription__resource")
+        .filter(pk=parse_uuid(delivery_id))
+        .first()
+    )
+    if delivery is None:
+        raise DeliveryNotFound(f"Delivery {delivery_id!r} was not found.")
+    return delivery
+
+
+def list_subscriptions(resource: Resource) -> QuerySet[EventSubscription]:
+    return resource.event_subscriptions.select_related("resource").order_by("name")
+
+
+def list_events(resource: Resource, *, event_type: str | None = None) -> QuerySet[Event]:
+    events = resource.events.order_by("-event_time", "-pk")
+    if event_type:
+        events = events.filter(event_type=event_type)
+    return events
+
+
+def list_deliveries(
+    resource: Resource, *, state: str | None = None, subscription_id: Any = None
+) -> QuerySet[EventDelivery]:
+    """The resource's deliveries, newest first. Raises ApiError (400) for an unknown state,
+    SubscriptionNotFound for another resource's subscription."""
+    deliveries = resource.event_deliveries.select_related("event", "subscription").order_by(
+        "-created_at", "-pk"
+    )
+    if state:
+        if state not in DeliveryState.values:
+            raise ApiError(
+                f"state must be one of {', '.join(DeliveryState.values)}.",
+                code="InvalidRequest",
+                target="state",
+            )
+        deliveries = deliveries.filter(state=state)
+    if subscription_id:
+        deliveries = deliveries.filter(subscription=access_subscription(resource, subscription_id))
+    return deliveries
+
+
+def list_attempts(delivery: EventDelivery) -> QuerySet[DeliveryAttempt]:
+    return delivery.attempts.order_by("started_at", "pk")
+
+
+def delivery_document(delivery: EventDelivery) -> Any:
+    """The JSON document the delivery sends, as its subscription receives it."""
+    return schemas.envelope(delivery.event, delivery.subscription)[0]
