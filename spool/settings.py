@@ -373,13 +373,21 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Spool management API",
-    "DESCRIPTION": "The API behind the Spool console: resources, keys, members, identities.",
+    "DESCRIPTION": "The API behind the Spool console: resources, keys, members, identities, phone numbers, SMS, events.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    # One name per choice set shared by several fields.
+    "ENUM_NAME_OVERRIDES": {
+        "Capability": "apps.numbers.models.Capability",
+        "AssignmentType": "apps.numbers.models.AssignmentType",
+        "SearchState": "apps.numbers.models.SearchState",
+        "SubscriptionState": "apps.events.models.SubscriptionState",
+        "DeliveryState": "apps.events.models.DeliveryState",
+    },
 }
 
 LOGGING = {
