@@ -7,7 +7,7 @@ from typing import Any
 
 from django.contrib import admin
 
-from apps.sms.models import HandsetMessage, OptOut, SmsMessage
+from apps.sms.models import HandsetMessage, OptOut, SenderPace, SmsMessage
 
 
 class ReadOnlyAdmin(admin.ModelAdmin[Any]):
@@ -35,3 +35,22 @@ class OptOutAdmin(ReadOnlyAdmin):
 class HandsetMessageAdmin(ReadOnlyAdmin):
     list_display = ["handset", "counterpart", "to_handset", "resource", "created_at"]
     search_fields = ["handset", "counterpart"]
+
+
+@admin.register(SenderPace)
+class SenderPaceAdmin(admin.ModelAdmin[SenderPace]):
+    """An operator may give one number its own send rate."""
+
+    list_display = ["number", "segments_per_second", "next_slot_at"]
+    search_fields = ["number"]
+    fields = ["number", "segments_per_second"]
+
+    def get_readonly_fields(self, request: object, obj: SenderPace | None = None) -> list[str]:  # type: ignore[override]
+        return ["number"] if obj else []
+
+    def save_model(self, request: object, obj: SenderPace, form: object, change: bool) -> None:  # type: ignore[override]
+        if not change:
+            from django.utils import timezone
+
+            obj.next_slot_at = timezone.now()
+        super().save_model(request, obj, form, change)  # type: ignore[arg-type]

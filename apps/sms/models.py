@@ -94,10 +94,17 @@ class EarlyReceipt(models.Model):
 
 
 class SenderPace(models.Model):
-    """When a sender number may next hand a segment to the carrier (its send rate)."""
+    """When a sender number may next hand a segment to the carrier, and its own send rate
+    when the operator set one (a short code, a number the carrier allows more)."""
 
     number = models.CharField(max_length=16, unique=True)
     next_slot_at = models.DateTimeField()
+    segments_per_second = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Empty: the deployment's rate for the number's type "
+        "(SPOOL_SMS_SEGMENTS_PER_SECOND, SPOOL_SMS_TOLL_FREE_SEGMENTS_PER_SECOND).",
+    )
 
     def __str__(self) -> str:
         return f"{self.number} next at {self.next_slot_at}"

@@ -393,6 +393,8 @@ def _claim(message_ids: Sequence[str]) -> tuple[list[SmsMessage], list[SmsMessag
 def _pace(sender: str, now: datetime) -> tuple[SenderPace, float]:
     pace, _ = SenderPace.objects.get_or_create(number=sender, defaults={"next_slot_at": now})
     pace = SenderPace.objects.select_for_update().get(pk=pace.pk)
+    if pace.segments_per_second:
+        return pace, pace.segments_per_second
     number_type = (
         PhoneNumber.objects.filter(number=sender).values_list("number_type", flat=True).first()
     )

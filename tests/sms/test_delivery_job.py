@@ -245,3 +245,15 @@ def test_a_message_parked_beyond_a_lease_is_swept_as_soon_as_it_is_due(
     with django_capture_on_commit_callbacks(execute=True):
         services.sweep()
     assert ids[2] in carrier.submitted
+
+
+def test_an_operator_may_give_one_number_its_own_rate(
+    resource: Any, sender: str, carrier: ScriptedCarrier, settings: Any
+) -> None:
+    # given a deployment at 1 segment per second, and a number set to 20
+    settings.SMS_SEGMENTS_PER_SECOND = 1.0
+    SenderPace.objects.create(number=sender, next_slot_at=timezone.now(), segments_per_second=20)
+    ids = accept(resource, sender, *[f"+4477009000{n:02d}" for n in range(10)])
+    # when the job runs, then 0.25 s of its slots (6 messages) go at once
+    services.deliver(ids)
+    assert len(carrier.submitted) == 6
