@@ -14,13 +14,18 @@ if "SPOOL_DATA_DIR" not in os.environ:
     os.environ["SPOOL_DATA_DIR"] = tempfile.mkdtemp(prefix="spool-test-")
 
 from spool.settings import *  # noqa: E402,F403
-from spool.settings import REDIS_URL  # noqa: E402
+from spool.settings import DATA_DIR, DATABASES, REDIS_URL  # noqa: E402
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CELERY_TASK_ALWAYS_EAGER = True
 TOKEN_TIME_FLUSH_SECONDS = 0  # write "last token issued" at once, so tests can read it
 CELERY_TASK_EAGER_PROPAGATES = True
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, as in production (WAL, busy timeout): Django's default in-memory test database
+    # locks whole tables across threads, so carrier threads and webhook races could not run.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
 
 if not os.environ.get("REDIS_URL"):
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

@@ -545,13 +545,10 @@ def test_publishing_costs_three_queries(resource, subscribe, django_assert_num_q
     assert EventDelivery.objects.count() == 3
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_two_workers_given_one_delivery_send_it_once(
     resource, receiver, subscribe, monkeypatch
 ) -> None:
-    if connections["default"].vendor != "postgresql":
-        pytest.skip("SQLite's shared in-memory test database locks tables across threads")
     # given a due delivery whose task was not run, and a slow receiver
     subscribe()
     monkeypatch.setattr(dispatch, "queue_tasks", lambda ids: None)
