@@ -18,6 +18,8 @@ from apps.core.errors import ApiError
 from apps.events import schemas, services
 from apps.events.models import DeliveryState, SubscriptionSchema, SubscriptionState
 
+RECENT_EVENTS = 20
+
 
 @resource_page()
 def events(request: HttpRequest, resource: Resource) -> HttpResponse:
@@ -59,6 +61,7 @@ def events(request: HttpRequest, resource: Resource) -> HttpResponse:
         schema_choices=SubscriptionSchema.choices,
         filter_query=_query(state=state, subscription=subscription_id),
         form=request.session.pop("events-form", None) or {},
+        recent_events=services.list_events(resource)[:RECENT_EVENTS],
     )
     return render(request, "console/events.html", context)
 

@@ -180,3 +180,29 @@ def test_strangers_and_other_tenants_get_nothing(
     assert stranger.get(f"/resources/{resource.slug}/events/").status_code == 404
     wrong_tenant = owner.get(f"/resources/{resource.slug}/events/deliveries/{delivery.pk}/")
     assert wrong_tenant.status_code == 302 and wrong_tenant["Location"].endswith("/events/")
+
+
+def test_the_events_page_lists_recent_events(resource, owner) -> None:
+    # given an event of the resource and one of another resource
+    from django.test import Client
+
+    from apps.accounts import services as accounts
+    from apps.events import services as events
+
+    events.publish_event(
+        resource,
+        "Microsoft.Communication.SMSReceived",
+        subject="/phonenumber/1",
+        data={"From": "+1555"},
+    )
+    stranger_resource = accounts.create_resource("Elsewhere", owner=owner)
+    events.publish_event(
+        stranger_resource, "Microsoft.Communication.SMSReceived", subject="/phonenumber/2", data={}
+    )
+    client = Client()
+    client.force_login(owner)
+    # when the owner opens the first resource's events page
+    page = client.get(f"/resources/{resource.slug}/events/").content.decode()
+    # then only its event is listed
+    assert "/phonenumber/1" in page and "From: +1555" in page
+    assert "/phonenumber/2" not in page
