@@ -199,3 +199,21 @@ def test_unsupported_api_version_is_refused(acs: AcsClient, sender: str) -> None
     )
     assert response.status_code == 400
     assert not SmsMessage.objects.exists()
+
+
+def test_accepting_costs_a_few_queries_whatever_the_batch(
+    resource: Any, sender: str, django_assert_max_num_queries: Any
+) -> None:
+    # The accept path is the API's hot path: a few queries, not one per recipient.
+    from apps.sms import services
+
+    def accept(count: int) -> None:
+        recipients = [services.Recipient(f"+4477009{n:05d}") for n in range(count)]
+        services.send(resource, services.SendRequest(sender, recipients, "Hi"))
+
+    # the number, opt-outs, repeatability ids, the insert, and atomic's savepoint pair
+    with django_assert_max_num_queries(5):
+        accept(1)
+    # SQLite splits a 100-row insert in three (its limit on query parameters)
+    with django_assert_max_num_queries(7):
+        accept(100)
