@@ -46,6 +46,7 @@ typecheck: install
 
 bench: install
 	$(PY) bench/tokens.py
+	$(PY) bench/sms.py
 	@if [ -n "$$DATABASE_URL" ]; then $(PY) bench/numbers.py; \
 	else echo "bench/numbers.py needs DATABASE_URL (PostgreSQL): skipped."; fi
 
