@@ -60,6 +60,12 @@ class SmsMessage(models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["resource", "-created_at"]),
+            # A drain's claim: queued messages, oldest first.
+            models.Index(
+                fields=["created_at"],
+                condition=models.Q(status="queued"),
+                name="sms_queued_idx",
+            ),
             # Beat's sweep: unfinished jobs whose claim ran out.
             models.Index(
                 fields=["lease_until"],

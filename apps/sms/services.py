@@ -1,9 +1,8 @@
-"""Sending and receiving SMS: the ACS send request, the delivery job, receipts, inbound messages.
+"""Sending and receiving SMS: the ACS send request, inbound messages, the message log.
 
-An accepted message is a row committed before its job is queued (on commit). A worker claims
-due rows, paces each sender number, hands them to the carrier and records every answer; beat
-re-queues rows whose claim ran out (a killed worker, a lost broker message). Opt-out keywords
-and the opt-out list live in `optouts.py`; virtual handsets in `handsets.py`.
+An accepted message is a row committed before any job runs; the delivery job (pacing,
+carriers, retries, receipts, beat's sweep) is `delivery.py`. Opt-out keywords and the opt-out
+list live in `optouts.py`; virtual handsets in `handsets.py`.
 """
 
 from __future__ import annotations
@@ -11,27 +10,23 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.accounts.models import Resource
 from apps.core.api import rfc3339
 from apps.events import services as events
-from apps.numbers.models import Capability, NumberStatus, NumberType, PhoneNumber
-from apps.sms import carriers, optouts, segments
+from apps.numbers.models import Capability, NumberStatus, PhoneNumber
+from apps.sms import delivery, optouts, segments
+from apps.sms.delivery import record_delivery_report  # noqa: F401  (carriers report here)
 from apps.sms.exceptions import InvalidSendRequest
 from apps.sms.models import (
     Direction,
-    EarlyReceipt,
     MessageStatus,
-    SenderPace,
     SmsMessage,
 )
 
@@ -43,14 +38,7 @@ MAX_TAG_LENGTH = 256
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 SENDING_CAPABILITIES = (Capability.OUTBOUND, Capability.BOTH)
 RECEIVING_CAPABILITIES = (Capability.INBOUND, Capability.BOTH)
-# Answers are recorded after each chunk: a worker killed mid-chunk may have submitted at most
-# this many messages whose answers are lost (they are re-sent and marked possible duplicates).
-SUBMIT_CHUNK = 20
-RETRY_BACKOFF_MAX_SECONDS = 300
-# A slot this close is taken at once: waiting a few milliseconds is not worth a new task.
-PACE_SLACK = timedelta(milliseconds=250)
 SMS_RECEIVED = "Microsoft.Communication.SMSReceived"
-SMS_DELIVERY_REPORT = "Microsoft.Communication.SMSDeliveryReportReceived"
 
 
 def is_e164(value: Any) -> bool:
@@ -216,7 +204,7 @@ def _send(resource: Resource, request: SendRequest) -> list[dict[str, Any]]:
                 delivery_report_requested=request.delivery_report,
                 status=MessageStatus.QUEUED,
                 repeatability_request_id=recipient.repeatability_request_id or "",
-                lease_until=_lease(),
+                lease_until=delivery.lease(),
             )
             if recipient.to in opted_out:
                 row.status = MessageStatus.FAILED
@@ -232,9 +220,8 @@ def _send(resource: Resource, request: SendRequest) -> list[dict[str, Any]]:
             if row.repeatability_request_id:
                 seen[row.repeatability_request_id] = row
         SmsMessage.objects.bulk_create(rows)
-        queued = [row.pk for row in rows if row.status == MessageStatus.QUEUED]
-        if queued:
-            _enqueue(queued)
+        if any(row.status == MessageStatus.QUEUED for row in rows):
+            delivery.request_drain()
     return results
 
 
@@ -278,289 +265,10 @@ def queue_reply(resource: Resource, *, sender: str, recipient: str, text: str) -
         encoding=info.encoding,
         segments=info.segments,
         status=MessageStatus.QUEUED,
-        lease_until=_lease(),
+        lease_until=delivery.lease(),
     )
-    _enqueue([message.pk])
+    delivery.request_drain()
     return message
-
-
-def _lease(after: datetime | None = None) -> datetime:
-    return (after or timezone.now()) + timedelta(seconds=settings.SMS_JOB_LEASE_SECONDS)
-
-
-def _enqueue(message_ids: list[str], *, countdown: float = 0) -> None:
-    from apps.sms.tasks import send_messages
-
-    def enqueue() -> None:
-        if countdown > 0:
-            send_messages.apply_async((message_ids,), countdown=countdown)
-        else:
-            send_messages.delay(message_ids)
-
-    transaction.on_commit(enqueue)
-
-
-# --- The delivery job ----------------------------------------------------------------------
-def deliver(message_ids: Sequence[str]) -> None:
-    """Hand the due messages among `message_ids` to the carrier and record every answer.
-
-    Idempotent: only queued, due rows are claimed (row locks on PostgreSQL; SQLite's
-    immediate transactions serialize claims), so a repeated or concurrent job sends nothing
-    twice. Messages not yet due (pacing, backoff) are queued again for their time.
-    A CarrierError from the carrier is an answer, recorded per message; anything else
-    propagates and the claim runs out, so beat re-queues the rest.
-    """
-    claimed, soon = _claim(message_ids)
-    _enqueue_later(soon, timezone.now())
-    if not claimed:
-        return
-    carrier = carriers.get()
-    for start in range(0, len(claimed), SUBMIT_CHUNK):
-        chunk = claimed[start : start + SUBMIT_CHUNK]
-        SmsMessage.objects.filter(pk__in=[m.pk for m in chunk]).update(
-            submit_started_at=timezone.now(), carrier=carrier.name
-        )
-        outgoing = [carriers.Outgoing(m.pk, m.sender, m.recipient, m.text) for m in chunk]
-        answers = dict((sent.message_id, answer) for sent, answer in carrier.submit(outgoing))
-        _record_answers(chunk, answers)
-
-
-def _wait(message: SmsMessage, now: datetime) -> bool:
-    """Park a message until its `next_attempt_at`. One due soon gets a delayed task, so its
-    lease covers that task's run; a later one is left to beat's sweep, which picks it up as
-    soon as it is due (its lease ends then)."""
-    due = message.next_attempt_at or now
-    soon = (due - now).total_seconds() <= settings.SMS_JOB_LEASE_SECONDS
-    message.lease_until = _lease(due) if soon else due
-    return soon
-
-
-def _enqueue_later(messages: list[SmsMessage], now: datetime) -> None:
-    """Queue one delayed task for parked messages due soon (see `_wait`)."""
-    from apps.sms.tasks import send_messages
-
-    # Eager Celery (unit tests) cannot wait: there the sweep picks them up.
-    if not messages or settings.CELERY_TASK_ALWAYS_EAGER:
-        return
-    wait = min(((m.next_attempt_at or now) - now).total_seconds() for m in messages)
-    send_messages.apply_async(([m.pk for m in messages],), countdown=max(wait, 0.05))
-
-
-def _claim(message_ids: Sequence[str]) -> tuple[list[SmsMessage], list[SmsMessage]]:
-    """Claim the due queued messages; reserve a pacing slot for the ones that have none.
-    Returns the claimed rows and the parked ones a delayed task should take."""
-    now = timezone.now()
-    claimed: list[SmsMessage] = []
-    deferred: list[SmsMessage] = []  # parked until due
-    soon: list[SmsMessage] = []  # of those, due within a lease: a delayed task takes them
-    with transaction.atomic():
-        rows = list(
-            SmsMessage.objects.select_for_update()
-            .filter(pk__in=list(message_ids), status=MessageStatus.QUEUED)
-            .order_by("created_at", "pk")
-        )
-        paces: dict[str, tuple[SenderPace, float]] = {}
-        for message in rows:
-            if message.next_attempt_at is None:
-                # First attempt: take the sender's next free slot (its send rate).
-                pace, rate = paces.get(message.sender) or _pace(message.sender, now)
-                slot = max(now, pace.next_slot_at)
-                pace.next_slot_at = slot + timedelta(seconds=message.segments / rate)
-                paces[message.sender] = (pace, rate)
-                message.next_attempt_at = slot
-            if message.next_attempt_at > now + PACE_SLACK:
-                if _wait(message, now):
-                    soon.append(message)
-                deferred.append(message)
-                continue
-            message.status = MessageStatus.SENDING
-            message.lease_until = _lease(now)
-            message.attempts += 1
-            # A claim that ran out after submitting may have reached the carrier.
-            message.possible_duplicate = (
-                message.possible_duplicate or message.submit_started_at is not None
-            )
-            claimed.append(message)
-        for pace, _rate in paces.values():
-            pace.save(update_fields=["next_slot_at"])
-        SmsMessage.objects.bulk_update(
-            claimed + deferred,
-            ["status", "next_attempt_at", "lease_until", "attempts", "possible_duplicate"],
-        )
-    return claimed, soon
-
-
-def _pace(sender: str, now: datetime) -> tuple[SenderPace, float]:
-    pace, _ = SenderPace.objects.get_or_create(number=sender, defaults={"next_slot_at": now})
-    pace = SenderPace.objects.select_for_update().get(pk=pace.pk)
-    if pace.segments_per_second:
-        return pace, pace.segments_per_second
-    number_type = (
-        PhoneNumber.objects.filter(number=sender).values_list("number_type", flat=True).first()
-    )
-    rate = (
-        settings.SMS_TOLL_FREE_SEGMENTS_PER_SECOND
-        if number_type == NumberType.TOLL_FREE
-        else settings.SMS_SEGMENTS_PER_SECOND
-    )
-    return pace, rate
-
-
-def _record_answers(
-    chunk: list[SmsMessage], answers: dict[str, carriers.Submitted | carriers.CarrierError]
-) -> None:
-    now = timezone.now()
-    retry: list[SmsMessage] = []
-    reports: list[tuple[SmsMessage, bool, str]] = []
-    with transaction.atomic():
-        for message in chunk:
-            answer = answers.get(message.pk) or carriers.CarrierError("no answer from the carrier")
-            message.lease_until = None
-            message.submit_started_at = None  # the answer is known: a retry is no duplicate
-            if isinstance(answer, carriers.Submitted):
-                message.submissions += 1
-                message.carrier_message_id = answer.carrier_message_id
-                message.submitted_at = now
-                message.status = MessageStatus.SENT
-                if answer.delivered:
-                    _finish(message, delivered=True, detail="Delivered to the handset.", at=now)
-                    reports.append((message, True, message.status_detail))
-            elif answer.permanent or _expired(message, now):
-                reason = (
-                    str(answer)
-                    if answer.permanent
-                    else f"Gave up after {message.attempts} attempts: {answer}"
-                )
-                _finish(message, delivered=False, detail=reason, at=now)
-                reports.append((message, False, reason))
-            else:
-                message.status = MessageStatus.QUEUED
-                message.status_detail = f"Retrying: {answer}"
-                backoff = min(RETRY_BACKOFF_MAX_SECONDS, 2**message.attempts)
-                message.next_attempt_at = now + timedelta(seconds=backoff)
-                if _wait(message, now):
-                    retry.append(message)
-        SmsMessage.objects.bulk_update(
-            chunk,
-            [
-                "status",
-                "status_detail",
-                "lease_until",
-                "submit_started_at",
-                "submissions",
-                "carrier_message_id",
-                "submitted_at",
-                "finished_at",
-                "next_attempt_at",
-            ],
-        )
-        for message, delivered, detail in reports:
-            _announce_report(message, delivered, detail)
-    _enqueue_later(retry, now)
-    _apply_early_receipts([m.carrier_message_id for m in chunk if m.carrier_message_id])
-
-
-def _expired(message: SmsMessage, now: datetime) -> bool:
-    return message.created_at < now - timedelta(minutes=settings.SMS_VALIDITY_MINUTES)
-
-
-def _finish(message: SmsMessage, *, delivered: bool, detail: str, at: datetime) -> None:
-    message.status = MessageStatus.DELIVERED if delivered else MessageStatus.FAILED
-    message.status_detail = detail[:500]
-    message.finished_at = at
-
-
-def _announce_report(message: SmsMessage, delivered: bool, detail: str) -> None:
-    if not message.delivery_report_requested:
-        return
-    now = timezone.now()
-    data: dict[str, Any] = {
-        "MessageId": message.pk,
-        "From": message.sender,
-        "To": message.recipient,
-        "DeliveryStatus": "Delivered" if delivered else "Failed",
-        "DeliveryStatusDetails": detail,
-        "ReceivedTimestamp": rfc3339(now),
-        "DeliveryAttempts": [
-            {
-                "Timestamp": rfc3339(message.submitted_at or now),
-                "SegmentsSucceeded": message.segments if delivered else 0,
-                "SegmentsFailed": 0 if delivered else message.segments,
-            }
-        ],
-    }
-    if message.tag:
-        data["Tag"] = message.tag
-    events.publish_event(
-        message.resource,
-        SMS_DELIVERY_REPORT,
-        subject=f"/phonenumber/{message.sender.lstrip('+')}",
-        data=data,
-    )
-
-
-def record_delivery_report(*, carrier_message_id: str, delivered: bool, detail: str = "") -> bool:
-    """A carrier's delivery receipt. Marks the message delivered or failed and raises the
-    delivery report event if the sender asked for one. A receipt for an id not recorded yet is
-    kept and applied when it is (returns False then). Repeated receipts change nothing."""
-    detail = detail or ("Delivered to the handset." if delivered else "Not delivered.")
-    with transaction.atomic():
-        message = (
-            SmsMessage.objects.select_for_update()
-            .select_related("resource")
-            .filter(carrier_message_id=carrier_message_id, direction=Direction.OUTBOUND)
-            .first()
-        )
-        if message is None:
-            EarlyReceipt.objects.get_or_create(
-                carrier_message_id=carrier_message_id,
-                defaults={"delivered": delivered, "detail": detail[:500]},
-            )
-            return False
-        if message.status in (MessageStatus.DELIVERED, MessageStatus.FAILED):
-            return True
-        _finish(message, delivered=delivered, detail=detail, at=timezone.now())
-        message.save(update_fields=["status", "status_detail", "finished_at"])
-        _announce_report(message, delivered, detail)
-    return True
-
-
-def _apply_early_receipts(carrier_message_ids: Iterable[str]) -> int:
-    early = list(EarlyReceipt.objects.filter(carrier_message_id__in=list(carrier_message_ids)))
-    for receipt in early:
-        if record_delivery_report(
-            carrier_message_id=receipt.carrier_message_id,
-            delivered=receipt.delivered,
-            detail=receipt.detail,
-        ):
-            receipt.delete()
-    return len(early)
-
-
-def sweep() -> int:
-    """Beat: re-queue outbound messages whose claim or wait ran out (a killed worker, a lost
-    broker message, a far-off pacing slot), and apply receipts that raced their submission.
-    Returns how many messages were re-queued."""
-    now = timezone.now()
-    stale = list(
-        SmsMessage.objects.filter(
-            status__in=[MessageStatus.QUEUED, MessageStatus.SENDING], lease_until__lt=now
-        )
-        .order_by("lease_until")
-        .values_list("pk", flat=True)[:5000]
-    )
-    for start in range(0, len(stale), MAX_RECIPIENTS):
-        batch = stale[start : start + MAX_RECIPIENTS]
-        with transaction.atomic():
-            # A claimed row whose worker died goes back to the queue, due now.
-            SmsMessage.objects.filter(pk__in=batch, status=MessageStatus.SENDING).update(
-                status=MessageStatus.QUEUED, next_attempt_at=now
-            )
-            SmsMessage.objects.filter(pk__in=batch).update(lease_until=_lease(now))
-            _enqueue(batch)
-    old = EarlyReceipt.objects.filter(received_at__lt=now - timedelta(seconds=2))
-    _apply_early_receipts(old.values_list("carrier_message_id", flat=True)[:1000])
-    return len(stale)
 
 
 # --- Inbound -------------------------------------------------------------------------------

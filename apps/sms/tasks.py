@@ -8,22 +8,22 @@ from typing import Any
 from celery import shared_task
 from celery.signals import worker_process_init, worker_process_shutdown
 
-from apps.sms import carriers, services
+from apps.sms import carriers, delivery
 
 logger = logging.getLogger(__name__)
 
 
 @shared_task
-def send_messages(message_ids: list[str]) -> None:
-    """Hand the due messages among `message_ids` to the carrier. Carrier errors are answers
-    recorded per message (transient ones are re-queued with backoff); if this task dies, the
-    messages' claims run out and beat's sweep re-queues them."""
-    services.deliver(message_ids)
+def drain() -> int:
+    """Send every due queued message (in batches, whoever queued it). Carrier errors are
+    answers recorded per message (transient ones wait for a retry); if this task dies, the
+    messages' claims run out and beat's sweep queues them again."""
+    return delivery.drain()
 
 
 @shared_task
 def sweep() -> int:
-    return services.sweep()
+    return delivery.sweep()
 
 
 @worker_process_init.connect

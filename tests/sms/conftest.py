@@ -6,11 +6,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 from django.utils import timezone
 
 from apps.accounts.models import Resource
 from apps.numbers.models import AssignmentType, Capability, NumberStatus, PhoneNumber
-from apps.sms import carriers
+from apps.sms import carriers, delivery
 
 
 @pytest.fixture(autouse=True)
@@ -18,7 +19,11 @@ def _fresh_carrier(settings: Any) -> Iterator[None]:
     settings.SMS_CARRIER = "loopback"
     settings.SMS_SEGMENTS_PER_SECOND = 1000.0  # pacing has its own tests
     carriers.reset()
+    # A drain "queued" by an earlier test (its task patched away) must not mute this one's.
+    drain_keys = [delivery.DRAIN_REQUESTED, delivery.DRAIN_SCHEDULED_AT]
+    cache.delete_many(drain_keys)
     yield
+    cache.delete_many(drain_keys)
     carriers.reset()
 
 

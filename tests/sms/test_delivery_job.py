@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from apps.events.models import Event
-from apps.sms import carriers, services
+from apps.sms import carriers, delivery, services
 from apps.sms.carriers import CarrierError, Outgoing, Submitted
 from apps.sms.models import EarlyReceipt, MessageStatus, SenderPace, SmsMessage
 
@@ -58,7 +58,7 @@ def test_a_sender_is_paced_at_its_rate_and_the_excess_waits(
     settings.SMS_SEGMENTS_PER_SECOND = 1.0
     ids = accept(resource, sender, "+447700900001", "+447700900002", "+447700900003")
     # when the job runs
-    services.deliver(ids)
+    delivery.drain()
     # then one goes now and the others wait for their slots, 1 s apart; none is dropped
     assert carrier.submitted == ids[:1]
     waiting = SmsMessage.objects.filter(status=MessageStatus.QUEUED).order_by("next_attempt_at")
@@ -67,7 +67,7 @@ def test_a_sender_is_paced_at_its_rate_and_the_excess_waits(
     assert timedelta(seconds=0.9) < slots[1] - slots[0] < timedelta(seconds=1.1)  # type: ignore[operator]
     # when their time comes, the job sends them without taking new slots
     SmsMessage.objects.filter(pk__in=ids).update(next_attempt_at=timezone.now())
-    services.deliver(ids)
+    delivery.drain()
     assert sorted(carrier.submitted) == sorted(ids)
     assert SmsMessage.objects.filter(status=MessageStatus.SENT).count() == 3
 
@@ -80,8 +80,8 @@ def test_toll_free_numbers_have_their_own_rate(
     number = own(resource)
     number.number_type = "tollFree"
     number.save()
-    ids = accept(resource, number.number, *[f"+4477009000{n:02d}" for n in range(5)])
-    services.deliver(ids)
+    accept(resource, number.number, *[f"+4477009000{n:02d}" for n in range(5)])
+    delivery.drain()
     # 10 per second: the first 0.25 s of slots (3 messages) go at once
     assert len(carrier.submitted) == 3
     assert SenderPace.objects.get(number=number.number).next_slot_at > timezone.now()
@@ -92,8 +92,8 @@ def test_a_transient_error_retries_with_backoff_and_then_succeeds(
 ) -> None:
     # given a carrier that is busy once
     carrier.answer = lambda message: CarrierError("throttled")
-    ids = accept(resource, sender, "+447700900001")
-    services.deliver(ids)
+    accept(resource, sender, "+447700900001")
+    delivery.drain()
     message = SmsMessage.objects.get()
     # then the message waits for a retry, later than now
     assert message.status == MessageStatus.QUEUED
@@ -102,7 +102,7 @@ def test_a_transient_error_retries_with_backoff_and_then_succeeds(
     # when it is due again and the carrier has recovered
     carrier.answer = lambda message: Submitted("c-1")
     SmsMessage.objects.update(next_attempt_at=timezone.now())
-    services.deliver(ids)
+    delivery.drain()
     message.refresh_from_db()
     assert message.status == MessageStatus.SENT
     assert (message.attempts, message.submissions, message.possible_duplicate) == (2, 1, False)
@@ -112,8 +112,8 @@ def test_a_permanent_error_fails_the_message_with_its_reason(
     resource: Any, sender: str, carrier: ScriptedCarrier, django_capture_on_commit_callbacks: Any
 ) -> None:
     carrier.answer = lambda message: CarrierError("invalid destination", permanent=True)
-    ids = accept(resource, sender, "+447700900001", report=True)
-    services.deliver(ids)
+    accept(resource, sender, "+447700900001", report=True)
+    delivery.drain()
     message = SmsMessage.objects.get()
     assert message.status == MessageStatus.FAILED
     assert message.status_detail == "invalid destination"
@@ -126,11 +126,11 @@ def test_messages_past_their_validity_stop_retrying(
     resource: Any, sender: str, carrier: ScriptedCarrier, settings: Any
 ) -> None:
     carrier.answer = lambda message: CarrierError("SMSC down")
-    ids = accept(resource, sender, "+447700900001")
+    accept(resource, sender, "+447700900001")
     SmsMessage.objects.update(
         created_at=timezone.now() - timedelta(minutes=settings.SMS_VALIDITY_MINUTES + 1)
     )
-    services.deliver(ids)
+    delivery.drain()
     message = SmsMessage.objects.get()
     assert message.status == MessageStatus.FAILED
     assert "SMSC down" in message.status_detail
@@ -140,8 +140,8 @@ def test_a_repeated_job_sends_nothing_twice(
     resource: Any, sender: str, carrier: ScriptedCarrier
 ) -> None:
     ids = accept(resource, sender, "+447700900001", "+447700900002")
-    services.deliver(ids)
-    services.deliver(ids)
+    delivery.drain()
+    delivery.drain()
     assert sorted(carrier.submitted) == sorted(ids)
 
 
@@ -155,7 +155,7 @@ def test_a_worker_killed_before_submitting_loses_nothing_and_sends_once(
     )
     # when beat sweeps (eager Celery runs the job at once)
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.sweep() == 1
+        assert delivery.sweep() == 1
     # then the message is sent, once, and not marked as a possible duplicate
     message = SmsMessage.objects.get()
     assert carrier.submitted == ids
@@ -174,7 +174,7 @@ def test_a_worker_killed_after_submitting_resends_and_marks_the_message(
     )
     # when beat sweeps
     with django_capture_on_commit_callbacks(execute=True):
-        services.sweep()
+        delivery.sweep()
     # then it is sent again and marked a possible duplicate
     message = SmsMessage.objects.get()
     assert carrier.submitted == ids
@@ -186,7 +186,7 @@ def test_sweep_leaves_alone_messages_whose_job_is_on_its_way(
     resource: Any, sender: str, carrier: ScriptedCarrier
 ) -> None:
     accept(resource, sender, "+447700900001")
-    assert services.sweep() == 0
+    assert delivery.sweep() == 0
     assert carrier.submitted == []
 
 
@@ -194,10 +194,10 @@ def test_a_receipt_marks_the_message_delivered_once(
     resource: Any, sender: str, carrier: ScriptedCarrier
 ) -> None:
     ids = accept(resource, sender, "+447700900001", report=True)
-    services.deliver(ids)
+    delivery.drain()
     # when the carrier's receipt arrives (twice, as SMSCs may redeliver)
-    assert services.record_delivery_report(carrier_message_id=f"c-{ids[0]}", delivered=True)
-    assert services.record_delivery_report(carrier_message_id=f"c-{ids[0]}", delivered=True)
+    assert delivery.record_delivery_report(carrier_message_id=f"c-{ids[0]}", delivered=True)
+    assert delivery.record_delivery_report(carrier_message_id=f"c-{ids[0]}", delivered=True)
     # then the message is delivered and one report event is raised
     assert SmsMessage.objects.get().status == MessageStatus.DELIVERED
     assert Event.objects.filter(event_type__endswith="SMSDeliveryReportReceived").count() == 1
@@ -208,11 +208,11 @@ def test_a_receipt_that_beats_the_submission_is_applied_later(
 ) -> None:
     ids = accept(resource, sender, "+447700900001")
     # given the SMSC's receipt arrives before the worker recorded the carrier's id
-    assert not services.record_delivery_report(
+    assert not delivery.record_delivery_report(
         carrier_message_id=f"c-{ids[0]}", delivered=False, detail="stat:UNDELIV err:001"
     )
     # when the submission is recorded
-    services.deliver(ids)
+    delivery.drain()
     # then the receipt applies
     message = SmsMessage.objects.get()
     assert message.status == MessageStatus.FAILED
@@ -231,19 +231,19 @@ def test_a_message_parked_beyond_a_lease_is_swept_as_soon_as_it_is_due(
     settings.SMS_SEGMENTS_PER_SECOND = 1.0
     settings.SMS_JOB_LEASE_SECONDS = 1
     ids = accept(resource, sender, "+447700900001", "+447700900002", "+447700900003")
-    services.deliver(ids)
+    delivery.drain()
     # then the last one, due in 2 s, waits for the sweep, which leaves it alone until then
     last = SmsMessage.objects.get(pk=ids[2])
-    assert last.lease_until == last.next_attempt_at
+    assert last.lease_until == last.next_attempt_at + delivery.PARKED_GRACE  # type: ignore[operator]
     with django_capture_on_commit_callbacks(execute=True):
-        services.sweep()
+        delivery.sweep()
     assert ids[2] not in carrier.submitted
     # when its time has come, the sweep sends it
     SmsMessage.objects.filter(pk=ids[2]).update(
         next_attempt_at=timezone.now(), lease_until=timezone.now() - timedelta(milliseconds=1)
     )
     with django_capture_on_commit_callbacks(execute=True):
-        services.sweep()
+        delivery.sweep()
     assert ids[2] in carrier.submitted
 
 
@@ -253,7 +253,30 @@ def test_an_operator_may_give_one_number_its_own_rate(
     # given a deployment at 1 segment per second, and a number set to 20
     settings.SMS_SEGMENTS_PER_SECOND = 1.0
     SenderPace.objects.create(number=sender, next_slot_at=timezone.now(), segments_per_second=20)
-    ids = accept(resource, sender, *[f"+4477009000{n:02d}" for n in range(10)])
+    accept(resource, sender, *[f"+4477009000{n:02d}" for n in range(10)])
     # when the job runs, then 0.25 s of its slots (6 messages) go at once
-    services.deliver(ids)
+    delivery.drain()
     assert len(carrier.submitted) == 6
+
+
+def test_one_drain_carries_many_sends_and_a_new_one_is_asked_once_it_starts(
+    resource: Any,
+    sender: str,
+    carrier: ScriptedCarrier,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    # given five sends while a drain is queued and not started
+    queued: list[str] = []
+    monkeypatch.setattr("apps.sms.tasks.drain.delay", lambda: queued.append("drain"))
+    for n in range(5):
+        with django_capture_on_commit_callbacks(execute=True):
+            accept(resource, sender, f"+44770090000{n}")
+    # then one task was queued for all of them
+    assert queued == ["drain"]
+    # when it runs, it sends all five, and the next send asks for a new drain
+    assert delivery.drain() == 5
+    assert len(carrier.submitted) == 5
+    with django_capture_on_commit_callbacks(execute=True):
+        accept(resource, sender, "+447700900009")
+    assert queued == ["drain", "drain"]

@@ -58,8 +58,8 @@ def test_a_message_goes_out_and_its_receipt_marks_it_delivered(
 def test_a_message_in_is_stored_with_an_event_and_keywords_apply(
     resource: Any, sender: str, smsc: SmppPeer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    queued: list[list[str]] = []
-    monkeypatch.setattr("apps.sms.tasks.send_messages.delay", queued.append)
+    queued: list[str] = []
+    monkeypatch.setattr("apps.sms.tasks.drain.delay", lambda: queued.append("drain"))
     # when a person's phone texts the resource's number through the SMSC
     assert smsc.send_mo(PERSON.lstrip("+"), sender.lstrip("+"), "Hello there") == [0]
     # then it is stored, with an SMSReceived event (the SMSC got a success answer after that)

@@ -1,0 +1,376 @@
+"""The SMS delivery job: hand queued messages to the carrier, paced per sender, and record
+every answer and receipt.
+
+A message row is committed before any job runs (the API's promise). After the commit the
+sender asks for a **drain**: one Celery task that claims every due queued message in batches,
+whoever queued it. While a drain is queued and not started, further requests add nothing (a
+Redis key), so under load one task carries hundreds of messages instead of one each; a drain
+with a full batch asks for another, so a second worker joins in.
+
+Nothing is lost: a claim is a lease on the row; beat's sweep puts messages whose lease ran out
+(a killed worker, a lost task) back in the queue and starts a drain. A message is marked
+`possible_duplicate` when it is sent again after a claim that may have reached the carrier.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.db.models import F, Min, Q
+from django.utils import timezone
+
+from apps.core.api import rfc3339
+from apps.events import services as events
+from apps.numbers.models import NumberType, PhoneNumber
+from apps.sms import carriers
+from apps.sms.models import Direction, EarlyReceipt, MessageStatus, SenderPace, SmsMessage
+
+logger = logging.getLogger(__name__)
+
+SMS_DELIVERY_REPORT = "Microsoft.Communication.SMSDeliveryReportReceived"
+BATCH = 100  # messages claimed at once
+# Answers are recorded after each chunk: a worker killed mid-chunk may have submitted at most
+# this many messages whose answers are lost (they are sent again, marked possible duplicates).
+SUBMIT_CHUNK = 20
+DRAIN_SECONDS = 10  # then a fresh task takes over (other work gets a turn)
+RETRY_BACKOFF_MAX_SECONDS = 300
+# A pacing slot this close is taken at once: waiting milliseconds is not worth a new task.
+PACE_SLACK = timedelta(milliseconds=250)
+# A parked message a scheduled drain did not take is taken by the sweep this much later.
+PARKED_GRACE = timedelta(seconds=2)
+DRAIN_REQUESTED = "sms:drain-requested"  # a drain is queued and has not started
+DRAIN_SCHEDULED_AT = "sms:drain-scheduled-at"  # when the next delayed drain runs
+
+
+def lease(after: datetime | None = None) -> datetime:
+    return (after or timezone.now()) + timedelta(seconds=settings.SMS_JOB_LEASE_SECONDS)
+
+
+# --- Asking for a drain ---------------------------------------------------------------------
+def request_drain() -> None:
+    """Start a drain after the current commit, unless one is queued and not started yet."""
+    transaction.on_commit(_queue_drain)
+
+
+def _queue_drain(*, force: bool = False) -> None:
+    from apps.sms.tasks import drain
+
+    try:
+        if force or cache.add(DRAIN_REQUESTED, 1, timeout=settings.SMS_JOB_LEASE_SECONDS):
+            drain.delay()
+    except Exception:
+        # The rows are committed; beat's sweep starts a drain once their lease runs out.
+        logger.exception("could not queue an SMS drain")
+
+
+def _schedule_drain(at: datetime, now: datetime) -> None:
+    """A delayed drain for the next parked message, unless one runs by then already."""
+    from apps.sms.tasks import drain
+
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        return  # eager Celery (unit tests) cannot wait: the sweep takes parked messages
+    planned = cache.get(DRAIN_SCHEDULED_AT)
+    if planned is not None and planned <= at.timestamp():
+        return
+    cache.set(DRAIN_SCHEDULED_AT, at.timestamp(), timeout=settings.SMS_JOB_LEASE_SECONDS)
+    drain.apply_async(countdown=max((at - now).total_seconds(), 0.05))
+
+
+# --- The drain ------------------------------------------------------------------------------
+def drain() -> int:
+    """Send every due queued message, a batch at a time, for up to DRAIN_SECONDS; returns how
+    many were handed to the carrier. Safe to run in several workers at once: claims are
+    row locks (skipped by the others on PostgreSQL; SQLite serializes writers)."""
+    cache.delete(DRAIN_REQUESTED)  # before claiming: a message committed from now on asks again
+    planned = cache.get(DRAIN_SCHEDULED_AT)
+    if planned is not None and planned <= time.time():
+        cache.delete(DRAIN_SCHEDULED_AT)
+    sent = 0
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while True:
+        claimed = _claim(BATCH)
+        if not claimed:
+            break
+        if len(claimed) == BATCH and not settings.CELERY_TASK_ALWAYS_EAGER:
+            _queue_drain()  # more is waiting: let another worker help
+        _submit(claimed)
+        sent += len(claimed)
+        if time.monotonic() > deadline:
+            _queue_drain()
+            break
+    _schedule_next_parked()
+    return sent
+
+
+def _claim(limit: int) -> list[SmsMessage]:
+    """Claim up to `limit` due queued messages, oldest first, taking each sender's pacing
+    slot for the ones that have none; a message whose slot is later is parked until then."""
+    now = timezone.now()
+    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + PACE_SLACK)
+    with transaction.atomic():
+        rows = list(
+            SmsMessage.objects.select_for_update(skip_locked=_skip_locked())
+            .filter(due, status=MessageStatus.QUEUED)
+            .order_by("created_at", "pk")[:limit]
+        )
+        paces: dict[str, tuple[SenderPace, float]] = {}
+        claimed: list[SmsMessage] = []
+        parked: list[SmsMessage] = []
+        for message in rows:
+            if message.next_attempt_at is None:
+                pace, rate = paces.get(message.sender) or _pace(message.sender, now)
+                slot = max(now, pace.next_slot_at)
+                pace.next_slot_at = slot + timedelta(seconds=message.segments / rate)
+                paces[message.sender] = (pace, rate)
+                if slot > now + PACE_SLACK:
+                    message.next_attempt_at = slot
+                    message.lease_until = slot + PARKED_GRACE
+                    parked.append(message)
+                    continue
+            claimed.append(message)
+        for pace, _rate in paces.values():
+            pace.save(update_fields=["next_slot_at"])
+        if parked:
+            SmsMessage.objects.bulk_update(parked, ["next_attempt_at", "lease_until"])
+        ids = [m.pk for m in claimed]
+        SmsMessage.objects.filter(pk__in=ids).update(
+            status=MessageStatus.SENDING,
+            next_attempt_at=now,
+            lease_until=lease(now),
+            attempts=F("attempts") + 1,
+        )
+        # A claim that ran out after submitting may have reached the carrier.
+        SmsMessage.objects.filter(pk__in=ids, submit_started_at__isnull=False).update(
+            possible_duplicate=True
+        )
+    return claimed
+
+
+def _skip_locked() -> bool:
+    return bool(connection.features.has_select_for_update_skip_locked)
+
+
+def _pace(sender: str, now: datetime) -> tuple[SenderPace, float]:
+    pace, _ = SenderPace.objects.get_or_create(number=sender, defaults={"next_slot_at": now})
+    pace = SenderPace.objects.select_for_update().get(pk=pace.pk)
+    if pace.segments_per_second:
+        return pace, pace.segments_per_second
+    number_type = (
+        PhoneNumber.objects.filter(number=sender).values_list("number_type", flat=True).first()
+    )
+    rate = (
+        settings.SMS_TOLL_FREE_SEGMENTS_PER_SECOND
+        if number_type == NumberType.TOLL_FREE
+        else settings.SMS_SEGMENTS_PER_SECOND
+    )
+    return pace, rate
+
+
+def _schedule_next_parked() -> None:
+    now = timezone.now()
+    next_due = SmsMessage.objects.filter(
+        status=MessageStatus.QUEUED, next_attempt_at__gt=now
+    ).aggregate(at=Min("next_attempt_at"))["at"]
+    if next_due is not None and next_due - now <= timedelta(seconds=settings.SMS_JOB_LEASE_SECONDS):
+        _schedule_drain(next_due, now)
+
+
+def _submit(claimed: list[SmsMessage]) -> None:
+    carrier = carriers.get()
+    for start in range(0, len(claimed), SUBMIT_CHUNK):
+        chunk = claimed[start : start + SUBMIT_CHUNK]
+        SmsMessage.objects.filter(pk__in=[m.pk for m in chunk]).update(
+            submit_started_at=timezone.now(), carrier=carrier.name
+        )
+        outgoing = [carriers.Outgoing(m.pk, m.sender, m.recipient, m.text) for m in chunk]
+        answers = {sent.message_id: answer for sent, answer in carrier.submit(outgoing)}
+        _record_answers(chunk, answers)
+
+
+def _record_answers(
+    chunk: list[SmsMessage], answers: dict[str, carriers.Submitted | carriers.CarrierError]
+) -> None:
+    """Store the carrier's answers for a chunk: a few grouped UPDATEs, not one per message."""
+    now = timezone.now()
+    submitted: list[SmsMessage] = []  # the carrier took it; a receipt follows
+    delivered: list[SmsMessage] = []  # known delivered at once (loopback)
+    failed: dict[str, list[SmsMessage]] = defaultdict(list)  # by reason
+    retry: dict[int, list[SmsMessage]] = defaultdict(list)  # by backoff seconds
+    for message in chunk:
+        answer = answers.get(message.pk) or carriers.CarrierError("no answer from the carrier")
+        if isinstance(answer, carriers.Submitted):
+            message.carrier_message_id = answer.carrier_message_id
+            (delivered if answer.delivered else submitted).append(message)
+        elif answer.permanent:
+            failed[str(answer)[:500]].append(message)
+        elif _expired(message, now):
+            attempts = message.attempts + 1  # this claim's increment is in the database only
+            failed[f"Gave up after {attempts} attempts: {answer}"[:500]].append(message)
+        else:
+            backoff = min(RETRY_BACKOFF_MAX_SECONDS, 2 ** (message.attempts + 1))
+            message.status_detail = f"Retrying: {answer}"[:500]
+            retry[backoff].append(message)
+    answered = {"lease_until": None, "submit_started_at": None}
+    with transaction.atomic():
+        if submitted or delivered:
+            SmsMessage.objects.bulk_update(submitted + delivered, ["carrier_message_id"])
+            for group, status, detail in (
+                (submitted, MessageStatus.SENT, ""),
+                (delivered, MessageStatus.DELIVERED, "Delivered to the handset."),
+            ):
+                _update(
+                    group,
+                    status=status,
+                    status_detail=detail,
+                    submitted_at=now,
+                    submissions=F("submissions") + 1,
+                    finished_at=now if status == MessageStatus.DELIVERED else None,
+                    **answered,
+                )
+        for reason, group in failed.items():
+            _update(
+                group,
+                status=MessageStatus.FAILED,
+                status_detail=reason,
+                finished_at=now,
+                **answered,
+            )
+        for backoff, group in retry.items():
+            due = now + timedelta(seconds=backoff)
+            _update(
+                group,
+                status=MessageStatus.QUEUED,
+                status_detail=group[0].status_detail,
+                next_attempt_at=due,
+                lease_until=due + PARKED_GRACE,
+                submit_started_at=None,
+            )
+        for message in delivered:
+            _announce_report(message, True, "Delivered to the handset.", submitted_at=now)
+        for reason, group in failed.items():
+            for message in group:
+                _announce_report(message, False, reason, submitted_at=now)
+    if submitted:
+        _apply_early_receipts([m.carrier_message_id for m in submitted])
+
+
+def _update(group: list[SmsMessage], **values: Any) -> None:
+    if group:
+        SmsMessage.objects.filter(pk__in=[m.pk for m in group]).update(**values)
+
+
+def _expired(message: SmsMessage, now: datetime) -> bool:
+    return message.created_at < now - timedelta(minutes=settings.SMS_VALIDITY_MINUTES)
+
+
+def _announce_report(
+    message: SmsMessage, delivered: bool, detail: str, *, submitted_at: datetime | None
+) -> None:
+    """SMSDeliveryReportReceived, if the sender asked for delivery reports."""
+    if not message.delivery_report_requested:
+        return
+    now = timezone.now()
+    data: dict[str, Any] = {
+        "MessageId": message.pk,
+        "From": message.sender,
+        "To": message.recipient,
+        "DeliveryStatus": "Delivered" if delivered else "Failed",
+        "DeliveryStatusDetails": detail,
+        "ReceivedTimestamp": rfc3339(now),
+        "DeliveryAttempts": [
+            {
+                "Timestamp": rfc3339(submitted_at or now),
+                "SegmentsSucceeded": message.segments if delivered else 0,
+                "SegmentsFailed": 0 if delivered else message.segments,
+            }
+        ],
+    }
+    if message.tag:
+        data["Tag"] = message.tag
+    events.publish_event(
+        message.resource,
+        SMS_DELIVERY_REPORT,
+        subject=f"/phonenumber/{message.sender.lstrip('+')}",
+        data=data,
+    )
+
+
+# --- Receipts -------------------------------------------------------------------------------
+def record_delivery_report(*, carrier_message_id: str, delivered: bool, detail: str = "") -> bool:
+    """A carrier's delivery receipt: the message is delivered or failed, with the delivery
+    report event if the sender asked for one. A receipt for an id not recorded yet (an SMSC
+    may answer the submission and send the receipt at once) is kept and applied when the id
+    is recorded; returns False then. A repeated receipt changes nothing."""
+    detail = (detail or ("Delivered to the handset." if delivered else "Not delivered."))[:500]
+    if _apply_receipts({carrier_message_id: (delivered, detail)}):
+        return True
+    EarlyReceipt.objects.bulk_create(
+        [EarlyReceipt(carrier_message_id=carrier_message_id, delivered=delivered, detail=detail)],
+        ignore_conflicts=True,
+    )
+    return False
+
+
+def _apply_receipts(receipts: dict[str, tuple[bool, str]]) -> set[str]:
+    """Apply receipts by carrier id; returns the ids that matched a message."""
+    with transaction.atomic():
+        messages = list(
+            SmsMessage.objects.select_for_update()
+            .select_related("resource")
+            .filter(carrier_message_id__in=list(receipts), direction=Direction.OUTBOUND)
+        )
+        now = timezone.now()
+        for message in messages:
+            if message.status in (MessageStatus.DELIVERED, MessageStatus.FAILED):
+                continue
+            delivered, detail = receipts[message.carrier_message_id]
+            message.status = MessageStatus.DELIVERED if delivered else MessageStatus.FAILED
+            message.status_detail = detail
+            message.finished_at = now
+            message.save(update_fields=["status", "status_detail", "finished_at"])
+            _announce_report(message, delivered, detail, submitted_at=message.submitted_at)
+    return {message.carrier_message_id for message in messages}
+
+
+def _apply_early_receipts(carrier_message_ids: Iterable[str]) -> int:
+    early = {
+        receipt.carrier_message_id: (receipt.delivered, receipt.detail)
+        for receipt in EarlyReceipt.objects.filter(carrier_message_id__in=list(carrier_message_ids))
+    }
+    if not early:
+        return 0
+    applied = _apply_receipts(early)
+    EarlyReceipt.objects.filter(carrier_message_id__in=applied).delete()
+    return len(applied)
+
+
+# --- Beat ------------------------------------------------------------------------------------
+def sweep() -> int:
+    """Put messages whose claim or wait ran out back in the queue (a killed worker, a lost
+    task, a parked message nobody took) and start a drain; apply receipts that raced their
+    submission. Returns how many messages were re-queued."""
+    now = timezone.now()
+    with transaction.atomic():
+        stale = list(
+            SmsMessage.objects.filter(
+                status__in=[MessageStatus.QUEUED, MessageStatus.SENDING], lease_until__lt=now
+            ).values_list("pk", flat=True)[:10_000]
+        )
+        # A claimed row whose worker died goes back to the queue, due now.
+        SmsMessage.objects.filter(pk__in=stale, status=MessageStatus.SENDING).update(
+            status=MessageStatus.QUEUED, next_attempt_at=now
+        )
+        SmsMessage.objects.filter(pk__in=stale).update(lease_until=lease(now))
+    if stale:
+        transaction.on_commit(lambda: _queue_drain(force=True))
+    old = EarlyReceipt.objects.filter(received_at__lt=now - timedelta(seconds=2))
+    _apply_early_receipts(old.values_list("carrier_message_id", flat=True)[:1000])
+    return len(stale)
