@@ -7,6 +7,7 @@ inbound SMS, exactly as a reply through a real carrier would.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.db import transaction
@@ -25,18 +26,35 @@ def is_handset(number: str) -> bool:
     return not PhoneNumber.objects.filter(number=number).exists()
 
 
-def store_incoming(*, sender: str, handset: str, text: str) -> HandsetMessage:
-    """A message from one of our numbers reaches `handset` (called by the loopback carrier)."""
-    owner_id = (
-        PhoneNumber.objects.filter(number=sender, status=NumberStatus.OWNED)
-        .values_list("owner_id", flat=True)
-        .first()
+def handsets_among(numbers: Iterable[str]) -> set[str]:
+    numbers = set(numbers)
+    return numbers - set(
+        PhoneNumber.objects.filter(number__in=numbers).values_list("number", flat=True)
     )
-    if owner_id is None:
-        raise ValueError(f"{sender} is not an owned number")
-    return HandsetMessage.objects.create(
-        resource_id=owner_id, handset=handset, counterpart=sender, to_handset=True, text=text
+
+
+def store_incoming(messages: Sequence[tuple[str, str, str]]) -> list[bool]:
+    """Messages (sender, handset, text) from our numbers reach handsets, in one insert
+    (called by the loopback carrier). Returns, per message, whether it was stored: a sender
+    that is no longer owned (released meanwhile) has nobody to show the handset to."""
+    senders = {sender for sender, _handset, _text in messages}
+    owners = dict(
+        PhoneNumber.objects.filter(number__in=senders, status=NumberStatus.OWNED).values_list(
+            "number", "owner_id"
+        )
     )
+    HandsetMessage.objects.bulk_create(
+        HandsetMessage(
+            resource_id=owners[sender],
+            handset=handset,
+            counterpart=sender,
+            to_handset=True,
+            text=text,
+        )
+        for sender, handset, text in messages
+        if sender in owners
+    )
+    return [sender in owners for sender, _handset, _text in messages]
 
 
 def reply(resource: Resource, *, handset: str, counterpart: str, text: str) -> HandsetMessage:

@@ -167,61 +167,69 @@ def send(resource: Resource, request: SendRequest) -> list[dict[str, Any]]:
 
 
 def _send(resource: Resource, request: SendRequest) -> list[dict[str, Any]]:
-    with transaction.atomic():
-        sending_number(resource, request.sender)
-        wanted = [r.to for r in request.recipients if is_e164(r.to)]
-        opted_out = optouts.opted_out(request.sender, wanted)
-        request_ids = [r.repeatability_request_id for r in request.recipients]
-        seen = {
+    # Reads first, outside the write transaction: SQLite has one writer at a time, so the
+    # transaction holds only the insert. (A repeatability id that races in is caught by the
+    # unique constraint and replayed by `send`.)
+    sending_number(resource, request.sender)
+    wanted = [r.to for r in request.recipients if is_e164(r.to)]
+    opted_out = optouts.opted_out(request.sender, wanted)
+    request_ids = [
+        r.repeatability_request_id for r in request.recipients if r.repeatability_request_id
+    ]
+    seen = (
+        {
             message.repeatability_request_id: message
             for message in SmsMessage.objects.filter(
-                resource=resource, repeatability_request_id__in=[i for i in request_ids if i]
+                resource=resource, repeatability_request_id__in=request_ids
             )
         }
-        info = segments.analyze(request.text)
-        results: list[dict[str, Any]] = []
-        rows: list[SmsMessage] = []
-        for recipient in request.recipients:
-            replay = seen.get(recipient.repeatability_request_id or "")
-            if replay is not None:
-                results.append(send_result(replay))
-                continue
-            if not is_e164(recipient.to):
-                results.append(
-                    _refused(recipient, "Invalid 'to' phone number: use E.164, e.g. +14255550123.")
-                )
-                continue
-            row = SmsMessage(
-                id=new_message_id(Direction.OUTBOUND),
-                resource=resource,
-                direction=Direction.OUTBOUND,
-                sender=request.sender,
-                recipient=recipient.to,
-                text=request.text,
-                encoding=info.encoding,
-                segments=info.segments,
-                tag=request.tag,
-                delivery_report_requested=request.delivery_report,
-                status=MessageStatus.QUEUED,
-                repeatability_request_id=recipient.repeatability_request_id or "",
-                lease_until=delivery.lease(),
+        if request_ids
+        else {}
+    )
+    info = segments.analyze(request.text)
+    results: list[dict[str, Any]] = []
+    rows: list[SmsMessage] = []
+    for recipient in request.recipients:
+        replay = seen.get(recipient.repeatability_request_id or "")
+        if replay is not None:
+            results.append(send_result(replay))
+            continue
+        if not is_e164(recipient.to):
+            results.append(
+                _refused(recipient, "Invalid 'to' phone number: use E.164, e.g. +14255550123.")
             )
-            if recipient.to in opted_out:
-                row.status = MessageStatus.FAILED
-                row.send_status_code = 400
-                row.status_detail = (
-                    f"{recipient.to} has opted out of messages from {request.sender} "
-                    "(replied STOP); they can opt in again by replying START."
-                )
-                row.lease_until = None
-                row.finished_at = timezone.now()
-            rows.append(row)
-            results.append(send_result(row))
-            if row.repeatability_request_id:
-                seen[row.repeatability_request_id] = row
-        SmsMessage.objects.bulk_create(rows)
-        if any(row.status == MessageStatus.QUEUED for row in rows):
-            delivery.request_drain()
+            continue
+        row = SmsMessage(
+            id=new_message_id(Direction.OUTBOUND),
+            resource=resource,
+            direction=Direction.OUTBOUND,
+            sender=request.sender,
+            recipient=recipient.to,
+            text=request.text,
+            encoding=info.encoding,
+            segments=info.segments,
+            tag=request.tag,
+            delivery_report_requested=request.delivery_report,
+            status=MessageStatus.QUEUED,
+            repeatability_request_id=recipient.repeatability_request_id or "",
+            lease_until=delivery.lease(),
+        )
+        if recipient.to in opted_out:
+            row.status = MessageStatus.FAILED
+            row.send_status_code = 400
+            row.status_detail = (
+                f"{recipient.to} has opted out of messages from {request.sender} "
+                "(replied STOP); they can opt in again by replying START."
+            )
+            row.lease_until = None
+            row.finished_at = timezone.now()
+        rows.append(row)
+        results.append(send_result(row))
+        if row.repeatability_request_id:
+            seen[row.repeatability_request_id] = row
+    SmsMessage.objects.bulk_create(rows)  # one statement, or one transaction when split
+    if any(row.status == MessageStatus.QUEUED for row in rows):
+        delivery.request_drain()
     return results
 
 

@@ -280,3 +280,18 @@ def test_one_drain_carries_many_sends_and_a_new_one_is_asked_once_it_starts(
     with django_capture_on_commit_callbacks(execute=True):
         accept(resource, sender, "+447700900009")
     assert queued == ["drain", "drain"]
+
+
+def test_a_message_from_a_number_released_meanwhile_fails_with_the_reason(
+    resource: Any, sender: str
+) -> None:
+    # given a message accepted, then its number released before the job ran (loopback)
+    from apps.numbers.models import NumberStatus, PhoneNumber
+
+    accept(resource, sender, "+447700900001")
+    PhoneNumber.objects.filter(number=sender).update(status=NumberStatus.QUARANTINED, owner=None)
+    # when the job runs, then the message fails with a reason, and nothing is retried
+    delivery.drain()
+    message = SmsMessage.objects.get()
+    assert message.status == MessageStatus.FAILED
+    assert "no longer a number" in message.status_detail

@@ -21,24 +21,34 @@ class Carrier:
     def submit(
         self, messages: Sequence[Outgoing]
     ) -> Iterator[tuple[Outgoing, Submitted | CarrierError]]:
-        for message in messages:
-            try:
-                yield message, self._deliver(message)
-            except CarrierError as error:
-                yield message, error
-
-    def _deliver(self, message: Outgoing) -> Submitted:
         from apps.sms import handsets, services
 
-        if handsets.is_handset(message.recipient):
-            handsets.store_incoming(
-                sender=message.sender, handset=message.recipient, text=message.text
-            )
-        elif (
-            services.receive_sms(
+        # Handsets first, in one insert: under load most traffic leaves the deployment.
+        outside = handsets.handsets_among(message.recipient for message in messages)
+        to_handsets = [message for message in messages if message.recipient in outside]
+        if to_handsets:
+            stored = handsets.store_incoming([(m.sender, m.recipient, m.text) for m in to_handsets])
+            for message, ok in zip(to_handsets, stored, strict=True):
+                yield message, _delivered(message) if ok else _not_ours(message)
+        for message in messages:
+            if message.recipient in outside:
+                continue
+            if services.receive_sms(
                 sender=message.sender, recipient=message.recipient, text=message.text
-            )
-            is None
-        ):
-            raise CarrierError(f"{message.recipient} is not in service.", permanent=True)
-        return Submitted(carrier_message_id=f"loopback-{message.message_id}", delivered=True)
+            ):
+                yield message, _delivered(message)
+            else:
+                yield (
+                    message,
+                    CarrierError(f"{message.recipient} is not in service.", permanent=True),
+                )
+
+
+def _delivered(message: Outgoing) -> Submitted:
+    return Submitted(carrier_message_id=f"loopback-{message.message_id}", delivered=True)
+
+
+def _not_ours(message: Outgoing) -> CarrierError:
+    return CarrierError(
+        f"{message.sender} is no longer a number of this deployment.", permanent=True
+    )
