@@ -319,8 +319,39 @@ def record_delivery_report(*, carrier_message_id: str, delivered: bool, detail: 
     return False
 
 
+def record_delivery_reports(*, reports: list[tuple[str, bool, str]]) -> None:
+    """Several receipts (carrier id, delivered, detail) at once, in one transaction: what a
+    busy SMSC sends. Same rules as `record_delivery_report`."""
+    receipts = {
+        carrier_id: (
+            delivered,
+            (detail or ("Delivered to the handset." if delivered else "Not delivered."))[:500],
+        )
+        for carrier_id, delivered, detail in reports
+    }
+    with transaction.atomic():
+        matched = _apply_receipts(receipts)
+        early = [carrier_id for carrier_id in receipts if carrier_id not in matched]
+        EarlyReceipt.objects.bulk_create(
+            [
+                EarlyReceipt(
+                    carrier_message_id=carrier_id,
+                    delivered=receipts[carrier_id][0],
+                    detail=receipts[carrier_id][1],
+                )
+                for carrier_id in early
+            ],
+            ignore_conflicts=True,
+        )
+    if early:
+        # The worker may have recorded those ids while we stored the receipts (and looked for
+        # early receipts just before they were committed): look once more, else the sweep does.
+        _apply_early_receipts(early)
+
+
 def _apply_receipts(receipts: dict[str, tuple[bool, str]]) -> set[str]:
-    """Apply receipts by carrier id; returns the ids that matched a message."""
+    """Apply receipts by carrier id, grouped by outcome; returns the ids that matched a
+    message (already final ones too: a repeated receipt changes nothing)."""
     with transaction.atomic():
         messages = list(
             SmsMessage.objects.select_for_update()
@@ -328,15 +359,15 @@ def _apply_receipts(receipts: dict[str, tuple[bool, str]]) -> set[str]:
             .filter(carrier_message_id__in=list(receipts), direction=Direction.OUTBOUND)
         )
         now = timezone.now()
+        outcomes: dict[tuple[bool, str], list[SmsMessage]] = defaultdict(list)
         for message in messages:
-            if message.status in (MessageStatus.DELIVERED, MessageStatus.FAILED):
-                continue
-            delivered, detail = receipts[message.carrier_message_id]
-            message.status = MessageStatus.DELIVERED if delivered else MessageStatus.FAILED
-            message.status_detail = detail
-            message.finished_at = now
-            message.save(update_fields=["status", "status_detail", "finished_at"])
-            _announce_report(message, delivered, detail, submitted_at=message.submitted_at)
+            if message.status not in (MessageStatus.DELIVERED, MessageStatus.FAILED):
+                outcomes[receipts[message.carrier_message_id]].append(message)
+        for (delivered, detail), group in outcomes.items():
+            status = MessageStatus.DELIVERED if delivered else MessageStatus.FAILED
+            _update(group, status=status, status_detail=detail, finished_at=now)
+            for message in group:
+                _announce_report(message, delivered, detail, submitted_at=message.submitted_at)
     return {message.carrier_message_id for message in messages}
 
 

@@ -22,7 +22,10 @@ from apps.core.api import rfc3339
 from apps.events import services as events
 from apps.numbers.models import Capability, NumberStatus, PhoneNumber
 from apps.sms import delivery, optouts, segments
-from apps.sms.delivery import record_delivery_report  # noqa: F401  (carriers report here)
+from apps.sms.delivery import (  # noqa: F401  (carriers report here)
+    record_delivery_report,
+    record_delivery_reports,
+)
 from apps.sms.exceptions import InvalidSendRequest
 from apps.sms.models import (
     Direction,

@@ -295,3 +295,24 @@ def test_a_message_from_a_number_released_meanwhile_fails_with_the_reason(
     message = SmsMessage.objects.get()
     assert message.status == MessageStatus.FAILED
     assert "no longer a number" in message.status_detail
+
+
+def test_receipts_in_a_batch_apply_to_known_messages_and_wait_for_the_others(
+    resource: Any, sender: str, carrier: ScriptedCarrier
+) -> None:
+    # given one message the carrier took, and a receipt for one it has not answered yet
+    [first] = accept(resource, sender, "+447700900001", report=True)
+    delivery.drain()
+    [second] = accept(resource, sender, "+447700900002")
+    # when both receipts come in one batch
+    delivery.record_delivery_reports(
+        reports=[(f"c-{first}", True, "stat:DELIVRD"), (f"c-{second}", False, "stat:UNDELIV")]
+    )
+    # then the first is delivered (with its report), the second's receipt waits for its id
+    assert SmsMessage.objects.get(pk=first).status == MessageStatus.DELIVERED
+    assert Event.objects.filter(event_type__endswith="SMSDeliveryReportReceived").count() == 1
+    assert list(EarlyReceipt.objects.values_list("carrier_message_id", flat=True)) == [
+        f"c-{second}"
+    ]
+    delivery.drain()
+    assert SmsMessage.objects.get(pk=second).status == MessageStatus.FAILED

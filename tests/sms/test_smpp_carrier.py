@@ -1,6 +1,6 @@
 """The SMPP carrier over real TCP against the test SMSC (tests/sms/smpp_peer.py).
 
-`apps.sms.services.receive_sms` and `record_delivery_report` are replaced at the module
+`apps.sms.services.receive_sms` and `record_delivery_reports` are replaced at the module
 boundary: these tests are about the wire, not what the services store.
 """
 
@@ -57,26 +57,28 @@ class FakeServices:
     def receive_sms(self, **kwargs: Any) -> None:
         self.received.append(kwargs)
 
-    def record_delivery_report(self, **kwargs: Any) -> bool:
+    def record_delivery_reports(self, *, reports: list[tuple[str, bool, str]]) -> None:
         if self.fail_next_report:
             self.fail_next_report -= 1
             raise RuntimeError("database is down")
-        self.reports.append(kwargs)
-        return True
+        for carrier_message_id, delivered, detail in reports:
+            self.reports.append(
+                {"carrier_message_id": carrier_message_id, "delivered": delivered, "detail": detail}
+            )
 
 
 @pytest.fixture(autouse=True)
 def _no_leftover_threads() -> Iterator[None]:
     yield
     names = {thread.name for thread in threading.enumerate()}
-    assert not names & {"smpp-carrier", "smpp-peer"}, names
+    assert not names & {"smpp-carrier", "smpp-carrier-receipts", "smpp-peer"}, names
 
 
 @pytest.fixture
 def services(monkeypatch: pytest.MonkeyPatch) -> FakeServices:
     fake = FakeServices()
     monkeypatch.setattr(sms_services, "receive_sms", fake.receive_sms)
-    monkeypatch.setattr(sms_services, "record_delivery_report", fake.record_delivery_report)
+    monkeypatch.setattr(sms_services, "record_delivery_reports", fake.record_delivery_reports)
     return fake
 
 
