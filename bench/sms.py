@@ -115,14 +115,12 @@ class Ceiling:
 # --- Setting up -------------------------------------------------------------------------
 def start(conftest: ModuleType, env: dict[str, str]) -> tuple[Any, list[Any], tokens.Resource, str]:
     """A serve with `env` on top of its defaults; a resource and its sending number."""
-    from tests.e2e.test_sms_crash import _own_a_number
-
     live, cleanups = conftest.start_spool(
         {**tokens.serve_sizes(), "SPOOL_SMS_SEGMENTS_PER_SECOND": PACING, **env}
     )
     try:
         connection = live.create_resource(f"bench-{os.getpid()}")
-        sender = _own_a_number(live, connection)
+        sender = live.give_number(connection)
     except BaseException:
         conftest.stop_spool(live, cleanups)
         raise

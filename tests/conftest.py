@@ -207,6 +207,22 @@ class LiveSpool:
         name = name or f"e2e-{uuid.uuid4().hex[:8]}"
         return self.manage("create_resource", name).stdout.strip().splitlines()[-1]
 
+    def give_number(self, connection: str) -> str:
+        """Seed a US number and make it the resource's (SMS and calling both ways), without
+        the purchase flow: for tests and benchmarks about what comes after."""
+        self.manage("seed_numbers", "--country", "US", "--count", "1")
+        slug = connection.split("/r/")[1].split("/")[0]
+        script = (
+            "from django.utils import timezone; from apps.accounts.models import Resource; "
+            "from apps.numbers.models import PhoneNumber; "
+            "n = PhoneNumber.objects.filter(status='available', number_type='geographic').first(); "
+            f"n.status = 'owned'; n.owner = Resource.objects.get(slug='{slug}'); "
+            "n.owned_sms = n.owned_calling = 'inbound+outbound'; "
+            "n.owned_assignment_type = 'application'; n.purchased_at = timezone.now(); n.save(); "
+            "print(n.number)"
+        )
+        return self.manage("shell", "-c", script).stdout.strip().splitlines()[-1]
+
     def ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=self.cert)
 

@@ -50,20 +50,6 @@ def _messages(live: LiveSpool) -> list[dict[str, Any]]:
     return json.loads(output.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def _own_a_number(live: LiveSpool, connection: str) -> str:
-    live.manage("seed_numbers", "--country", "US", "--count", "1")
-    slug = connection.split("/r/")[1].split("/")[0]
-    script = (
-        "from django.utils import timezone; from apps.accounts.models import Resource; "
-        "from apps.numbers.models import PhoneNumber; "
-        "n = PhoneNumber.objects.filter(status='available', number_type='geographic').first(); "
-        f"n.status = 'owned'; n.owner = Resource.objects.get(slug='{slug}'); "
-        "n.owned_sms = n.owned_calling = 'inbound+outbound'; n.owned_assignment_type = 'application'; "
-        "n.purchased_at = timezone.now(); n.save(); print(n.number)"
-    )
-    return live.manage("shell", "-c", script).stdout.strip().splitlines()[-1]
-
-
 def test_a_worker_killed_mid_batch_loses_nothing(tmp_path: Path) -> None:
     # given an SMSC that answers each submit after 3 ms, and a platform bound to it whose
     # sweeper re-queues a claim untouched for 3 s
@@ -86,7 +72,7 @@ def test_a_worker_killed_mid_batch_loses_nothing(tmp_path: Path) -> None:
     )
     try:
         connection = live.create_resource()
-        sender = _own_a_number(live, connection)
+        sender = live.give_number(connection)
         client = SmsClient.from_connection_string(connection, connection_verify=live.cert)
         recipients = [f"+4477009{n:05d}" for n in range(MESSAGES)]
 
