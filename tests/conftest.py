@@ -207,6 +207,20 @@ class LiveSpool:
         name = name or f"e2e-{uuid.uuid4().hex[:8]}"
         return self.manage("create_resource", name).stdout.strip().splitlines()[-1]
 
+    def kill_worker(self) -> int:
+        """SIGKILL the Celery worker (and its pool processes); serve restarts it. Returns how
+        many processes were killed."""
+        import psutil
+
+        assert self.process is not None
+        killed = 0
+        for child in psutil.Process(self.process.pid).children():
+            if " worker " in f" {' '.join(child.cmdline())} ":
+                for process in [*child.children(recursive=True), child]:
+                    process.send_signal(signal.SIGKILL)
+                    killed += 1
+        return killed
+
     def give_number(self, connection: str) -> str:
         """Seed a US number and make it the resource's (SMS and calling both ways), without
         the purchase flow: for tests and benchmarks about what comes after."""

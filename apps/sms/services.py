@@ -202,20 +202,15 @@ def _send(resource: Resource, request: SendRequest) -> list[dict[str, Any]]:
                 _refused(recipient, "Invalid 'to' phone number: use E.164, e.g. +14255550123.")
             )
             continue
-        row = SmsMessage(
-            id=new_message_id(Direction.OUTBOUND),
-            resource=resource,
-            direction=Direction.OUTBOUND,
+        row = _outbound(
+            resource,
             sender=request.sender,
             recipient=recipient.to,
             text=request.text,
-            encoding=info.encoding,
-            segments=info.segments,
+            info=info,
             tag=request.tag,
             delivery_report_requested=request.delivery_report,
-            status=MessageStatus.QUEUED,
             repeatability_request_id=recipient.repeatability_request_id or "",
-            lease_until=delivery.lease(),
         )
         if recipient.to in opted_out:
             row.status = MessageStatus.FAILED
@@ -265,8 +260,24 @@ def _refused(recipient: Recipient, reason: str) -> dict[str, Any]:
 
 def queue_reply(resource: Resource, *, sender: str, recipient: str, text: str) -> SmsMessage:
     """Queue a message that bypasses the opt-out list (the confirmation of STOP, HELP)."""
-    info = segments.analyze(text)
-    message = SmsMessage.objects.create(
+    message = _outbound(resource, sender=sender, recipient=recipient, text=text)
+    message.save(force_insert=True)
+    delivery.request_drain()
+    return message
+
+
+def _outbound(
+    resource: Resource,
+    *,
+    sender: str,
+    recipient: str,
+    text: str,
+    info: segments.SegmentInfo | None = None,
+    **fields: Any,
+) -> SmsMessage:
+    """An unsaved queued outbound message (`info`: the text's segments, when known)."""
+    info = info or segments.analyze(text)
+    return SmsMessage(
         id=new_message_id(Direction.OUTBOUND),
         resource=resource,
         direction=Direction.OUTBOUND,
@@ -277,9 +288,8 @@ def queue_reply(resource: Resource, *, sender: str, recipient: str, text: str) -
         segments=info.segments,
         status=MessageStatus.QUEUED,
         lease_until=delivery.lease(),
+        **fields,
     )
-    delivery.request_drain()
-    return message
 
 
 # --- Inbound -------------------------------------------------------------------------------

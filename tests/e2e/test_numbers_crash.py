@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import signal
 import sqlite3
 import time
 
-import psutil
 import pytest
 from azure.communication.phonenumbers import (
     PhoneNumberAssignmentType,
@@ -36,17 +34,6 @@ def _purchase_progress(live: LiveSpool) -> tuple[str, int, int]:
             row = conn.execute(query).fetchone()
     assert row is not None
     return str(row[0]), int(row[1]), int(row[2])
-
-
-def _kill_worker(live: LiveSpool) -> int:
-    assert live.process is not None
-    killed = 0
-    for child in psutil.Process(live.process.pid).children():
-        if " worker " in f" {' '.join(child.cmdline())} ":
-            for process in [*child.children(recursive=True), child]:
-                process.send_signal(signal.SIGKILL)
-                killed += 1
-    return killed
 
 
 def test_a_worker_killed_mid_purchase_loses_nothing() -> None:
@@ -82,7 +69,7 @@ def test_a_worker_killed_mid_purchase_loses_nothing() -> None:
         deadline = time.monotonic() + 60
         while _purchase_progress(live)[1] < 5 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert _kill_worker(live) >= 1
+        assert live.kill_worker() >= 1
         status, done, total = _purchase_progress(live)
         assert status != "succeeded" and 0 < done < total, (status, done, total)
 

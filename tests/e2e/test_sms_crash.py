@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 from azure.communication.sms import SmsClient
 
@@ -21,17 +20,6 @@ from tests.conftest import ROOT, LiveSpool, free_port, start_spool, stop_spool
 pytestmark = pytest.mark.e2e
 
 MESSAGES = 1000
-
-
-def _kill_worker(live: LiveSpool) -> int:
-    assert live.process is not None
-    killed = 0
-    for child in psutil.Process(live.process.pid).children():
-        if " worker " in f" {' '.join(child.cmdline())} ":
-            for process in [*child.children(recursive=True), child]:
-                process.send_signal(signal.SIGKILL)
-                killed += 1
-    return killed
 
 
 def _submits(log: Path) -> list[dict[str, Any]]:
@@ -83,7 +71,7 @@ def test_a_worker_killed_mid_batch_loses_nothing(tmp_path: Path) -> None:
         deadline = time.monotonic() + 60
         while len(_submits(log)) < 150 and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert _kill_worker(live) >= 1
+        assert live.kill_worker() >= 1
         at_kill = len({s["destination"] for s in _submits(log)})
         assert at_kill < MESSAGES, "the batch finished before the kill: nothing was tested"
 
