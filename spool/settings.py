@@ -140,6 +140,9 @@ SMS_TOLL_FREE_SEGMENTS_PER_SECOND = env_float(
 # A message handed to a worker but unanswered this long is presumed lost and re-queued.
 SMS_JOB_LEASE_SECONDS = env_int("SPOOL_SMS_JOB_LEASE_SECONDS", 30, minimum=1)
 SMS_SWEEP_SECONDS = env_int("SPOOL_SMS_SWEEP_SECONDS", 5, minimum=1)
+# How long a delivery job waits for more messages before it starts: up to this much latency
+# per message, in exchange for batches under load (bench/sms.py).
+SMS_DRAIN_LINGER_MS = env_int("SPOOL_SMS_DRAIN_LINGER_MS", 50)
 # A message the carrier keeps refusing with transient errors fails after this long.
 SMS_VALIDITY_MINUTES = env_int("SPOOL_SMS_VALIDITY_MINUTES", 2880, minimum=1)
 SMS_HELP_TEXT = os.environ.get(

@@ -89,6 +89,9 @@ def drain() -> int:
     """Send every due queued message, a batch at a time, for up to DRAIN_SECONDS; returns how
     many were handed to the carrier. Safe to run in several workers at once: claims are
     row locks (skipped by the others on PostgreSQL; SQLite serializes writers)."""
+    # Let a few more messages arrive first: under load a drain then carries many (fewer
+    # transactions per message); meanwhile new messages see the request and queue nothing.
+    time.sleep(settings.SMS_DRAIN_LINGER_MS / 1000)
     cache.delete(DRAIN_REQUESTED)  # before claiming: a message committed from now on asks again
     planned = cache.get(DRAIN_SCHEDULED_AT)
     if planned is not None and planned <= time.time():
