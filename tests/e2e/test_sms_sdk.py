@@ -127,3 +127,48 @@ def test_a_message_to_a_number_of_the_deployment_arrives_inbound(
     # then it arrives as an inbound message
     inbound = wait_for(lambda: messages(live_spool, direction="inbound", text="Loop"))
     assert inbound[0]["recipient"] == number
+
+
+def test_a_webhook_gets_the_sms_received_and_delivery_report_events_signed(
+    live_spool: LiveSpool, account: tuple[str, str]
+) -> None:
+    from standardwebhooks import Webhook
+
+    from tests.events.conftest import Receiver
+
+    connection, number = account
+    slug = connection.split("/r/")[1].split("/")[0]
+    receiver = Receiver()
+    receiver.start()
+    try:
+        # given a webhook subscribed to the resource's SMS events (the handshake runs here)
+        script = (
+            "from apps.accounts.models import Resource; from apps.events import services; "
+            f"s = services.create_subscription(Resource.objects.get(slug='{slug}'), "
+            f"name='sms-hook', endpoint_url='{receiver.url}', event_types=["
+            "'Microsoft.Communication.SMSReceived', "
+            "'Microsoft.Communication.SMSDeliveryReportReceived']); print(s.secret)"
+        )
+        secret = live_spool.manage("shell", "-c", script).stdout.strip().splitlines()[-1]
+        client = SmsClient.from_connection_string(connection, connection_verify=live_spool.cert)
+
+        # when the number texts itself with a delivery report
+        [result] = client.send(
+            from_=number, to=number, message="Hook me", enable_delivery_report=True
+        )
+
+        # then the webhook receives both events, in the Event Grid schema, signed
+        def events() -> dict[str, Any]:
+            return {n.json[0]["eventType"]: n for n in receiver.notifications if n.body}
+
+        got = wait_for(lambda: events() if len(events()) == 2 else None)
+        received = got["Microsoft.Communication.SMSReceived"]
+        report = got["Microsoft.Communication.SMSDeliveryReportReceived"]
+        assert received.json[0]["data"]["Message"] == "Hook me"
+        assert received.json[0]["data"]["To"] == number
+        assert report.json[0]["data"]["MessageId"] == result.message_id
+        assert report.json[0]["data"]["DeliveryStatus"] == "Delivered"
+        for notification in (received, report):
+            Webhook(secret).verify(notification.body, notification.headers)
+    finally:
+        receiver.stop()
