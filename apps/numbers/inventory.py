@@ -18,14 +18,16 @@ from typing import TextIO
 
 import phonenumbers
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
+from apps.accounts.models import Resource
 from apps.numbers.exceptions import (
     InvalidSeedCount,
     InventoryImportError,
     SeedRangeExhausted,
     UnsupportedSeedCountry,
 )
-from apps.numbers.models import Capability, NumberType, PhoneNumber
+from apps.numbers.models import AssignmentType, Capability, NumberStatus, NumberType, PhoneNumber
 
 # Below SQLite's historical limit of 999 parameters per query.
 QUERY_CHUNK = 900
@@ -542,3 +544,39 @@ def seed_demo_numbers() -> dict[str, int]:
             missing = wanted - seeded_count(country)
             added[country] = seed_numbers(country, missing) if missing > 0 else 0
     return added
+
+
+def give_demo_number(resource: Resource) -> PhoneNumber | None:
+    """The number the demo resource owns (`make run`), so SMS works from the first minute:
+    the first available US geographic number, owned at once with calling and SMS both ways.
+    No purchase job: nothing runs yet when the demo is seeded, and demo numbers live on the
+    loopback carrier. Returns the number it owns (already or now); None if none is left."""
+    owned = (
+        resource.phone_numbers.filter(status=NumberStatus.OWNED, owned_sms=Capability.BOTH)
+        .order_by("number")
+        .first()
+    )
+    if owned is not None:
+        return owned
+    with transaction.atomic():
+        number = (
+            PhoneNumber.objects.select_for_update()
+            .filter(
+                status=NumberStatus.AVAILABLE,
+                country_code="US",
+                number_type=NumberType.GEOGRAPHIC,
+                sms=Capability.BOTH,
+            )
+            .order_by("number")
+            .first()
+        )
+        if number is None:
+            return None
+        number.status = NumberStatus.OWNED
+        number.owner = resource
+        number.owned_assignment_type = AssignmentType.APPLICATION
+        number.owned_calling = Capability.BOTH
+        number.owned_sms = Capability.BOTH
+        number.purchased_at = timezone.now()
+        number.save()
+    return number

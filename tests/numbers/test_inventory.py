@@ -506,3 +506,19 @@ def test_seed_demo_numbers_command_prints_the_same_twice() -> None:
 
     # then
     assert first == second == "Demo phone numbers (US: 20, CA: 20, GB: 20, AU: 10).\n"
+
+
+def test_seed_demo_numbers_gives_the_demo_resource_one_number_once(owner) -> None:
+    # given the demo resource (seed_demo makes it)
+    from apps.accounts import services as accounts
+
+    demo = accounts.create_resource("Demo", owner=owner)
+    assert demo.slug == "demo"
+    # when the demo numbers are seeded twice
+    first, _ = _run("seed_demo_numbers")
+    second, _ = _run("seed_demo_numbers")
+    # then the demo resource owns one number with SMS both ways, named in the summary
+    owned = PhoneNumber.objects.get(owner=demo)
+    assert (owned.status, owned.owned_sms, owned.country_code) == ("owned", "inbound+outbound", "US")
+    assert first == second
+    assert f"The demo resource owns {owned.number}" in first
