@@ -519,6 +519,10 @@ def test_seed_demo_numbers_gives_the_demo_resource_one_number_once(owner) -> Non
     second, _ = _run("seed_demo_numbers")
     # then the demo resource owns one number with SMS both ways, named in the summary
     owned = PhoneNumber.objects.get(owner=demo)
-    assert (owned.status, owned.owned_sms, owned.country_code) == ("owned", "inbound+outbound", "US")
+    assert (owned.status, owned.owned_sms, owned.country_code) == (
+        "owned",
+        "inbound+outbound",
+        "US",
+    )
     assert first == second
     assert f"The demo resource owns {owned.number}" in first
