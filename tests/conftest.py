@@ -291,6 +291,13 @@ def start_spool(extra_env: dict[str, str] | None = None) -> tuple[LiveSpool, lis
         # other's jobs (a worker would run another server's job against its own database).
         database = next(_REDIS_DATABASES)
         env["REDIS_URL"] = urlsplit(env["REDIS_URL"])._replace(path=f"/{database}").geturl()
+        # Empty before and after: jobs an earlier server left (a killed worker's unacked
+        # tasks) must not reach this one.
+        import redis
+
+        flush = redis.Redis.from_url(env["REDIS_URL"]).flushdb
+        flush()
+        cleanups.append(flush)
     live = LiveSpool(data_dir, http_port, https_port, env)
     live.manage("migrate", "--noinput")
     log = open(data_dir / "serve.log", "wb")
