@@ -41,16 +41,12 @@ def sms_send(request: HttpRequest, resource: Resource) -> HttpResponse:
             return redirect("console:sms", slug=resource.slug)
         recipients = [to.strip() for to in request.POST.get("to", "").replace(";", ",").split(",")]
         try:
-            send_request = services.check_send_request(
-                {
-                    "from": request.POST.get("from", ""),
-                    "smsRecipients": [{"to": to} for to in recipients if to],
-                    "message": request.POST.get("message", ""),
-                    "smsSendOptions": {
-                        "enableDeliveryReport": request.POST.get("delivery_report") == "on",
-                        "tag": request.POST.get("tag", ""),
-                    },
-                }
+            send_request = services.check_simple_send(
+                request.POST.get("from", ""),
+                [to for to in recipients if to],
+                request.POST.get("message", ""),
+                delivery_report=request.POST.get("delivery_report") == "on",
+                tag=request.POST.get("tag", ""),
             )
             request.session[LAST_RESULTS] = services.send(resource, send_request)
         except ApiError as error:
@@ -149,27 +145,19 @@ def sms_opt_outs(request: HttpRequest, resource: Resource) -> HttpResponse:
             return redirect("console:sms-opt-outs", slug=resource.slug)
         try:
             if request.POST.get("action") == "remove":
-                opt_out = optouts.access_opt_out(resource, int(request.POST.get("id") or 0))
-                optouts.change(resource, opt_out.sender, [opt_out.recipient], opt_out=False)
+                opt_out = optouts.remove_opt_out(resource, int(request.POST.get("id") or 0))
                 messages.success(
                     request,
                     f"{opt_out.recipient} may receive messages from {opt_out.sender} again.",
                 )
             else:
-                sender, recipients = optouts.check_request(
+                opt_out = optouts.add_opt_out(
                     resource,
-                    {
-                        "from": request.POST.get("from", ""),
-                        "recipients": [{"to": request.POST.get("to", "").strip()}],
-                    },
+                    sender=request.POST.get("from", ""),
+                    recipient=request.POST.get("to", "").strip(),
+                    source="console",
                 )
-                result = optouts.change(
-                    resource, sender, recipients, opt_out=True, source="console"
-                )[0]
-                if result["httpStatusCode"] == 200:
-                    messages.success(request, f"{recipients[0]} opted out of {sender}.")
-                else:
-                    messages.error(request, result["errorMessage"])
+                messages.success(request, f"{opt_out.recipient} opted out of {opt_out.sender}.")
         except (ApiError, ValueError) as error:
             messages.error(request, getattr(error, "message", str(error)))
         return redirect("console:sms-opt-outs", slug=resource.slug)

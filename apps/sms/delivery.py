@@ -310,23 +310,18 @@ def _announce_report(
 
 # --- Receipts -------------------------------------------------------------------------------
 def record_delivery_report(*, carrier_message_id: str, delivered: bool, detail: str = "") -> bool:
-    """A carrier's delivery receipt: the message is delivered or failed, with the delivery
-    report event if the sender asked for one. A receipt for an id not recorded yet (an SMSC
-    may answer the submission and send the receipt at once) is kept and applied when the id
-    is recorded; returns False then. A repeated receipt changes nothing."""
-    detail = (detail or ("Delivered to the handset." if delivered else "Not delivered."))[:500]
-    if _apply_receipts({carrier_message_id: (delivered, detail)}):
-        return True
-    EarlyReceipt.objects.bulk_create(
-        [EarlyReceipt(carrier_message_id=carrier_message_id, delivered=delivered, detail=detail)],
-        ignore_conflicts=True,
-    )
-    return False
+    """One carrier receipt (see `record_delivery_reports`); returns False when it was kept
+    for a message whose carrier id is not recorded yet."""
+    reports = [(carrier_message_id, delivered, detail)]
+    return carrier_message_id not in record_delivery_reports(reports=reports)
 
 
-def record_delivery_reports(*, reports: list[tuple[str, bool, str]]) -> None:
-    """Several receipts (carrier id, delivered, detail) at once, in one transaction: what a
-    busy SMSC sends. Same rules as `record_delivery_report`."""
+def record_delivery_reports(*, reports: list[tuple[str, bool, str]]) -> set[str]:
+    """Carrier receipts (carrier id, delivered, detail), stored together: each message is
+    delivered or failed, with the delivery report event if the sender asked for one. A
+    receipt for an id not recorded yet (an SMSC may answer the submission and send the
+    receipt at once) is kept and applied when the id is recorded. A repeated receipt changes
+    nothing. Returns the carrier ids kept for later."""
     receipts = {
         carrier_id: (
             delivered,
@@ -348,10 +343,11 @@ def record_delivery_reports(*, reports: list[tuple[str, bool, str]]) -> None:
             ],
             ignore_conflicts=True,
         )
-    if early:
-        # The worker may have recorded those ids while we stored the receipts (and looked for
-        # early receipts just before they were committed): look once more, else the sweep does.
-        _apply_early_receipts(early)
+    if not early:
+        return set()
+    # The worker may have recorded those ids while we stored the receipts (and looked for
+    # early receipts just before they were committed): look once more, else the sweep does.
+    return set(early) - _apply_early_receipts(early)
 
 
 def _apply_receipts(receipts: dict[str, tuple[bool, str]]) -> set[str]:
@@ -376,16 +372,17 @@ def _apply_receipts(receipts: dict[str, tuple[bool, str]]) -> set[str]:
     return {message.carrier_message_id for message in messages}
 
 
-def _apply_early_receipts(carrier_message_ids: Iterable[str]) -> int:
+def _apply_early_receipts(carrier_message_ids: Iterable[str]) -> set[str]:
+    """Apply kept receipts whose message id is recorded now; returns their carrier ids."""
     early = {
         receipt.carrier_message_id: (receipt.delivered, receipt.detail)
         for receipt in EarlyReceipt.objects.filter(carrier_message_id__in=list(carrier_message_ids))
     }
     if not early:
-        return 0
+        return set()
     applied = _apply_receipts(early)
     EarlyReceipt.objects.filter(carrier_message_id__in=applied).delete()
-    return len(applied)
+    return applied
 
 
 # --- Beat ------------------------------------------------------------------------------------

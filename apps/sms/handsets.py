@@ -15,6 +15,7 @@ from django.db.models import Count, Max, QuerySet
 
 from apps.accounts.models import Resource
 from apps.numbers.models import NumberStatus, PhoneNumber
+from apps.sms.addresses import is_e164
 from apps.sms.exceptions import InvalidHandsetReply
 from apps.sms.models import HandsetMessage
 
@@ -62,7 +63,7 @@ def reply(resource: Resource, *, handset: str, counterpart: str, text: str) -> H
     handset's outbox and received as an inbound SMS. Raises InvalidHandsetReply."""
     from apps.sms import services
 
-    if not services.is_e164(handset) or not is_handset(handset):
+    if not is_e164(handset) or not is_handset(handset):
         raise InvalidHandsetReply(
             f"{handset} is not a virtual handset (it is in this deployment or not E.164).",
             target="handset",

@@ -16,6 +16,7 @@ from django.db.models import QuerySet
 
 from apps.accounts.models import Resource
 from apps.numbers.models import NumberStatus, PhoneNumber
+from apps.sms.addresses import INVALID_TO, is_e164
 from apps.sms.exceptions import InvalidOptOutRequest
 from apps.sms.models import OptOut
 
@@ -85,11 +86,30 @@ def access_opt_out(resource: Resource, opt_out_id: int) -> OptOut:
     return opt_out
 
 
+def add_opt_out(resource: Resource, *, sender: str, recipient: str, source: str) -> OptOut:
+    """Opt one person out of one of the resource's numbers by hand (console, management API).
+    Raises InvalidOptOutRequest."""
+    checked_sender, [to] = check_request(
+        resource, {"from": sender, "recipients": [{"to": recipient}]}
+    )
+    if not is_e164(to):
+        raise InvalidOptOutRequest(INVALID_TO, target="recipient")
+    opt_out, _ = OptOut.objects.get_or_create(
+        sender=checked_sender, recipient=to, defaults={"resource": resource, "source": source}
+    )
+    return opt_out
+
+
+def remove_opt_out(resource: Resource, opt_out_id: int) -> OptOut:
+    """The person may receive messages from that number again. Raises OptOutNotFound."""
+    opt_out = access_opt_out(resource, opt_out_id)
+    opt_out.delete()
+    return opt_out
+
+
 def check_request(resource: Resource, body: dict[str, Any]) -> tuple[str, list[Any]]:
     """Validate an opt-out API body `{from, recipients: [{to}]}`; `from` must be one of the
     resource's numbers. Returns (sender, raw recipient values). Raises InvalidOptOutRequest."""
-    from apps.sms.services import is_e164
-
     sender = body.get("from")
     if not is_e164(sender):
         raise InvalidOptOutRequest("'from' must be a phone number in E.164 format.", target="from")
@@ -115,8 +135,6 @@ def change(
     resource: Resource, sender: str, recipients: list[Any], *, opt_out: bool, source: str = "api"
 ) -> list[dict[str, Any]]:
     """Add (`opt_out`) or remove recipients on `sender`'s list; per-recipient results."""
-    from apps.sms.services import is_e164
-
     results: list[dict[str, Any]] = []
     with transaction.atomic():
         for to in recipients:
@@ -134,8 +152,6 @@ def change(
 
 
 def check(sender: str, recipients: list[Any]) -> list[dict[str, Any]]:
-    from apps.sms.services import is_e164
-
     listed = opted_out(sender, [to for to in recipients if is_e164(to)])
     return [
         {"to": to, "isOptedOut": to in listed, "httpStatusCode": 200}
@@ -149,5 +165,5 @@ def _invalid(to: Any) -> dict[str, Any]:
     return {
         "to": str(to),
         "httpStatusCode": 400,
-        "errorMessage": "Invalid 'to' phone number: use E.164, e.g. +14255550123.",
+        "errorMessage": INVALID_TO,
     }

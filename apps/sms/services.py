@@ -8,7 +8,6 @@ list live in `optouts.py`; virtual handsets in `handsets.py`.
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -22,6 +21,7 @@ from apps.core.api import rfc3339
 from apps.events import services as events
 from apps.numbers.models import Capability, NumberStatus, PhoneNumber
 from apps.sms import delivery, optouts, segments
+from apps.sms.addresses import INVALID_TO, is_e164
 from apps.sms.delivery import (  # noqa: F401  (carriers report here)
     record_delivery_report,
     record_delivery_reports,
@@ -38,14 +38,9 @@ logger = logging.getLogger(__name__)
 MAX_RECIPIENTS = 100
 MAX_MESSAGE_LENGTH = 2048  # characters, as ACS
 MAX_TAG_LENGTH = 256
-E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 SENDING_CAPABILITIES = (Capability.OUTBOUND, Capability.BOTH)
 RECEIVING_CAPABILITIES = (Capability.INBOUND, Capability.BOTH)
 SMS_RECEIVED = "Microsoft.Communication.SMSReceived"
-
-
-def is_e164(value: Any) -> bool:
-    return isinstance(value, str) and bool(E164.match(value))
 
 
 def new_message_id(direction: str) -> str:
@@ -111,6 +106,20 @@ def check_send_request(body: dict[str, Any]) -> SendRequest:
             f"'tag' must be a string of at most {MAX_TAG_LENGTH} characters.", target="tag"
         )
     return SendRequest(str(sender), recipients, text, report, tag)
+
+
+def check_simple_send(
+    sender: str, to: list[str], message: str, *, delivery_report: bool = False, tag: str = ""
+) -> SendRequest:
+    """`check_send_request` for callers that have plain fields (console, management API)."""
+    return check_send_request(
+        {
+            "from": sender,
+            "smsRecipients": [{"to": number} for number in to],
+            "message": message,
+            "smsSendOptions": {"enableDeliveryReport": delivery_report, "tag": tag},
+        }
+    )
 
 
 def _check_recipient(item: Any) -> Recipient:
@@ -198,9 +207,7 @@ def _send(resource: Resource, request: SendRequest) -> list[dict[str, Any]]:
             results.append(send_result(replay))
             continue
         if not is_e164(recipient.to):
-            results.append(
-                _refused(recipient, "Invalid 'to' phone number: use E.164, e.g. +14255550123.")
-            )
+            results.append(_refused(recipient, INVALID_TO))
             continue
         row = _outbound(
             resource,

@@ -13,7 +13,6 @@ from rest_framework.views import APIView
 from apps.accounts import services as accounts
 from apps.sms import handsets, optouts, services
 from apps.sms.api import serializers as s
-from apps.sms.exceptions import InvalidOptOutRequest
 from apps.sms.models import HandsetMessage, OptOut, SmsMessage
 
 
@@ -47,16 +46,12 @@ class MessageList(generics.ListAPIView[SmsMessage]):
         data = s.SendSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         wanted = data.validated_data
-        send_request = services.check_send_request(
-            {
-                "from": wanted["sender"],
-                "smsRecipients": [{"to": to} for to in wanted["to"]],
-                "message": wanted["message"],
-                "smsSendOptions": {
-                    "enableDeliveryReport": wanted["enable_delivery_report"],
-                    "tag": wanted["tag"],
-                },
-            }
+        send_request = services.check_simple_send(
+            wanted["sender"],
+            wanted["to"],
+            wanted["message"],
+            delivery_report=wanted["enable_delivery_report"],
+            tag=wanted["tag"],
         )
         return Response({"value": services.send(resource, send_request)}, status=202)
 
@@ -80,17 +75,12 @@ class OptOutList(generics.ListAPIView[OptOut]):
         resource = accounts.access_resource(request.user, slug, accounts.SEND_SMS)
         data = s.OptOutCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        sender, recipients = optouts.check_request(
+        opt_out = optouts.add_opt_out(
             resource,
-            {
-                "from": data.validated_data["sender"],
-                "recipients": [{"to": data.validated_data["recipient"]}],
-            },
+            sender=data.validated_data["sender"],
+            recipient=data.validated_data["recipient"],
+            source="console",
         )
-        result = optouts.change(resource, sender, recipients, opt_out=True, source="console")[0]
-        if result["httpStatusCode"] != 200:
-            raise InvalidOptOutRequest(result["errorMessage"], target="recipient")
-        opt_out = OptOut.objects.get(sender=sender, recipient=recipients[0])
         return Response(s.OptOutSerializer(opt_out).data, status=201)
 
 
@@ -98,8 +88,7 @@ class OptOutDetail(APIView):
     @extend_schema(request=None, responses={204: None})
     def delete(self, request: Request, slug: str, opt_out_id: int) -> Response:
         resource = accounts.access_resource(request.user, slug, accounts.SEND_SMS)
-        opt_out = optouts.access_opt_out(resource, opt_out_id)
-        optouts.change(resource, opt_out.sender, [opt_out.recipient], opt_out=False)
+        optouts.remove_opt_out(resource, opt_out_id)
         return Response(status=204)
 
 

@@ -5,7 +5,7 @@
 - `smpp`: an SMSC over SMPP 3.4 (one transceiver bind per worker process).
 
 A carrier hands what it receives (messages to our numbers, delivery receipts) to
-`apps.sms.services.receive_sms` and `apps.sms.services.record_delivery_report`.
+`apps.sms.services.receive_sms` and `apps.sms.services.record_delivery_reports`.
 SPOOL_SMS_CARRIER names the module here, or a dotted path to one elsewhere.
 """
 
@@ -42,7 +42,7 @@ class Outgoing:
 class Submitted:
     """The carrier took a message. `delivered` is True when the carrier knows at once that it
     reached the handset (loopback); otherwise a delivery receipt follows later, through
-    `record_delivery_report(carrier_message_id=...)`."""
+    `record_delivery_reports`."""
 
     carrier_message_id: str
     delivered: bool = False

@@ -4,10 +4,10 @@ A daemon thread owns the connection: it connects and binds (`bind_transceiver`),
 with exponential backoff (1 s doubling up to SMPP_RECONNECT_MAX_SECONDS) while the SMSC is
 down or refuses the bind, sends enquire_link every SMPP_ENQUIRE_LINK_SECONDS, and is the
 only reader of the socket. It matches submit_sm_resp to waiting `submit()` calls by
-sequence number, and hands deliver_sm to `apps.sms.services` (delivery receipts to
-`record_delivery_report`, mobile-originated messages to `receive_sms`), answering with
-deliver_sm_resp only once the service returned, so the SMSC redelivers what we failed to
-store.
+sequence number, and hands deliver_sm to `apps.sms.services` (delivery receipts, in
+batches by a second thread, to `record_delivery_reports`; mobile-originated messages to
+`receive_sms`), answering with deliver_sm_resp only once the service returned, so the SMSC
+redelivers what we failed to store.
 
 `submit()` runs in the caller's thread and keeps at most SMPP_WINDOW submit_sm outstanding
 on the bind (shared by concurrent callers). Long texts go out as concatenated parts with an
