@@ -204,6 +204,7 @@ INSTALLED_APPS = [
     "apps.events",
     "apps.numbers",
     "apps.sms",
+    "apps.chat",
     "apps.console",
 ]
 

@@ -4,13 +4,16 @@ Connects with `?access_token=<token>`; answers with a hello frame; closes (code 
 the token expires or is revoked, or its identity is deleted. Revocation is pushed through
 the identity's group at once; the token is also re-checked every RECHECK_SECONDS, so a lost
 push (a Redis outage) cannot keep a refused token connected. Chat and calling add their
-events to the same connection through the identity's group.
+events to the same connection through the identity's group: a higher app registers the
+commands it answers (`register_command`) and the scopes a socket needs to receive its frames
+(`register_frame_scopes`), so this module never imports it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -22,6 +25,20 @@ from apps.core.errors import ApiError
 
 CLOSE_UNAUTHORIZED = 4001
 RECHECK_SECONDS = 30
+
+Command = Callable[["IdentityConsumer", dict[str, Any]], Awaitable[None]]
+_commands: dict[str, Command] = {}
+_frame_scopes: dict[str, frozenset[str]] = {}
+
+
+def register_command(name: str, handler: Command) -> None:
+    """Answer client frames of type `name` with `handler(consumer, frame)`."""
+    _commands[name] = handler
+
+
+def register_frame_scopes(frame_type: str, scopes: Iterable[str]) -> None:
+    """Forward frames of `frame_type` only to sockets whose token has one of `scopes`."""
+    _frame_scopes[frame_type] = frozenset(scopes)
 
 
 class IdentityConsumer(AsyncJsonWebsocketConsumer):
@@ -36,6 +53,7 @@ class IdentityConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
         self.token = token
+        self.principal = principal
         self.group = services.identity_group(principal.identity.id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         self.watch = asyncio.ensure_future(self._watch_token(tokens.verify(token)["exp"]))
@@ -68,13 +86,26 @@ class IdentityConsumer(AsyncJsonWebsocketConsumer):
                 return
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        if isinstance(content, dict) and content.get("type") == "ping":
+        kind = content.get("type") if isinstance(content, dict) else None
+        if not getattr(self, "group", None):
+            return  # refused: closing
+        if kind == "ping":
             await self.send_json({"type": "pong"})
+        elif isinstance(kind, str) and kind in _commands:
+            await _commands[kind](self, content)
+        else:
+            await self.send_json(
+                {"type": "error", "code": "UnknownCommand", "message": f"Unknown type {kind!r}."}
+            )
 
     async def realtime_event(self, event: dict[str, Any]) -> None:
         payload = event["payload"]
-        if payload.get("type") == "tokensRevoked":
+        kind = payload.get("type")
+        if kind == "tokensRevoked":
             await self._refuse(payload.get("reason", "The token has been revoked."))
+            return
+        needed = _frame_scopes.get(kind)
+        if needed is not None and not needed & self.principal.scopes:
             return
         await self.send_json(payload)
 

@@ -64,8 +64,8 @@ def page_of(
     """One ACS page of `items` (`skip` + `maxPageSize`, or `top`) under `key`, with an absolute
     `nextLink` that keeps the caller's query (the SDK GETs it as given; a relative link would
     be joined to the endpoint's path)."""
-    skip = _query_int(request, "skip", 0, minimum=0)
-    size = min(_query_int(request, size_param, default_size, minimum=1), MAX_PAGE_SIZE)
+    skip = query_int(request, "skip", 0, minimum=0)
+    size = min(query_int(request, size_param, default_size, minimum=1), MAX_PAGE_SIZE)
     chunk = list(items[skip : skip + size + 1])  # one more than a page tells if another follows
     body: dict[str, Any] = {key: chunk[:size]}
     if len(chunk) > size:
@@ -76,7 +76,7 @@ def page_of(
     return body
 
 
-def _query_int(request: Request, name: str, default: int, *, minimum: int) -> int:
+def query_int(request: Request, name: str, default: int, *, minimum: int) -> int:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default

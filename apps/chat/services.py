@@ -1,0 +1,812 @@
+"""Chat: threads, participants, messages, read receipts and typing, as the ACS Chat API has them.
+
+Every call acts for a TokenPrincipal (a user access token's identity and scopes). The rules:
+- Only participants read or write a thread (others get 403); a thread of another resource, or
+  a deleted one, does not exist for the caller (404).
+- Scopes as ACS defines them: `chat` may do everything; `chat.join` may not create, delete or
+  retitle threads; `chat.join.limited` may not add or remove others either (leaving is allowed).
+- Every change takes the thread's next sequence number (an UPDATE ... RETURNING that holds the
+  thread's row until commit, so a thread's changes commit in sequence order), is written to
+  the activity log, and is pushed after commit to every participant's identity group. Webhook
+  events are published in the same transaction through the events app.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Count, QuerySet
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from apps.accounts import services as accounts
+from apps.accounts.models import CommunicationIdentity, Resource
+from apps.accounts.services import TokenPrincipal
+from apps.chat import notifications
+from apps.chat.exceptions import (
+    InvalidChatRequest,
+    MessageNotFound,
+    MessageTooLarge,
+    NotAParticipant,
+    ParticipantNotFound,
+    ScopeNotAllowed,
+    ThreadNotFound,
+    TooManyParticipants,
+)
+from apps.chat.models import (
+    ChatActivity,
+    ChatMessage,
+    ChatParticipant,
+    ChatThread,
+    MessageType,
+    ReadReceipt,
+)
+from apps.core.identifiers import identifier_model, is_communication_user, raw_id_of
+
+# ACS limits (https://learn.microsoft.com/azure/communication-services/concepts/service-limits).
+MAX_MESSAGE_BYTES = 28 * 1024
+MAX_PARTICIPANTS = 250
+MAX_PARTICIPANTS_PER_REQUEST = 200
+MAX_TOPIC_LENGTH = 256
+MAX_DISPLAY_NAME_LENGTH = 256
+MAX_METADATA_ENTRIES = 32
+MAX_METADATA_BYTES = 8 * 1024
+
+CHAT_SCOPES = frozenset({"chat", "chat.join", "chat.join.limited"})
+MANAGE_THREADS = frozenset({"chat"})
+MANAGE_PARTICIPANTS = frozenset({"chat", "chat.join"})
+USER_MESSAGE_TYPES = (MessageType.TEXT, MessageType.HTML)
+
+
+# --- Access ----------------------------------------------------------------------------------
+def require_scope(principal: TokenPrincipal, allowed: frozenset[str] = CHAT_SCOPES) -> None:
+    """Raises ScopeNotAllowed (403) unless the token carries one of `allowed`."""
+    if not principal.scopes & CHAT_SCOPES:
+        raise ScopeNotAllowed("The token has no chat scope (chat, chat.join, chat.join.limited).")
+    if not principal.scopes & allowed:
+        raise ScopeNotAllowed(
+            f"This operation needs a token with the {' or '.join(sorted(allowed))} scope."
+        )
+
+
+@dataclass
+class ThreadAccess:
+    thread: ChatThread
+    participant: ChatParticipant
+    # Every participant's identity id, for fan-out (read with the access check: one query).
+    member_ids: list[str]
+
+
+def access_thread(
+    principal: TokenPrincipal, thread_id: str, allowed: frozenset[str] = CHAT_SCOPES
+) -> ThreadAccess:
+    """The thread, if the principal takes part in it. Raises ScopeNotAllowed, ThreadNotFound
+    (missing, deleted, or another resource's) or NotAParticipant (403)."""
+    require_scope(principal, allowed)
+    thread = (
+        ChatThread.objects.select_related("resource")
+        .filter(pk=thread_id, resource_id=principal.identity.resource_id, deleted_at__isnull=True)
+        .first()
+    )
+    if thread is None:
+        raise ThreadNotFound(f"Chat thread {thread_id!r} was not found.")
+    participants = list(thread.participants.all())  # each knows its thread: no query
+    mine = next((p for p in participants if p.identity_id == principal.identity.id), None)
+    if mine is None:
+        raise NotAParticipant("Only participants of the thread may do this.")
+    return ThreadAccess(thread, mine, [str(p.identity_id) for p in participants])
+
+
+# --- Input checks ----------------------------------------------------------------------------
+def _check_text(value: Any, field: str, *, limit: int, required: bool = False) -> str:
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidChatRequest(f"{field} must be a string.", target=field)
+    if required and not value.strip():
+        raise InvalidChatRequest(f"{field} must not be empty.", target=field)
+    if len(value) > limit:
+        raise InvalidChatRequest(f"{field} is longer than {limit} characters.", target=field)
+    return value
+
+
+def _check_metadata(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise InvalidChatRequest("metadata must map strings to strings.", target="metadata")
+    if len(value) > MAX_METADATA_ENTRIES:
+        raise InvalidChatRequest(
+            f"metadata holds at most {MAX_METADATA_ENTRIES} entries.", target="metadata"
+        )
+    if len(json.dumps(value).encode()) > MAX_METADATA_BYTES:
+        raise InvalidChatRequest(
+            f"metadata is larger than {MAX_METADATA_BYTES} bytes.", target="metadata"
+        )
+    return dict(value)
+
+
+def _check_content(value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidChatRequest("content must be a string.", target="content")
+    if not value.strip():
+        raise InvalidChatRequest("content must not be empty.", target="content")
+    if len(value.encode()) > MAX_MESSAGE_BYTES:
+        raise MessageTooLarge(
+            f"content is larger than {MAX_MESSAGE_BYTES // 1024} KB.", target="content"
+        )
+    return value
+
+
+def _check_time(value: Any, field: str) -> datetime | None:
+    if value is None:
+        return None
+    parsed = parse_datetime(value) if isinstance(value, str) else None
+    if parsed is None:
+        raise InvalidChatRequest(f"{field} must be an RFC 3339 date-time.", target=field)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+def parse_start_time(value: str | None) -> datetime | None:
+    return _check_time(value or None, "startTime")
+
+
+@dataclass
+class ParticipantRequest:
+    raw_id: str
+    display_name: str
+    share_history_time: datetime | None
+
+
+def _check_participant(item: Any, index: int, field: str) -> ParticipantRequest:
+    target = f"{field}[{index}]"
+    if not isinstance(item, dict):
+        raise InvalidChatRequest(f"{target} must be an object.", target=target)
+    raw_id = raw_id_of(item.get("communicationIdentifier"))
+    if raw_id is None:
+        raise InvalidChatRequest(
+            f"{target}.communicationIdentifier must name an identity.",
+            target=f"{target}.communicationIdentifier",
+        )
+    return ParticipantRequest(
+        raw_id=raw_id,
+        display_name=_check_text(
+            item.get("displayName"),
+            f"{target}.displayName",
+            limit=MAX_DISPLAY_NAME_LENGTH,
+        ),
+        share_history_time=_check_time(item.get("shareHistoryTime"), f"{target}.shareHistoryTime"),
+    )
+
+
+def _check_participants(value: Any, *, required: bool) -> list[ParticipantRequest]:
+    if value is None and not required:
+        return []
+    if not isinstance(value, list) or (required and not value):
+        raise InvalidChatRequest("participants must be a non-empty list.", target="participants")
+    if len(value) > MAX_PARTICIPANTS_PER_REQUEST:
+        raise TooManyParticipants(
+            f"At most {MAX_PARTICIPANTS_PER_REQUEST} participants may be added at once.",
+            target="participants",
+        )
+    return [_check_participant(item, i, "participants") for i, item in enumerate(value)]
+
+
+def _resolve(
+    resource: Resource, requests: Iterable[ParticipantRequest]
+) -> tuple[list[tuple[ParticipantRequest, CommunicationIdentity]], list[dict[str, Any]]]:
+    """Split requested participants into known identities of `resource` and per-participant
+    errors (ACS answers those in `invalidParticipants`, keyed by rawId)."""
+    wanted = {r.raw_id: r for r in requests}  # a repeated identity counts once (the last)
+    ids = {raw: accounts.parse_raw_id(resource, raw) for raw in wanted}
+    found = {
+        i.id: i for i in CommunicationIdentity.objects.filter(pk__in=[v for v in ids.values() if v])
+    }
+    valid, invalid = [], []
+    for raw, request in wanted.items():
+        identity_id = ids[raw]
+        identity = found.get(identity_id) if identity_id else None
+        if identity is not None:
+            valid.append((request, identity))
+            continue
+        reason = (
+            f"Identity {raw!r} was not found."
+            if is_communication_user(raw)
+            else f"{raw!r} is not a communication user; only those can take part in chat."
+        )
+        invalid.append({"code": "NotFound", "message": reason, "target": raw})
+    return valid, invalid
+
+
+# --- Sequence and activity -------------------------------------------------------------------
+def _next_sequence(thread: ChatThread, *, message: bool = False) -> int:
+    """Take the thread's next sequence number. The UPDATE keeps the thread's row locked until
+    the caller's transaction commits, so a thread's changes commit in sequence order."""
+    table = ChatThread._meta.db_table
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        if message:
+            cursor.execute(
+                f"UPDATE {table} SET last_sequence = last_sequence + 1, last_message_at = %s "
+                "WHERE id = %s RETURNING last_sequence",
+                [now, thread.pk],
+            )
+        else:
+            cursor.execute(
+                f"UPDATE {table} SET last_sequence = last_sequence + 1 WHERE id = %s "
+                "RETURNING last_sequence",
+                [thread.pk],
+            )
+        thread.last_sequence = int(cursor.fetchone()[0])
+    if message:
+        thread.last_message_at = now
+    return thread.last_sequence
+
+
+def _record(
+    thread: ChatThread,
+    sequence: int,
+    event: str,
+    data: dict[str, Any],
+    *,
+    member_ids: Sequence[str],
+    also_to: Sequence[str] = (),
+) -> None:
+    """Log one realtime event of the thread and push it to its audience after commit."""
+    now = timezone.now()
+    ChatActivity.objects.create(
+        thread=thread,
+        sequence=sequence,
+        event=event,
+        data=data,
+        also_to=list(also_to),
+        created_at=now,
+    )
+    notifications.push(thread, sequence, event, data, [*member_ids, *also_to], at=now)
+
+
+# --- Threads ---------------------------------------------------------------------------------
+def create_thread(
+    principal: TokenPrincipal, body: dict[str, Any], *, repeatability_request_id: str = ""
+) -> tuple[ChatThread, list[dict[str, Any]]]:
+    """Create a thread with the caller and the requested participants. A repeated
+    `repeatability_request_id` answers with the thread it created first. Identities that do
+    not exist come back as per-participant errors; the thread is created without them."""
+    require_scope(principal, MANAGE_THREADS)
+    resource = principal.identity.resource
+    repeatability_request_id = _check_text(
+        repeatability_request_id, "repeatability-request-id", limit=100
+    ).strip()
+    topic = _check_text(body.get("topic"), "topic", limit=MAX_TOPIC_LENGTH, required=True)
+    requested = _check_participants(body.get("participants"), required=False)
+    if repeatability_request_id:
+        earlier = ChatThread.objects.filter(
+            resource=resource, repeatability_request_id=repeatability_request_id
+        ).first()
+        if earlier is not None:
+            return earlier, []
+    valid, invalid = _resolve(resource, requested)
+    members = {identity.id: (request, identity) for request, identity in valid}
+    if principal.identity.id not in members:
+        me = ParticipantRequest(principal.raw_id, "", None)
+        members = {principal.identity.id: (me, principal.identity), **members}
+    if len(members) > MAX_PARTICIPANTS:
+        raise TooManyParticipants(
+            f"A thread has at most {MAX_PARTICIPANTS} participants.", target="participants"
+        )
+    now = timezone.now()
+    with transaction.atomic():
+        thread = ChatThread.objects.create(
+            resource=resource,
+            topic=topic,
+            created_by_raw_id=principal.raw_id,
+            created_at=now,
+            last_sequence=1,
+            repeatability_request_id=repeatability_request_id,
+        )
+        participants = ChatParticipant.objects.bulk_create(
+            [
+                ChatParticipant(
+                    thread=thread,
+                    identity=identity,
+                    display_name=request.display_name,
+                    share_history_time=request.share_history_time,
+                    added_at=now,
+                    added_sequence=1,
+                )
+                for request, identity in members.values()
+            ]
+        )
+        member_ids = [str(p.identity_id) for p in participants]
+        creator = next(p for p in participants if p.identity_id == principal.identity.id)
+        _record(
+            thread,
+            1,
+            "chatThreadCreated",
+            notifications.thread_created(thread, participants, creator),
+            member_ids=member_ids,
+        )
+        notifications.publish_thread_created(thread, participants)
+    return thread, invalid
+
+
+def list_threads(
+    principal: TokenPrincipal, *, start_time: datetime | None = None
+) -> QuerySet[ChatThread]:
+    """The caller's threads, most recently active first (deleted ones carry deletedOn)."""
+    require_scope(principal)
+    threads = ChatThread.objects.filter(participants__identity=principal.identity)
+    if start_time is not None:
+        threads = threads.filter(last_message_at__gte=start_time) | threads.filter(
+            last_message_at__isnull=True, created_at__gte=start_time
+        )
+    return threads.order_by("-last_message_at", "-created_at", "pk")
+
+
+def update_topic(principal: TokenPrincipal, thread_id: str, body: dict[str, Any]) -> None:
+    access = access_thread(principal, thread_id, MANAGE_THREADS)
+    if "topic" not in body:
+        return  # a merge-patch that changes nothing
+    topic = _check_text(body.get("topic"), "topic", limit=MAX_TOPIC_LENGTH, required=True)
+    with transaction.atomic():
+        thread = access.thread
+        sequence = _next_sequence(thread)
+        now = timezone.now()
+        ChatThread.objects.filter(pk=thread.pk).update(topic=topic)
+        thread.topic = topic
+        _system_message(
+            thread, sequence, MessageType.TOPIC_UPDATED, principal, now=now, topic=topic
+        )
+        _record(
+            thread,
+            sequence,
+            "chatThreadPropertiesUpdated",
+            notifications.thread_updated(thread, access.participant, now),
+            member_ids=access.member_ids,
+        )
+        notifications.publish_thread_updated(thread, principal.raw_id, access.member_ids, now)
+
+
+def delete_thread(principal: TokenPrincipal, thread_id: str) -> None:
+    """Soft-delete: the thread answers 404 from now on; participants are told."""
+    access = access_thread(principal, thread_id, MANAGE_THREADS)
+    with transaction.atomic():
+        thread = access.thread
+        sequence = _next_sequence(thread)
+        now = timezone.now()
+        ChatThread.objects.filter(pk=thread.pk).update(deleted_at=now)
+        thread.deleted_at = now
+        _record(
+            thread,
+            sequence,
+            "chatThreadDeleted",
+            notifications.thread_deleted(thread, access.participant, now),
+            member_ids=access.member_ids,
+        )
+        notifications.publish_thread_deleted(thread, principal.raw_id, access.member_ids, now)
+
+
+# --- Participants ----------------------------------------------------------------------------
+def list_participants(principal: TokenPrincipal, thread_id: str) -> QuerySet[ChatParticipant]:
+    access = access_thread(principal, thread_id)
+    return access.thread.participants.all()
+
+
+def add_participants(
+    principal: TokenPrincipal, thread_id: str, body: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Add participants (one already in the thread gets its name and history time updated).
+    Returns the per-participant errors; raises TooManyParticipants if the thread would
+    pass its limit (then nobody is added)."""
+    access = access_thread(principal, thread_id, MANAGE_PARTICIPANTS)
+    requested = _check_participants(body.get("participants"), required=True)
+    valid, invalid = _resolve(principal.identity.resource, requested)
+    present = {p.identity_id: p for p in access.thread.participants.all()}
+    new = [(r, i) for r, i in valid if i.id not in present]
+    if len(present) + len(new) > MAX_PARTICIPANTS:
+        raise TooManyParticipants(
+            f"A thread has at most {MAX_PARTICIPANTS} participants.", target="participants"
+        )
+    if not valid:
+        return invalid
+    with transaction.atomic():
+        thread = access.thread
+        for request, identity in valid:
+            if identity.id in present:  # already in: its name and history time are updated
+                ChatParticipant.objects.filter(pk=present[identity.id].pk).update(
+                    display_name=request.display_name,
+                    share_history_time=request.share_history_time,
+                )
+        if not new:
+            return invalid
+        sequence = _next_sequence(thread)
+        now = timezone.now()
+        added = ChatParticipant.objects.bulk_create(
+            [
+                ChatParticipant(
+                    thread=thread,
+                    identity=identity,
+                    display_name=request.display_name,
+                    share_history_time=request.share_history_time,
+                    added_at=now,
+                    added_sequence=sequence,
+                )
+                for request, identity in new
+            ]
+        )
+        _system_message(
+            thread,
+            sequence,
+            MessageType.PARTICIPANT_ADDED,
+            principal,
+            now=now,
+            participants=[participant_body(p) for p in added],
+        )
+        member_ids = [*access.member_ids, *(str(p.identity_id) for p in added)]
+        _record(
+            thread,
+            sequence,
+            "participantsAdded",
+            notifications.participants_added(access.participant, added, now),
+            member_ids=member_ids,
+        )
+        notifications.publish_participants_added(thread, principal.raw_id, added, member_ids, now)
+    return invalid
+
+
+def remove_participant(principal: TokenPrincipal, thread_id: str, body: dict[str, Any]) -> None:
+    """Remove one participant (the body is a bare CommunicationIdentifierModel). Anyone may
+    leave; removing someone else needs chat or chat.join. Raises ParticipantNotFound."""
+    access = access_thread(principal, thread_id)
+    raw_id = raw_id_of(body)
+    if raw_id is None:
+        raise InvalidChatRequest("The body must be a communication identifier.", target="rawId")
+    if raw_id != principal.raw_id:
+        require_scope(principal, MANAGE_PARTICIPANTS)
+    identity_id = accounts.parse_raw_id(principal.identity.resource, raw_id)
+    removed = access.thread.participants.filter(identity_id=identity_id).first()
+    if identity_id is None or removed is None:
+        raise ParticipantNotFound(f"{raw_id!r} is not a participant of the thread.", target="rawId")
+    with transaction.atomic():
+        thread = access.thread
+        sequence = _next_sequence(thread)
+        now = timezone.now()
+        removed.delete()
+        ReadReceipt.objects.filter(thread=thread, reader_raw_id=raw_id).delete()
+        _system_message(
+            thread,
+            sequence,
+            MessageType.PARTICIPANT_REMOVED,
+            principal,
+            now=now,
+            participants=[participant_body(removed)],
+        )
+        remaining = [m for m in access.member_ids if m != str(removed.identity_id)]
+        _record(
+            thread,
+            sequence,
+            "participantsRemoved",
+            notifications.participants_removed(access.participant, removed, now),
+            member_ids=remaining,
+            also_to=[str(removed.identity_id)],
+        )
+        notifications.publish_participant_removed(
+            thread, principal.raw_id, removed, access.member_ids, now
+        )
+
+
+# --- Messages --------------------------------------------------------------------------------
+def _system_message(
+    thread: ChatThread,
+    sequence: int,
+    kind: str,
+    principal: TokenPrincipal,
+    *,
+    now: datetime,
+    topic: str = "",
+    participants: list[dict[str, Any]] | None = None,
+) -> ChatMessage:
+    return ChatMessage.objects.create(
+        thread=thread,
+        sequence_id=sequence,
+        type=kind,
+        topic=topic,
+        participants=participants or [],
+        sender_raw_id=principal.raw_id,  # the initiator
+        created_at=now,
+    )
+
+
+def send_message(principal: TokenPrincipal, thread_id: str, body: dict[str, Any]) -> ChatMessage:
+    """Store a text or html message and tell every participant (the sender too, as ACS does)."""
+    content = _check_content(body.get("content"))
+    kind = body.get("type") or MessageType.TEXT
+    if kind not in USER_MESSAGE_TYPES:
+        raise InvalidChatRequest("type must be text or html.", target="type")
+    display_name = _check_text(
+        body.get("senderDisplayName"), "senderDisplayName", limit=MAX_DISPLAY_NAME_LENGTH
+    )
+    metadata = _check_metadata(body.get("metadata"))
+    access = access_thread(principal, thread_id)
+    with transaction.atomic():
+        thread = access.thread
+        sequence = _next_sequence(thread, message=True)
+        message = ChatMessage.objects.create(
+            thread=thread,
+            sequence_id=sequence,
+            type=kind,
+            content=content,
+            sender_raw_id=principal.raw_id,
+            sender_display_name=display_name or access.participant.display_name,
+            metadata=metadata,
+            created_at=thread.last_message_at or timezone.now(),
+        )
+        _record(
+            thread,
+            sequence,
+            "chatMessageReceived",
+            notifications.message_event(message),
+            member_ids=access.member_ids,
+        )
+        notifications.publish_message(message, "received", access.member_ids)
+    return message
+
+
+def visible_messages(access: ThreadAccess) -> QuerySet[ChatMessage]:
+    """The thread's messages the participant may see: from its share-history time on."""
+    messages = ChatMessage.objects.filter(thread=access.thread)
+    if access.participant.share_history_time is not None:
+        messages = messages.filter(created_at__gte=access.participant.share_history_time)
+    return messages
+
+
+def list_messages(
+    principal: TokenPrincipal, thread_id: str, *, start_time: datetime | None = None
+) -> QuerySet[ChatMessage]:
+    """Newest first, as ACS lists them; `start_time` keeps those created at or after it."""
+    messages = visible_messages(access_thread(principal, thread_id))
+    if start_time is not None:
+        messages = messages.filter(created_at__gte=start_time)
+    return messages.order_by("-sequence_id")
+
+
+def _access_message(access: ThreadAccess, message_id: str) -> ChatMessage:
+    message = (
+        visible_messages(access).filter(pk=int(message_id)).first()
+        if message_id.isdigit()
+        else None
+    )
+    if message is None:
+        raise MessageNotFound(f"Message {message_id!r} was not found in the thread.")
+    return message
+
+
+def get_message(principal: TokenPrincipal, thread_id: str, message_id: str) -> ChatMessage:
+    return _access_message(access_thread(principal, thread_id), message_id)
+
+
+def _access_own_message(
+    access: ThreadAccess, principal: TokenPrincipal, message_id: str
+) -> ChatMessage:
+    message = _access_message(access, message_id)
+    if message.type not in USER_MESSAGE_TYPES or message.deleted_at is not None:
+        raise InvalidChatRequest("Only a sent message that is not deleted can be changed.")
+    if message.sender_raw_id != principal.raw_id:
+        raise NotAParticipant("Only the sender can change a message.")
+    return message
+
+
+def edit_message(
+    principal: TokenPrincipal, thread_id: str, message_id: str, body: dict[str, Any]
+) -> None:
+    """Change a message's content and/or metadata (merge-patch: metadata keys set to null
+    are removed). Only its sender may."""
+    access = access_thread(principal, thread_id)
+    message = _access_own_message(access, principal, message_id)
+    content = _check_content(body["content"]) if "content" in body else message.content
+    metadata = dict(message.metadata)
+    if body.get("metadata") is not None:
+        patch = body["metadata"]
+        if not isinstance(patch, dict):
+            raise InvalidChatRequest("metadata must map strings to strings.", target="metadata")
+        for key, value in patch.items():
+            if value is None:
+                metadata.pop(key, None)
+            else:
+                metadata[key] = value
+        metadata = _check_metadata(metadata)
+    with transaction.atomic():
+        thread = access.thread
+        sequence = _next_sequence(thread)
+        now = timezone.now()
+        ChatMessage.objects.filter(pk=message.pk).update(
+            content=content, metadata=metadata, edited_at=now
+        )
+        message.content, message.metadata, message.edited_at = content, metadata, now
+        _record(
+            thread,
+            sequence,
+            "chatMessageEdited",
+            notifications.message_event(message, edited=True),
+            member_ids=access.member_ids,
+        )
+        notifications.publish_message(message, "edited", access.member_ids)
+
+
+def delete_message(principal: TokenPrincipal, thread_id: str, message_id: str) -> None:
+    """Soft-delete: the message stays in the list with deletedOn and no content."""
+    access = access_thread(principal, thread_id)
+    message = _access_message(access, message_id)
+    if message.deleted_at is not None:
+        return
+    if message.type not in USER_MESSAGE_TYPES or message.sender_raw_id != principal.raw_id:
+        raise NotAParticipant("Only the sender can delete a message.")
+    with transaction.atomic():
+        thread = access.thread
+        sequence = _next_sequence(thread)
+        now = timezone.now()
+        ChatMessage.objects.filter(pk=message.pk).update(deleted_at=now)
+        message.deleted_at = now
+        _record(
+            thread,
+            sequence,
+            "chatMessageDeleted",
+            notifications.message_event(message, deleted=True),
+            member_ids=access.member_ids,
+        )
+        notifications.publish_message(message, "deleted", access.member_ids)
+
+
+# --- Read receipts and typing ----------------------------------------------------------------
+def send_read_receipt(principal: TokenPrincipal, thread_id: str, body: dict[str, Any]) -> None:
+    """Mark messages up to `chatMessageId` as read. A receipt for an older message than the
+    participant's last one changes nothing (receipts only move forward)."""
+    message_id = body.get("chatMessageId")
+    if not isinstance(message_id, str) or not message_id:
+        raise InvalidChatRequest("chatMessageId is required.", target="chatMessageId")
+    access = access_thread(principal, thread_id)
+    message = _access_message(access, message_id)
+    with transaction.atomic():
+        thread = access.thread
+        current = (
+            ReadReceipt.objects.select_related("message")
+            .filter(thread=thread, reader_raw_id=principal.raw_id)
+            .first()
+        )
+        if current is not None and current.message.sequence_id >= message.sequence_id:
+            return
+        sequence = _next_sequence(thread)
+        now = timezone.now()
+        ReadReceipt.objects.update_or_create(
+            thread=thread,
+            reader_raw_id=principal.raw_id,
+            defaults={"message": message, "read_at": now},
+        )
+        _record(
+            thread,
+            sequence,
+            "readReceiptReceived",
+            notifications.read_receipt(access.participant, message, now),
+            member_ids=access.member_ids,
+        )
+
+
+def list_read_receipts(principal: TokenPrincipal, thread_id: str) -> QuerySet[ReadReceipt]:
+    access = access_thread(principal, thread_id)
+    return ReadReceipt.objects.filter(thread=access.thread).order_by("-read_at", "pk")
+
+
+def send_typing(principal: TokenPrincipal, thread_id: str, body: dict[str, Any]) -> None:
+    """Tell the thread the caller is typing: pushed at once, stored nowhere (ephemeral)."""
+    display_name = _check_text(
+        body.get("senderDisplayName"), "senderDisplayName", limit=MAX_DISPLAY_NAME_LENGTH
+    )
+    access = access_thread(principal, thread_id)
+    notifications.push(
+        access.thread,
+        None,
+        "typingIndicatorReceived",
+        notifications.typing(access.participant, display_name, timezone.now()),
+        access.member_ids,
+        at=timezone.now(),
+    )
+
+
+# --- Catch-up for reconnecting sockets -------------------------------------------------------
+RESUME_LIMIT = 1000
+RESUME_MARGIN = timedelta(seconds=30)  # commits that took a while to land are not skipped
+
+
+@dataclass
+class Resumed:
+    frames: list[dict[str, Any]]
+    complete: bool  # False: more was missed than RESUME_LIMIT; the client must re-read
+
+
+def missed_activity(
+    principal: TokenPrincipal, cursors: dict[str, int], since: datetime | None
+) -> Resumed:
+    """What the socket of `principal` missed: for each thread it knows (`cursors`: thread id
+    -> last sequence seen), every later event; for threads it does not know, every event
+    since `since` (less a margin; the client drops what it already has by sequence)."""
+    identity = principal.identity
+    my_threads = dict(
+        ChatParticipant.objects.filter(identity=identity).values_list("thread_id", "added_sequence")
+    )
+    frames: list[dict[str, Any]] = []
+    me = str(identity.id)
+    for activity in _activity_for(identity, my_threads, cursors, since):
+        if activity.thread_id not in my_threads and me not in activity.also_to:
+            continue  # a thread the identity has left: only its own removal is due
+        frames.append(
+            notifications.frame(
+                activity.thread,
+                activity.sequence,
+                activity.event,
+                activity.data,
+                me,
+                at=activity.created_at,
+                replay=True,
+            )
+        )
+        if len(frames) > RESUME_LIMIT:
+            return Resumed(frames[:RESUME_LIMIT], complete=False)
+    return Resumed(frames, complete=True)
+
+
+def _activity_for(
+    identity: CommunicationIdentity,
+    my_threads: dict[str, int],
+    cursors: dict[str, int],
+    since: datetime | None,
+) -> Iterable[ChatActivity]:
+    from django.db.models import Q
+
+    condition = Q()
+    for thread_id, last in cursors.items():
+        condition |= Q(thread_id=thread_id, sequence__gt=last)
+    unknown = [t for t in my_threads if t not in cursors]
+    if since is not None and unknown:
+        condition |= Q(thread_id__in=unknown, created_at__gte=since - RESUME_MARGIN)
+    if not condition:
+        return []
+    return (
+        ChatActivity.objects.filter(condition, thread__resource_id=identity.resource_id)
+        .select_related("thread")
+        .order_by("created_at", "thread_id", "sequence")[: RESUME_LIMIT + 1]
+    )
+
+
+# --- Console and operators -------------------------------------------------------------------
+def threads_of_resource(resource: Resource) -> QuerySet[ChatThread]:
+    """A resource's threads for operators, with participant and message counts."""
+    return (
+        ChatThread.objects.filter(resource=resource)
+        .annotate(
+            participant_count=Count("participants", distinct=True),
+            message_count=Count("messages", distinct=True),
+        )
+        .order_by("-created_at")
+    )
+
+
+def participant_body(participant: ChatParticipant) -> dict[str, Any]:
+    """ChatParticipant in the REST shape."""
+    body: dict[str, Any] = {
+        "communicationIdentifier": identifier_model(
+            notifications.raw_id(participant.thread.resource_id, participant.identity_id)
+        ),
+        "displayName": participant.display_name,
+    }
+    if participant.share_history_time is not None:
+        body["shareHistoryTime"] = notifications.rfc3339(participant.share_history_time)
+    return body
