@@ -122,6 +122,9 @@ class ReadReceipt(models.Model):
             )
         ]
 
+    def __str__(self) -> str:
+        return f"{self.reader_raw_id} read {self.message_id}"
+
 
 class ChatActivity(models.Model):
     """One realtime event of a thread, as participants receive it (the recipient aside)."""
