@@ -169,6 +169,9 @@ EVENT_MAX_ATTEMPTS = env_int("SPOOL_EVENT_MAX_ATTEMPTS", 30, minimum=1)
 EVENT_DELIVERY_TIMEOUT_SECONDS = env_int("SPOOL_EVENT_DELIVERY_TIMEOUT_SECONDS", 30, minimum=1)
 EVENT_SWEEP_SECONDS = env_int("SPOOL_EVENT_SWEEP_SECONDS", 10, minimum=1)
 
+# Chat: how long the activity log keeps events for sockets that reconnect (messages stay).
+CHAT_ACTIVITY_DAYS = env_int("SPOOL_CHAT_ACTIVITY_DAYS", 7, minimum=1)
+
 WORKER_CONCURRENCY = env_int("SPOOL_WORKER_CONCURRENCY", 2, minimum=1)
 WORKER_LOG_LEVEL = os.environ.get("SPOOL_WORKER_LOG_LEVEL", "WARNING")
 
@@ -314,6 +317,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.events.tasks.sweep",
         "schedule": float(EVENT_SWEEP_SECONDS),
     },
+    "prune-chat-activity": {"task": "apps.chat.tasks.prune_activity", "schedule": 3600.0},
 }
 
 # --- Auth, console ---------------------------------------------------------------------

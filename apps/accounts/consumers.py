@@ -19,6 +19,7 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.utils import timezone
 
 from apps.accounts import services, tokens
 from apps.core.errors import ApiError
@@ -63,6 +64,8 @@ class IdentityConsumer(AsyncJsonWebsocketConsumer):
                 "socketId": self.channel_name,
                 "identity": principal.raw_id,
                 "scopes": sorted(principal.scopes),
+                # A reconnecting client asks for what it missed since this time.
+                "serverTime": timezone.now().isoformat().replace("+00:00", "Z"),
             }
         )
 

@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Min, Q, QuerySet
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -349,7 +351,10 @@ def list_threads(
         threads = threads.filter(last_message_at__gte=start_time) | threads.filter(
             last_message_at__isnull=True, created_at__gte=start_time
         )
-    return threads.order_by("-last_message_at", "-created_at", "pk")
+    # Coalesce: PostgreSQL sorts NULLs first in a descending order, SQLite last.
+    return threads.annotate(active_at=Coalesce("last_message_at", "created_at")).order_by(
+        "-active_at", "pk"
+    )
 
 
 def update_topic(principal: TokenPrincipal, thread_id: str, body: dict[str, Any]) -> None:
@@ -737,16 +742,22 @@ def missed_activity(
 ) -> Resumed:
     """What the socket of `principal` missed: for each thread it knows (`cursors`: thread id
     -> last sequence seen), every later event; for threads it does not know, every event
-    since `since` (less a margin; the client drops what it already has by sequence)."""
+    since `since` (less a margin; the client drops what it already has by sequence).
+
+    Not complete (the client must re-read through the API) when more than RESUME_LIMIT events
+    are due, or some are older than the log keeps (SPOOL_CHAT_ACTIVITY_DAYS)."""
     identity = principal.identity
     my_threads = dict(
         ChatParticipant.objects.filter(identity=identity).values_list("thread_id", "added_sequence")
     )
+    complete = _log_covers(identity.resource_id, cursors, since)
     frames: list[dict[str, Any]] = []
     me = str(identity.id)
     for activity in _activity_for(identity, my_threads, cursors, since):
         if activity.thread_id not in my_threads and me not in activity.also_to:
             continue  # a thread the identity has left: only its own removal is due
+        if activity.thread_id in my_threads and activity.sequence < my_threads[activity.thread_id]:
+            continue  # before the identity was added
         frames.append(
             notifications.frame(
                 activity.thread,
@@ -760,7 +771,31 @@ def missed_activity(
         )
         if len(frames) > RESUME_LIMIT:
             return Resumed(frames[:RESUME_LIMIT], complete=False)
-    return Resumed(frames, complete=True)
+    return Resumed(frames, complete=complete)
+
+
+def _log_covers(resource_id: Any, cursors: dict[str, int], since: datetime | None) -> bool:
+    """Whether the activity log still holds everything after the client's cursors."""
+    horizon = timezone.now() - timedelta(days=settings.CHAT_ACTIVITY_DAYS)
+    if since is not None and since < horizon:
+        return False
+    if not cursors:
+        return True
+    first_kept = dict(
+        ChatActivity.objects.filter(thread_id__in=list(cursors))
+        .values("thread_id")
+        .annotate(first=Min("sequence"))
+        .values_list("thread_id", "first")
+    )
+    last = dict(
+        ChatThread.objects.filter(pk__in=list(cursors), resource_id=resource_id).values_list(
+            "pk", "last_sequence"
+        )
+    )
+    for thread_id, seen in cursors.items():
+        if last.get(thread_id, 0) > seen and first_kept.get(thread_id, seen + 2) > seen + 1:
+            return False
+    return True
 
 
 def _activity_for(
@@ -769,8 +804,6 @@ def _activity_for(
     cursors: dict[str, int],
     since: datetime | None,
 ) -> Iterable[ChatActivity]:
-    from django.db.models import Q
-
     condition = Q()
     for thread_id, last in cursors.items():
         condition |= Q(thread_id=thread_id, sequence__gt=last)
@@ -784,6 +817,14 @@ def _activity_for(
         .select_related("thread")
         .order_by("created_at", "thread_id", "sequence")[: RESUME_LIMIT + 1]
     )
+
+
+def prune_activity() -> int:
+    """Drop log entries older than SPOOL_CHAT_ACTIVITY_DAYS (messages stay; only the replay
+    window for reconnecting sockets ends there)."""
+    horizon = timezone.now() - timedelta(days=settings.CHAT_ACTIVITY_DAYS)
+    deleted, _ = ChatActivity.objects.filter(created_at__lt=horizon).delete()
+    return deleted
 
 
 # --- Console and operators -------------------------------------------------------------------
