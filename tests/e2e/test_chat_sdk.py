@@ -183,3 +183,61 @@ def test_a_token_without_chat_scope_is_refused(make_user) -> None:
     with pytest.raises(HttpResponseError) as refused:
         voip_chat.create_chat_thread("No")
     assert refused.value.status_code == 403
+
+
+def test_a_webhook_gets_the_chat_events(
+    live_spool: LiveSpool, connection_string, make_user
+) -> None:
+    import time
+
+    from tests.events.conftest import Receiver
+
+    slug = connection_string.split("/r/")[1].split("/")[0]
+    receiver = Receiver()
+    receiver.start()
+    try:
+        # given a webhook subscribed to the resource's chat message and thread events
+        types = [
+            "Microsoft.Communication.ChatThreadCreatedWithUser",
+            "Microsoft.Communication.ChatMessageReceived",
+            "Microsoft.Communication.ChatMessageReceivedInThread",
+        ]
+        script = (
+            "from apps.accounts.models import Resource; from apps.events import services; "
+            f"services.create_subscription(Resource.objects.get(slug='{slug}'), "
+            f"name='chat-hook', endpoint_url='{receiver.url}', event_types={types!r})"
+        )
+        live_spool.manage("shell", "-c", script)
+
+        # when alice opens a thread with bob and writes to him
+        alice, alice_chat = make_user()
+        bob, _ = make_user()
+        thread_id = alice_chat.create_chat_thread(
+            "Hooks", thread_participants=[ChatParticipant(identifier=bob)]
+        ).chat_thread.id
+        alice_chat.get_chat_thread_client(thread_id).send_message(
+            "Hook me", sender_display_name="A"
+        )
+
+        # then the webhook gets the thread for each of them, the message in the thread, and
+        # the message for bob (not for alice, who sent it)
+        def events() -> list[dict]:
+            return [n.json[0] for n in receiver.notifications if n.body]
+
+        deadline = time.monotonic() + 30
+        while len(events()) < 4 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        got = events()
+        created = [e for e in got if e["eventType"].endswith("ChatThreadCreatedWithUser")]
+        assert {e["data"]["recipientCommunicationIdentifier"]["rawId"] for e in created} == {
+            alice.raw_id,
+            bob.raw_id,
+        }
+        [in_thread] = [e for e in got if e["eventType"].endswith("ChatMessageReceivedInThread")]
+        assert in_thread["data"]["messageBody"] == "Hook me"
+        assert in_thread["data"]["threadId"] == thread_id
+        [for_bob] = [e for e in got if e["eventType"].endswith("ChatMessageReceived")]
+        assert for_bob["data"]["recipientCommunicationIdentifier"]["rawId"] == bob.raw_id
+        assert for_bob["data"]["senderCommunicationIdentifier"]["rawId"] == alice.raw_id
+    finally:
+        receiver.stop()
