@@ -202,6 +202,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    "corsheaders",
     "apps.core",
     "apps.accounts",
     "apps.events",
@@ -215,12 +216,31 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# Browsers on an app's own origin call the ACS API (/r/...) as the ACS JavaScript SDKs do. It is
+# authenticated by keys and tokens, never cookies, so any origin may call it unless listed.
+CORS_URLS_REGEX = r"^/r/"
+CORS_ALLOWED_ORIGINS = env_list("SPOOL_CORS_ALLOWED_ORIGINS")
+CORS_ALLOW_ALL_ORIGINS = not CORS_ALLOWED_ORIGINS
+CORS_ALLOW_HEADERS = (
+    "accept",
+    "authorization",
+    "content-type",
+    "x-ms-date",
+    "x-ms-content-sha256",
+    "x-ms-client-request-id",
+    "x-ms-return-client-request-id",
+    "repeatability-request-id",
+    "repeatability-first-sent",
+)
+CORS_EXPOSE_HEADERS = ("operation-location", "location", "retry-after", "x-ms-client-request-id")
 
 ROOT_URLCONF = "spool.urls"
 WSGI_APPLICATION = "spool.wsgi.application"
