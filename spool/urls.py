@@ -19,6 +19,7 @@ urlpatterns = [
     path("api/v1/", include("apps.numbers.api.urls")),
     path("api/v1/", include("apps.events.api.urls")),
     path("api/v1/", include("apps.sms.api.urls")),
+    path("api/v1/", include("apps.chat.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),

@@ -840,6 +840,15 @@ def threads_of_resource(resource: Resource) -> QuerySet[ChatThread]:
     )
 
 
+def access_resource_thread(resource: Resource, thread_id: str) -> ChatThread:
+    """A thread of `resource`, deleted or not, with its counts (operators). Raises
+    ThreadNotFound, also for another resource's thread."""
+    thread = threads_of_resource(resource).filter(pk=thread_id).first()
+    if thread is None:
+        raise ThreadNotFound(f"Chat thread {thread_id!r} was not found.")
+    return thread
+
+
 def participant_body(participant: ChatParticipant) -> dict[str, Any]:
     """ChatParticipant in the REST shape."""
     body: dict[str, Any] = {
