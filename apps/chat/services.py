@@ -13,27 +13,30 @@ Every call acts for a TokenPrincipal (a user access token's identity and scopes)
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Min, Q, QuerySet
+from django.db.models import Count, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from apps.accounts import services as accounts
 from apps.accounts.models import CommunicationIdentity, Resource
 from apps.accounts.services import TokenPrincipal
-from apps.chat import notifications
+from apps.chat import checks, notifications
+from apps.chat.catchup import missed_activity, prune_activity  # noqa: F401  (re-exported)
+from apps.chat.checks import (  # noqa: F401  (re-exported: the rules callers see)
+    MAX_MESSAGE_BYTES,
+    MAX_PARTICIPANTS,
+    MAX_PARTICIPANTS_PER_REQUEST,
+    parse_start_time,
+)
 from apps.chat.exceptions import (
     InvalidChatRequest,
     MessageNotFound,
-    MessageTooLarge,
     NotAParticipant,
     ParticipantNotFound,
     ScopeNotAllowed,
@@ -49,15 +52,6 @@ from apps.chat.models import (
     ReadReceipt,
 )
 from apps.core.identifiers import identifier_model, is_communication_user, raw_id_of
-
-# ACS limits (https://learn.microsoft.com/azure/communication-services/concepts/service-limits).
-MAX_MESSAGE_BYTES = 28 * 1024
-MAX_PARTICIPANTS = 250
-MAX_PARTICIPANTS_PER_REQUEST = 200
-MAX_TOPIC_LENGTH = 256
-MAX_DISPLAY_NAME_LENGTH = 256
-MAX_METADATA_ENTRIES = 32
-MAX_METADATA_BYTES = 8 * 1024
 
 CHAT_SCOPES = frozenset({"chat", "chat.join", "chat.join.limited"})
 MANAGE_THREADS = frozenset({"chat"})
@@ -104,108 +98,9 @@ def access_thread(
     return ThreadAccess(thread, mine, [str(p.identity_id) for p in participants])
 
 
-# --- Input checks ----------------------------------------------------------------------------
-def _check_text(value: Any, field: str, *, limit: int, required: bool = False) -> str:
-    if value is None and not required:
-        return ""
-    if not isinstance(value, str):
-        raise InvalidChatRequest(f"{field} must be a string.", target=field)
-    if required and not value.strip():
-        raise InvalidChatRequest(f"{field} must not be empty.", target=field)
-    if len(value) > limit:
-        raise InvalidChatRequest(f"{field} is longer than {limit} characters.", target=field)
-    return value
-
-
-def _check_metadata(value: Any) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
-        raise InvalidChatRequest("metadata must map strings to strings.", target="metadata")
-    if len(value) > MAX_METADATA_ENTRIES:
-        raise InvalidChatRequest(
-            f"metadata holds at most {MAX_METADATA_ENTRIES} entries.", target="metadata"
-        )
-    if len(json.dumps(value).encode()) > MAX_METADATA_BYTES:
-        raise InvalidChatRequest(
-            f"metadata is larger than {MAX_METADATA_BYTES} bytes.", target="metadata"
-        )
-    return dict(value)
-
-
-def _check_content(value: Any) -> str:
-    if not isinstance(value, str):
-        raise InvalidChatRequest("content must be a string.", target="content")
-    if not value.strip():
-        raise InvalidChatRequest("content must not be empty.", target="content")
-    if len(value.encode()) > MAX_MESSAGE_BYTES:
-        raise MessageTooLarge(
-            f"content is larger than {MAX_MESSAGE_BYTES // 1024} KB.", target="content"
-        )
-    return value
-
-
-def _check_time(value: Any, field: str) -> datetime | None:
-    if value is None:
-        return None
-    parsed = parse_datetime(value) if isinstance(value, str) else None
-    if parsed is None:
-        raise InvalidChatRequest(f"{field} must be an RFC 3339 date-time.", target=field)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed
-
-
-def parse_start_time(value: str | None) -> datetime | None:
-    return _check_time(value or None, "startTime")
-
-
-@dataclass
-class ParticipantRequest:
-    raw_id: str
-    display_name: str
-    share_history_time: datetime | None
-
-
-def _check_participant(item: Any, index: int, field: str) -> ParticipantRequest:
-    target = f"{field}[{index}]"
-    if not isinstance(item, dict):
-        raise InvalidChatRequest(f"{target} must be an object.", target=target)
-    raw_id = raw_id_of(item.get("communicationIdentifier"))
-    if raw_id is None:
-        raise InvalidChatRequest(
-            f"{target}.communicationIdentifier must name an identity.",
-            target=f"{target}.communicationIdentifier",
-        )
-    return ParticipantRequest(
-        raw_id=raw_id,
-        display_name=_check_text(
-            item.get("displayName"),
-            f"{target}.displayName",
-            limit=MAX_DISPLAY_NAME_LENGTH,
-        ),
-        share_history_time=_check_time(item.get("shareHistoryTime"), f"{target}.shareHistoryTime"),
-    )
-
-
-def _check_participants(value: Any, *, required: bool) -> list[ParticipantRequest]:
-    if value is None and not required:
-        return []
-    if not isinstance(value, list) or (required and not value):
-        raise InvalidChatRequest("participants must be a non-empty list.", target="participants")
-    if len(value) > MAX_PARTICIPANTS_PER_REQUEST:
-        raise TooManyParticipants(
-            f"At most {MAX_PARTICIPANTS_PER_REQUEST} participants may be added at once.",
-            target="participants",
-        )
-    return [_check_participant(item, i, "participants") for i, item in enumerate(value)]
-
-
 def _resolve(
-    resource: Resource, requests: Iterable[ParticipantRequest]
-) -> tuple[list[tuple[ParticipantRequest, CommunicationIdentity]], list[dict[str, Any]]]:
+    resource: Resource, requests: Iterable[checks.ParticipantRequest]
+) -> tuple[list[tuple[checks.ParticipantRequest, CommunicationIdentity]], list[dict[str, Any]]]:
     """Split requested participants into known identities of `resource` and per-participant
     errors (ACS answers those in `invalidParticipants`, keyed by rawId)."""
     wanted = {r.raw_id: r for r in requests}  # a repeated identity counts once (the last)
@@ -285,11 +180,13 @@ def create_thread(
     not exist come back as per-participant errors; the thread is created without them."""
     require_scope(principal, MANAGE_THREADS)
     resource = principal.identity.resource
-    repeatability_request_id = _check_text(
+    repeatability_request_id = checks.check_text(
         repeatability_request_id, "repeatability-request-id", limit=100
     ).strip()
-    topic = _check_text(body.get("topic"), "topic", limit=MAX_TOPIC_LENGTH, required=True)
-    requested = _check_participants(body.get("participants"), required=False)
+    topic = checks.check_text(
+        body.get("topic"), "topic", limit=checks.MAX_TOPIC_LENGTH, required=True
+    )
+    requested = checks.check_participants(body.get("participants"), required=False)
     if repeatability_request_id:
         earlier = ChatThread.objects.filter(
             resource=resource, repeatability_request_id=repeatability_request_id
@@ -299,7 +196,7 @@ def create_thread(
     valid, invalid = _resolve(resource, requested)
     members = {identity.id: (request, identity) for request, identity in valid}
     if principal.identity.id not in members:
-        me = ParticipantRequest(principal.raw_id, "", None)
+        me = checks.ParticipantRequest(principal.raw_id, "", None)
         members = {principal.identity.id: (me, principal.identity), **members}
     if len(members) > MAX_PARTICIPANTS:
         raise TooManyParticipants(
@@ -361,7 +258,9 @@ def update_topic(principal: TokenPrincipal, thread_id: str, body: dict[str, Any]
     access = access_thread(principal, thread_id, MANAGE_THREADS)
     if "topic" not in body:
         return  # a merge-patch that changes nothing
-    topic = _check_text(body.get("topic"), "topic", limit=MAX_TOPIC_LENGTH, required=True)
+    topic = checks.check_text(
+        body.get("topic"), "topic", limit=checks.MAX_TOPIC_LENGTH, required=True
+    )
     with transaction.atomic():
         thread = access.thread
         sequence = _next_sequence(thread)
@@ -413,7 +312,7 @@ def add_participants(
     Returns the per-participant errors; raises TooManyParticipants if the thread would
     pass its limit (then nobody is added)."""
     access = access_thread(principal, thread_id, MANAGE_PARTICIPANTS)
-    requested = _check_participants(body.get("participants"), required=True)
+    requested = checks.check_participants(body.get("participants"), required=True)
     valid, invalid = _resolve(principal.identity.resource, requested)
     present = {p.identity_id: p for p in access.thread.participants.all()}
     new = [(r, i) for r, i in valid if i.id not in present]
@@ -533,14 +432,14 @@ def _system_message(
 
 def send_message(principal: TokenPrincipal, thread_id: str, body: dict[str, Any]) -> ChatMessage:
     """Store a text or html message and tell every participant (the sender too, as ACS does)."""
-    content = _check_content(body.get("content"))
+    content = checks.check_content(body.get("content"))
     kind = body.get("type") or MessageType.TEXT
     if kind not in USER_MESSAGE_TYPES:
         raise InvalidChatRequest("type must be text or html.", target="type")
-    display_name = _check_text(
-        body.get("senderDisplayName"), "senderDisplayName", limit=MAX_DISPLAY_NAME_LENGTH
+    display_name = checks.check_text(
+        body.get("senderDisplayName"), "senderDisplayName", limit=checks.MAX_DISPLAY_NAME_LENGTH
     )
-    metadata = _check_metadata(body.get("metadata"))
+    metadata = checks.check_metadata(body.get("metadata"))
     access = access_thread(principal, thread_id)
     with transaction.atomic():
         thread = access.thread
@@ -617,7 +516,7 @@ def edit_message(
     are removed). Only its sender may."""
     access = access_thread(principal, thread_id)
     message = _access_own_message(access, principal, message_id)
-    content = _check_content(body["content"]) if "content" in body else message.content
+    content = checks.check_content(body["content"]) if "content" in body else message.content
     metadata = dict(message.metadata)
     if body.get("metadata") is not None:
         patch = body["metadata"]
@@ -628,7 +527,7 @@ def edit_message(
                 metadata.pop(key, None)
             else:
                 metadata[key] = value
-        metadata = _check_metadata(metadata)
+        metadata = checks.check_metadata(metadata)
     with transaction.atomic():
         thread = access.thread
         sequence = _next_sequence(thread)
@@ -712,8 +611,8 @@ def list_read_receipts(principal: TokenPrincipal, thread_id: str) -> QuerySet[Re
 
 def send_typing(principal: TokenPrincipal, thread_id: str, body: dict[str, Any]) -> None:
     """Tell the thread the caller is typing: pushed at once, stored nowhere (ephemeral)."""
-    display_name = _check_text(
-        body.get("senderDisplayName"), "senderDisplayName", limit=MAX_DISPLAY_NAME_LENGTH
+    display_name = checks.check_text(
+        body.get("senderDisplayName"), "senderDisplayName", limit=checks.MAX_DISPLAY_NAME_LENGTH
     )
     access = access_thread(principal, thread_id)
     notifications.push(
@@ -724,107 +623,6 @@ def send_typing(principal: TokenPrincipal, thread_id: str, body: dict[str, Any])
         access.member_ids,
         at=timezone.now(),
     )
-
-
-# --- Catch-up for reconnecting sockets -------------------------------------------------------
-RESUME_LIMIT = 1000
-RESUME_MARGIN = timedelta(seconds=30)  # commits that took a while to land are not skipped
-
-
-@dataclass
-class Resumed:
-    frames: list[dict[str, Any]]
-    complete: bool  # False: more was missed than RESUME_LIMIT; the client must re-read
-
-
-def missed_activity(
-    principal: TokenPrincipal, cursors: dict[str, int], since: datetime | None
-) -> Resumed:
-    """What the socket of `principal` missed: for each thread it knows (`cursors`: thread id
-    -> last sequence seen), every later event; for threads it does not know, every event
-    since `since` (less a margin; the client drops what it already has by sequence).
-
-    Not complete (the client must re-read through the API) when more than RESUME_LIMIT events
-    are due, or some are older than the log keeps (SPOOL_CHAT_ACTIVITY_DAYS)."""
-    identity = principal.identity
-    my_threads = dict(
-        ChatParticipant.objects.filter(identity=identity).values_list("thread_id", "added_sequence")
-    )
-    complete = _log_covers(identity.resource_id, cursors, since)
-    frames: list[dict[str, Any]] = []
-    me = str(identity.id)
-    for activity in _activity_for(identity, my_threads, cursors, since):
-        if activity.thread_id not in my_threads and me not in activity.also_to:
-            continue  # a thread the identity has left: only its own removal is due
-        if activity.thread_id in my_threads and activity.sequence < my_threads[activity.thread_id]:
-            continue  # before the identity was added
-        frames.append(
-            notifications.frame(
-                activity.thread,
-                activity.sequence,
-                activity.event,
-                activity.data,
-                me,
-                at=activity.created_at,
-                replay=True,
-            )
-        )
-        if len(frames) > RESUME_LIMIT:
-            return Resumed(frames[:RESUME_LIMIT], complete=False)
-    return Resumed(frames, complete=complete)
-
-
-def _log_covers(resource_id: Any, cursors: dict[str, int], since: datetime | None) -> bool:
-    """Whether the activity log still holds everything after the client's cursors."""
-    horizon = timezone.now() - timedelta(days=settings.CHAT_ACTIVITY_DAYS)
-    if since is not None and since < horizon:
-        return False
-    if not cursors:
-        return True
-    first_kept = dict(
-        ChatActivity.objects.filter(thread_id__in=list(cursors))
-        .values("thread_id")
-        .annotate(first=Min("sequence"))
-        .values_list("thread_id", "first")
-    )
-    last = dict(
-        ChatThread.objects.filter(pk__in=list(cursors), resource_id=resource_id).values_list(
-            "pk", "last_sequence"
-        )
-    )
-    for thread_id, seen in cursors.items():
-        if last.get(thread_id, 0) > seen and first_kept.get(thread_id, seen + 2) > seen + 1:
-            return False
-    return True
-
-
-def _activity_for(
-    identity: CommunicationIdentity,
-    my_threads: dict[str, int],
-    cursors: dict[str, int],
-    since: datetime | None,
-) -> Iterable[ChatActivity]:
-    condition = Q()
-    for thread_id, last in cursors.items():
-        condition |= Q(thread_id=thread_id, sequence__gt=last)
-    unknown = [t for t in my_threads if t not in cursors]
-    if since is not None and unknown:
-        condition |= Q(thread_id__in=unknown, created_at__gte=since - RESUME_MARGIN)
-    if not condition:
-        return []
-    return (
-        ChatActivity.objects.filter(condition, thread__resource_id=identity.resource_id)
-        .select_related("thread")
-        .order_by("created_at", "thread_id", "sequence")[: RESUME_LIMIT + 1]
-    )
-
-
-def prune_activity() -> int:
-    """Drop log entries older than SPOOL_CHAT_ACTIVITY_DAYS (messages stay; only the replay
-    window for reconnecting sockets ends there)."""
-    horizon = timezone.now() - timedelta(days=settings.CHAT_ACTIVITY_DAYS)
-    deleted, _ = ChatActivity.objects.filter(created_at__lt=horizon).delete()
-    return deleted
 
 
 # --- Console and operators -------------------------------------------------------------------

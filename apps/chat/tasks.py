@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from apps.chat import services
+from apps.chat import catchup
 
 
 @shared_task
 def prune_activity() -> int:
     """Drop activity older than SPOOL_CHAT_ACTIVITY_DAYS; returns how many entries went."""
-    return services.prune_activity()
+    return catchup.prune_activity()
