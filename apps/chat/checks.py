@@ -68,7 +68,10 @@ def check_content(value: Any) -> str:
 def check_time(value: Any, field: str) -> datetime | None:
     if value is None:
         return None
-    parsed = parse_datetime(value) if isinstance(value, str) else None
+    try:
+        parsed = parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:  # well-formed but impossible, such as February 30
+        parsed = None
     if parsed is None:
         raise InvalidChatRequest(f"{field} must be an RFC 3339 date-time.", target=field)
     if parsed.tzinfo is None:

@@ -486,7 +486,7 @@ def list_messages(
 def _access_message(access: ThreadAccess, message_id: str) -> ChatMessage:
     message = (
         visible_messages(access).filter(pk=int(message_id)).first()
-        if message_id.isdigit()
+        if message_id.isascii() and message_id.isdigit() and len(message_id) < 19
         else None
     )
     if message is None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from apps.console import events_views, numbers_views, sms_views, views
+from apps.console import chat_views, events_views, numbers_views, sms_views, views
 
 app_name = "console"
 
@@ -36,6 +36,9 @@ urlpatterns = [
     ),
     path("resources/<slug:slug>/sms/handsets/", sms_views.sms_handsets, name="sms-handsets"),
     path("resources/<slug:slug>/sms/opt-outs/", sms_views.sms_opt_outs, name="sms-opt-outs"),
+    path("resources/<slug:slug>/chat/", chat_views.chat_threads, name="chat"),
+    path("resources/<slug:slug>/chat/try/", chat_views.chat_try, name="chat-try"),
+    path("resources/<slug:slug>/chat/try/token/", chat_views.chat_token, name="chat-token"),
     path("resources/<slug:slug>/events/", events_views.events, name="events"),
     path(
         "resources/<slug:slug>/events/deliveries/<str:delivery_id>/",

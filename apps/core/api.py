@@ -51,6 +51,7 @@ def rfc3339(value: Any) -> str:
 
 
 MAX_PAGE_SIZE = 500
+MAX_QUERY_INT = 2**53
 
 
 def page_of(
@@ -86,4 +87,6 @@ def query_int(request: Request, name: str, default: int, *, minimum: int) -> int
         raise ApiError(f"{name} must be an integer.", code="InvalidRequest", target=name) from None
     if value < minimum:
         raise ApiError(f"{name} must be at least {minimum}.", code="InvalidRequest", target=name)
+    if value > MAX_QUERY_INT:  # past what the databases store (SQLite raises on 2**63)
+        raise ApiError(f"{name} is too large.", code="InvalidRequest", target=name)
     return value
