@@ -33,7 +33,7 @@ class ChatThread(models.Model):
     deleted_at = models.DateTimeField(null=True, blank=True)
     last_sequence = models.PositiveBigIntegerField(default=0)
     last_message_at = models.DateTimeField(null=True, blank=True)
-    # The create request's `repeatability-request-id`: a retry answers with this thread.
+    # The create request's `repeatability-request-id`: the creator's retry gets this thread.
     repeatability_request_id = models.CharField(max_length=100, blank=True, default="")
 
     class Meta:
@@ -41,7 +41,7 @@ class ChatThread(models.Model):
         indexes = [models.Index(fields=["resource", "-created_at"])]
         constraints = [
             models.UniqueConstraint(
-                fields=["resource", "repeatability_request_id"],
+                fields=["resource", "created_by_raw_id", "repeatability_request_id"],
                 condition=~models.Q(repeatability_request_id=""),
                 name="chat_thread_repeatability_once",
             )

@@ -264,7 +264,7 @@ def publish_message(message: ChatMessage, change: str, member_ids: Sequence[str]
         "senderDisplayName": message.sender_display_name,
         "composeTime": rfc3339(message.created_at),
         "type": MESSAGE_TYPE_NAMES.get(message.type, message.type),
-        "version": int(epoch_ms(message.edited_at or message.deleted_at or message.created_at)),
+        "version": int(epoch_ms(message.deleted_at or message.edited_at or message.created_at)),
         "threadId": thread.pk,
         "transactionId": uuid.uuid4().hex,
     }

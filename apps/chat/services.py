@@ -176,7 +176,7 @@ def create_thread(
     principal: TokenPrincipal, body: dict[str, Any], *, repeatability_request_id: str = ""
 ) -> tuple[ChatThread, list[dict[str, Any]]]:
     """Create a thread with the caller and the requested participants. A repeated
-    `repeatability_request_id` answers with the thread it created first. Identities that do
+    `repeatability_request_id` (from the same caller) answers with the thread it created first. Identities that do
     not exist come back as per-participant errors; the thread is created without them."""
     require_scope(principal, MANAGE_THREADS)
     resource = principal.identity.resource
@@ -189,7 +189,9 @@ def create_thread(
     requested = checks.check_participants(body.get("participants"), required=False)
     if repeatability_request_id:
         earlier = ChatThread.objects.filter(
-            resource=resource, repeatability_request_id=repeatability_request_id
+            resource=resource,
+            created_by_raw_id=principal.raw_id,
+            repeatability_request_id=repeatability_request_id,
         ).first()
         if earlier is not None:
             return earlier, []
@@ -502,10 +504,10 @@ def _access_own_message(
     access: ThreadAccess, principal: TokenPrincipal, message_id: str
 ) -> ChatMessage:
     message = _access_message(access, message_id)
-    if message.type not in USER_MESSAGE_TYPES or message.deleted_at is not None:
-        raise InvalidChatRequest("Only a sent message that is not deleted can be changed.")
-    if message.sender_raw_id != principal.raw_id:
-        raise NotAParticipant("Only the sender can change a message.")
+    if message.type not in USER_MESSAGE_TYPES or message.sender_raw_id != principal.raw_id:
+        raise NotAParticipant("Only the sender can change a message (system messages: nobody).")
+    if message.deleted_at is not None:
+        raise InvalidChatRequest("A deleted message cannot be edited.")
     return message
 
 

@@ -58,7 +58,7 @@ def message_body(message: ChatMessage) -> dict[str, Any]:
         "id": str(message.pk),
         "type": message.type,
         "sequenceId": str(message.sequence_id),
-        "version": epoch_ms(message.edited_at or message.created_at),
+        "version": epoch_ms(message.deleted_at or message.edited_at or message.created_at),
         "createdOn": rfc3339(message.created_at),
     }
     if message.sender_raw_id and message.type in services.USER_MESSAGE_TYPES:
