@@ -101,6 +101,15 @@ class IdentityConsumer(AsyncJsonWebsocketConsumer):
                 {"type": "error", "code": "UnknownCommand", "message": f"Unknown type {kind!r}."}
             )
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels hops to a thread to close stale database connections before every handler;
+        # forwarding a realtime event touches no database, and that hop per delivery was the
+        # largest cost of a busy socket process (bench/chat.py).
+        if message.get("type") == "realtime.event":
+            await self.realtime_event(message)
+            return
+        await super().dispatch(message)
+
     async def realtime_event(self, event: dict[str, Any]) -> None:
         payload = event["payload"]
         kind = payload.get("type")
