@@ -47,6 +47,7 @@ typecheck: install
 bench: install
 	$(PY) bench/tokens.py
 	$(PY) bench/sms.py
+	$(PY) bench/chat.py
 	@if [ -n "$$DATABASE_URL" ]; then $(PY) bench/numbers.py; \
 	else echo "bench/numbers.py needs DATABASE_URL (PostgreSQL): skipped."; fi
 

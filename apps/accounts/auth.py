@@ -154,9 +154,11 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("A user access token (Authorization: Bearer ...) is required.")
-        resource = _resource_from_path(request._request)
         principal = services.authenticate_token(token.strip())
-        if principal.identity.resource_id != resource.id:
+        # The token's identity comes with its resource: no query for the one in the path.
+        match = request._request.resolver_match
+        slug = match.kwargs.get("slug") if match else None
+        if principal.identity.resource.slug != slug:
             raise Unauthorized("The token belongs to another resource.")
         return principal, principal
 

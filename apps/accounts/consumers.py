@@ -12,6 +12,7 @@ commands it answers (`register_command`) and the scopes a socket needs to receiv
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -75,11 +76,15 @@ class IdentityConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def _watch_token(self, expires_at: float) -> None:
-        """Close at expiry, or earlier when a periodic re-check refuses the token."""
+        """Close at expiry, or earlier when a periodic re-check refuses the token. The first
+        re-check comes at a random point of the period, so sockets that opened together
+        (after a restart) do not all re-check at once."""
+        pause = random.uniform(0, RECHECK_SECONDS)
         while True:
             remaining = expires_at - time.time()
-            await asyncio.sleep(max(0.0, min(remaining, RECHECK_SECONDS)))
-            if remaining <= RECHECK_SECONDS:
+            await asyncio.sleep(max(0.0, min(remaining, pause)))
+            pause = RECHECK_SECONDS
+            if expires_at - time.time() <= 0:
                 await self._refuse("The token has expired.")
                 return
             try:

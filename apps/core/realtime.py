@@ -1,9 +1,12 @@
-"""The realtime publisher: push a payload to Channels groups, after the current commit.
+"""The realtime publisher: push payloads to Channels groups, after the current commit.
 
 Sync code that is not running for an async caller (a WSGI request thread, a Celery task)
-publishes through one event loop thread per process, so that every publish reuses that
-loop's Redis connection instead of starting a loop and a connection of its own (asgiref's
-`async_to_sync` does both when no loop is at hand), and does not wait for Redis.
+hands its payloads to one publisher per process: an event loop thread that sends whatever
+has queued up since its last round trip as one Redis pipeline, in the order it was handed
+over. So a request neither starts a loop and a connection of its own (asgiref's
+`async_to_sync` does both when no loop is at hand) nor waits for Redis, and a chat message
+for ten participants costs one round trip, not ten (channels-redis sends each group message
+alone, under a lock, waiting for its answer: the limit of bench/chat.py before this).
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ from typing import Any
 
 from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
+from channels_redis.pubsub import RedisPubSubChannelLayer
+from django.conf import settings
 from django.db import transaction
+from redis import asyncio as aioredis
 
 logger = logging.getLogger(__name__)
 
-_publisher_lock = threading.Lock()
-_publisher: tuple[int, asyncio.AbstractEventLoop] | None = None
+Message = tuple[str, dict[str, Any]]  # (group, payload)
 
 
 def group_name(*parts: object) -> str:
@@ -30,26 +35,74 @@ def group_name(*parts: object) -> str:
     return ".".join(str(part) for part in parts)
 
 
-def _publisher_loop() -> asyncio.AbstractEventLoop:
-    """This process's publishing loop (a fork, such as a Celery child, starts its own)."""
+def _envelope(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "realtime.event", "payload": payload}
+
+
+class _Publisher:
+    """One process's publishing thread. Payloads queue on its loop; a single flushing task
+    sends each batch as one pipeline of PUBLISH commands in the layer's own wire format (the
+    group's channel name and serializer), so consumers receive them as group messages."""
+
+    def __init__(self, layer: Any) -> None:
+        self.layer = layer
+        self.loop = asyncio.new_event_loop()
+        self.pending: list[Message] = []
+        self.flushing = False
+        self.redis: aioredis.Redis | None = None
+        threading.Thread(target=self.loop.run_forever, name="realtime", daemon=True).start()
+
+    def submit(self, messages: list[Message]) -> None:
+        self.loop.call_soon_threadsafe(self._queue, messages)
+
+    def _queue(self, messages: list[Message]) -> None:
+        self.pending.extend(messages)
+        if not self.flushing:
+            self.flushing = True
+            self.loop.create_task(self._flush())
+
+    async def _flush(self) -> None:
+        try:
+            while self.pending:
+                batch, self.pending = self.pending, []
+                try:
+                    await self._send(batch)
+                except Exception as error:
+                    logger.error("could not publish %d payloads: %r", len(batch), error)
+        finally:
+            self.flushing = False
+
+    async def _send(self, batch: list[Message]) -> None:
+        if not isinstance(self.layer, RedisPubSubChannelLayer):
+            await _send_each(self.layer, batch)
+            return
+        if self.redis is None:
+            self.redis = aioredis.Redis.from_url(settings.REDIS_URL)
+        pipe = self.redis.pipeline(transaction=False)
+        for group, payload in batch:
+            pipe.publish(
+                self.layer._get_group_channel_name(group),
+                self.layer.serialize(_envelope(payload)),
+            )
+        await pipe.execute()
+
+
+_publisher_lock = threading.Lock()
+_publisher: tuple[int, _Publisher] | None = None
+
+
+def _process_publisher(layer: Any) -> _Publisher:
+    """This process's publisher (a fork, such as a Celery child, starts its own)."""
     global _publisher
     with _publisher_lock:
-        if _publisher is None or _publisher[0] != os.getpid():
-            loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="realtime", daemon=True).start()
-            _publisher = (os.getpid(), loop)
+        if _publisher is None or _publisher[0] != os.getpid() or _publisher[1].layer is not layer:
+            _publisher = (os.getpid(), _Publisher(layer))
         return _publisher[1]
 
 
-Message = tuple[str, dict[str, Any]]  # (group, payload)
-
-
-async def _send(layer: Any, messages: list[Message]) -> None:
+async def _send_each(layer: Any, messages: list[Message]) -> None:
     results = await asyncio.gather(
-        *(
-            layer.group_send(group, {"type": "realtime.event", "payload": payload})
-            for group, payload in messages
-        ),
+        *(layer.group_send(group, _envelope(payload)) for group, payload in messages),
         return_exceptions=True,
     )
     for (group, _), result in zip(messages, results, strict=True):
@@ -69,11 +122,11 @@ def send_now(messages: list[Message]) -> None:
     called_from_async = getattr(SyncToAsync.threadlocal, "main_event_loop", None) is not None
     if called_from_async or isinstance(layer, InMemoryChannelLayer):
         try:
-            async_to_sync(_send)(layer, messages)
+            async_to_sync(_send_each)(layer, messages)
         except Exception:
             logger.exception("could not publish to %s", [group for group, _ in messages])
         return
-    asyncio.run_coroutine_threadsafe(_send(layer, messages), _publisher_loop())
+    _process_publisher(layer).submit(messages)
 
 
 def publish_now(groups: str | Iterable[str], payload: dict[str, Any]) -> None:
