@@ -84,14 +84,24 @@ def access_thread(
     """The thread, if the principal takes part in it. Raises ScopeNotAllowed, ThreadNotFound
     (missing, deleted, or another resource's) or NotAParticipant (403)."""
     require_scope(principal, allowed)
-    thread = (
-        ChatThread.objects.select_related("resource")
-        .filter(pk=thread_id, resource_id=principal.identity.resource_id, deleted_at__isnull=True)
-        .first()
+    resource = principal.identity.resource
+    # One query: the thread comes joined to each of its participants.
+    participants = list(
+        ChatParticipant.objects.select_related("thread").filter(
+            thread_id=thread_id, thread__resource=resource, thread__deleted_at__isnull=True
+        )
     )
+    thread = participants[0].thread if participants else None
     if thread is None:
-        raise ThreadNotFound(f"Chat thread {thread_id!r} was not found.")
-    participants = list(thread.participants.all())  # each knows its thread: no query
+        exists = ChatThread.objects.filter(
+            pk=thread_id, resource=resource, deleted_at__isnull=True
+        ).exists()
+        if not exists:
+            raise ThreadNotFound(f"Chat thread {thread_id!r} was not found.")
+        raise NotAParticipant("Only participants of the thread may do this.")
+    thread.resource = resource
+    for participant in participants:
+        participant.thread = thread  # one shared thread object, changed in one place
     mine = next((p for p in participants if p.identity_id == principal.identity.id), None)
     if mine is None:
         raise NotAParticipant("Only participants of the thread may do this.")
