@@ -371,6 +371,9 @@ def external_redis(url: str) -> Any:
     return None
 
 
+API_THREADS = 1  # --api-threads: SPOOL_WEB_THREADS of the second (posting) web process
+
+
 def start_other_web(conftest: ModuleType, live: Any, scratch: Path) -> tuple[Any, str]:
     """A second web process on the same data dir, database and Redis: posts only."""
     port = conftest.free_port()
@@ -394,7 +397,11 @@ def start_other_web(conftest: ModuleType, live: Any, scratch: Path) -> tuple[Any
     ]
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            command, cwd=ROOT, env=live.env, stdout=out, stderr=subprocess.STDOUT
+            command,
+            cwd=ROOT,
+            env={**live.env, "SPOOL_WEB_THREADS": str(API_THREADS)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -951,9 +958,18 @@ def main() -> int:
     parser.add_argument(
         "--deflate", action="store_true", help="offer permessage-deflate, as browsers do"
     )
+    parser.add_argument(
+        "--api-threads",
+        type=int,
+        default=1,
+        help="SPOOL_WEB_THREADS of the second web process, which takes the posts (1); more "
+        "threads overlap waits on a networked database",
+    )
     parser.add_argument("--no-ceiling", action="store_true", help="skip the raw ceiling")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 100/s for 3 s")
     args = parser.parse_args()
+    global API_THREADS
+    API_THREADS = args.api_threads
     if args.quick:
         args.rates, args.seconds = "100", 3
     rates = [float(r) for r in args.rates.split(",") if r.strip()]
@@ -975,7 +991,8 @@ def main() -> int:
             f"Spool chat fan-out: {database}, {redis}, 1 web process x "
             f"{sizes['SPOOL_WEB_THREADS']} thread(s), {CLIENTS:,} sockets in threads of {GROUP}, "
             f"{'with' if args.deflate else 'without'} permessage-deflate, {args.seconds:g} s per "
-            f"rate, {os.cpu_count()} CPUs; load average {load:.2f}",
+            f"rate, {os.cpu_count()} CPUs, second web process x {API_THREADS} thread(s); "
+            f"load average {load:.2f}",
             flush=True,
         )
         runs, memory = measure_spool(
