@@ -280,7 +280,7 @@ def update_topic(principal: TokenPrincipal, thread_id: str, body: dict[str, Any]
         ChatThread.objects.filter(pk=thread.pk).update(topic=topic)
         thread.topic = topic
         _system_message(
-            thread, sequence, MessageType.TOPIC_UPDATED, principal, now=now, topic=topic
+            thread, sequence, MessageType.TOPIC_UPDATED, principal.raw_id, now=now, topic=topic
         )
         _record(
             thread,
@@ -363,7 +363,7 @@ def add_participants(
             thread,
             sequence,
             MessageType.PARTICIPANT_ADDED,
-            principal,
+            principal.raw_id,
             now=now,
             participants=[participant_body(p) for p in added],
         )
@@ -393,31 +393,50 @@ def remove_participant(principal: TokenPrincipal, thread_id: str, body: dict[str
     if identity_id is None or removed is None:
         raise ParticipantNotFound(f"{raw_id!r} is not a participant of the thread.", target="rawId")
     with transaction.atomic():
-        thread = access.thread
-        sequence = _next_sequence(thread)
-        now = timezone.now()
-        removed.delete()
-        ReadReceipt.objects.filter(thread=thread, reader_raw_id=raw_id).delete()
-        _system_message(
-            thread,
-            sequence,
-            MessageType.PARTICIPANT_REMOVED,
-            principal,
-            now=now,
-            participants=[participant_body(removed)],
+        do_remove_participant(
+            access.thread, removed, by=access.participant, members=access.member_ids
         )
-        remaining = [m for m in access.member_ids if m != str(removed.identity_id)]
-        _record(
-            thread,
-            sequence,
-            "participantsRemoved",
-            notifications.participants_removed(access.participant, removed, now),
-            member_ids=remaining,
-            also_to=[str(removed.identity_id)],
-        )
-        notifications.publish_participant_removed(
-            thread, principal.raw_id, removed, access.member_ids, now
-        )
+
+
+def do_remove_participant(
+    thread: ChatThread, removed: ChatParticipant, *, by: ChatParticipant, members: list[str]
+) -> None:
+    """Take `removed` out of the thread and tell everyone, the removed one too. Call inside a
+    transaction; `members` are the thread's identity ids before the removal."""
+    sequence = _next_sequence(thread)
+    now = timezone.now()
+    removed_id = str(removed.identity_id)
+    removed_raw_id = notifications.raw_id(thread.resource_id, removed_id)
+    by_raw_id = notifications.raw_id(thread.resource_id, by.identity_id)
+    # Everything about the removed one is read before its row goes.
+    event = notifications.participants_removed(by, removed, now)
+    body = participant_body(removed)
+    notifications.publish_participant_removed(thread, by_raw_id, removed, members, now)
+    removed.delete()
+    ReadReceipt.objects.filter(thread=thread, reader_raw_id=removed_raw_id).delete()
+    _system_message(
+        thread, sequence, MessageType.PARTICIPANT_REMOVED, by_raw_id, now=now, participants=[body]
+    )
+    _record(
+        thread,
+        sequence,
+        "participantsRemoved",
+        event,
+        member_ids=[m for m in members if m != removed_id],
+        also_to=[removed_id],
+    )
+
+
+def leave_every_thread(identity: CommunicationIdentity) -> None:
+    """An identity that is being deleted leaves its threads, as if it had left each one (the
+    others see participantsRemoved). Runs inside the deletion's transaction."""
+    mine = ChatParticipant.objects.select_related("thread__resource").filter(
+        identity=identity, thread__deleted_at__isnull=True
+    )
+    for participant in mine:
+        thread = participant.thread
+        members = [str(i) for i in thread.participants.values_list("identity_id", flat=True)]
+        do_remove_participant(thread, participant, by=participant, members=members)
 
 
 # --- Messages --------------------------------------------------------------------------------
@@ -425,7 +444,7 @@ def _system_message(
     thread: ChatThread,
     sequence: int,
     kind: str,
-    principal: TokenPrincipal,
+    initiator_raw_id: str,
     *,
     now: datetime,
     topic: str = "",
@@ -437,7 +456,7 @@ def _system_message(
         type=kind,
         topic=topic,
         participants=participants or [],
-        sender_raw_id=principal.raw_id,  # the initiator
+        sender_raw_id=initiator_raw_id,
         created_at=now,
     )
 
