@@ -209,6 +209,7 @@ INSTALLED_APPS = [
     "apps.numbers",
     "apps.sms",
     "apps.chat",
+    "apps.calls",
     "apps.console",
 ]
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from django.utils.dateparse import parse_datetime
-
 from apps.chat.exceptions import InvalidChatRequest, MessageTooLarge, TooManyParticipants
+from apps.core.api import parse_rfc3339
 from apps.core.identifiers import raw_id_of
 
 # ACS limits (https://learn.microsoft.com/azure/communication-services/concepts/service-limits).
@@ -68,14 +67,9 @@ def check_content(value: Any) -> str:
 def check_time(value: Any, field: str) -> datetime | None:
     if value is None:
         return None
-    try:
-        parsed = parse_datetime(value) if isinstance(value, str) else None
-    except ValueError:  # well-formed but impossible, such as February 30
-        parsed = None
+    parsed = parse_rfc3339(value)
     if parsed is None:
         raise InvalidChatRequest(f"{field} must be an RFC 3339 date-time.", target=field)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
     return parsed
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db.models import QuerySet
+from django.utils.dateparse import parse_datetime
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.views import APIView
@@ -48,6 +50,20 @@ def json_object(request: Request) -> dict[str, Any]:
 
 def rfc3339(value: Any) -> str:
     return value.isoformat().replace("+00:00", "Z")
+
+
+def parse_rfc3339(value: Any) -> datetime | None:
+    """An aware datetime from an RFC 3339 string (UTC when it names no zone), or None when
+    the value is not one, including well-formed impossible dates such as February 30."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = parse_datetime(value)
+    except ValueError:
+        return None
+    if parsed is not None and parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
 
 
 MAX_PAGE_SIZE = 500
