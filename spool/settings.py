@@ -169,6 +169,17 @@ EVENT_MAX_ATTEMPTS = env_int("SPOOL_EVENT_MAX_ATTEMPTS", 30, minimum=1)
 EVENT_DELIVERY_TIMEOUT_SECONDS = env_int("SPOOL_EVENT_DELIVERY_TIMEOUT_SECONDS", 30, minimum=1)
 EVENT_SWEEP_SECONDS = env_int("SPOOL_EVENT_SWEEP_SECONDS", 10, minimum=1)
 
+# TURN relays for browsers behind NAT (coturn with use-auth-secret): time-limited credentials
+# are derived from the shared secret. Unset: no relays (loopback and LANs need none).
+TURN_URLS = env_list("SPOOL_TURN_URLS")
+STUN_URLS = env_list("SPOOL_STUN_URLS")
+TURN_SECRET = os.environ.get("SPOOL_TURN_SECRET", "")
+TURN_TTL_SECONDS = env_int("SPOOL_TURN_TTL_SECONDS", 172800, minimum=60)
+if TURN_URLS and not TURN_SECRET:
+    raise ImproperlyConfigured(
+        "SPOOL_TURN_URLS needs SPOOL_TURN_SECRET (coturn's static-auth-secret)"
+    )
+
 # Chat: how long the activity log keeps events for sockets that reconnect (messages stay).
 CHAT_ACTIVITY_DAYS = env_int("SPOOL_CHAT_ACTIVITY_DAYS", 7, minimum=1)
 

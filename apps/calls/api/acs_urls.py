@@ -10,4 +10,5 @@ urlpatterns = [
     path("rooms", acs_views.Rooms.as_view()),
     path("rooms/<str:room_id>", acs_views.RoomDetail.as_view()),
     path("rooms/<str:room_id>/participants", acs_views.RoomParticipants.as_view()),
+    path("networkTraversal/:issueRelayConfiguration", acs_views.IssueRelayConfiguration.as_view()),
 ]

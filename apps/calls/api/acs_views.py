@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.accounts.auth import HmacAuthentication, IsResourceCaller, request_resource
-from apps.calls import rooms
+from apps.calls import rooms, turn
 from apps.calls.models import Room, RoomParticipant
 from apps.core.api import AcsApiView, json_object, page_of, rfc3339
 
@@ -75,3 +75,25 @@ class RoomParticipants(RoomsView):
         room = rooms.access_room(request_resource(request), room_id)
         rooms.update_participants(room, json_object(request))
         return Response({})
+
+
+# azure-communication-networktraversal sends 2022-03-01-preview; 1.0 sent 2021-10-08-preview.
+RELAY_API_VERSIONS = ("2021-10-08-preview", "2022-03-01-preview")
+
+
+class IssueRelayConfiguration(AcsApiView):
+    api_versions = RELAY_API_VERSIONS
+    authentication_classes = [HmacAuthentication]
+    permission_classes = [IsResourceCaller]
+
+    def post(self, request: Request, slug: str) -> Response:
+        user, ttl, route_type = turn.check_relay_request(
+            request_resource(request), json_object(request)
+        )
+        configuration = turn.relay_configuration(user, ttl=ttl, route_type=route_type)
+        return Response(
+            {
+                "expiresOn": rfc3339(configuration.expires_on),
+                "iceServers": configuration.ice_servers,
+            }
+        )
