@@ -254,6 +254,24 @@ def _per_user(
     ]
 
 
+def _publish(
+    thread: ChatThread,
+    thread_type: str,
+    user_type: str,
+    subject: str,
+    data: dict[str, Any],
+    recipients: Sequence[str],
+) -> None:
+    """The thread-level event and its copy for each recipient (Event Grid's two forms)."""
+    publish_events(
+        thread.resource,
+        [
+            NewEvent(schemas.PREFIX + thread_type, subject, data),
+            *_per_user(schemas.PREFIX + user_type, data, subject, recipients, thread.resource_id),
+        ],
+    )
+
+
 def publish_message(message: ChatMessage, change: str, member_ids: Sequence[str]) -> None:
     """ChatMessage{Received,Edited,Deleted}InThread, and the per-user copy for every participant
     but the sender."""
@@ -280,13 +298,7 @@ def publish_message(message: ChatMessage, change: str, member_ids: Sequence[str]
     subject = f"thread/{thread.pk}/sender/{message.sender_raw_id}"
     sender_id = message.sender_raw_id.rsplit("_", 1)[-1]
     others = [m for m in member_ids if m != sender_id]
-    publish_events(
-        thread.resource,
-        [
-            NewEvent(schemas.PREFIX + name + "InThread", subject, data),
-            *_per_user(schemas.PREFIX + name, data, subject, others, thread.resource_id),
-        ],
-    )
+    _publish(thread, name + "InThread", name, subject, data, others)
 
 
 def _thread_data(thread: ChatThread, now: datetime) -> dict[str, Any]:
@@ -308,19 +320,7 @@ def publish_thread_created(thread: ChatThread, participants: Sequence[ChatPartic
     }
     subject = f"thread/{thread.pk}/createdBy/{thread.created_by_raw_id}"
     members = [str(p.identity_id) for p in participants]
-    publish_events(
-        thread.resource,
-        [
-            NewEvent(schemas.PREFIX + "ChatThreadCreated", subject, data),
-            *_per_user(
-                schemas.PREFIX + "ChatThreadCreatedWithUser",
-                data,
-                subject,
-                members,
-                thread.resource_id,
-            ),
-        ],
-    )
+    _publish(thread, "ChatThreadCreated", "ChatThreadCreatedWithUser", subject, data, members)
 
 
 def publish_thread_updated(
@@ -334,18 +334,13 @@ def publish_thread_updated(
         "metadata": {},
     }
     subject = f"thread/{thread.pk}/editedBy/{by_raw_id}"
-    publish_events(
-        thread.resource,
-        [
-            NewEvent(schemas.PREFIX + "ChatThreadPropertiesUpdated", subject, data),
-            *_per_user(
-                schemas.PREFIX + "ChatThreadPropertiesUpdatedPerUser",
-                data,
-                subject,
-                member_ids,
-                thread.resource_id,
-            ),
-        ],
+    _publish(
+        thread,
+        "ChatThreadPropertiesUpdated",
+        "ChatThreadPropertiesUpdatedPerUser",
+        subject,
+        data,
+        member_ids,
     )
 
 
@@ -358,19 +353,7 @@ def publish_thread_deleted(
         "deleteTime": rfc3339(now),
     }
     subject = f"thread/{thread.pk}/deletedBy/{by_raw_id}"
-    publish_events(
-        thread.resource,
-        [
-            NewEvent(schemas.PREFIX + "ChatThreadDeleted", subject, data),
-            *_per_user(
-                schemas.PREFIX + "ChatThreadWithUserDeleted",
-                data,
-                subject,
-                member_ids,
-                thread.resource_id,
-            ),
-        ],
-    )
+    _publish(thread, "ChatThreadDeleted", "ChatThreadWithUserDeleted", subject, data, member_ids)
 
 
 def publish_participants_added(
@@ -414,16 +397,11 @@ def publish_participant_removed(
         "participantRemoved": _grid_participant(removed),
     }
     subject = f"thread/{thread.pk}/participantRemoved/{_participant_raw_id(removed)}"
-    publish_events(
-        thread.resource,
-        [
-            NewEvent(schemas.PREFIX + "ChatThreadParticipantRemoved", subject, data),
-            *_per_user(
-                schemas.PREFIX + "ChatParticipantRemovedFromThreadWithUser",
-                data,
-                subject,
-                member_ids,
-                thread.resource_id,
-            ),
-        ],
+    _publish(
+        thread,
+        "ChatThreadParticipantRemoved",
+        "ChatParticipantRemovedFromThreadWithUser",
+        subject,
+        data,
+        member_ids,
     )

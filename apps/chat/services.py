@@ -533,11 +533,15 @@ def _access_own_message(
     access: ThreadAccess, principal: TokenPrincipal, message_id: str
 ) -> ChatMessage:
     message = _access_message(access, message_id)
-    if message.type not in USER_MESSAGE_TYPES or message.sender_raw_id != principal.raw_id:
-        raise NotAParticipant("Only the sender can change a message (system messages: nobody).")
+    _check_sender(message, principal)
     if message.deleted_at is not None:
         raise InvalidChatRequest("A deleted message cannot be edited.")
     return message
+
+
+def _check_sender(message: ChatMessage, principal: TokenPrincipal) -> None:
+    if message.type not in USER_MESSAGE_TYPES or message.sender_raw_id != principal.raw_id:
+        raise NotAParticipant("Only the sender can change a message (system messages: nobody).")
 
 
 def edit_message(
@@ -582,9 +586,8 @@ def delete_message(principal: TokenPrincipal, thread_id: str, message_id: str) -
     access = access_thread(principal, thread_id)
     message = _access_message(access, message_id)
     if message.deleted_at is not None:
-        return
-    if message.type not in USER_MESSAGE_TYPES or message.sender_raw_id != principal.raw_id:
-        raise NotAParticipant("Only the sender can delete a message.")
+        return  # deleting twice changes nothing
+    _check_sender(message, principal)
     with transaction.atomic():
         thread = access.thread
         sequence = _next_sequence(thread)
