@@ -31,11 +31,17 @@ RECHECK_SECONDS = 30
 Command = Callable[["IdentityConsumer", dict[str, Any]], Awaitable[None]]
 _commands: dict[str, Command] = {}
 _frame_scopes: dict[str, frozenset[str]] = {}
+_on_close: list[Callable[[str], None]] = []
 
 
 def register_command(name: str, handler: Command) -> None:
     """Answer client frames of type `name` with `handler(consumer, frame)`."""
     _commands[name] = handler
+
+
+def register_close_hook(hook: Callable[[str], None]) -> None:
+    """Call `hook(channel_name)` (a sync service, in a thread) when a socket closes."""
+    _on_close.append(hook)
 
 
 def register_frame_scopes(frame_type: str, scopes: Iterable[str]) -> None:
@@ -74,6 +80,8 @@ class IdentityConsumer(AsyncJsonWebsocketConsumer):
         if getattr(self, "group", None):
             self.watch.cancel()
             await self.channel_layer.group_discard(self.group, self.channel_name)
+            for hook in _on_close:
+                await database_sync_to_async(hook)(self.channel_name)
 
     async def _watch_token(self, expires_at: float) -> None:
         """Close at expiry, or earlier when a periodic re-check refuses the token. The first
@@ -124,6 +132,8 @@ class IdentityConsumer(AsyncJsonWebsocketConsumer):
         needed = _frame_scopes.get(kind)
         if needed is not None and not needed & self.principal.scopes:
             return
+        if payload.get("toChannel", self.channel_name) != self.channel_name:
+            return  # addressed to another socket of the same identity
         await self.send_json(payload)
 
     async def _refuse(self, reason: str) -> None:

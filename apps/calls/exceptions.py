@@ -12,3 +12,17 @@ class InvalidRoomRequest(ApiError):
 class RoomNotFound(ApiError):
     status = 404
     code = "NotFound"
+
+
+class InvalidCallRequest(ApiError):
+    code = "BadRequest"
+
+
+class CallNotFound(ApiError):
+    status = 404
+    code = "CallNotFound"
+
+
+class CallNotAllowed(ApiError):
+    status = 403
+    code = "Forbidden"

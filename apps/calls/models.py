@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import uuid
 
 from django.db import models
 
@@ -61,3 +62,66 @@ class RoomParticipant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.identity_id} in {self.room_id} as {self.role}"
+
+
+class CallState(models.TextChoices):
+    RINGING = "ringing", "Ringing"
+    CONNECTED = "connected", "Connected"
+    DISCONNECTED = "disconnected", "Disconnected"
+
+
+class Call(models.Model):
+    """One call: 1:1 (an invite that rings) or a group call (by group id or room)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    resource = models.ForeignKey(Resource, on_delete=models.CASCADE, related_name="calls")
+    caller_raw_id = models.CharField(max_length=200)
+    video = models.BooleanField(default=False)
+    state = models.CharField(max_length=16, choices=CallState.choices, default=CallState.RINGING)
+    created_at = models.DateTimeField()
+    connected_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    # As the ACS calling client reports it: code 0 normal, 487 cancelled, 603 declined.
+    end_code = models.PositiveIntegerField(null=True, blank=True)
+    end_subcode = models.PositiveIntegerField(null=True, blank=True)
+    end_reason = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["resource", "-created_at"])]
+
+    def __str__(self) -> str:
+        return str(self.id)
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.connected_at is None or self.ended_at is None:
+            return None
+        return (self.ended_at - self.connected_at).total_seconds()
+
+
+class CallLegState(models.TextChoices):
+    RINGING = "ringing", "Ringing"
+    CONNECTED = "connected", "Connected"
+    DECLINED = "declined", "Declined"
+    LEFT = "left", "Left"
+
+
+class CallParticipant(models.Model):
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="participants")
+    raw_id = models.CharField(max_length=200)
+    is_caller = models.BooleanField(default=False)
+    state = models.CharField(max_length=16, choices=CallLegState.choices)
+    # The socket that holds this leg (a Channels channel name), so signals reach one device.
+    channel_name = models.CharField(max_length=200, blank=True, default="")
+    joined_at = models.DateTimeField(null=True, blank=True)
+    left_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["call", "raw_id"], name="one_leg_per_participant")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.raw_id} in {self.call_id}"

@@ -8,14 +8,7 @@ from typing import Any
 from django.contrib import admin
 
 from apps.chat.models import ChatActivity, ChatMessage, ChatParticipant, ChatThread
-
-
-class ReadOnlyAdmin(admin.ModelAdmin[Any]):
-    def has_add_permission(self, request: object) -> bool:  # type: ignore[override]
-        return False
-
-    def has_change_permission(self, request: object, obj: object = None) -> bool:  # type: ignore[override]
-        return False
+from apps.core.admin import ReadOnlyAdmin
 
 
 class ParticipantInline(admin.TabularInline[Any, Any]):

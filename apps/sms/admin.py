@@ -3,19 +3,10 @@ through the services: the console and the APIs)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
 
+from apps.core.admin import ReadOnlyAdmin
 from apps.sms.models import HandsetMessage, OptOut, SenderPace, SmsMessage
-
-
-class ReadOnlyAdmin(admin.ModelAdmin[Any]):
-    def has_add_permission(self, request: object) -> bool:  # type: ignore[override]
-        return False
-
-    def has_change_permission(self, request: object, obj: object = None) -> bool:  # type: ignore[override]
-        return False
 
 
 @admin.register(SmsMessage)
