@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from channels.db import database_sync_to_async
 
-from apps.chat import catchup, services
+from apps.chat import catchup, checks, services
 from apps.chat.exceptions import InvalidChatRequest
 from apps.core.errors import ApiError
 
@@ -40,7 +40,7 @@ async def resume(consumer: IdentityConsumer, frame: dict[str, Any]) -> None:
     try:
         services.require_scope(consumer.principal)
         cursors = _check_cursors(frame.get("threads"))
-        since = services.parse_start_time(frame.get("since"))
+        since = checks.parse_start_time(frame.get("since"))
         result = await database_sync_to_async(catchup.missed_activity)(
             consumer.principal, cursors, since
         )

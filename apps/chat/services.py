@@ -27,13 +27,7 @@ from apps.accounts import services as accounts
 from apps.accounts.models import CommunicationIdentity, Resource
 from apps.accounts.services import TokenPrincipal
 from apps.chat import checks, notifications
-from apps.chat.catchup import missed_activity, prune_activity  # noqa: F401  (re-exported)
-from apps.chat.checks import (  # noqa: F401  (re-exported: the rules callers see)
-    MAX_MESSAGE_BYTES,
-    MAX_PARTICIPANTS,
-    MAX_PARTICIPANTS_PER_REQUEST,
-    parse_start_time,
-)
+from apps.chat.checks import MAX_PARTICIPANTS
 from apps.chat.exceptions import (
     InvalidChatRequest,
     MessageNotFound,
@@ -134,6 +128,13 @@ def _resolve(
     return valid, invalid
 
 
+def _check_thread_size(participants: int) -> None:
+    if participants > MAX_PARTICIPANTS:
+        raise TooManyParticipants(
+            f"A thread has at most {MAX_PARTICIPANTS} participants.", target="participants"
+        )
+
+
 # --- Sequence and activity -------------------------------------------------------------------
 def _next_sequence(thread: ChatThread, *, message: bool = False) -> int:
     """Take the thread's next sequence number. The UPDATE keeps the thread's row locked until
@@ -210,10 +211,7 @@ def create_thread(
     if principal.identity.id not in members:
         me = checks.ParticipantRequest(principal.raw_id, "", None)
         members = {principal.identity.id: (me, principal.identity), **members}
-    if len(members) > MAX_PARTICIPANTS:
-        raise TooManyParticipants(
-            f"A thread has at most {MAX_PARTICIPANTS} participants.", target="participants"
-        )
+    _check_thread_size(len(members))
     now = timezone.now()
     with transaction.atomic():
         thread = ChatThread.objects.create(
@@ -328,10 +326,7 @@ def add_participants(
     valid, invalid = _resolve(principal.identity.resource, requested)
     present = {p.identity_id: p for p in access.thread.participants.all()}
     new = [(r, i) for r, i in valid if i.id not in present]
-    if len(present) + len(new) > MAX_PARTICIPANTS:
-        raise TooManyParticipants(
-            f"A thread has at most {MAX_PARTICIPANTS} participants.", target="participants"
-        )
+    _check_thread_size(len(present) + len(new))
     if not valid:
         return invalid
     with transaction.atomic():

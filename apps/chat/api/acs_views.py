@@ -10,7 +10,7 @@ from rest_framework.response import Response
 
 from apps.accounts.auth import BearerTokenAuthentication, IsResourceCaller
 from apps.accounts.services import TokenPrincipal
-from apps.chat import services
+from apps.chat import checks, services
 from apps.chat.models import ChatMessage, ChatThread, MessageType, ReadReceipt
 from apps.chat.notifications import epoch_ms
 from apps.core.api import AcsApiView, json_object, page_of, query_int, rfc3339
@@ -107,7 +107,7 @@ class Threads(ChatView):
     def get(self, request: Request, slug: str) -> Response:
         threads = services.list_threads(
             _principal(request),
-            start_time=services.parse_start_time(request.query_params.get("startTime")),
+            start_time=checks.parse_start_time(request.query_params.get("startTime")),
         )
         page = page_of(request, threads, "value", default_size=DEFAULT_PAGE_SIZE)
         page["value"] = [thread_item(t) for t in page["value"]]
@@ -139,7 +139,7 @@ class Messages(ChatView):
         messages = services.list_messages(
             _principal(request),
             thread_id,
-            start_time=services.parse_start_time(request.query_params.get("startTime")),
+            start_time=checks.parse_start_time(request.query_params.get("startTime")),
         )
         size = min(query_int(request, "maxPageSize", DEFAULT_PAGE_SIZE, minimum=1), 500)
         before = query_int(request, "before", 0, minimum=0)
