@@ -180,6 +180,11 @@ if TURN_URLS and not TURN_SECRET:
         "SPOOL_TURN_URLS needs SPOOL_TURN_SECRET (coturn's static-auth-secret)"
     )
 
+# Group calls: through Janus's VideoRoom (an SFU) when SPOOL_JANUS_URL names its WebSocket API
+# (ws://127.0.0.1:8188/), else a mesh (every participant sends to every other) of a few people.
+JANUS_URL = os.environ.get("SPOOL_JANUS_URL", "")
+MESH_MAX_PARTICIPANTS = env_int("SPOOL_MESH_MAX_PARTICIPANTS", 4, minimum=2)
+
 # Chat: how long the activity log keeps events for sockets that reconnect (messages stay).
 CHAT_ACTIVITY_DAYS = env_int("SPOOL_CHAT_ACTIVITY_DAYS", 7, minimum=1)
 

@@ -70,11 +70,33 @@ class CallState(models.TextChoices):
     DISCONNECTED = "disconnected", "Disconnected"
 
 
+class CallKind(models.TextChoices):
+    ONE_TO_ONE = "oneToOne", "1:1"
+    GROUP = "group", "Group"
+    ROOM = "room", "Room"
+
+
+class CallTopology(models.TextChoices):
+    PEER_TO_PEER = "p2p", "Peer to peer"
+    MESH = "mesh", "Mesh"
+    SFU = "sfu", "SFU (Janus)"
+
+
 class Call(models.Model):
     """One call: 1:1 (an invite that rings) or a group call (by group id or room)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     resource = models.ForeignKey(Resource, on_delete=models.CASCADE, related_name="calls")
+    kind = models.CharField(max_length=16, choices=CallKind.choices, default=CallKind.ONE_TO_ONE)
+    topology = models.CharField(
+        max_length=8, choices=CallTopology.choices, default=CallTopology.PEER_TO_PEER
+    )
+    # A group call's group id, or its room: at most one live call for each.
+    group_id = models.UUIDField(null=True, blank=True)
+    room = models.ForeignKey(
+        Room, on_delete=models.SET_NULL, null=True, blank=True, related_name="calls"
+    )
+    # Who started it: the caller of a 1:1 call, the first to join a group call.
     caller_raw_id = models.CharField(max_length=200)
     video = models.BooleanField(default=False)
     state = models.CharField(max_length=16, choices=CallState.choices, default=CallState.RINGING)
@@ -89,6 +111,18 @@ class Call(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["resource", "-created_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["resource", "group_id"],
+                condition=models.Q(ended_at__isnull=True, group_id__isnull=False),
+                name="one_live_call_per_group",
+            ),
+            models.UniqueConstraint(
+                fields=["room"],
+                condition=models.Q(ended_at__isnull=True, room__isnull=False),
+                name="one_live_call_per_room",
+            ),
+        ]
 
     def __str__(self) -> str:
         return str(self.id)
@@ -112,6 +146,11 @@ class CallParticipant(models.Model):
     raw_id = models.CharField(max_length=200)
     is_caller = models.BooleanField(default=False)
     state = models.CharField(max_length=16, choices=CallLegState.choices)
+    # The role it joined with (a room's role; Attendee elsewhere): Consumers only receive.
+    role = models.CharField(max_length=16, choices=RoomRole.choices, default=RoomRole.ATTENDEE)
+    # What the participant's client says of its own media, for everyone's roster.
+    is_muted = models.BooleanField(default=False)
+    is_video_on = models.BooleanField(default=False)
     # The socket that holds this leg (a Channels channel name), so signals reach one device.
     channel_name = models.CharField(max_length=200, blank=True, default="")
     joined_at = models.DateTimeField(null=True, blank=True)

@@ -1,28 +1,42 @@
-"""1:1 call signaling on the identity socket: invite, ring, accept or decline, relay SDP and
-ICE between the two legs, hang up; each call stored with its participants, times and end.
+"""Call signaling on the identity socket: 1:1 calls (invite, ring, accept or decline) and group
+calls (join by group id or room, leave), SDP and ICE relayed between legs, each participant's
+mute and camera state, and each call stored with its participants, times and end.
 
 Frames to sockets are `{"type": "call", "event": ..., "callId": ...}` (docs/calls.md). Each
-leg is held by one socket (its channel name), so a call rings every socket of the callee but
-is answered by one, and signals reach that one only. Webhooks get CallStarted, CallEnded,
-CallParticipantAdded and CallParticipantRemoved through the events app.
+leg is held by one socket (its channel name): a 1:1 call rings every socket of the callee but
+is answered by one, and signals reach that one only. Signals name their peer with `to`: a
+participant's raw id (1:1 and mesh group calls) or `sfu...` (group calls through Janus; the
+socket's own process handles those, apps.calls.consumers).
 
-End codes follow the ACS calling client: 0 ended normally, 487 cancelled by the caller before
-an answer, 603 declined, 410 the socket of a leg went away.
+Webhooks get CallStarted, CallEnded, CallParticipantAdded and CallParticipantRemoved through
+the events app. End codes follow the ACS calling client: 0 ended normally, 487 cancelled by the
+caller before an answer, 603 declined, 410 the socket of a leg went away.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.accounts import services as accounts
 from apps.accounts.services import TokenPrincipal, identity_group
+from apps.calls import rooms
 from apps.calls.exceptions import CallNotAllowed, CallNotFound, InvalidCallRequest
-from apps.calls.models import Call, CallLegState, CallParticipant, CallState
+from apps.calls.models import (
+    Call,
+    CallKind,
+    CallLegState,
+    CallParticipant,
+    CallState,
+    CallTopology,
+    RoomRole,
+)
 from apps.core import realtime
 from apps.core.identifiers import identifier_kind, identifier_model
 from apps.events import schemas
@@ -33,6 +47,9 @@ CALL_SCOPES = frozenset({"voip", "voip.join"})
 PLACE_CALLS = frozenset({"voip"})
 MAX_SIGNAL_BYTES = 64 * 1024
 END_NORMAL, END_GONE, END_CANCELLED, END_DECLINED = 0, 410, 487, 603
+# An SDP media section that sends: what a Consumer (receive-only role) may not offer or answer.
+SENDING_DIRECTION = re.compile(r"^a=(sendrecv|sendonly)\s*$", re.MULTILINE)
+SFU_PEER = "sfu"
 
 
 def require_scope(principal: TokenPrincipal, allowed: frozenset[str] = CALL_SCOPES) -> None:
@@ -55,6 +72,21 @@ def _push(messages: list[tuple[str, dict[str, Any]]]) -> None:
     )
 
 
+def _to_leg(leg: CallParticipant, frame: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A frame for the one socket that holds `leg`."""
+    return leg.raw_id, {**frame, "toChannel": leg.channel_name} if leg.channel_name else frame
+
+
+def roster_entry(leg: CallParticipant) -> dict[str, Any]:
+    return {
+        "rawId": leg.raw_id,
+        "identifier": identifier_kind(leg.raw_id),
+        "role": leg.role,
+        "isMuted": leg.is_muted,
+        "isVideoOn": leg.is_video_on,
+    }
+
+
 def access_call(principal: TokenPrincipal, call_id: Any) -> tuple[Call, CallParticipant]:
     """The call and the principal's leg in it. Raises CallNotFound for anyone else."""
     try:
@@ -71,6 +103,23 @@ def access_call(principal: TokenPrincipal, call_id: Any) -> tuple[Call, CallPart
     return leg.call, leg
 
 
+def _live_leg(principal: TokenPrincipal, call_id: Any) -> tuple[Call, CallParticipant]:
+    call, leg = access_call(principal, call_id)
+    if call.state == CallState.DISCONNECTED:
+        raise CallNotAllowed("The call has ended.")
+    if leg.state != CallLegState.CONNECTED:
+        raise CallNotAllowed("You are not in this call.")
+    return call, leg
+
+
+def _bool(body: dict[str, Any], field: str, default: bool | None = None) -> bool | None:
+    value = body.get(field, default)
+    if value is not None and not isinstance(value, bool):
+        raise InvalidCallRequest(f"{field} must be true or false.", target=field)
+    return value
+
+
+# --- 1:1 calls -------------------------------------------------------------------------------
 def invite(principal: TokenPrincipal, body: dict[str, Any], channel_name: str) -> Call:
     """Ring one identity of the caller's resource. Raises InvalidCallRequest or CallNotAllowed."""
     require_scope(principal, PLACE_CALLS)
@@ -79,9 +128,7 @@ def invite(principal: TokenPrincipal, body: dict[str, Any], channel_name: str) -
         raise InvalidCallRequest("to must be the raw id of the identity to call.", target="to")
     if to == principal.raw_id:
         raise InvalidCallRequest("An identity cannot call itself.", target="to")
-    video = body.get("video", False)
-    if not isinstance(video, bool):
-        raise InvalidCallRequest("video must be true or false.", target="video")
+    video = bool(_bool(body, "video", False))
     callee = accounts.access_identity(principal.identity.resource, to)
     now = timezone.now()
     with transaction.atomic():
@@ -100,6 +147,7 @@ def invite(principal: TokenPrincipal, body: dict[str, Any], channel_name: str) -
                     state=CallLegState.CONNECTED,
                     channel_name=channel_name,
                     joined_at=now,
+                    is_video_on=video,
                 ),
                 CallParticipant(call=call, raw_id=callee.raw_id, state=CallLegState.RINGING),
             ]
@@ -137,7 +185,10 @@ def accept(principal: TokenPrincipal, call_id: Any, channel_name: str) -> Call:
         call.state, call.connected_at = CallState.CONNECTED, now
         connected = _frame(call, "stateChanged", state="Connected", answeredBy=channel_name)
         _push([(call.caller_raw_id, connected), (principal.raw_id, connected)])
-        _publish_started(call, principal.raw_id)
+        legs = list(call.participants.all())
+        publish_events(
+            call.resource, [_started_event(call), *(_added_event(call, leg) for leg in legs)]
+        )
     return call
 
 
@@ -150,44 +201,238 @@ def decline(principal: TokenPrincipal, call_id: Any) -> Call:
     return _end(call, END_DECLINED, "Declined by the callee.", by=principal.raw_id)
 
 
-def hang_up(principal: TokenPrincipal, call_id: Any) -> Call:
-    """End the call for both legs (cancels it if it still rings)."""
+# --- Group calls -----------------------------------------------------------------------------
+def _group_target(principal: TokenPrincipal, body: dict[str, Any]) -> dict[str, Any]:
+    """The live-call lookup for a join (`groupId` or `roomId`) and the role it grants.
+    Raises InvalidCallRequest, RoomNotFound or CallNotAllowed (not a participant, or shut)."""
+    resource = principal.identity.resource
+    group_id, room_id = body.get("groupId"), body.get("roomId")
+    if (group_id is None) == (room_id is None):
+        raise InvalidCallRequest("Give either groupId or roomId.", target="groupId")
+    if group_id is not None:
+        try:
+            key = uuid.UUID(str(group_id))
+        except ValueError:
+            raise InvalidCallRequest("groupId must be a UUID.", target="groupId") from None
+        return {"kind": CallKind.GROUP, "group_id": key, "room": None, "role": RoomRole.ATTENDEE}
+    if not isinstance(room_id, str):
+        raise InvalidCallRequest("roomId must be a room's id.", target="roomId")
+    room = rooms.access_room(resource, room_id)
+    role = rooms.role_in_room(room, principal.identity)
+    if role is None:
+        raise CallNotAllowed("Only the room's participants can join its calls.")
+    if not rooms.is_open(room):
+        raise CallNotAllowed("The room is not open now (outside its validity window).")
+    return {"kind": CallKind.ROOM, "group_id": None, "room": room, "role": role}
+
+
+def group_topology() -> str:
+    return CallTopology.SFU if settings.JANUS_URL else CallTopology.MESH
+
+
+def join(principal: TokenPrincipal, body: dict[str, Any], channel_name: str) -> CallParticipant:
+    """Join (or start) the live call of a group id or room on this socket; returns the leg.
+    Others in the call get `participantsUpdated`. Raises as _group_target, or CallNotAllowed
+    when a mesh call is full."""
     require_scope(principal)
-    call, _ = access_call(principal, call_id)
+    target = _group_target(principal, body)
+    muted = bool(_bool(body, "muted", False))
+    video = bool(_bool(body, "video", False))
+    if target["role"] == RoomRole.CONSUMER:
+        muted, video = True, False  # a Consumer only receives
+    now = timezone.now()
+    for attempt in range(2):  # two first joiners race to start the call: one wins, one retries
+        try:
+            with transaction.atomic():
+                return _join_live_call(principal, target, channel_name, now, muted, video)
+        except IntegrityError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _join_live_call(
+    principal: TokenPrincipal,
+    target: dict[str, Any],
+    channel_name: str,
+    now: Any,
+    muted: bool,
+    video: bool,
+) -> CallParticipant:
+    lookup = {"group_id": target["group_id"]} if target["group_id"] else {"room": target["room"]}
+    call = (
+        Call.objects.select_for_update()
+        .filter(resource=principal.identity.resource, ended_at__isnull=True, **lookup)
+        .first()
+    )
+    started = call is None
+    if call is None:
+        call = Call.objects.create(
+            resource=principal.identity.resource,
+            kind=target["kind"],
+            topology=group_topology(),
+            caller_raw_id=principal.raw_id,
+            state=CallState.CONNECTED,
+            created_at=now,
+            connected_at=now,
+            video=video,
+            **lookup,
+        )
+    others = list(call.participants.filter(state=CallLegState.CONNECTED))
+    mine = next((leg for leg in others if leg.raw_id == principal.raw_id), None)
+    others = [leg for leg in others if leg is not mine]
+    if call.topology == CallTopology.MESH and len(others) >= settings.MESH_MAX_PARTICIPANTS:
+        raise CallNotAllowed(
+            f"The call is full: a mesh call holds {settings.MESH_MAX_PARTICIPANTS} participants "
+            "(set SPOOL_JANUS_URL for larger group calls)."
+        )
+    leg, _ = CallParticipant.objects.update_or_create(
+        call=call,
+        raw_id=principal.raw_id,
+        defaults={
+            "state": CallLegState.CONNECTED,
+            "is_caller": started,
+            "role": target["role"],
+            "channel_name": channel_name,
+            "joined_at": now,
+            "left_at": None,
+            "is_muted": muted,
+            "is_video_on": video,
+        },
+    )
+    leg.call = call
+    messages = []
+    if mine is not None and mine.channel_name != channel_name:
+        # Joined again from another socket: the old one is out, the others rebuild its peer.
+        gone = _frame(call, "stateChanged", state="Disconnected", callEndReason=_reason(0))
+        messages.append(_to_leg(mine, gone))
+        messages += [
+            _to_leg(other, _frame(call, "participantsUpdated", added=[], removed=[mine.raw_id]))
+            for other in others
+        ]
+    added = _frame(call, "participantsUpdated", added=[roster_entry(leg)], removed=[])
+    messages += [_to_leg(other, added) for other in others]
+    _push(messages)
+    events = [_started_event(call)] if started else []
+    if mine is None:
+        events.append(_added_event(call, leg))
+    publish_events(call.resource, events)
+    return leg
+
+
+def roster(call: Call, *, without: str = "") -> list[dict[str, Any]]:
+    legs = call.participants.filter(state=CallLegState.CONNECTED).exclude(raw_id=without)
+    return [roster_entry(leg) for leg in legs]
+
+
+def _leave(call: Call, leg: CallParticipant, code: int) -> Call:
+    """One participant leaves a group call; the last one out ends it."""
+    now = timezone.now()
+    with transaction.atomic():
+        left = CallParticipant.objects.filter(pk=leg.pk, state=CallLegState.CONNECTED).update(
+            state=CallLegState.LEFT, left_at=now
+        )
+        if not left:
+            return call
+        gone = _frame(call, "stateChanged", state="Disconnected", callEndReason=_reason(code))
+        remaining = list(call.participants.filter(state=CallLegState.CONNECTED))
+        removed = _frame(call, "participantsUpdated", added=[], removed=[leg.raw_id])
+        _push([_to_leg(leg, gone), *(_to_leg(other, removed) for other in remaining)])
+        publish_events(call.resource, [_removed_event(call, leg)])
+        if not remaining:
+            return _end(call, END_NORMAL, "The last participant left.", by=leg.raw_id)
+    return call
+
+
+# --- Both kinds ------------------------------------------------------------------------------
+def hang_up(principal: TokenPrincipal, call_id: Any, body: dict[str, Any] | None = None) -> Call:
+    """Leave the call. A 1:1 call ends for both (cancelled if it still rings); a group call
+    goes on without the leaver unless `forEveryone` (a room's Presenters, anyone in a group)."""
+    require_scope(principal)
+    call, leg = access_call(principal, call_id)
+    for_everyone = _bool(body or {}, "forEveryone", False)
     if call.state == CallState.DISCONNECTED:
         return call
-    if call.state == CallState.RINGING:
-        return _end(call, END_CANCELLED, "Cancelled before it was answered.", by=principal.raw_id)
-    return _end(call, END_NORMAL, "Hung up.", by=principal.raw_id)
+    if call.kind == CallKind.ONE_TO_ONE:
+        if call.state == CallState.RINGING:
+            return _end(call, END_CANCELLED, "Cancelled before it was answered.", by=leg.raw_id)
+        return _end(call, END_NORMAL, "Hung up.", by=leg.raw_id)
+    if for_everyone:
+        if call.kind == CallKind.ROOM and leg.role != RoomRole.PRESENTER:
+            raise CallNotAllowed("Only a room's Presenters can end its call for everyone.")
+        return _end(call, END_NORMAL, "Ended for everyone.", by=leg.raw_id)
+    return _leave(call, leg, END_NORMAL)
 
 
 def relay(principal: TokenPrincipal, call_id: Any, body: dict[str, Any]) -> None:
-    """Pass an SDP offer or answer or an ICE candidate to the other leg of a live call."""
+    """Pass an SDP offer or answer or an ICE candidate to another leg of a live call: `to`
+    names it (a 1:1 call's other leg when absent). A Consumer's SDP may not send media."""
     require_scope(principal)
-    call, _ = access_call(principal, call_id)
-    if call.state == CallState.DISCONNECTED:
-        raise CallNotAllowed("The call has ended.")
+    call, mine = _live_leg(principal, call_id)
+    data = check_signal(mine, body)
+    to = body.get("to")
+    others = call.participants.exclude(raw_id=principal.raw_id)
+    other = (others.filter(raw_id=to) if isinstance(to, str) else others).first()
+    if other is None or other.state != CallLegState.CONNECTED:
+        raise CallNotAllowed("That participant is not in the call.")
+    frame = _frame(
+        call, "signal", sender=identifier_kind(principal.raw_id), **{"from": principal.raw_id}
+    )
+    _push([_to_leg(other, {**frame, "data": data})])
+
+
+def check_signal(leg: CallParticipant, body: dict[str, Any]) -> dict[str, Any]:
+    """A signal's data (an SDP description or ICE candidate object of at most 64 KB).
+    Raises InvalidCallRequest, or CallNotAllowed when a Consumer's SDP would send media."""
     data = body.get("data")
     if not isinstance(data, dict) or len(json.dumps(data)) > MAX_SIGNAL_BYTES:
         raise InvalidCallRequest(
             f"data must be an object of at most {MAX_SIGNAL_BYTES // 1024} KB.", target="data"
         )
-    other = call.participants.exclude(raw_id=principal.raw_id).first()
-    if other is None:
-        raise CallNotAllowed("Nobody else is in the call.")
-    frame = _frame(call, "signal", sender=identifier_kind(principal.raw_id), data=data)
-    if other.channel_name:
-        frame["toChannel"] = other.channel_name  # only the answering socket takes it
-    _push([(other.raw_id, frame)])
+    sdp = data.get("sdp")
+    if leg.role == RoomRole.CONSUMER and isinstance(sdp, str) and SENDING_DIRECTION.search(sdp):
+        raise CallNotAllowed("A Consumer receives only: its SDP must be recvonly or inactive.")
+    return data
+
+
+def update_media(principal: TokenPrincipal, call_id: Any, body: dict[str, Any]) -> None:
+    """The client muted or unmuted, or turned its camera on or off: the others hear of it."""
+    require_scope(principal)
+    call, leg = _live_leg(principal, call_id)
+    muted, video = _bool(body, "muted"), _bool(body, "videoOn")
+    if leg.role == RoomRole.CONSUMER and (muted is False or video):
+        raise CallNotAllowed("A Consumer receives only: it cannot unmute or turn a camera on.")
+    changes = {
+        field: value
+        for field, value in (("is_muted", muted), ("is_video_on", video))
+        if value is not None
+    }
+    if not changes:
+        return
+    with transaction.atomic():
+        CallParticipant.objects.filter(pk=leg.pk).update(**changes)
+        for field, value in changes.items():
+            setattr(leg, field, value)
+        changed = _frame(call, "participantStateChanged", participant=roster_entry(leg))
+        others = call.participants.filter(state=CallLegState.CONNECTED).exclude(pk=leg.pk)
+        _push([_to_leg(other, changed) for other in others])
 
 
 def socket_closed(channel_name: str) -> None:
-    """The socket holding a leg went away: its live calls end (code 410)."""
+    """The socket holding a leg went away: it leaves its group calls and ends its 1:1 calls
+    (code 410)."""
     legs = CallParticipant.objects.select_related("call").filter(
         channel_name=channel_name, call__ended_at__isnull=True
     )
     for leg in legs:
-        _end(leg.call, END_GONE, "A participant's connection closed.", by=leg.raw_id)
+        if leg.call.kind == CallKind.ONE_TO_ONE:
+            _end(leg.call, END_GONE, "A participant's connection closed.", by=leg.raw_id)
+        elif leg.state == CallLegState.CONNECTED:
+            _leave(leg.call, leg, END_GONE)
+
+
+def _reason(code: int) -> dict[str, int]:
+    return {"code": code, "subCode": 0}
 
 
 def _end(call: Call, code: int, reason: str, *, by: str) -> Call:
@@ -206,68 +451,81 @@ def _end(call: Call, code: int, reason: str, *, by: str) -> Call:
             reason,
         )
         legs = list(call.participants.all())
+        live = [leg for leg in legs if leg.state == CallLegState.CONNECTED]
         CallParticipant.objects.filter(call=call, state=CallLegState.CONNECTED).update(
             state=CallLegState.LEFT, left_at=now
         )
-        frame = _frame(
-            call, "stateChanged", state="Disconnected", callEndReason={"code": code, "subCode": 0}
-        )
-        _push([(leg.raw_id, frame) for leg in legs])
+        frame = _frame(call, "stateChanged", state="Disconnected", callEndReason=_reason(code))
+        if call.kind == CallKind.ONE_TO_ONE:
+            _push([(leg.raw_id, frame) for leg in legs])
+        else:
+            _push([_to_leg(leg, frame) for leg in live])
         if was_connected:
-            _publish_ended(call, by, legs)
+            publish_events(
+                call.resource,
+                [*(_removed_event(call, leg) for leg in live), _ended_event(call, by)],
+            )
     return call
 
 
 # --- Webhook events --------------------------------------------------------------------------
 def _base(call: Call) -> dict[str, Any]:
-    return {"correlationId": str(call.pk), "isTwoParty": True, "isRoomsCall": False}
+    base: dict[str, Any] = {
+        "correlationId": str(call.pk),
+        "isTwoParty": call.kind == CallKind.ONE_TO_ONE,
+        "isRoomsCall": call.kind == CallKind.ROOM,
+    }
+    if call.group_id:
+        base["group"] = {"id": str(call.group_id)}
+    if call.room_id:
+        base["room"] = {"id": call.room_id}
+    return base
 
 
-def _user(raw_id: str) -> dict[str, Any]:
+def _user(raw_id: str, role: str = RoomRole.ATTENDEE) -> dict[str, Any]:
     model = identifier_model(raw_id)
     model.pop("kind", None)
-    return {"communicationIdentifier": model, "role": "Attendee"}
+    return {"communicationIdentifier": model, "role": role}
 
 
-def _publish_started(call: Call, callee_raw_id: str) -> None:
-    subject = f"call/{call.pk}/startedBy/{call.caller_raw_id}"
-    started = {**_base(call), "startedBy": _user(call.caller_raw_id)}
-    publish_events(
-        call.resource,
-        [
-            NewEvent(schemas.PREFIX + "CallStarted", subject, started),
-            *(
-                NewEvent(
-                    schemas.PREFIX + "CallParticipantAdded",
-                    f"call/{call.pk}/participant/{raw_id}",
-                    {**started, "user": _user(raw_id), "participantId": raw_id},
-                )
-                for raw_id in (call.caller_raw_id, callee_raw_id)
-            ),
-        ],
+def _started_event(call: Call) -> NewEvent:
+    return NewEvent(
+        schemas.PREFIX + "CallStarted",
+        f"call/{call.pk}/startedBy/{call.caller_raw_id}",
+        {**_base(call), "startedBy": _user(call.caller_raw_id)},
     )
 
 
-def _publish_ended(call: Call, by: str, legs: list[CallParticipant]) -> None:
-    ended = {
-        **_base(call),
-        "startedBy": _user(call.caller_raw_id),
-        "endedBy": _user(by),
-        "reason": {"code": call.end_code, "subCode": 0, "message": call.end_reason},
-        "callDurationInSeconds": call.duration_seconds,
-    }
-    publish_events(
-        call.resource,
-        [
-            *(
-                NewEvent(
-                    schemas.PREFIX + "CallParticipantRemoved",
-                    f"call/{call.pk}/participant/{leg.raw_id}",
-                    {**_base(call), "user": _user(leg.raw_id), "participantId": leg.raw_id},
-                )
-                for leg in legs
-                if leg.state == CallLegState.CONNECTED
-            ),
-            NewEvent(schemas.PREFIX + "CallEnded", f"call/{call.pk}", ended),
-        ],
+def _added_event(call: Call, leg: CallParticipant) -> NewEvent:
+    return NewEvent(
+        schemas.PREFIX + "CallParticipantAdded",
+        f"call/{call.pk}/participant/{leg.raw_id}",
+        {
+            **_base(call),
+            "startedBy": _user(call.caller_raw_id),
+            "user": _user(leg.raw_id, leg.role),
+            "participantId": leg.raw_id,
+        },
+    )
+
+
+def _removed_event(call: Call, leg: CallParticipant) -> NewEvent:
+    return NewEvent(
+        schemas.PREFIX + "CallParticipantRemoved",
+        f"call/{call.pk}/participant/{leg.raw_id}",
+        {**_base(call), "user": _user(leg.raw_id, leg.role), "participantId": leg.raw_id},
+    )
+
+
+def _ended_event(call: Call, by: str) -> NewEvent:
+    return NewEvent(
+        schemas.PREFIX + "CallEnded",
+        f"call/{call.pk}",
+        {
+            **_base(call),
+            "startedBy": _user(call.caller_raw_id),
+            "endedBy": _user(by),
+            "reason": {"code": call.end_code, "subCode": 0, "message": call.end_reason},
+            "callDurationInSeconds": call.duration_seconds,
+        },
     )

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from apps.console import chat_views, events_views, numbers_views, sms_views, views
+from apps.console import calls_views, chat_views, events_views, numbers_views, sms_views, views
 
 app_name = "console"
 
@@ -39,6 +39,12 @@ urlpatterns = [
     path("resources/<slug:slug>/chat/", chat_views.chat_threads, name="chat"),
     path("resources/<slug:slug>/chat/try/", chat_views.chat_try, name="chat-try"),
     path("resources/<slug:slug>/chat/try/token/", chat_views.chat_token, name="chat-token"),
+    path("resources/<slug:slug>/calls/", calls_views.calls, name="calls"),
+    path("resources/<slug:slug>/calls/rooms/", calls_views.rooms_list, name="rooms"),
+    path("resources/<slug:slug>/calls/rooms/<str:room_id>/", calls_views.room, name="room"),
+    # Keep last among the calls/ paths, or it takes their place (calls/try/ would be a call id).
+    # Any id reaches the view, so a malformed one gets the console's not-found page.
+    path("resources/<slug:slug>/calls/<str:call_id>/", calls_views.call, name="call"),
     path("resources/<slug:slug>/events/", events_views.events, name="events"),
     path(
         "resources/<slug:slug>/events/deliveries/<str:delivery_id>/",

@@ -3,67 +3,17 @@ call record and webhook events it leaves."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.testing import WebsocketCommunicator
-from django.db import connections
 
 from apps.accounts import services as accounts
 from apps.calls.models import Call
 from apps.events.models import Event
-from spool.asgi import application
+from tests.calls.conftest import Socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-async def close_thread_connections() -> AsyncIterator[None]:
-    yield
-    await database_sync_to_async(connections.close_all)()
-
-
-class Socket:
-    def __init__(self, communicator: WebsocketCommunicator, raw_id: str) -> None:
-        self.communicator = communicator
-        self.raw_id = raw_id
-
-    async def send(self, frame: dict[str, Any]) -> None:
-        await self.communicator.send_json_to(frame)
-
-    async def next(self, timeout: float = 5) -> dict[str, Any]:
-        return await self.communicator.receive_json_from(timeout=timeout)
-
-    async def expect(self, **fields: Any) -> dict[str, Any]:
-        frame = await self.next()
-        assert {k: frame.get(k) for k in fields} == fields, frame
-        return frame
-
-    async def nothing(self) -> None:
-        assert await self.communicator.receive_nothing(timeout=0.3)
-
-
-@pytest.fixture
-async def connect(resource: Any) -> AsyncIterator[Callable[..., Awaitable[Socket]]]:
-    opened: list[WebsocketCommunicator] = []
-
-    async def open_socket(scopes: list[str] | None = None, token: Any = None) -> Socket:
-        if token is None:
-            identity, token = await database_sync_to_async(accounts.create_identity)(
-                resource, scopes=scopes or ["voip"]
-            )
-        communicator = WebsocketCommunicator(application, f"/ws/?access_token={token.token}")
-        connected, _ = await communicator.connect()
-        assert connected
-        opened.append(communicator)
-        hello = await communicator.receive_json_from(timeout=5)
-        return Socket(communicator, hello["identity"])
-
-    yield open_socket
-    for communicator in opened:
-        await communicator.disconnect()
 
 
 async def ring(caller: Socket, callee: Socket) -> str:
@@ -72,7 +22,7 @@ async def ring(caller: Socket, callee: Socket) -> str:
     assert incoming["caller"] == {"kind": "communicationUser", "communicationUserId": caller.raw_id}
     call_id = incoming["callId"]
     replies = [await caller.next(), await caller.next()]
-    assert {"type": "call.invited", "callId": call_id} in replies
+    assert {"type": "call.invited", "callId": call_id, "iceServers": []} in replies
     assert any(r.get("event") == "stateChanged" and r["state"] == "Ringing" for r in replies)
     return str(call_id)
 
