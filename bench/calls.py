@@ -89,18 +89,6 @@ def cpu_seconds(pid: int) -> float:
 
 
 # --- (a) Call setup -----------------------------------------------------------------------------
-class SequentialAgent(CallAgent):
-    """A CallAgent that can place another call on the same socket: CallAgent keeps its peer
-    and its tone after a call ends (and would not offer again), so renew both between calls."""
-
-    async def reset(self) -> None:
-        if self._peer is not None:
-            await self._peer.close()
-        self._peer, self.call_id, self.state, self.frames_received = None, None, "None", 0
-        # A ToneTrack paces itself from its first frame: a reused one would send a burst.
-        self.audio = ToneTrack()
-
-
 def voip_users(conftest: ModuleType, http_url: str, resource: tokens.Resource) -> list[Any]:
     """(raw id, voip token) of two new identities."""
     target = f"{resource.prefix}/identities?api-version={IDENTITY_API_VERSION}"
@@ -130,7 +118,7 @@ async def first_frames(*counters: Any, timeout: float = 10) -> None:
 async def measure_setup(socket_url: str, users: list[Any], calls: int) -> tuple[list[float], int]:
     """Setup times (ms) of `calls` sequential calls between two agents, and failures."""
     (_, alice_token), (bob_id, bob_token) = users
-    alice, bob = SequentialAgent(socket_url, alice_token), SequentialAgent(socket_url, bob_token)
+    alice, bob = CallAgent(socket_url, alice_token), CallAgent(socket_url, bob_token)
     await alice.connect()
     await bob.connect()
     times, failures = [], 0
@@ -151,8 +139,6 @@ async def measure_setup(socket_url: str, users: list[Any], calls: int) -> tuple[
                 if alice.call_id:
                     await alice.hang_up()
                 await asyncio.sleep(1)
-            await alice.reset()
-            await bob.reset()
     finally:
         await alice.close()
         await bob.close()

@@ -12,6 +12,7 @@ commands it answers (`register_command`) and the scopes a socket needs to receiv
 from __future__ import annotations
 
 import asyncio
+import inspect
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -31,7 +32,7 @@ RECHECK_SECONDS = 30
 Command = Callable[["IdentityConsumer", dict[str, Any]], Awaitable[None]]
 _commands: dict[str, Command] = {}
 _frame_scopes: dict[str, frozenset[str]] = {}
-_on_close: list[Callable[[str], None]] = []
+_on_close: list[Callable[[str], Any]] = []
 
 
 def register_command(name: str, handler: Command) -> None:
@@ -39,8 +40,9 @@ def register_command(name: str, handler: Command) -> None:
     _commands[name] = handler
 
 
-def register_close_hook(hook: Callable[[str], None]) -> None:
-    """Call `hook(channel_name)` (a sync service, in a thread) when a socket closes."""
+def register_close_hook(hook: Callable[[str], Any]) -> None:
+    """Call `hook(channel_name)` when a socket closes: awaited if it is a coroutine function,
+    else (a sync service) run in a thread. Hooks run in the order they were registered."""
     _on_close.append(hook)
 
 
@@ -81,7 +83,10 @@ class IdentityConsumer(AsyncJsonWebsocketConsumer):
             self.watch.cancel()
             await self.channel_layer.group_discard(self.group, self.channel_name)
             for hook in _on_close:
-                await database_sync_to_async(hook)(self.channel_name)
+                if inspect.iscoroutinefunction(hook):
+                    await hook(self.channel_name)
+                else:
+                    await database_sync_to_async(hook)(self.channel_name)
 
     async def _watch_token(self, expires_at: float) -> None:
         """Close at expiry, or earlier when a periodic re-check refuses the token. The first

@@ -1,11 +1,12 @@
-"""A Python call agent: places or answers 1:1 calls through the same socket and signaling as a
-browser, sends audio (a tone, or a file through aiortc's MediaPlayer) and counts or records
-what it receives. Tests use it; server-side features (automation, recording, PSTN) build on it.
+"""A Python call agent: places or answers 1:1 calls and joins group calls (mesh or through
+Janus) with the same socket and signaling as a browser, sends audio (a tone, or a file through
+aiortc's MediaPlayer) and counts or records what it receives. Tests and bench/calls.py use it;
+server-side features (automation, recording, PSTN) build on it.
 
     agent = CallAgent("ws://127.0.0.1:8000/ws/", token)
     await agent.connect()
     call_id = await agent.call(other_raw_id)      # or: await agent.answer()
-    await agent.wait_connected()
+    await agent.wait_state("Connected")           # or: await agent.join(group_id=...)
     ...; await agent.hang_up(); await agent.close()
 
 Media is WebRTC (aiortc). ICE uses no public STUN server, and with `loopback=True` offers
@@ -19,6 +20,7 @@ import fractions
 import json
 import math
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import aioice.ice
@@ -30,6 +32,7 @@ from aiortc import (
     RTCPeerConnection,
     RTCSessionDescription,
 )
+from aiortc.sdp import candidate_from_sdp
 from av import AudioFrame
 
 SAMPLE_RATE = 48000
@@ -84,23 +87,29 @@ class CallAgent:
         socket_url: str,
         token: str,
         *,
-        audio: MediaStreamTrack | None = None,
+        audio: Callable[[], MediaStreamTrack] = ToneTrack,
         ice_servers: list[RTCIceServer] | None = None,
         ssl_context: ssl.SSLContext | None = None,
         loopback: bool = True,
     ) -> None:
         self.socket_url = f"{socket_url}?access_token={token}"
-        self.audio = audio or ToneTrack()
+        self.audio_source = audio  # a new track for each call (a ToneTrack paces from its start)
         self.ice_servers = ice_servers or []  # never a public STUN server by default
         self.ssl_context = ssl_context
         self.frames_received = 0
+        self.frames_from: dict[str, int] = {}  # by peer key: a raw id, or "sfu:<raw id>"
         self.state = "None"
         self.end_reason: dict[str, Any] | None = None
         self.call_id: str | None = None
+        self.topology = ""
+        self.role = ""
+        self.participants: set[str] = set()  # the others in the call
+        self.is_caller = False  # of a 1:1 call: the caller offers once the callee answers
         self.raw_id = ""
         self._socket: Any = None
         self._reader: asyncio.Task[None] | None = None
-        self._peer: RTCPeerConnection | None = None
+        self._peers: dict[str, RTCPeerConnection] = {}
+        self._audio: MediaStreamTrack | None = None
         self._incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._states: asyncio.Queue[str] = asyncio.Queue()
         self._replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -117,18 +126,38 @@ class CallAgent:
 
     async def call(self, raw_id: str, *, video: bool = False) -> str:
         """Ring `raw_id`; returns the call id. The offer goes out once the callee answers."""
+        await self._new_call()
         await self._send({"type": "call.invite", "to": raw_id, "video": video})
         reply = await self._reply("call.invited")
-        self.call_id = reply["callId"]
+        self.call_id, self.participants, self.is_caller = reply["callId"], {raw_id}, True
         return str(self.call_id)
 
     async def answer(self, timeout: float = 10) -> str:
         """Wait for an incoming call and accept it on this socket."""
         incoming = await asyncio.wait_for(self._incoming.get(), timeout)
+        await self._new_call()
         self.call_id = incoming["callId"]
-        self._peer = self._new_peer()
+        self.participants = {incoming["caller"]["communicationUserId"]}
         await self._send({"type": "call.accept", "callId": self.call_id})
         await self._reply("call.accepted")
+        return str(self.call_id)
+
+    async def join(self, *, group_id: str | None = None, room_id: str | None = None) -> str:
+        """Join a group call (by group id or room) and send media to it: to each participant
+        in a mesh, to Janus in an SFU call (unless this agent's role is Consumer)."""
+        await self._new_call()
+        target = {"groupId": group_id} if group_id else {"roomId": room_id}
+        await self._send({"type": "call.join", **target})
+        reply = await self._reply("call.joined")
+        self.call_id, self.topology, self.role = reply["callId"], reply["topology"], reply["role"]
+        self.participants = {p["rawId"] for p in reply["participants"]}
+        self.state = "Connected"
+        if self.topology == "sfu":
+            if self.role != "Consumer":
+                await self._offer("sfu", send_only=True)
+        else:
+            for raw_id in self.participants:
+                await self._offer(raw_id)
         return str(self.call_id)
 
     async def wait_state(self, wanted: str, timeout: float = 10) -> None:
@@ -139,31 +168,66 @@ class CallAgent:
         await self._send({"type": "call.hangup", "callId": self.call_id})
 
     async def close(self) -> None:
-        if self._peer is not None:
-            await self._peer.close()
+        await self._close_peers()
         if self._socket is not None:
             await self._socket.close()
         if self._reader is not None:
             self._reader.cancel()
 
     # --- internals ---------------------------------------------------------------------------
-    def _new_peer(self) -> RTCPeerConnection:
-        peer = RTCPeerConnection(RTCConfiguration(iceServers=self.ice_servers))
-        peer.addTrack(self.audio)
+    async def _new_call(self) -> None:
+        await self._close_peers()
+        self.call_id, self.state, self.end_reason, self.topology, self.role = (
+            None,
+            "None",
+            None,
+            "",
+            "",
+        )
+        self.frames_received, self.frames_from, self.participants = 0, {}, set()
+        self.is_caller = False
+        self._audio = None
+
+    async def _close_peers(self) -> None:
+        peers, self._peers = list(self._peers.values()), {}
+        for peer in peers:
+            await peer.close()
+
+    def _peer(self, key: str, *, sends: bool = True) -> RTCPeerConnection:
+        peer = self._peers.get(key)
+        if peer is not None:
+            return peer
+        peer = self._peers[key] = RTCPeerConnection(RTCConfiguration(iceServers=self.ice_servers))
+        if sends and self.role != "Consumer":
+            if self._audio is None:
+                self._audio = self.audio_source()
+            peer.addTrack(self._audio)
+        else:
+            peer.addTransceiver("audio", direction="recvonly")
 
         @peer.on("track")
         def on_track(track: MediaStreamTrack) -> None:
-            asyncio.ensure_future(self._count(track))
+            if track.kind == "audio":
+                asyncio.ensure_future(self._count(key, track))
 
         return peer
 
-    async def _count(self, track: MediaStreamTrack) -> None:
+    async def _offer(self, key: str, *, send_only: bool = False) -> None:
+        peer = self._peer(key)
+        if send_only:
+            for transceiver in peer.getTransceivers():
+                transceiver.direction = "sendonly"
+        await peer.setLocalDescription(await peer.createOffer())
+        await self._signal(key, peer.localDescription)
+
+    async def _count(self, key: str, track: MediaStreamTrack) -> None:
         while True:
             try:
                 await track.recv()
             except Exception:  # the track ended with the call
                 return
             self.frames_received += 1
+            self.frames_from[key] = self.frames_from.get(key, 0) + 1
 
     async def _send(self, frame: dict[str, Any]) -> None:
         await self._socket.send(json.dumps(frame))
@@ -185,36 +249,67 @@ class CallAgent:
             event = frame.get("event")
             if event == "incomingCall":
                 await self._incoming.put(frame)
-            elif event == "stateChanged" and frame.get("callId") == self.call_id:
+            elif frame.get("callId") != self.call_id:
+                continue
+            elif event == "stateChanged":
                 await self._on_state(frame)
-            elif event == "signal" and frame.get("callId") == self.call_id:
-                await self._on_signal(frame["data"])
+            elif event == "signal":
+                await self._on_signal(frame.get("from") or next(iter(self.participants)), frame)
+            elif event == "participantsUpdated":
+                await self._on_participants(frame)
 
     async def _on_state(self, frame: dict[str, Any]) -> None:
         self.state = frame["state"]
         if self.state == "Disconnected":
             self.end_reason = frame.get("callEndReason")
-        elif self.state == "Connected" and self._peer is None:
+            await self._close_peers()
+        elif self.state == "Connected" and not self._peers and self.is_caller:
             # The caller makes the offer once the callee has answered.
-            self._peer = self._new_peer()
-            await self._peer.setLocalDescription(await self._peer.createOffer())
-            await self._signal(self._peer.localDescription)
+            await self._offer(next(iter(self.participants)))
         await self._states.put(self.state)
 
-    async def _on_signal(self, data: dict[str, Any]) -> None:
-        assert self._peer is not None
-        description = RTCSessionDescription(sdp=data["sdp"], type=data["type"])
-        await self._peer.setRemoteDescription(description)
-        if description.type == "offer":
-            await self._peer.setLocalDescription(await self._peer.createAnswer())
-            await self._signal(self._peer.localDescription)
+    async def _on_participants(self, frame: dict[str, Any]) -> None:
+        self.participants |= {p["rawId"] for p in frame["added"]}
+        for raw_id in frame["removed"]:
+            self.participants.discard(raw_id)
+            for key in (raw_id, f"sfu:{raw_id}"):
+                peer = self._peers.pop(key, None)
+                if peer is not None:
+                    await peer.close()
 
-    async def _signal(self, description: RTCSessionDescription) -> None:
+    async def _on_signal(self, key: str, frame: dict[str, Any]) -> None:
+        data = frame["data"]
+        if data.get("type") == "bye":
+            peer = self._peers.pop(key, None)
+            if peer is not None:
+                await peer.close()
+            return
+        if "candidate" in data:
+            peer = self._peers.get(key)
+            candidate = data["candidate"]
+            if peer is not None and candidate and candidate.get("candidate"):
+                ice = candidate_from_sdp(candidate["candidate"].removeprefix("candidate:"))
+                ice.sdpMid, ice.sdpMLineIndex = (
+                    candidate.get("sdpMid"),
+                    candidate.get("sdpMLineIndex"),
+                )
+                await peer.addIceCandidate(ice)
+            return
+        # A Janus feed is received only; a mesh or 1:1 peer gets this agent's audio too.
+        peer = self._peer(key, sends=not key.startswith("sfu:"))
+        description = RTCSessionDescription(sdp=data["sdp"], type=data["type"])
+        await peer.setRemoteDescription(description)
+        if description.type == "offer":
+            await peer.setLocalDescription(await peer.createAnswer())
+            await self._signal(key, peer.localDescription)
+
+    async def _signal(self, key: str, description: RTCSessionDescription) -> None:
         # aiortc gathers every candidate before it answers: no trickle needed.
         await self._send(
             {
                 "type": "call.signal",
                 "callId": self.call_id,
+                "to": key,
                 "data": {"type": description.type, "sdp": description.sdp},
             }
         )

@@ -19,4 +19,5 @@ class CallsConfig(AppConfig):
         for name in consumers.COMMANDS:
             register_command(name, consumers.command(name))
         register_frame_scopes(signaling.FRAME_TYPE, signaling.CALL_SCOPES)
+        register_close_hook(consumers.socket_closed)  # this process's Janus sessions first
         register_close_hook(signaling.socket_closed)

@@ -1,19 +1,34 @@
 """Calling's commands on the identity socket (/ws/, apps.accounts.consumers): each frame
 `{"type": "call.<verb>", "callId"?, ...}` goes to apps.calls.signaling; errors come back as
-`{"type": "error", "code", "message", "command"}` and the socket stays open."""
+`{"type": "error", "code", "message", "command"}` and the socket stays open.
+
+In a group call through Janus (topology "sfu") the socket's own process holds the
+participant's Janus session (apps.calls.sfu.JanusLeg): signals addressed to `sfu` (the
+client's published media) or `sfu:<raw id>` (a feed it receives) go to Janus, and Janus's
+offers for feeds come back as signals from `sfu:<raw id>`.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 
-from apps.calls import signaling, turn
+from apps.calls import sfu, signaling, turn
+from apps.calls.exceptions import CallNotAllowed, InvalidCallRequest
+from apps.calls.models import CallTopology
 from apps.core.errors import ApiError
 
 if TYPE_CHECKING:
     from apps.accounts.consumers import IdentityConsumer
+
+logger = logging.getLogger(__name__)
+
+# This process's Janus legs, by (socket channel name, call id).
+_sfu_legs: dict[tuple[str, str], sfu.JanusLeg] = {}
 
 
 def _ice_servers(consumer: IdentityConsumer) -> list[dict[str, Any]]:
@@ -57,6 +72,10 @@ def _signal(consumer: IdentityConsumer, frame: dict[str, Any]) -> None:
     signaling.relay(consumer.principal, frame.get("callId"), frame)
 
 
+def _check_sfu_signal(consumer: IdentityConsumer, frame: dict[str, Any]) -> dict[str, Any]:
+    return signaling.check_sfu_signal(consumer.principal, frame.get("callId"), frame)
+
+
 def _update(consumer: IdentityConsumer, frame: dict[str, Any]) -> dict[str, Any]:
     signaling.update_media(consumer.principal, frame.get("callId"), frame)
     return {"type": "call.updated", "callId": frame.get("callId")}
@@ -73,18 +92,112 @@ COMMANDS: dict[str, Callable[[IdentityConsumer, dict[str, Any]], Any]] = {
 }
 
 
+# --- Group calls through Janus ---------------------------------------------------------------
+async def _open_sfu_leg(consumer: IdentityConsumer, call_id: str) -> None:
+    """Join the call's Janus room for this socket; Janus's feed offers go to the client."""
+    key = (consumer.channel_name, call_id)
+
+    async def on_event(event: dict[str, Any]) -> None:
+        if event["kind"] == "disconnected":
+            await _close_sfu_leg(key)
+            await _send_error(consumer, "call.signal", "MediaServerUnavailable", "Janus is gone.")
+            return
+        data = event["jsep"] if event["kind"] == "offer" else {"type": "bye"}
+        await _send_signal(consumer, call_id, f"{signaling.SFU_PEER}:{event['feed']}", data)
+
+    leg = sfu.JanusLeg(
+        settings.JANUS_URL, room=call_id, display=consumer.principal.raw_id, on_event=on_event
+    )
+    _sfu_legs[key] = leg
+    try:
+        await leg.open()
+    except sfu.JanusError:
+        _sfu_legs.pop(key, None)
+        raise
+
+
+async def _close_sfu_leg(key: tuple[str, str]) -> None:
+    leg = _sfu_legs.pop(key, None)
+    if leg is not None:
+        await leg.close()
+
+
+async def _send_signal(
+    consumer: IdentityConsumer, call_id: str, sender: str, data: dict[str, Any]
+) -> None:
+    await consumer.send_json(
+        {"type": "call", "event": "signal", "callId": call_id, "from": sender, "data": data}
+    )
+
+
+async def _send_error(consumer: IdentityConsumer, command: str, code: str, message: str) -> None:
+    await consumer.send_json(
+        {"type": "error", "code": code, "message": message, "command": command}
+    )
+
+
+async def _sfu_signal(consumer: IdentityConsumer, frame: dict[str, Any]) -> None:
+    """A signal for Janus: publish or renegotiate (`sfu`), answer a feed (`sfu:<raw id>`), or
+    trickle a candidate to either."""
+    data = await database_sync_to_async(_check_sfu_signal)(consumer, frame)
+    call_id, to = str(frame["callId"]), str(frame["to"])
+    leg = _sfu_legs.get((consumer.channel_name, call_id))
+    if leg is None:
+        raise CallNotAllowed("This socket is not in the call's media.")
+    target = "publish" if to == signaling.SFU_PEER else to.removeprefix(signaling.SFU_PEER + ":")
+    if "candidate" in data:
+        await leg.trickle(target, data["candidate"])
+    elif target == "publish" and data.get("type") == "offer":
+        await _send_signal(consumer, call_id, signaling.SFU_PEER, await leg.publish(data))
+    elif target != "publish" and data.get("type") == "answer":
+        await leg.answer_feed(target, data)
+    else:
+        raise InvalidCallRequest(
+            "Send the sfu peer an offer, a feed an answer, or either a candidate.", target="data"
+        )
+
+
+async def socket_closed(channel_name: str) -> None:
+    for key in [key for key in _sfu_legs if key[0] == channel_name]:
+        await _close_sfu_leg(key)
+
+
 def command(name: str) -> Callable[[IdentityConsumer, dict[str, Any]], Awaitable[None]]:
     handler = COMMANDS[name]
 
     async def run(consumer: IdentityConsumer, frame: dict[str, Any]) -> None:
         try:
-            reply = await database_sync_to_async(handler)(consumer, frame)
+            reply = await _run(consumer, name, handler, frame)
         except ApiError as error:
-            await consumer.send_json(
-                {"type": "error", "code": error.code, "message": error.message, "command": name}
-            )
+            await _send_error(consumer, name, error.code, error.message)
+            return
+        except sfu.JanusError as error:
+            logger.warning("Janus refused %s: %s", name, error)
+            await _send_error(consumer, name, "MediaServerError", str(error))
             return
         if reply is not None:
             await consumer.send_json(reply)
 
     return run
+
+
+async def _run(
+    consumer: IdentityConsumer,
+    name: str,
+    handler: Callable[[IdentityConsumer, dict[str, Any]], Any],
+    frame: dict[str, Any],
+) -> Any:
+    to = frame.get("to")
+    if name == "call.signal" and isinstance(to, str) and to.startswith(signaling.SFU_PEER):
+        await _sfu_signal(consumer, frame)
+        return None
+    reply = await database_sync_to_async(handler)(consumer, frame)
+    if name == "call.join" and reply["topology"] == CallTopology.SFU:
+        try:
+            await _open_sfu_leg(consumer, reply["callId"])
+        except sfu.JanusError:
+            await database_sync_to_async(_hang_up)(consumer, {"callId": reply["callId"]})
+            raise
+    elif name == "call.hangup":
+        await _close_sfu_leg((consumer.channel_name, reply["callId"]))
+    return reply

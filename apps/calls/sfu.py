@@ -27,10 +27,12 @@ import contextlib
 import itertools
 import json
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
@@ -422,3 +424,16 @@ async def destroy_room(url: str, room: str, *, timeout: float = TIMEOUT) -> None
             raise
     finally:
         await session.destroy()
+
+
+def destroy_room_in_background(room: str) -> None:
+    """Destroy the room of an ended call without holding up the caller (a sync service);
+    failures are logged: an empty room left behind costs Janus little."""
+
+    def run() -> None:
+        try:
+            asyncio.run(destroy_room(settings.JANUS_URL, room))
+        except Exception as error:
+            logger.warning("Could not destroy Janus room %s: %s", room, error)
+
+    threading.Thread(target=run, name="janus-destroy-room", daemon=True).start()

@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from apps.accounts import services as accounts
 from apps.accounts.services import TokenPrincipal, identity_group
-from apps.calls import rooms
+from apps.calls import rooms, sfu
 from apps.calls.exceptions import CallNotAllowed, CallNotFound, InvalidCallRequest
 from apps.calls.models import (
     Call,
@@ -395,6 +395,18 @@ def check_signal(leg: CallParticipant, body: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def check_sfu_signal(
+    principal: TokenPrincipal, call_id: Any, body: dict[str, Any]
+) -> dict[str, Any]:
+    """A signal for the call's Janus room (`to` is `sfu` or `sfu:<raw id>`): its data, if the
+    principal is in a live call through Janus. Raises as check_signal, or CallNotAllowed."""
+    require_scope(principal)
+    call, leg = _live_leg(principal, call_id)
+    if call.topology != CallTopology.SFU:
+        raise CallNotAllowed("This call's media does not go through the SFU.")
+    return check_signal(leg, body)
+
+
 def update_media(principal: TokenPrincipal, call_id: Any, body: dict[str, Any]) -> None:
     """The client muted or unmuted, or turned its camera on or off: the others hear of it."""
     require_scope(principal)
@@ -460,6 +472,8 @@ def _end(call: Call, code: int, reason: str, *, by: str) -> Call:
             _push([(leg.raw_id, frame) for leg in legs])
         else:
             _push([_to_leg(leg, frame) for leg in live])
+        if call.topology == CallTopology.SFU:
+            transaction.on_commit(lambda: sfu.destroy_room_in_background(str(call.pk)))
         if was_connected:
             publish_events(
                 call.resource,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 
 from apps.calls.agent import CallAgent
-from tests.conftest import LiveSpool
+from tests.conftest import LiveSpool, start_spool, stop_spool
+from tests.janus import require_janus, run_janus
 
 pytestmark = pytest.mark.e2e
 
@@ -56,3 +58,63 @@ def test_two_agents_call_each_other_and_hear_each_other(live_spool: LiveSpool) -
     alice, bob = asyncio.run(scenario())
     assert alice.frames_received > 25 and bob.frames_received > 25
     assert bob.end_reason == {"code": 0, "subCode": 0}
+
+
+def group_call(live: LiveSpool, agents_count: int, seconds_of_audio: float = 2) -> list[CallAgent]:
+    """`agents_count` agents join one group call through `live` one after another; returns
+    them after audio has flowed (or not) for a while and everyone has left."""
+    connection = live.create_resource()
+    tokens = [voip_user(live, connection)[1] for _ in range(agents_count)]
+    socket_url = live.http_url.replace("http://", "ws://") + "/ws/"
+    group = str(uuid.uuid4())
+
+    async def scenario() -> list[CallAgent]:
+        agents = [CallAgent(socket_url, token) for token in tokens]
+        try:
+            for agent in agents:
+                await agent.connect()
+                await agent.join(group_id=group)
+            others = agents_count - 1
+            for _ in range(int(seconds_of_audio * 10) + 100):
+                if all(
+                    len(a.frames_from) == others and min(a.frames_from.values()) > 25
+                    for a in agents
+                ):
+                    break
+                await asyncio.sleep(0.1)
+            for agent in agents:
+                await agent.hang_up()
+                await agent.wait_state("Disconnected")
+            return agents
+        finally:
+            for agent in agents:
+                await agent.close()
+
+    return asyncio.run(scenario())
+
+
+@pytest.mark.timeout(90)
+def test_three_agents_in_a_mesh_group_call_hear_each_other(live_spool: LiveSpool) -> None:
+    agents = group_call(live_spool, 3)
+
+    for agent in agents:
+        assert agent.topology == "mesh"
+        assert len(agent.frames_from) == 2, agent.frames_from  # from both others
+        assert min(agent.frames_from.values()) > 25
+
+
+@pytest.mark.timeout(120)
+def test_three_agents_in_a_group_call_through_janus_hear_each_other() -> None:
+    require_janus()
+    with run_janus() as janus:
+        live, cleanups = start_spool({"SPOOL_JANUS_URL": janus.url})
+        try:
+            agents = group_call(live, 3)
+        finally:
+            stop_spool(live, cleanups)
+
+    for agent in agents:
+        assert agent.topology == "sfu"
+        assert len(agent.frames_from) == 2, agent.frames_from  # one Janus feed from each other
+        assert all(key.startswith("sfu:") for key in agent.frames_from)
+        assert min(agent.frames_from.values()) > 25
