@@ -21,6 +21,7 @@ import json
 import math
 import ssl
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aioice.ice
@@ -32,6 +33,7 @@ from aiortc import (
     RTCPeerConnection,
     RTCSessionDescription,
 )
+from aiortc.contrib.media import MediaRecorder, MediaRelay
 from aiortc.sdp import candidate_from_sdp
 from av import AudioFrame
 
@@ -91,11 +93,14 @@ class CallAgent:
         ice_servers: list[RTCIceServer] | None = None,
         ssl_context: ssl.SSLContext | None = None,
         loopback: bool = True,
+        record_dir: Path | None = None,
     ) -> None:
         self.socket_url = f"{socket_url}?access_token={token}"
         self.audio_source = audio  # a new track for each call (a ToneTrack paces from its start)
         self.ice_servers = ice_servers or []  # never a public STUN server by default
         self.ssl_context = ssl_context
+        self.record_dir = record_dir  # received audio to <call id>-<peer>.wav files there
+        self.recordings: list[Path] = []
         self.frames_received = 0
         self.frames_from: dict[str, int] = {}  # by peer key: a raw id, or "sfu:<raw id>"
         self.state = "None"
@@ -109,6 +114,7 @@ class CallAgent:
         self._socket: Any = None
         self._reader: asyncio.Task[None] | None = None
         self._peers: dict[str, RTCPeerConnection] = {}
+        self._recorders: dict[str, MediaRecorder] = {}
         self._audio: MediaStreamTrack | None = None
         self._incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._states: asyncio.Queue[str] = asyncio.Queue()
@@ -189,9 +195,16 @@ class CallAgent:
         self._audio = None
 
     async def _close_peers(self) -> None:
-        peers, self._peers = list(self._peers.values()), {}
-        for peer in peers:
+        for key in list(self._peers):
+            await self._close_peer(key)
+
+    async def _close_peer(self, key: str) -> None:
+        peer = self._peers.pop(key, None)
+        if peer is not None:
             await peer.close()
+        recorder = self._recorders.pop(key, None)
+        if recorder is not None:
+            await recorder.stop()  # finishes the file
 
     def _peer(self, key: str, *, sends: bool = True) -> RTCPeerConnection:
         peer = self._peers.get(key)
@@ -207,8 +220,14 @@ class CallAgent:
 
         @peer.on("track")
         def on_track(track: MediaStreamTrack) -> None:
-            if track.kind == "audio":
-                asyncio.ensure_future(self._count(key, track))
+            if track.kind != "audio":
+                return
+            if self.record_dir is not None:
+                # The recorder and the counter each read the track: a relay copies it for both.
+                relay = MediaRelay()
+                asyncio.ensure_future(self._record(key, relay.subscribe(track)))
+                track = relay.subscribe(track)
+            asyncio.ensure_future(self._count(key, track))
 
         return peer
 
@@ -219,6 +238,14 @@ class CallAgent:
                 transceiver.direction = "sendonly"
         await peer.setLocalDescription(await peer.createOffer())
         await self._signal(key, peer.localDescription)
+
+    async def _record(self, key: str, track: MediaStreamTrack) -> None:
+        assert self.record_dir is not None
+        path = self.record_dir / f"{self.call_id}-{key.replace(':', '_')}.wav"
+        recorder = self._recorders[key] = MediaRecorder(str(path))
+        recorder.addTrack(track)
+        await recorder.start()
+        self.recordings.append(path)
 
     async def _count(self, key: str, track: MediaStreamTrack) -> None:
         while True:
@@ -273,16 +300,12 @@ class CallAgent:
         for raw_id in frame["removed"]:
             self.participants.discard(raw_id)
             for key in (raw_id, f"sfu:{raw_id}"):
-                peer = self._peers.pop(key, None)
-                if peer is not None:
-                    await peer.close()
+                await self._close_peer(key)
 
     async def _on_signal(self, key: str, frame: dict[str, Any]) -> None:
         data = frame["data"]
         if data.get("type") == "bye":
-            peer = self._peers.pop(key, None)
-            if peer is not None:
-                await peer.close()
+            await self._close_peer(key)
             return
         if "candidate" in data:
             peer = self._peers.get(key)

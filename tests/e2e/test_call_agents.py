@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import array
 import asyncio
 import uuid
+import wave
+from pathlib import Path
 
 import pytest
 
@@ -25,7 +28,9 @@ def voip_user(live: LiveSpool, connection: str) -> tuple[str, str]:
 
 
 @pytest.mark.timeout(90)
-def test_two_agents_call_each_other_and_hear_each_other(live_spool: LiveSpool) -> None:
+def test_two_agents_call_each_other_and_hear_each_other(
+    live_spool: LiveSpool, tmp_path: Path
+) -> None:
     # given two identities with voip tokens, each an agent on the plain-HTTP socket
     connection = live_spool.create_resource()
     alice_id, alice_token = voip_user(live_spool, connection)
@@ -33,7 +38,8 @@ def test_two_agents_call_each_other_and_hear_each_other(live_spool: LiveSpool) -
     socket_url = live_spool.http_url.replace("http://", "ws://") + "/ws/"
 
     async def scenario() -> tuple[CallAgent, CallAgent]:
-        alice, bob = CallAgent(socket_url, alice_token), CallAgent(socket_url, bob_token)
+        alice = CallAgent(socket_url, alice_token)
+        bob = CallAgent(socket_url, bob_token, record_dir=tmp_path)
         await alice.connect()
         await bob.connect()
         try:
@@ -58,6 +64,14 @@ def test_two_agents_call_each_other_and_hear_each_other(live_spool: LiveSpool) -
     alice, bob = asyncio.run(scenario())
     assert alice.frames_received > 25 and bob.frames_received > 25
     assert bob.end_reason == {"code": 0, "subCode": 0}
+
+    # and bob recorded alice's tone: a WAV file of about the call's length, not silence
+    [recording] = bob.recordings
+    with wave.open(str(recording)) as audio:
+        seconds = audio.getnframes() / audio.getframerate()
+        samples = array.array("h", audio.readframes(audio.getnframes()))
+    assert seconds > 0.4
+    assert max(abs(sample) for sample in samples) > 2000  # the tone's amplitude is 8000
 
 
 def group_call(live: LiveSpool, agents_count: int, seconds_of_audio: float = 2) -> list[CallAgent]:
