@@ -48,6 +48,7 @@ bench: install
 	$(PY) bench/tokens.py
 	$(PY) bench/sms.py
 	$(PY) bench/chat.py
+	$(PY) bench/calls.py
 	@if [ -n "$$DATABASE_URL" ]; then $(PY) bench/numbers.py; \
 	else echo "bench/numbers.py needs DATABASE_URL (PostgreSQL): skipped."; fi
 
