@@ -256,3 +256,29 @@ async def test_a_revoked_token_ends_the_socket_and_its_call(connect: Any, resour
     await callee.communicator.disconnect()
     ended = await caller.until(event="stateChanged", state="Disconnected")
     assert ended["callEndReason"]["code"] == 410
+
+
+async def test_signals_for_the_sfu_are_refused_in_a_mesh_call(connect: Any) -> None:
+    socket = await connect()
+    call_id = (await join(socket, groupId=str(uuid.uuid4())))["callId"]
+
+    offer = {"type": "offer", "sdp": SENDRECV_SDP}
+    await socket.send({"type": "call.signal", "callId": call_id, "to": "sfu", "data": offer})
+
+    assert (await socket.until(type="error"))["code"] == "Forbidden"
+
+
+async def test_a_join_when_janus_is_down_is_refused_and_leaves_no_one_behind(
+    connect: Any, settings: Any
+) -> None:
+    settings.JANUS_URL = "ws://127.0.0.1:9/"  # nothing listens there
+    socket = await connect()
+
+    await socket.send({"type": "call.join", "groupId": str(uuid.uuid4())})
+
+    error = await socket.until(type="error")
+    assert error["code"] == "MediaServerError" and error["command"] == "call.join"
+    legs = await database_sync_to_async(
+        lambda: list(CallParticipant.objects.values_list("state", flat=True))
+    )()
+    assert legs == ["left"]
