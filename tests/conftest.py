@@ -348,3 +348,47 @@ def live_spool() -> Iterator[LiveSpool]:
         yield live
     finally:
         stop_spool(live, cleanups)
+
+
+@pytest.fixture(scope="session")
+def second_web(live_spool: LiveSpool) -> Iterator[str]:
+    """Another web process on the live server's data dir, database and Redis."""
+    port = free_port()
+    log_path = live_spool.data_dir / f"web-{port}.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "spool.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            env=live_spool.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/.well-known/jwks.json", timeout=2).status == 200:
+                    break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the second web process did not start:\n" + log_path.read_text())
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()  # by its PID: only the process this fixture started
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

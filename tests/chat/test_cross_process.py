@@ -4,10 +4,6 @@ through Redis (the live server's, private or real), as it does behind a load bal
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -16,55 +12,11 @@ import requests
 from azure.communication.identity import CommunicationIdentityClient
 from websockets.sync.client import ClientConnection, connect
 
-from tests.conftest import ROOT, LiveSpool, free_port
+from tests.conftest import LiveSpool
 
 pytestmark = pytest.mark.e2e
 
 API = {"api-version": "2024-03-07"}
-
-
-@pytest.fixture(scope="module")
-def second_web(live_spool: LiveSpool) -> Iterator[str]:
-    """Another web process on the live server's data dir, database and Redis."""
-    port = free_port()
-    log_path = live_spool.data_dir / f"web-{port}.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "spool.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            env=live_spool.env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{url}/.well-known/jwks.json", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the second web process did not start:\n" + log_path.read_text())
-            time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()  # by its PID: only the process this fixture started
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="module")

@@ -74,6 +74,41 @@ def test_two_agents_call_each_other_and_hear_each_other(
     assert max(abs(sample) for sample in samples) > 2000  # the tone's amplitude is 8000
 
 
+@pytest.mark.timeout(90)
+def test_a_call_between_sockets_on_two_web_processes(
+    live_spool: LiveSpool, second_web: str
+) -> None:
+    # given alice's socket on serve's web process and bob's on a second one (same Redis)
+    connection = live_spool.create_resource()
+    _, alice_token = voip_user(live_spool, connection)
+    bob_id, bob_token = voip_user(live_spool, connection)
+
+    async def scenario() -> tuple[CallAgent, CallAgent]:
+        alice = CallAgent(live_spool.http_url.replace("http://", "ws://") + "/ws/", alice_token)
+        bob = CallAgent(second_web.replace("http://", "ws://") + "/ws/", bob_token)
+        await alice.connect()
+        await bob.connect()
+        try:
+            # when alice calls bob, the ring, the answer and the SDP cross between processes
+            await alice.call(bob_id)
+            await bob.answer()
+            await alice.wait_state("Connected")
+            for _ in range(100):
+                if alice.frames_received > 25 and bob.frames_received > 25:
+                    break
+                await asyncio.sleep(0.1)
+            await bob.hang_up()
+            await alice.wait_state("Disconnected")
+            return alice, bob
+        finally:
+            await alice.close()
+            await bob.close()
+
+    alice, bob = asyncio.run(scenario())
+    assert alice.frames_received > 25 and bob.frames_received > 25
+    assert alice.end_reason == {"code": 0, "subCode": 0}
+
+
 def group_call(live: LiveSpool, agents_count: int, seconds_of_audio: float = 2) -> list[CallAgent]:
     """`agents_count` agents join one group call through `live` one after another; returns
     them after audio has flowed (or not) for a while and everyone has left."""
