@@ -1,4 +1,6 @@
-"""Console pages for calling: the resource's call log and its rooms, each with a detail page."""
+"""Console pages for calling: the resource's call log and its rooms, each with a detail page;
+Try calling (a 1:1 call between identities) and Group call, live in the browser through
+static/calling/spool-calling.js on the identity socket."""
 
 from __future__ import annotations
 
@@ -11,10 +13,13 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.http import require_POST
 
+from apps.accounts import services as accounts
 from apps.accounts.models import Resource
 from apps.calls import records, rooms
 from apps.calls.models import Call
+from apps.console.chat_views import IDENTITY_CHOICES, TRY_TOKEN_MINUTES, issue_try_token
 from apps.console.views import _page, _resource_context, resource_page
 from apps.core.errors import ApiError
 
@@ -23,7 +28,11 @@ from apps.core.errors import ApiError
 CALLS_TABS = [
     ("log", "Call log", "console:calls"),
     ("rooms", "Rooms", "console:rooms"),
+    ("try", "Try calling", "console:calls-try"),
+    ("group", "Group call", "console:calls-group"),
 ]
+# The Try pages' tokens: place, answer and join calls.
+TRY_CALL_SCOPES = ["voip"]
 
 
 @dataclass(frozen=True)
@@ -148,3 +157,34 @@ def room(request: HttpRequest, resource: Resource, room_id: str) -> HttpResponse
         rows=_rows(page.object_list, now),
     )
     return render(request, "console/rooms_detail.html", context)
+
+
+def _try_context(request: HttpRequest, resource: Resource, calls_tab: str) -> dict[str, Any]:
+    return _context(
+        request,
+        resource,
+        calls_tab,
+        identities=accounts.list_identities(resource)[:IDENTITY_CHOICES],
+        token_url=reverse("console:calls-token", kwargs={"slug": resource.slug}),
+        token_minutes=TRY_TOKEN_MINUTES,
+    )
+
+
+@resource_page()
+def calls_try(request: HttpRequest, resource: Resource) -> HttpResponse:
+    return render(request, "console/calls_try.html", _try_context(request, resource, "try"))
+
+
+@resource_page()
+def calls_group(request: HttpRequest, resource: Resource) -> HttpResponse:
+    context = _try_context(request, resource, "group")
+    now = timezone.now()
+    open_rooms = rooms.list_rooms(resource).filter(valid_from__lte=now, valid_until__gt=now)
+    context["rooms"] = open_rooms[:IDENTITY_CHOICES]
+    return render(request, "console/calls_group.html", context)
+
+
+@require_POST
+def calls_token(request: HttpRequest, slug: str) -> HttpResponse:
+    """The calling Try pages' sign-in and token renewal: a `voip` token (see issue_try_token)."""
+    return issue_try_token(request, slug, TRY_CALL_SCOPES)

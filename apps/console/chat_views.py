@@ -18,9 +18,10 @@ from apps.chat import services as chat
 from apps.console.views import _page, _resource_context, resource_page
 from apps.core.errors import ApiError, error_response
 
-# Try chat's tokens: chat only, the shortest lifetime; the page renews them while it is open.
+# The Try pages' tokens: one feature's scope, the shortest lifetime; a page renews them while it
+# is open.
 TRY_CHAT_SCOPES = ["chat"]
-TRY_CHAT_TOKEN_MINUTES = accounts.MIN_EXPIRY_MINUTES
+TRY_TOKEN_MINUTES = accounts.MIN_EXPIRY_MINUTES
 IDENTITY_CHOICES = 100
 
 
@@ -47,16 +48,22 @@ def chat_try(request: HttpRequest, resource: Resource) -> HttpResponse:
         identities=accounts.list_identities(resource)[:IDENTITY_CHOICES],
         chat_endpoint=f"/r/{resource.slug}/",
         token_url=reverse("console:chat-token", kwargs={"slug": resource.slug}),
-        token_minutes=TRY_CHAT_TOKEN_MINUTES,
+        token_minutes=TRY_TOKEN_MINUTES,
     )
     return render(request, "console/chat_try.html", context)
 
 
 @require_POST
 def chat_token(request: HttpRequest, slug: str) -> HttpResponse:
-    """Issue a chat token to an identity of the resource, or to a new one: Try chat's sign-in
-    and its token renewal. JSON in (`{"identity": "<raw id>"}` or `{"create": true}`) and out;
-    CSRF-protected like every console POST; needs a role that manages identities."""
+    """Try chat's sign-in and token renewal: a `chat` token (see issue_try_token)."""
+    return issue_try_token(request, slug, TRY_CHAT_SCOPES)
+
+
+def issue_try_token(request: HttpRequest, slug: str, scopes: list[str]) -> HttpResponse:
+    """Issue a short token with `scopes` to an identity of the resource, or to a new one: the
+    sign-in and token renewal of the console's Try pages (chat, calling). JSON in
+    (`{"identity": "<raw id>"}` or `{"create": true}`) and out; the caller view is a POST, which
+    Django's middleware checks for the CSRF token; needs a role that manages identities."""
     if not request.user.is_authenticated:
         return error_response(401, "Unauthorized", "Your console session has ended: sign in again.")
     try:
@@ -65,7 +72,7 @@ def chat_token(request: HttpRequest, slug: str) -> HttpResponse:
         with transaction.atomic():
             if body.get("create") is True:
                 identity, token = accounts.create_identity(
-                    resource, scopes=TRY_CHAT_SCOPES, expires_in_minutes=TRY_CHAT_TOKEN_MINUTES
+                    resource, scopes=scopes, expires_in_minutes=TRY_TOKEN_MINUTES
                 )
                 assert token is not None  # scopes were given
             else:
@@ -73,7 +80,7 @@ def chat_token(request: HttpRequest, slug: str) -> HttpResponse:
                 identity = accounts.access_identity(
                     resource, raw_id if isinstance(raw_id, str) else ""
                 )
-                token = accounts.issue_token(identity, TRY_CHAT_SCOPES, TRY_CHAT_TOKEN_MINUTES)
+                token = accounts.issue_token(identity, scopes, TRY_TOKEN_MINUTES)
     except ApiError as error:
         return error_response(error.status, error.code, error.message)
     return JsonResponse(

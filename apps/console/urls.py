@@ -42,6 +42,9 @@ urlpatterns = [
     path("resources/<slug:slug>/calls/", calls_views.calls, name="calls"),
     path("resources/<slug:slug>/calls/rooms/", calls_views.rooms_list, name="rooms"),
     path("resources/<slug:slug>/calls/rooms/<str:room_id>/", calls_views.room, name="room"),
+    path("resources/<slug:slug>/calls/try/", calls_views.calls_try, name="calls-try"),
+    path("resources/<slug:slug>/calls/try/token/", calls_views.calls_token, name="calls-token"),
+    path("resources/<slug:slug>/calls/group/", calls_views.calls_group, name="calls-group"),
     # Keep last among the calls/ paths, or it takes their place (calls/try/ would be a call id).
     # Any id reaches the view, so a malformed one gets the console's not-found page.
     path("resources/<slug:slug>/calls/<str:call_id>/", calls_views.call, name="call"),
