@@ -65,7 +65,10 @@ def _join(consumer: IdentityConsumer, frame: dict[str, Any]) -> dict[str, Any]:
 
 def _hang_up(consumer: IdentityConsumer, frame: dict[str, Any]) -> dict[str, Any]:
     call = signaling.hang_up(consumer.principal, frame.get("callId"), frame)
-    return {"type": "call.hungUp", "callId": str(call.pk)}
+    reply: dict[str, Any] = {"type": "call.hungUp", "callId": str(call.pk)}
+    if call.end_code is not None:  # the call is over (now or before): how it ended
+        reply["callEndReason"] = {"code": call.end_code, "subCode": 0}
+    return reply
 
 
 def _signal(consumer: IdentityConsumer, frame: dict[str, Any]) -> None:
@@ -98,9 +101,9 @@ async def _open_sfu_leg(consumer: IdentityConsumer, call_id: str) -> None:
     key = (consumer.channel_name, call_id)
 
     async def on_event(event: dict[str, Any]) -> None:
-        if event["kind"] == "disconnected":
+        if event["kind"] == "disconnected":  # Janus went away: the participant's media with it
             await _close_sfu_leg(key)
-            await _send_error(consumer, "call.signal", "MediaServerUnavailable", "Janus is gone.")
+            await database_sync_to_async(signaling.media_lost)(consumer.principal, call_id)
             return
         data = event["jsep"] if event["kind"] == "offer" else {"type": "bye"}
         await _send_signal(consumer, call_id, f"{signaling.SFU_PEER}:{event['feed']}", data)
@@ -130,10 +133,20 @@ async def _send_signal(
     )
 
 
-async def _send_error(consumer: IdentityConsumer, command: str, code: str, message: str) -> None:
-    await consumer.send_json(
-        {"type": "error", "code": code, "message": message, "command": command}
-    )
+async def _send_error(
+    consumer: IdentityConsumer, frame: dict[str, Any], command: str, code: str, message: str
+) -> None:
+    error = {"type": "error", "code": code, "message": message, "command": command}
+    await consumer.send_json(_answering(frame, error))
+
+
+def _answering(frame: dict[str, Any], reply: dict[str, Any]) -> dict[str, Any]:
+    """`reply` with the command's `requestId` (if it had one) and `callId`, so a client can
+    tell which command it answers."""
+    for field in ("requestId", "callId"):
+        if field in frame and field not in reply:
+            reply[field] = frame[field]
+    return reply
 
 
 async def _sfu_signal(consumer: IdentityConsumer, frame: dict[str, Any]) -> None:
@@ -169,14 +182,14 @@ def command(name: str) -> Callable[[IdentityConsumer, dict[str, Any]], Awaitable
         try:
             reply = await _run(consumer, name, handler, frame)
         except ApiError as error:
-            await _send_error(consumer, name, error.code, error.message)
+            await _send_error(consumer, frame, name, error.code, error.message)
             return
         except sfu.JanusError as error:
             logger.warning("Janus refused %s: %s", name, error)
-            await _send_error(consumer, name, "MediaServerError", str(error))
+            await _send_error(consumer, frame, name, "MediaServerError", str(error))
             return
         if reply is not None:
-            await consumer.send_json(reply)
+            await consumer.send_json(_answering(frame, reply))
 
     return run
 
@@ -193,11 +206,14 @@ async def _run(
         return None
     reply = await database_sync_to_async(handler)(consumer, frame)
     if name == "call.join" and reply["topology"] == CallTopology.SFU:
+        # The client hears it joined before Janus's offers for the feeds already there.
+        await consumer.send_json(_answering(frame, reply))
         try:
             await _open_sfu_leg(consumer, reply["callId"])
-        except sfu.JanusError:
-            await database_sync_to_async(_hang_up)(consumer, {"callId": reply["callId"]})
-            raise
-    elif name == "call.hangup":
+        except sfu.JanusError as error:
+            logger.warning("Janus refused a join: %s", error)
+            await database_sync_to_async(signaling.media_lost)(consumer.principal, reply["callId"])
+        return None
+    if name == "call.hangup":
         await _close_sfu_leg((consumer.channel_name, reply["callId"]))
     return reply

@@ -10,7 +10,8 @@ socket's own process handles those, apps.calls.consumers).
 
 Webhooks get CallStarted, CallEnded, CallParticipantAdded and CallParticipantRemoved through
 the events app. End codes follow the ACS calling client: 0 ended normally, 487 cancelled by the
-caller before an answer, 603 declined, 410 the socket of a leg went away.
+caller before an answer, 603 declined, 410 the socket of a leg went away, 503 the media server
+(Janus) failed the participant.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ FRAME_TYPE = "call"
 CALL_SCOPES = frozenset({"voip", "voip.join"})
 PLACE_CALLS = frozenset({"voip"})
 MAX_SIGNAL_BYTES = 64 * 1024
-END_NORMAL, END_GONE, END_CANCELLED, END_DECLINED = 0, 410, 487, 603
+END_NORMAL, END_GONE, END_CANCELLED, END_MEDIA_LOST, END_DECLINED = 0, 410, 487, 503, 603
 # An SDP media section that sends: what a Consumer (receive-only role) may not offer or answer.
 SENDING_DIRECTION = re.compile(r"^a=(sendrecv|sendonly)\s*$", re.MULTILINE)
 SFU_PEER = "sfu"
@@ -428,6 +429,14 @@ def update_media(principal: TokenPrincipal, call_id: Any, body: dict[str, Any]) 
         changed = _frame(call, "participantStateChanged", participant=roster_entry(leg))
         others = call.participants.filter(state=CallLegState.CONNECTED).exclude(pk=leg.pk)
         _push([_to_leg(other, changed) for other in others])
+
+
+def media_lost(principal: TokenPrincipal, call_id: Any) -> None:
+    """The media server (Janus) refused or lost this participant: it leaves the call with
+    code 503, and its client may join again."""
+    call, leg = access_call(principal, call_id)
+    if call.state != CallState.DISCONNECTED:
+        _leave(call, leg, END_MEDIA_LOST)
 
 
 def socket_closed(channel_name: str) -> None:

@@ -861,14 +861,20 @@
         this._end(END_NORMAL);
         return;
       }
+      let reply;
       try {
-        await this._agent._request("call.hangup", { callId: this.id, forEveryone });
+        reply = await this._agent._request("call.hangup", { callId: this.id, forEveryone });
       } catch (error) {
         this._end(END_NORMAL);
         if (error.code !== "NotConnected") throw error;
         return;
       }
-      // The server's Disconnected carries the end code (487 when it still rang).
+      // A call that is over says how it ended in the reply (487 when it still rang); leaving a
+      // group call that goes on, the server's Disconnected frame follows.
+      if (reply && reply.callEndReason) {
+        this._end(reply.callEndReason);
+        return;
+      }
       this._hangUpTimer = setTimeout(() => this._end(END_NORMAL), HANG_UP_GRACE_MS);
     }
 

@@ -154,9 +154,9 @@ async def test_a_bad_join_is_refused_and_changes_nothing(
     connect: Any, frame: dict[str, Any], target: str
 ) -> None:
     socket = await connect()
-    await socket.send({"type": "call.join", **frame})
+    await socket.send({"type": "call.join", "requestId": "r1", **frame})
     error = await socket.expect(type="error", code="BadRequest", command="call.join")
-    assert target in error["message"]
+    assert target in error["message"] and error["requestId"] == "r1"
     assert await database_sync_to_async(Call.objects.count)() == 0
 
 
@@ -268,16 +268,17 @@ async def test_signals_for_the_sfu_are_refused_in_a_mesh_call(connect: Any) -> N
     assert (await socket.until(type="error"))["code"] == "Forbidden"
 
 
-async def test_a_join_when_janus_is_down_is_refused_and_leaves_no_one_behind(
+async def test_a_join_when_janus_is_down_leaves_the_call_with_503(
     connect: Any, settings: Any
 ) -> None:
     settings.JANUS_URL = "ws://127.0.0.1:9/"  # nothing listens there
     socket = await connect()
 
-    await socket.send({"type": "call.join", "groupId": str(uuid.uuid4())})
+    joined = await join(socket, groupId=str(uuid.uuid4()))
 
-    error = await socket.until(type="error")
-    assert error["code"] == "MediaServerError" and error["command"] == "call.join"
+    assert joined["topology"] == "sfu"
+    ended = await socket.until(event="stateChanged", state="Disconnected")
+    assert ended["callEndReason"] == {"code": 503, "subCode": 0}
     legs = await database_sync_to_async(
         lambda: list(CallParticipant.objects.values_list("state", flat=True))
     )()
