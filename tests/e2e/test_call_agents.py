@@ -27,43 +27,53 @@ def voip_user(live: LiveSpool, connection: str) -> tuple[str, str]:
     return user.properties["id"], token.token
 
 
+def socket_url(http_url: str) -> str:
+    return http_url.replace("http://", "ws://") + "/ws/"
+
+
+def one_to_one_call(
+    alice: CallAgent, bob: CallAgent, bob_id: str, *, hung_up_by: str = "alice"
+) -> None:
+    """alice calls bob, bob answers, audio flows for a while (or not), one of them hangs up."""
+
+    async def scenario() -> None:
+        await alice.connect()
+        await bob.connect()
+        try:
+            await alice.call(bob_id)
+            await bob.answer()
+            await alice.wait_state("Connected")
+            for _ in range(100):
+                if alice.frames_received > 25 and bob.frames_received > 25:
+                    break
+                await asyncio.sleep(0.1)
+            await (alice if hung_up_by == "alice" else bob).hang_up()
+            await bob.wait_state("Disconnected")
+            await alice.wait_state("Disconnected")
+        finally:
+            await alice.close()
+            await bob.close()
+
+    asyncio.run(scenario())
+
+
 @pytest.mark.timeout(90)
 def test_two_agents_call_each_other_and_hear_each_other(
     live_spool: LiveSpool, tmp_path: Path
 ) -> None:
     # given two identities with voip tokens, each an agent on the plain-HTTP socket
     connection = live_spool.create_resource()
-    alice_id, alice_token = voip_user(live_spool, connection)
+    _, alice_token = voip_user(live_spool, connection)
     bob_id, bob_token = voip_user(live_spool, connection)
-    socket_url = live_spool.http_url.replace("http://", "ws://") + "/ws/"
+    alice = CallAgent(socket_url(live_spool.http_url), alice_token)
+    bob = CallAgent(socket_url(live_spool.http_url), bob_token, record_dir=tmp_path)
 
-    async def scenario() -> tuple[CallAgent, CallAgent]:
-        alice = CallAgent(socket_url, alice_token)
-        bob = CallAgent(socket_url, bob_token, record_dir=tmp_path)
-        await alice.connect()
-        await bob.connect()
-        try:
-            # when alice calls bob and bob answers
-            await alice.call(bob_id)
-            await bob.answer()
-            await alice.wait_state("Connected")
-            # then audio flows both ways within a few seconds
-            for _ in range(100):
-                if alice.frames_received > 25 and bob.frames_received > 25:
-                    break
-                await asyncio.sleep(0.1)
-            # and when alice hangs up, both see the call end normally
-            await alice.hang_up()
-            await bob.wait_state("Disconnected")
-            await alice.wait_state("Disconnected")
-            return alice, bob
-        finally:
-            await alice.close()
-            await bob.close()
+    # when alice calls bob, bob answers, and alice hangs up a moment later
+    one_to_one_call(alice, bob, bob_id)
 
-    alice, bob = asyncio.run(scenario())
+    # then audio flowed both ways and both saw the call end normally
     assert alice.frames_received > 25 and bob.frames_received > 25
-    assert bob.end_reason == {"code": 0, "subCode": 0}
+    assert alice.end_reason == bob.end_reason == {"code": 0, "subCode": 0}
 
     # and bob recorded alice's tone: a WAV file of about the call's length, not silence
     [recording] = bob.recordings
@@ -82,29 +92,12 @@ def test_a_call_between_sockets_on_two_web_processes(
     connection = live_spool.create_resource()
     _, alice_token = voip_user(live_spool, connection)
     bob_id, bob_token = voip_user(live_spool, connection)
+    alice = CallAgent(socket_url(live_spool.http_url), alice_token)
+    bob = CallAgent(socket_url(second_web), bob_token)
 
-    async def scenario() -> tuple[CallAgent, CallAgent]:
-        alice = CallAgent(live_spool.http_url.replace("http://", "ws://") + "/ws/", alice_token)
-        bob = CallAgent(second_web.replace("http://", "ws://") + "/ws/", bob_token)
-        await alice.connect()
-        await bob.connect()
-        try:
-            # when alice calls bob, the ring, the answer and the SDP cross between processes
-            await alice.call(bob_id)
-            await bob.answer()
-            await alice.wait_state("Connected")
-            for _ in range(100):
-                if alice.frames_received > 25 and bob.frames_received > 25:
-                    break
-                await asyncio.sleep(0.1)
-            await bob.hang_up()
-            await alice.wait_state("Disconnected")
-            return alice, bob
-        finally:
-            await alice.close()
-            await bob.close()
+    # when alice calls bob: the ring, the answer and the SDP cross between processes
+    one_to_one_call(alice, bob, bob_id, hung_up_by="bob")
 
-    alice, bob = asyncio.run(scenario())
     assert alice.frames_received > 25 and bob.frames_received > 25
     assert alice.end_reason == {"code": 0, "subCode": 0}
 
@@ -114,11 +107,10 @@ def group_call(live: LiveSpool, agents_count: int, seconds_of_audio: float = 2) 
     them after audio has flowed (or not) for a while and everyone has left."""
     connection = live.create_resource()
     tokens = [voip_user(live, connection)[1] for _ in range(agents_count)]
-    socket_url = live.http_url.replace("http://", "ws://") + "/ws/"
     group = str(uuid.uuid4())
 
     async def scenario() -> list[CallAgent]:
-        agents = [CallAgent(socket_url, token) for token in tokens]
+        agents = [CallAgent(socket_url(live.http_url), token) for token in tokens]
         try:
             for agent in agents:
                 await agent.connect()
