@@ -1,7 +1,8 @@
 """The identity socket (/ws/): a user access token's live connection.
 
 Connects with `?access_token=<token>`; answers with a hello frame; closes (code 4001) when
-the token expires or is revoked, or its identity is deleted. Revocation is pushed through
+the token expires or is revoked, or its identity is deleted. A client renews its token in place
+(`token.renew`), so what the socket holds, such as a call's leg, outlives the old token. Revocation is pushed through
 the identity's group at once; the token is also re-checked every RECHECK_SECONDS, so a lost
 push (a Redis outage) cannot keep a refused token connected. Chat and calling add their
 events to the same connection through the identity's group: a higher app registers the
@@ -112,6 +113,8 @@ class IdentityConsumer(AsyncJsonWebsocketConsumer):
             return  # refused: closing
         if kind == "ping":
             await self.send_json({"type": "pong"})
+        elif kind == "token.renew":
+            await self._renew(content.get("token"))
         elif isinstance(kind, str) and kind in _commands:
             await _commands[kind](self, content)
         else:
@@ -140,6 +143,34 @@ class IdentityConsumer(AsyncJsonWebsocketConsumer):
         if payload.get("toChannel", self.channel_name) != self.channel_name:
             return  # addressed to another socket of the same identity
         await self.send_json(payload)
+
+    async def _renew(self, token: Any) -> None:
+        """Carry on with a new token of the same identity (a renewal before expiry), so what
+        this socket holds (a call's leg) outlives the old token. A refused token changes
+        nothing: the socket keeps the one it has."""
+        try:
+            if not isinstance(token, str):
+                raise ApiError("token must be a user access token.")
+            principal = await database_sync_to_async(services.authenticate_token)(token)
+            if principal.identity.id != self.principal.identity.id:
+                raise ApiError("The token is for another identity.")
+        except ApiError as error:
+            await self.send_json(
+                {
+                    "type": "error",
+                    "code": "InvalidToken",
+                    "message": error.message,
+                    "command": "token.renew",
+                }
+            )
+            return
+        self.token, self.principal = token, principal
+        self.watch.cancel()
+        expires_at = tokens.verify(token)["exp"]
+        self.watch = asyncio.ensure_future(self._watch_token(expires_at))
+        await self.send_json(
+            {"type": "token.renewed", "scopes": sorted(principal.scopes), "expiresOn": expires_at}
+        )
 
     async def _refuse(self, reason: str) -> None:
         await self.send_json({"type": "error", "code": "InvalidToken", "message": reason})

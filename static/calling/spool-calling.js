@@ -49,6 +49,7 @@
     "call.join": "call.joined",
     "call.hangup": "call.hungUp",
     "call.update": "call.updated",
+    "token.renew": "token.renewed",
   };
   const COMMAND_OF_REPLY = Object.fromEntries(Object.entries(REPLIES).map(([c, r]) => [r, c]));
   const VIDEO_CONSTRAINTS = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24 } };
@@ -1523,7 +1524,7 @@
 
     _onError(socket, frame) {
       const error = new CallingError(frame.message || frame.code, { code: frame.code, command: frame.command });
-      if (frame.code === "InvalidToken") {
+      if (frame.code === "InvalidToken" && frame.command !== "token.renew") {
         socket._refusal = error; // the close (4001) that follows acts on it
         return;
       }
@@ -1622,21 +1623,29 @@
     }
 
     /**
-     * Renew the token before it expires and move to a socket that carries it. A call's leg is
-     * held by its socket, so the move waits until no call is in progress.
+     * Renew the token before it expires and hand it to the open socket (`token.renew`), so
+     * calls in progress, whose legs the socket holds, go on. Should the server refuse it, move
+     * to a new socket once no call is in progress.
      */
     _scheduleRenewal() {
       clearTimeout(this._timers.renew);
       const at = this._tokens.renewAt;
       if (at === undefined) return;
       this._timers.renew = setTimeout(() => {
-        this._tokens.refresh().then(
-          () => {
-            this._renewPending = true;
-            this._renewIfIdle();
-          },
-          (error) => this.emit("error", error)
-        );
+        this._tokens
+          .refresh()
+          .then((token) => this._request("token.renew", { token }))
+          .then(
+            () => this._scheduleRenewal(),
+            (error) => {
+              if (error.code === "InvalidToken" || error.code === "Timeout") {
+                this._renewPending = true;
+                this._renewIfIdle();
+              } else {
+                this.emit("error", error);
+              }
+            }
+          );
       }, Math.min(Math.max(0, at - Date.now()), 0x7fffffff));
     }
 

@@ -85,6 +85,36 @@ async def test_the_socket_closes_when_the_token_expires(resource) -> None:
     assert message["code"] == "InvalidToken" and "expired" in message["message"]
 
 
+async def test_a_renewed_token_keeps_the_socket_open_past_the_old_expiry(resource) -> None:
+    # given a socket whose token expires in two seconds
+    identity, _ = await _identity_with_token(resource)
+    import time
+
+    short = await database_sync_to_async(tokens.sign)(
+        {"sub": identity.raw_id, "gen": 0, "scp": "chat", "exp": int(time.time()) + 2}
+    )
+    communicator, _ = await _connect(short)
+
+    # when another identity's token, or nonsense, is offered, nothing changes
+    _, stranger = await _identity_with_token(resource)
+    for wrong in (stranger.token, "nonsense", 5):
+        await communicator.send_json_to({"type": "token.renew", "token": wrong})
+        refused = await communicator.receive_json_from(timeout=5)
+        assert refused["code"] == "InvalidToken" and refused["command"] == "token.renew"
+
+    # when a new token of the same identity is sent in
+    renewed = await database_sync_to_async(services.issue_token)(identity, ["chat", "voip"])
+    await communicator.send_json_to({"type": "token.renew", "token": renewed.token})
+    answer = await communicator.receive_json_from(timeout=5)
+    assert answer["type"] == "token.renewed" and answer["scopes"] == ["chat", "voip"]
+
+    # then the socket is still open after the old token's expiry
+    assert await communicator.receive_nothing(timeout=3)
+    await communicator.send_json_to({"type": "ping"})
+    assert (await communicator.receive_json_from())["type"] == "pong"
+    await communicator.disconnect()
+
+
 async def test_unknown_websocket_paths_are_refused() -> None:
     communicator = WebsocketCommunicator(application, "/ws/nothing-here")
     connected, _ = await communicator.connect()
