@@ -36,6 +36,7 @@ from apps.calls.models import (
     CallParticipant,
     CallState,
     CallTopology,
+    Room,
     RoomRole,
 )
 from apps.core import realtime
@@ -47,7 +48,14 @@ FRAME_TYPE = "call"
 CALL_SCOPES = frozenset({"voip", "voip.join"})
 PLACE_CALLS = frozenset({"voip"})
 MAX_SIGNAL_BYTES = 64 * 1024
-END_NORMAL, END_GONE, END_CANCELLED, END_MEDIA_LOST, END_DECLINED = 0, 410, 487, 503, 603
+END_NORMAL, END_REMOVED, END_GONE, END_CANCELLED, END_MEDIA_LOST, END_DECLINED = (
+    0,
+    403,
+    410,
+    487,
+    503,
+    603,
+)
 # An SDP media section that sends: what a Consumer (receive-only role) may not offer or answer.
 SENDING_DIRECTION = re.compile(r"^a=(sendrecv|sendonly)\s*$", re.MULTILINE)
 SFU_PEER = "sfu"
@@ -429,6 +437,42 @@ def update_media(principal: TokenPrincipal, call_id: Any, body: dict[str, Any]) 
         changed = _frame(call, "participantStateChanged", participant=roster_entry(leg))
         others = call.participants.filter(state=CallLegState.CONNECTED).exclude(pk=leg.pk)
         _push([_to_leg(other, changed) for other in others])
+
+
+def room_changed(room: Room, *, deleted: bool = False) -> None:
+    """The room's participants or validity changed, or it is about to be deleted: its live call
+    follows at once. A deleted or closed room's call ends; a participant no longer in the room
+    leaves (code 403); a changed role applies from now on and everyone hears of it."""
+    call = Call.objects.filter(room=room, ended_at__isnull=True).first()
+    if call is None:
+        return
+    if deleted or not rooms.is_open(room):
+        reason = "The room was deleted." if deleted else "The room is no longer open."
+        _end(call, END_NORMAL, reason, by=call.caller_raw_id)
+        return
+    roles = {
+        str(identity_id): role
+        for identity_id, role in room.participants.values_list("identity_id", "role")
+    }
+    for leg in call.participants.filter(state=CallLegState.CONNECTED):
+        role = roles.get(_identity_id(leg.raw_id))
+        if role is None:
+            _leave(call, leg, END_REMOVED)
+        elif role != leg.role:
+            _change_role(call, leg, role)
+
+
+def _change_role(call: Call, leg: CallParticipant, role: str) -> None:
+    changes: dict[str, Any] = {"role": role}
+    if role == RoomRole.CONSUMER:
+        changes.update(is_muted=True, is_video_on=False)  # a Consumer only receives
+    with transaction.atomic():
+        CallParticipant.objects.filter(pk=leg.pk).update(**changes)
+        for field, value in changes.items():
+            setattr(leg, field, value)
+        changed = _frame(call, "participantStateChanged", participant=roster_entry(leg))
+        everyone = call.participants.filter(state=CallLegState.CONNECTED)
+        _push([_to_leg(other, changed) for other in everyone])
 
 
 def media_lost(principal: TokenPrincipal, call_id: Any) -> None:

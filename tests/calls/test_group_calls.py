@@ -13,7 +13,7 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from apps.accounts import services as accounts
-from apps.calls import rooms
+from apps.calls import rooms, signaling
 from apps.calls.models import Call, CallParticipant, Room
 from apps.events.models import Event
 from tests.calls.conftest import Socket
@@ -283,3 +283,37 @@ async def test_a_join_when_janus_is_down_leaves_the_call_with_503(
         lambda: list(CallParticipant.objects.values_list("state", flat=True))
     )()
     assert legs == ["left"]
+
+
+async def test_a_room_call_follows_changes_to_the_room(connect: Any, resource: Any) -> None:
+    presenter, attendee, consumer = await connect(), await connect(), await connect()
+    room = await make_room(
+        resource,
+        {presenter.raw_id: "Presenter", attendee.raw_id: "Attendee", consumer.raw_id: "Consumer"},
+    )
+    call_id = (await join(presenter, roomId=room.id))["callId"]
+    await join(attendee, roomId=room.id)
+    await join(consumer, roomId=room.id)
+
+    # when the attendee is removed from the room and the consumer becomes a presenter
+    change = {"participants": {attendee.raw_id: None, consumer.raw_id: {"role": "Presenter"}}}
+    await database_sync_to_async(rooms.update_participants)(room, change)
+    await database_sync_to_async(signaling.room_changed)(room)
+
+    # then the attendee is out of the call (403) and the others hear it
+    removed = await attendee.until(event="stateChanged", state="Disconnected")
+    assert removed["callEndReason"]["code"] == 403
+    update = await presenter.until(event="participantsUpdated", removed=[attendee.raw_id])
+    assert update["added"] == []
+    # and everyone, the promoted one too, hears of the new role
+    for socket in (presenter, consumer):
+        changed = await socket.until(event="participantStateChanged")
+        assert changed["participant"]["rawId"] == consumer.raw_id
+        assert changed["participant"]["role"] == "Presenter"
+
+    # when the room is deleted, its call ends for everyone
+    await database_sync_to_async(signaling.room_changed)(room, deleted=True)
+    for socket in (presenter, consumer):
+        await socket.until(event="stateChanged", state="Disconnected")
+    call = await database_sync_to_async(Call.objects.get)(pk=call_id)
+    assert call.ended_at is not None and call.end_reason == "The room was deleted."

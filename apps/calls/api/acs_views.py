@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.accounts.auth import HmacAuthentication, IsResourceCaller, request_resource
-from apps.calls import rooms, turn
+from apps.calls import rooms, signaling, turn
 from apps.calls.models import Room, RoomParticipant
 from apps.core.api import AcsApiView, json_object, page_of, rfc3339
 
@@ -57,10 +57,14 @@ class RoomDetail(RoomsView):
 
     def patch(self, request: Request, slug: str, room_id: str) -> Response:
         room = rooms.access_room(request_resource(request), room_id)
-        return Response(room_body(rooms.update_room(room, json_object(request))))
+        room = rooms.update_room(room, json_object(request))
+        signaling.room_changed(room)  # a room closed by its new window ends its call
+        return Response(room_body(room))
 
     def delete(self, request: Request, slug: str, room_id: str) -> Response:
-        rooms.delete_room(rooms.access_room(request_resource(request), room_id))
+        room = rooms.access_room(request_resource(request), room_id)
+        signaling.room_changed(room, deleted=True)
+        rooms.delete_room(room)
         return Response(status=204)
 
 
@@ -74,6 +78,7 @@ class RoomParticipants(RoomsView):
     def patch(self, request: Request, slug: str, room_id: str) -> Response:
         room = rooms.access_room(request_resource(request), room_id)
         rooms.update_participants(room, json_object(request))
+        signaling.room_changed(room)  # the live call follows: removed participants leave
         return Response({})
 
 
