@@ -183,6 +183,8 @@ if TURN_URLS and not TURN_SECRET:
 # Group calls: through Janus's VideoRoom (an SFU) when SPOOL_JANUS_URL names its WebSocket API
 # (ws://127.0.0.1:8188/), else a mesh (every participant sends to every other) of a few people.
 JANUS_URL = os.environ.get("SPOOL_JANUS_URL", "")
+# Janus's api_secret, when its API is reachable by more than Spool (web hosts apart from it).
+JANUS_API_SECRET = os.environ.get("SPOOL_JANUS_API_SECRET", "")
 MESH_MAX_PARTICIPANTS = env_int("SPOOL_MESH_MAX_PARTICIPANTS", 4, minimum=2)
 
 # Chat: how long the activity log keeps events for sockets that reconnect (messages stay).

@@ -71,8 +71,9 @@ def _answers(url: str) -> bool:
 
 
 @contextmanager
-def run_janus(*, debug_level: int = 4) -> Iterator[JanusProcess]:
-    """Start Janus and wait until its API answers; stop it (by PID) on exit."""
+def run_janus(*, debug_level: int = 4, api_secret: str = "") -> Iterator[JanusProcess]:
+    """Start Janus (with `api_secret`, if given) and wait until its API answers; stop it (by
+    PID) on exit."""
     if not os.path.exists(JANUS):
         raise RuntimeError("Janus not installed: apt-get install janus")
     folder = Path(tempfile.mkdtemp(prefix="spool-janus-"))
@@ -83,6 +84,13 @@ def run_janus(*, debug_level: int = 4) -> Iterator[JanusProcess]:
         transport.write_text(
             re.sub(r"ws_port = \d+", f"ws_port = {port}", transport.read_text(), count=1)
         )
+        if api_secret:
+            general = folder / "janus.jcfg"
+            general.write_text(
+                general.read_text().replace(
+                    "general: {", f'general: {{\n\tapi_secret = "{api_secret}"', 1
+                )
+            )
         log = folder / "janus.log"
         process = subprocess.Popen(
             [JANUS, "-F", str(folder), "-L", str(log), "-d", str(debug_level), "-o"],

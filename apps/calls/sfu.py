@@ -97,7 +97,7 @@ class _Connection:
         answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[transaction] = (answer, ack_is_answer)
         try:
-            await self._socket.send(json.dumps({**message, "transaction": transaction}))
+            await self._socket.send(json.dumps({**message, **_secret(), "transaction": transaction}))
             reply = await asyncio.wait_for(answer, timeout)
         except TimeoutError as error:
             raise JanusError(
@@ -145,6 +145,11 @@ class _Connection:
                         JanusError(CONNECTION_LOST, "the connection to Janus closed")
                     )
             self.on_message(None)
+
+
+def _secret() -> dict[str, str]:
+    """Janus's api_secret (SPOOL_JANUS_API_SECRET) for every request, when one is set."""
+    return {"apisecret": settings.JANUS_API_SECRET} if settings.JANUS_API_SECRET else {}
 
 
 class _Session:

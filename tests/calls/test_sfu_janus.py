@@ -189,3 +189,24 @@ async def test_a_leg_hears_when_janus_goes_away() -> None:
         await leg.publish({"type": "offer", "sdp": "v=0"})
     assert refused.value.code == 0
     await leg.close()
+
+
+@pytest.mark.timeout(30)
+async def test_a_janus_with_an_api_secret_takes_only_requests_that_carry_it(
+    settings: Any,
+) -> None:
+    require_janus()
+    with run_janus(api_secret="s3cret") as janus:
+        # without the secret Janus refuses (403, unauthorized)
+        settings.JANUS_API_SECRET = ""
+        refused_leg = JanusLeg(janus.url, "room-s", "A", lambda event: asyncio.sleep(0))
+        with pytest.raises(JanusError) as refused:
+            await refused_leg.open()
+        assert refused.value.code == 403
+
+        # with SPOOL_JANUS_API_SECRET set, the leg joins
+        settings.JANUS_API_SECRET = "s3cret"
+        leg = JanusLeg(janus.url, "room-s", "A", lambda event: asyncio.sleep(0))
+        await leg.open()
+        assert leg.id
+        await leg.close()
