@@ -97,7 +97,9 @@ class _Connection:
         answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[transaction] = (answer, ack_is_answer)
         try:
-            await self._socket.send(json.dumps({**message, **_secret(), "transaction": transaction}))
+            await self._socket.send(
+                json.dumps({**message, **_secret(), "transaction": transaction})
+            )
             reply = await asyncio.wait_for(answer, timeout)
         except TimeoutError as error:
             raise JanusError(
