@@ -180,6 +180,9 @@ if TURN_URLS and not TURN_SECRET:
         "SPOOL_TURN_URLS needs SPOOL_TURN_SECRET (coturn's static-auth-secret)"
     )
 
+# A 1:1 call nobody answers stops ringing after this long (end code 408).
+RING_TIMEOUT_SECONDS = env_int("SPOOL_RING_TIMEOUT_SECONDS", 60, minimum=1)
+
 # Group calls: through Janus's VideoRoom (an SFU) when SPOOL_JANUS_URL names its WebSocket API
 # (ws://127.0.0.1:8188/), else a mesh (every participant sends to every other) of a few people.
 JANUS_URL = os.environ.get("SPOOL_JANUS_URL", "")

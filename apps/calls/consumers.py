@@ -10,6 +10,7 @@ offers for feeds come back as signals from `sfu:<raw id>`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -170,6 +171,10 @@ async def _sfu_signal(consumer: IdentityConsumer, frame: dict[str, Any]) -> None
         )
 
 
+def _stop_ringing(call_id: str) -> None:
+    asyncio.ensure_future(database_sync_to_async(signaling.ring_timeout)(call_id))
+
+
 async def socket_closed(channel_name: str) -> None:
     for key in [key for key in _sfu_legs if key[0] == channel_name]:
         await _close_sfu_leg(key)
@@ -214,6 +219,11 @@ async def _run(
             logger.warning("Janus refused a join: %s", error)
             await database_sync_to_async(signaling.media_lost)(consumer.principal, reply["callId"])
         return None
+    if name == "call.invite":
+        # The caller's process stops the ringing in time (if it goes, so does the call).
+        asyncio.get_running_loop().call_later(
+            settings.RING_TIMEOUT_SECONDS, _stop_ringing, reply["callId"]
+        )
     if name == "call.hangup":
         await _close_sfu_leg((consumer.channel_name, reply["callId"]))
     return reply

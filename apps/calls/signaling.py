@@ -10,7 +10,7 @@ socket's own process handles those, apps.calls.consumers).
 
 Webhooks get CallStarted, CallEnded, CallParticipantAdded and CallParticipantRemoved through
 the events app. End codes follow the ACS calling client: 0 ended normally, 487 cancelled by the
-caller before an answer, 603 declined, 410 the socket of a leg went away, 503 the media server
+caller before an answer, 603 declined, 408 nobody answered, 410 the socket of a leg went away, 503 the media server
 (Janus) failed the participant.
 """
 
@@ -48,14 +48,8 @@ FRAME_TYPE = "call"
 CALL_SCOPES = frozenset({"voip", "voip.join"})
 PLACE_CALLS = frozenset({"voip"})
 MAX_SIGNAL_BYTES = 64 * 1024
-END_NORMAL, END_REMOVED, END_GONE, END_CANCELLED, END_MEDIA_LOST, END_DECLINED = (
-    0,
-    403,
-    410,
-    487,
-    503,
-    603,
-)
+END_NORMAL, END_REMOVED, END_UNANSWERED, END_GONE = 0, 403, 408, 410
+END_CANCELLED, END_MEDIA_LOST, END_DECLINED = 487, 503, 603
 # An SDP media section that sends: what a Consumer (receive-only role) may not offer or answer.
 SENDING_DIRECTION = re.compile(r"^a=(sendrecv|sendonly)\s*$", re.MULTILINE)
 SFU_PEER = "sfu"
@@ -199,6 +193,13 @@ def accept(principal: TokenPrincipal, call_id: Any, channel_name: str) -> Call:
             call.resource, [_started_event(call), *(_added_event(call, leg) for leg in legs)]
         )
     return call
+
+
+def ring_timeout(call_id: str) -> None:
+    """Stop ringing a 1:1 call that nobody answered in time (code 408)."""
+    call = Call.objects.filter(pk=call_id, state=CallState.RINGING).first()
+    if call is not None:
+        _end(call, END_UNANSWERED, "Nobody answered.", by=call.caller_raw_id)
 
 
 def decline(principal: TokenPrincipal, call_id: Any) -> Call:

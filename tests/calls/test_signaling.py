@@ -133,3 +133,35 @@ async def test_a_token_without_voip_cannot_call_and_hears_no_calls(connect: Any)
     replies = [await caller.next(), await caller.next()]  # invited, and ringing, in any order
     assert {r["type"] for r in replies} == {"call.invited", "call"}
     await chatter.nothing()
+
+
+async def test_a_call_nobody_answers_stops_ringing_with_408(connect: Any, settings: Any) -> None:
+    settings.RING_TIMEOUT_SECONDS = 1
+    caller, callee = await connect(), await connect()
+    call_id = await ring(caller, callee)
+
+    # when nobody answers in time, both hear the call end
+    for socket in (caller, callee):
+        ended = await socket.until(event="stateChanged", state="Disconnected")
+        assert ended["callEndReason"] == {"code": 408, "subCode": 0}
+
+    # and it can no longer be answered
+    await callee.send({"type": "call.accept", "callId": call_id})
+    assert (await callee.until(type="error"))["code"] == "Forbidden"
+    call = await database_sync_to_async(Call.objects.get)(pk=call_id)
+    assert call.end_code == 408 and call.connected_at is None
+
+
+async def test_an_answered_call_is_not_cut_by_the_ring_timeout(
+    connect: Any, settings: Any
+) -> None:
+    settings.RING_TIMEOUT_SECONDS = 1
+    caller, callee = await connect(), await connect()
+    call_id = await ring(caller, callee)
+    await callee.send({"type": "call.accept", "callId": call_id})
+    await caller.until(event="stateChanged", state="Connected")
+
+    await caller.nothing()  # 0.3 s
+    assert await caller.communicator.receive_nothing(timeout=1.5)
+    call = await database_sync_to_async(Call.objects.get)(pk=call_id)
+    assert call.ended_at is None
