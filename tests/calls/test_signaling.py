@@ -152,9 +152,7 @@ async def test_a_call_nobody_answers_stops_ringing_with_408(connect: Any, settin
     assert call.end_code == 408 and call.connected_at is None
 
 
-async def test_an_answered_call_is_not_cut_by_the_ring_timeout(
-    connect: Any, settings: Any
-) -> None:
+async def test_an_answered_call_is_not_cut_by_the_ring_timeout(connect: Any, settings: Any) -> None:
     settings.RING_TIMEOUT_SECONDS = 1
     caller, callee = await connect(), await connect()
     call_id = await ring(caller, callee)
