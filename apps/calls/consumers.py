@@ -43,7 +43,7 @@ def _invite(consumer: IdentityConsumer, frame: dict[str, Any]) -> dict[str, Any]
 
 
 def _accept(consumer: IdentityConsumer, frame: dict[str, Any]) -> dict[str, Any]:
-    call = signaling.accept(consumer.principal, frame.get("callId"), consumer.channel_name)
+    call = signaling.accept(consumer.principal, frame.get("callId"), consumer.channel_name, frame)
     return {"type": "call.accepted", "callId": str(call.pk), "iceServers": _ice_servers(consumer)}
 
 

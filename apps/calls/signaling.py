@@ -132,6 +132,7 @@ def invite(principal: TokenPrincipal, body: dict[str, Any], channel_name: str) -
     if to == principal.raw_id:
         raise InvalidCallRequest("An identity cannot call itself.", target="to")
     video = bool(_bool(body, "video", False))
+    muted = bool(_bool(body, "muted", False))
     callee = accounts.access_identity(principal.identity.resource, to)
     now = timezone.now()
     with transaction.atomic():
@@ -151,6 +152,7 @@ def invite(principal: TokenPrincipal, body: dict[str, Any], channel_name: str) -
                     channel_name=channel_name,
                     joined_at=now,
                     is_video_on=video,
+                    is_muted=muted,
                 ),
                 CallParticipant(call=call, raw_id=callee.raw_id, state=CallLegState.RINGING),
             ]
@@ -169,9 +171,14 @@ def invite(principal: TokenPrincipal, body: dict[str, Any], channel_name: str) -
     return call
 
 
-def accept(principal: TokenPrincipal, call_id: Any, channel_name: str) -> Call:
-    """Answer a ringing call on this socket. Only the callee may; raises CallNotAllowed."""
+def accept(
+    principal: TokenPrincipal, call_id: Any, channel_name: str, body: dict[str, Any] | None = None
+) -> Call:
+    """Answer a ringing call on this socket (with the callee's `video` and `muted` state). Only
+    the callee may; raises CallNotAllowed."""
     require_scope(principal)
+    video = bool(_bool(body or {}, "video", False))
+    muted = bool(_bool(body or {}, "muted", False))
     call, leg = access_call(principal, call_id)
     if leg.is_caller or leg.state != CallLegState.RINGING or call.state != CallState.RINGING:
         raise CallNotAllowed("Only the callee of a ringing call can accept it.")
@@ -183,12 +190,22 @@ def accept(principal: TokenPrincipal, call_id: Any, channel_name: str) -> Call:
         if not answered:
             raise CallNotAllowed("The call is no longer ringing.")
         CallParticipant.objects.filter(pk=leg.pk).update(
-            state=CallLegState.CONNECTED, channel_name=channel_name, joined_at=now
+            state=CallLegState.CONNECTED,
+            channel_name=channel_name,
+            joined_at=now,
+            is_video_on=video,
+            is_muted=muted,
         )
         call.state, call.connected_at = CallState.CONNECTED, now
-        connected = _frame(call, "stateChanged", state="Connected", answeredBy=channel_name)
-        _push([(call.caller_raw_id, connected), (principal.raw_id, connected)])
         legs = list(call.participants.all())
+        connected = _frame(
+            call,
+            "stateChanged",
+            state="Connected",
+            answeredBy=channel_name,
+            participants=[roster_entry(leg) for leg in legs],
+        )
+        _push([(call.caller_raw_id, connected), (principal.raw_id, connected)])
         publish_events(
             call.resource, [_started_event(call), *(_added_event(call, leg) for leg in legs)]
         )

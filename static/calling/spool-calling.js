@@ -1121,8 +1121,11 @@
       if (frame.state !== "Connected" || this.state === "Connected" || this.state === "Disconnecting") return;
       for (const participant of this.remoteParticipants) participant._setState("Connected");
       this._setState("Connected");
-      // Tell the other side our camera and microphone state (it knows neither on a 1:1 call).
-      this._sendUpdate({ muted: this.isMuted, videoOn: this.isLocalVideoStarted }).catch(() => {});
+      // The Connected frame carries both legs' microphone and camera state.
+      for (const entry of frame.participants || []) {
+        const participant = this._participant(entry.rawId);
+        if (participant) participant._update(entry);
+      }
       // In a 1:1 call the caller offers once the callee has answered.
       if (this.direction === "Outgoing") await this._startMedia(this.remoteParticipants.map((p) => p.rawId));
     }
@@ -1276,7 +1279,7 @@
       call._ready = (async () => {
         try {
           await call._openMedia();
-          const reply = await this._request("call.invite", { to, video: call.isLocalVideoStarted });
+          const reply = await this._request("call.invite", { to, video: call.isLocalVideoStarted, muted: call.isMuted });
           call._iceServers = reply.iceServers;
           this._register(call, reply.callId);
         } catch (error) {
@@ -1375,7 +1378,11 @@
       call._ready = (async () => {
         try {
           await call._openMedia();
-          const reply = await this._request("call.accept", { callId: incoming.id });
+          const reply = await this._request("call.accept", {
+            callId: incoming.id,
+            video: call.isLocalVideoStarted,
+            muted: call.isMuted,
+          });
           call._iceServers = reply.iceServers;
         } catch (error) {
           failure = error;

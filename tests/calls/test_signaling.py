@@ -33,10 +33,13 @@ async def test_a_call_rings_is_answered_relays_signals_and_hangs_up(connect: Any
 
     # when the caller rings and the callee answers
     call_id = await ring(caller, callee)
-    await callee.send({"type": "call.accept", "callId": call_id})
+    await callee.send({"type": "call.accept", "callId": call_id, "muted": True})
 
-    # then both are connected
-    await caller.expect(type="call", event="stateChanged", state="Connected")
+    # then both are connected, and hear each other's microphone and camera state
+    connected = await caller.expect(type="call", event="stateChanged", state="Connected")
+    legs = {entry["rawId"]: entry for entry in connected["participants"]}
+    assert legs[caller.raw_id]["isVideoOn"] is True and legs[caller.raw_id]["isMuted"] is False
+    assert legs[callee.raw_id]["isMuted"] is True and legs[callee.raw_id]["isVideoOn"] is False
     replies = [await callee.next(), await callee.next()]
     assert any(r.get("state") == "Connected" for r in replies)
 
