@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from django.db.models import BooleanField, Count, ExpressionWrapper, Q, QuerySet
+from django.db.models import BooleanField, Count, ExpressionWrapper, QuerySet
 from django.utils import timezone
 
 from apps.accounts.models import Resource
@@ -72,7 +72,5 @@ def rooms_of_resource(resource: Resource, at: datetime | None = None) -> QuerySe
     return rooms.list_rooms(resource).annotate(
         participant_count=Count("participants", distinct=True),
         call_count=Count("calls", distinct=True),
-        is_open=ExpressionWrapper(
-            Q(valid_from__lte=at, valid_until__gt=at), output_field=BooleanField()
-        ),
+        is_open=ExpressionWrapper(rooms.open_at(at), output_field=BooleanField()),
     )

@@ -14,14 +14,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from apps.accounts import services as accounts
 from apps.accounts.models import CommunicationIdentity, Resource
 from apps.calls.exceptions import InvalidRoomRequest, RoomNotFound
 from apps.calls.models import Room, RoomParticipant, RoomRole
-from apps.core.api import parse_rfc3339
+from apps.core.api import body_flag, parse_rfc3339
 
 MAX_VALIDITY = timedelta(days=180)
 MAX_PARTICIPANTS = 1000
@@ -36,13 +36,6 @@ def _time(body: dict[str, Any], field: str) -> datetime | None:
     if parsed is None:
         raise InvalidRoomRequest(f"{field} must be an RFC 3339 date-time.", target=field)
     return parsed
-
-
-def _flag(body: dict[str, Any], field: str) -> bool | None:
-    value = body.get(field)
-    if value is not None and not isinstance(value, bool):
-        raise InvalidRoomRequest(f"{field} must be true or false.", target=field)
-    return value
 
 
 def _check_window(valid_from: datetime, valid_until: datetime) -> None:
@@ -121,7 +114,7 @@ def create_room(
     valid_from = _time(body, "validFrom") or now
     valid_until = _time(body, "validUntil") or valid_from + MAX_VALIDITY
     _check_window(valid_from, valid_until)
-    dial_out = _flag(body, "pstnDialOutEnabled") or False
+    dial_out = body_flag(body, "pstnDialOutEnabled") or False
     changes = _check_participants(resource, body.get("participants"), removals=False)
     try:
         with transaction.atomic():
@@ -165,7 +158,7 @@ def update_room(room: Room, body: dict[str, Any]) -> Room:
     valid_from = _time(body, "validFrom") or room.valid_from
     valid_until = _time(body, "validUntil") or room.valid_until
     _check_window(valid_from, valid_until)
-    dial_out = _flag(body, "pstnDialOutEnabled")
+    dial_out = body_flag(body, "pstnDialOutEnabled")
     room.valid_from, room.valid_until = valid_from, valid_until
     if dial_out is not None:
         room.pstn_dial_out_enabled = dial_out
@@ -206,3 +199,8 @@ def role_in_room(room: Room, identity: CommunicationIdentity) -> str | None:
 def is_open(room: Room, at: datetime | None = None) -> bool:
     at = at or timezone.now()
     return room.valid_from <= at < room.valid_until
+
+
+def open_at(at: datetime) -> Q:
+    """is_open as a query condition: the rooms valid at `at`."""
+    return Q(valid_from__lte=at, valid_until__gt=at)

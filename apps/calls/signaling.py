@@ -40,6 +40,7 @@ from apps.calls.models import (
     RoomRole,
 )
 from apps.core import realtime
+from apps.core.api import body_flag
 from apps.core.identifiers import identifier_kind, identifier_model
 from apps.events import schemas
 from apps.events.services import NewEvent, publish_events
@@ -115,13 +116,6 @@ def _live_leg(principal: TokenPrincipal, call_id: Any) -> tuple[Call, CallPartic
     return call, leg
 
 
-def _bool(body: dict[str, Any], field: str, default: bool | None = None) -> bool | None:
-    value = body.get(field, default)
-    if value is not None and not isinstance(value, bool):
-        raise InvalidCallRequest(f"{field} must be true or false.", target=field)
-    return value
-
-
 # --- 1:1 calls -------------------------------------------------------------------------------
 def invite(principal: TokenPrincipal, body: dict[str, Any], channel_name: str) -> Call:
     """Ring one identity of the caller's resource. Raises InvalidCallRequest or CallNotAllowed."""
@@ -131,8 +125,8 @@ def invite(principal: TokenPrincipal, body: dict[str, Any], channel_name: str) -
         raise InvalidCallRequest("to must be the raw id of the identity to call.", target="to")
     if to == principal.raw_id:
         raise InvalidCallRequest("An identity cannot call itself.", target="to")
-    video = bool(_bool(body, "video", False))
-    muted = bool(_bool(body, "muted", False))
+    video = body_flag(body, "video") or False
+    muted = body_flag(body, "muted") or False
     callee = accounts.access_identity(principal.identity.resource, to)
     now = timezone.now()
     with transaction.atomic():
@@ -177,8 +171,8 @@ def accept(
     """Answer a ringing call on this socket (with the callee's `video` and `muted` state). Only
     the callee may; raises CallNotAllowed."""
     require_scope(principal)
-    video = bool(_bool(body or {}, "video", False))
-    muted = bool(_bool(body or {}, "muted", False))
+    video = body_flag(body or {}, "video") or False
+    muted = body_flag(body or {}, "muted") or False
     call, leg = access_call(principal, call_id)
     if leg.is_caller or leg.state != CallLegState.RINGING or call.state != CallState.RINGING:
         raise CallNotAllowed("Only the callee of a ringing call can accept it.")
@@ -263,8 +257,8 @@ def join(principal: TokenPrincipal, body: dict[str, Any], channel_name: str) -> 
     when a mesh call is full."""
     require_scope(principal)
     target = _group_target(principal, body)
-    muted = bool(_bool(body, "muted", False))
-    video = bool(_bool(body, "video", False))
+    muted = body_flag(body, "muted") or False
+    video = body_flag(body, "video") or False
     if target["role"] == RoomRole.CONSUMER:
         muted, video = True, False  # a Consumer only receives
     now = timezone.now()
@@ -377,7 +371,7 @@ def hang_up(principal: TokenPrincipal, call_id: Any, body: dict[str, Any] | None
     goes on without the leaver unless `forEveryone` (a room's Presenters, anyone in a group)."""
     require_scope(principal)
     call, leg = access_call(principal, call_id)
-    for_everyone = _bool(body or {}, "forEveryone", False)
+    for_everyone = body_flag(body or {}, "forEveryone")
     if call.state == CallState.DISCONNECTED:
         return call
     if call.kind == CallKind.ONE_TO_ONE:
@@ -438,7 +432,7 @@ def update_media(principal: TokenPrincipal, call_id: Any, body: dict[str, Any]) 
     """The client muted or unmuted, or turned its camera on or off: the others hear of it."""
     require_scope(principal)
     call, leg = _live_leg(principal, call_id)
-    muted, video = _bool(body, "muted"), _bool(body, "videoOn")
+    muted, video = body_flag(body, "muted"), body_flag(body, "videoOn")
     if leg.role == RoomRole.CONSUMER and (muted is False or video):
         raise CallNotAllowed("A Consumer receives only: it cannot unmute or turn a camera on.")
     changes = {

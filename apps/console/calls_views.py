@@ -178,8 +178,7 @@ def calls_try(request: HttpRequest, resource: Resource) -> HttpResponse:
 @resource_page()
 def calls_group(request: HttpRequest, resource: Resource) -> HttpResponse:
     context = _try_context(request, resource, "group")
-    now = timezone.now()
-    open_rooms = rooms.list_rooms(resource).filter(valid_from__lte=now, valid_until__gt=now)
+    open_rooms = rooms.list_rooms(resource).filter(rooms.open_at(timezone.now()))
     context["rooms"] = open_rooms[:IDENTITY_CHOICES]
     return render(request, "console/calls_group.html", context)
 

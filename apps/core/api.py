@@ -48,6 +48,15 @@ def json_object(request: Request) -> dict[str, Any]:
     return data
 
 
+def body_flag(body: dict[str, Any], field: str) -> bool | None:
+    """A request body's optional true/false field: None when absent or null. Raises ApiError
+    (400 BadRequest) naming the field for anything else."""
+    value = body.get(field)
+    if value is not None and not isinstance(value, bool):
+        raise ApiError(f"{field} must be true or false.", target=field)
+    return value
+
+
 def rfc3339(value: Any) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
