@@ -3,10 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The official ACS JavaScript SDKs that tests/e2e/test_js_sdks.py drives (Node 20 and npm).
+JS_STAMP := tests/js/node_modules/.installed
 
 .PHONY: install run serve migrate test test-embedded test-services lint typecheck bench clean
 
-install: $(STAMP)
+install: $(STAMP) $(JS_STAMP)
 
 # Reinstalls when a requirements file changes; safe to rerun after a failure.
 $(STAMP): requirements.txt requirements-dev.txt
@@ -15,7 +17,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
-migrate: install
+$(JS_STAMP): tests/js/package.json tests/js/package-lock.json
+	@if command -v npm >/dev/null; then \
+		cd tests/js && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else echo "npm not found: the JavaScript SDK tests will not run (install Node.js 20)."; fi
+
+migrate: $(STAMP)
 	$(PY) manage.py migrate --noinput
 
 run: migrate

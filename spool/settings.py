@@ -71,6 +71,23 @@ def env_list(name: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
 
 
+def env_port_range(name: str, default: tuple[int, int] | None) -> tuple[int, int] | None:
+    """`first-last` (inclusive), or `off`."""
+    value = os.environ.get(name, "").strip().lower()
+    if value == "":
+        return default
+    if value == "off":
+        return None
+    first, _, last = value.partition("-")
+    try:
+        ports = (int(first), int(last or first))
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be first-last (e.g. 8444-8643) or off") from None
+    if not 1 <= ports[0] <= ports[1] <= 65535:
+        raise ImproperlyConfigured(f"{name} must be a range of ports within 1-65535, got {value!r}")
+    return ports
+
+
 def _public_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -105,6 +122,21 @@ HTTPS_PORT = env_int("SPOOL_HTTPS_PORT", 8443, minimum=1)
 BIND_ADDRESS = os.environ.get("SPOOL_BIND", "127.0.0.1")
 PUBLIC_URL = _public_url(os.environ.get("SPOOL_PUBLIC_URL") or f"https://127.0.0.1:{HTTPS_PORT}")
 PUBLIC_HOST = urlsplit(PUBLIC_URL).hostname or "127.0.0.1"
+
+# Each resource's ACS API answers at the root of an origin of its own, as ACS does
+# (<name>.communication.azure.com), since the official JS SDKs refuse an endpoint with a path:
+# `<slug>.<SPOOL_RESOURCE_DOMAIN>` with a wildcard DNS name and certificate, or, with no domain
+# (one machine, no DNS), an HTTPS port of its own from SPOOL_RESOURCE_PORTS. /r/<slug>/ on the
+# console's origin keeps working. See docs/endpoints.md.
+RESOURCE_DOMAIN = os.environ.get("SPOOL_RESOURCE_DOMAIN", "").strip().lower().strip(".")
+if RESOURCE_DOMAIN and not all(
+    label and len(label) <= 63 and label.replace("-", "").isalnum()
+    for label in RESOURCE_DOMAIN.split(".")
+):
+    raise ImproperlyConfigured(f"SPOOL_RESOURCE_DOMAIN must be a DNS name, got {RESOURCE_DOMAIN!r}")
+RESOURCE_PORTS = env_port_range(
+    "SPOOL_RESOURCE_PORTS", None if RESOURCE_DOMAIN else (HTTPS_PORT + 1, HTTPS_PORT + 200)
+)
 
 TLS_DIR = DATA_DIR / "tls"
 # An operator's own certificate is never replaced; only the default pair is self-signed.
@@ -196,7 +228,14 @@ CHAT_ACTIVITY_DAYS = env_int("SPOOL_CHAT_ACTIVITY_DAYS", 7, minimum=1)
 WORKER_CONCURRENCY = env_int("SPOOL_WORKER_CONCURRENCY", 2, minimum=1)
 WORKER_LOG_LEVEL = os.environ.get("SPOOL_WORKER_LOG_LEVEL", "WARNING")
 
-ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]", PUBLIC_HOST, *env_list("SPOOL_ALLOWED_HOSTS")]
+ALLOWED_HOSTS = [
+    "127.0.0.1",
+    "localhost",
+    "[::1]",
+    PUBLIC_HOST,
+    *([f".{RESOURCE_DOMAIN}"] if RESOURCE_DOMAIN else []),
+    *env_list("SPOOL_ALLOWED_HOSTS"),
+]
 CSRF_TRUSTED_ORIGINS = [
     PUBLIC_URL,
     *(
@@ -238,6 +277,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Before CORS and the URL resolver: a resource's own origin serves its ACS API at the root.
+    "apps.accounts.middleware.ResourceOriginMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -246,8 +287,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-# Browsers on an app's own origin call the ACS API (/r/...) as the ACS JavaScript SDKs do. It is
-# authenticated by keys and tokens, never cookies, so any origin may call it unless listed.
+# Browsers on an app's own origin call the ACS API (a resource's origin, or /r/...) as the ACS
+# JavaScript SDKs do. It is authenticated by keys and tokens, never cookies, so any origin may
+# call it unless listed. (ResourceOriginMiddleware gives resource origins /r/<slug>/ paths.)
 CORS_URLS_REGEX = r"^/r/"
 CORS_ALLOWED_ORIGINS = env_list("SPOOL_CORS_ALLOWED_ORIGINS")
 CORS_ALLOW_ALL_ORIGINS = not CORS_ALLOWED_ORIGINS

@@ -107,13 +107,22 @@ def sign_headers(
     }
 
 
+def origin_host(resource: Resource) -> str:
+    """The Host header of a request to the resource's own origin (its port; ports are on in
+    tests, as by default)."""
+    assert resource.port is not None
+    return f"127.0.0.1:{resource.port}"
+
+
 @dataclass
 class AcsClient:
-    """Calls /r/<slug>/... through Django's test client, signed like an ACS SDK."""
+    """Calls the resource's ACS API through Django's test client, signed like an ACS SDK: at
+    the root of its own origin, or (`paths=True`) under /r/<slug>/ on the console's."""
 
     resource: Resource
     key: str
     client: Client = field(default_factory=Client)
+    paths: bool = False
 
     def call(
         self,
@@ -127,18 +136,16 @@ class AcsClient:
         sign_key: str | None = None,
         query: str | None = None,
     ) -> Any:
-        target = f"/r/{self.resource.slug}{path}?" + (
-            query if query is not None else f"api-version={api_version}"
-        )
+        prefix = f"/r/{self.resource.slug}" if self.paths else ""
+        host = "testserver" if self.paths else origin_host(self.resource)
+        target = f"{prefix}{path}?" + (query if query is not None else f"api-version={api_version}")
         data = (
             raw_body
             if raw_body is not None
             else (json.dumps(body).encode() if body is not None else b"")
         )
-        signed = sign_headers(
-            method, target, data, sign_key or self.key, f"testserver/r/{self.resource.slug}"
-        )
-        signed.update(headers or {})
+        signed = sign_headers(method, target, data, sign_key or self.key, f"{host}{prefix}")
+        signed = {"Host": host, **signed, **(headers or {})}
         meta = {f"HTTP_{name.upper().replace('-', '_')}": value for name, value in signed.items()}
         # Real servers hand the raw, still-encoded target to the app; the test client does not.
         meta["REQUEST_URI"] = target
@@ -165,6 +172,24 @@ def quote_id(raw_id: str) -> str:
 
 
 # --- A live `manage.py serve` -----------------------------------------------------------
+def endpoint_of(connection: str) -> str:
+    return connection.split(";")[0].removeprefix("endpoint=")
+
+
+def wait_until_listening(url: str, timeout: float = 10) -> None:
+    """Web processes open a new resource's port within a second of its creation."""
+    parts = urlsplit(url)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((parts.hostname, parts.port or 443), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -178,6 +203,7 @@ class LiveSpool:
     https_port: int
     env: dict[str, str]
     process: subprocess.Popen[bytes] | None = None
+    slugs: dict[str, str] = field(default_factory=dict)
 
     @property
     def http_url(self) -> str:
@@ -203,9 +229,18 @@ class LiveSpool:
         )
 
     def create_resource(self, name: str | None = None) -> str:
-        """A new resource's connection string (the command's last line)."""
+        """A new resource's connection string (the command's last line), once the web process
+        listens on the resource's own port."""
         name = name or f"e2e-{uuid.uuid4().hex[:8]}"
-        return self.manage("create_resource", name).stdout.strip().splitlines()[-1]
+        lines = self.manage("create_resource", name).stdout.strip().splitlines()
+        connection = lines[-1]
+        self.slugs[connection] = lines[-2].split("(slug ", 1)[1].split(",", 1)[0]
+        if urlsplit(endpoint_of(connection)).hostname == "127.0.0.1":  # a port of its own
+            wait_until_listening(endpoint_of(connection))
+        return connection
+
+    def slug_of(self, connection: str) -> str:
+        return self.slugs[connection]
 
     def kill_worker(self) -> int:
         """SIGKILL the Celery worker (and its pool processes); serve restarts it. Returns how
@@ -225,7 +260,7 @@ class LiveSpool:
         """Seed a US number and make it the resource's (SMS and calling both ways), without
         the purchase flow: for tests and benchmarks about what comes after."""
         self.manage("seed_numbers", "--country", "US", "--count", "1")
-        slug = connection.split("/r/")[1].split("/")[0]
+        slug = self.slug_of(connection)
         script = (
             "from django.utils import timezone; from apps.accounts.models import Resource; "
             "from apps.numbers.models import PhoneNumber; "

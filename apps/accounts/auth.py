@@ -14,7 +14,7 @@ import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, quote_plus, unquote
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
@@ -42,11 +42,18 @@ class KeyPrincipal:
     is_authenticated = True
 
 
-def _resource_from_path(request: HttpRequest) -> Resource:
-    """The resource in the path. An unknown one is refused like a wrong key, so that callers
-    without a key cannot tell which resources exist."""
-    slug = (request.resolver_match.kwargs.get("slug") if request.resolver_match else None) or ""
-    resource = Resource.objects.filter(slug=slug).first()
+def _requested_slug(request: HttpRequest) -> str:
+    """The resource the request addresses: its origin's, or the one in /r/<slug>/."""
+    return (request.resolver_match.kwargs.get("slug") if request.resolver_match else None) or ""
+
+
+def _requested_resource(request: HttpRequest) -> Resource:
+    """The resource the request addresses. An unknown one is refused like a wrong key, so that
+    callers without a key cannot tell which resources exist."""
+    # On a resource's own origin the middleware has loaded it already.
+    resource = getattr(request, "origin_resource", None)
+    if resource is None:
+        resource = Resource.objects.filter(slug=_requested_slug(request)).first()
     if resource is None:
         raise Unauthorized("The request's credentials do not match any resource at this endpoint.")
     return resource
@@ -83,12 +90,30 @@ def _parse_authorization(value: str) -> tuple[list[str], bytes]:
     return signed_headers, signature
 
 
+def _form_encoded_query(target: str) -> str:
+    """The target with its query re-serialized as the JS SDKs sign it: they rebuild it with
+    URLSearchParams (`+` for spaces, everything but `*-._` and alphanumerics escaped)."""
+    path, _, query = target.partition("?")
+    if not query:
+        return target
+    pairs = parse_qsl(query, keep_blank_values=True)
+    return f"{path}?" + "&".join(
+        f"{_form_encode(name)}={_form_encode(value)}" for name, value in pairs
+    )
+
+
+def _form_encode(text: str) -> str:
+    return quote_plus(text, safe="*").replace("~", "%7E")
+
+
 def verify_hmac(request: HttpRequest, resource: Resource) -> None:
     """Check an HMAC-SHA256 signed request against the resource's two keys.
 
-    Raises Unauthorized with a reason. The signed host is the Host header plus the resource
-    prefix (`h:8443/r/<slug>`), the path is the raw request target (Rooms signs it decoded),
-    and every comparison is constant-time.
+    Raises Unauthorized with a reason. The signed host is the Host header (a resource's own
+    origin), or the Host header plus the resource prefix (`h:8443/r/<slug>`, as the SDKs sign
+    an endpoint with a path); the path is the raw request target (Rooms signs it decoded; the
+    JS SDKs sign the query re-encoded as a form), and
+    every comparison is constant-time.
     """
     header = request.headers.get("Authorization")
     if not header:
@@ -113,7 +138,7 @@ def verify_hmac(request: HttpRequest, resource: Resource) -> None:
     host = request.get_host()
     prefix = f"/r/{resource.slug}"
     hosts = (f"{host}{prefix}", f"{host}{prefix}/", host)
-    targets = dict.fromkeys((target, unquote(target)))
+    targets = dict.fromkeys((target, unquote(target), _form_encoded_query(target)))
     keys = resource.access_keys()
     matched = False
     for signed_host in hosts:
@@ -135,7 +160,7 @@ class HmacAuthentication(authentication.BaseAuthentication):
     """DRF authentication for ACS admin APIs: request.auth is the resource."""
 
     def authenticate(self, request: Request) -> tuple[KeyPrincipal, Resource]:
-        resource = _resource_from_path(request._request)
+        resource = _requested_resource(request._request)
         verify_hmac(request._request, resource)
         return KeyPrincipal(resource), resource
 
@@ -155,10 +180,8 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("A user access token (Authorization: Bearer ...) is required.")
         principal = services.authenticate_token(token.strip())
-        # The token's identity comes with its resource: no query for the one in the path.
-        match = request._request.resolver_match
-        slug = match.kwargs.get("slug") if match else None
-        if principal.identity.resource.slug != slug:
+        # The token's identity comes with its resource: no query for the one addressed.
+        if principal.identity.resource.slug != _requested_slug(request._request):
             raise Unauthorized("The token belongs to another resource.")
         return principal, principal
 

@@ -57,8 +57,9 @@ class IdentityConsumer(AsyncJsonWebsocketConsumer):
         query = parse_qs(self.scope.get("query_string", b"").decode())
         token = (query.get("access_token") or [""])[0]
         await self.accept()
+        host = dict(self.scope.get("headers", [])).get(b"host", b"").decode("latin-1")
         try:
-            principal = await database_sync_to_async(services.authenticate_token)(token)
+            principal = await database_sync_to_async(services.authenticate_socket)(token, host)
         except ApiError as error:
             await self.send_json({"type": "error", "code": error.code, "message": error.message})
             await self.close(code=CLOSE_UNAUTHORIZED)

@@ -20,6 +20,9 @@ class Resource(models.Model):
     # Fixed at creation: it is part of the endpoint every client has configured.
     slug = models.SlugField(max_length=63, unique=True, editable=False)
     name = models.CharField(max_length=100, unique=True)
+    # The HTTPS port of the resource's own origin when no resource domain is configured
+    # (apps/accounts/origins.py). Fixed at creation, like the slug.
+    port = models.PositiveIntegerField(null=True, blank=True, unique=True, editable=False)
     primary_key = models.CharField(max_length=64, default=new_access_key)
     secondary_key = models.CharField(max_length=64, default=new_access_key)
     created_at = models.DateTimeField(auto_now_add=True)

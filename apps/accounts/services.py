@@ -20,7 +20,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
 
-from apps.accounts import tokens
+from apps.accounts import origins, tokens
 from apps.accounts.exceptions import (
     AccessDenied,
     DuplicateResourceName,
@@ -137,7 +137,8 @@ def _clean_name(name: str) -> str:
 
 
 def _unique_slug(name: str) -> str:
-    base = slugify(name)[:50].strip("-")
+    # A DNS label too (the resource's host name under SPOOL_RESOURCE_DOMAIN): no underscores.
+    base = slugify(name).replace("_", "-")[:50].strip("-") or "resource"
     slug = base
     while Resource.objects.filter(slug=slug).exists():
         slug = f"{base}-{secrets.token_hex(2)}"
@@ -147,16 +148,22 @@ def _unique_slug(name: str) -> str:
 def create_resource(name: str, *, owner: AnyUser | None = None) -> Resource:
     """Create a resource with fresh keys; `owner` becomes its Owner. Raises DuplicateResourceName."""
     name = check_resource_name(name)
-    try:
-        with transaction.atomic():
-            resource = Resource.objects.create(name=name, slug=_unique_slug(name))
-            if owner is not None and owner.is_authenticated:
-                Membership.objects.create(resource=resource, user_id=owner.pk, role=Role.OWNER)
-    except IntegrityError:
-        raise DuplicateResourceName(
-            f"A resource named {name!r} already exists.", target="name"
-        ) from None
-    return resource
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                resource = Resource.objects.create(
+                    name=name, slug=_unique_slug(name), port=origins.free_resource_port()
+                )
+                if owner is not None and owner.is_authenticated:
+                    Membership.objects.create(resource=resource, user_id=owner.pk, role=Role.OWNER)
+            return resource
+        except IntegrityError:
+            # Another creation took the same name, slug or port meanwhile; only the name is final.
+            if Resource.objects.filter(name__iexact=name).exists() or attempt == 2:
+                raise DuplicateResourceName(
+                    f"A resource named {name!r} already exists.", target="name"
+                ) from None
+    raise AssertionError("unreachable")
 
 
 def rename_resource(resource: Resource, name: str) -> Resource:
@@ -187,7 +194,13 @@ def regenerate_key(resource: Resource, which: str) -> Resource:
 
 
 def resource_endpoint(resource: Resource) -> str:
-    return f"{settings.PUBLIC_URL}/r/{resource.slug}/"
+    """The resource's own origin (apps/accounts/origins.py): what connection strings name."""
+    return origins.resource_endpoint(resource)
+
+
+def path_endpoint(resource: Resource) -> str:
+    """`/r/<slug>/` on the console's origin, which stays valid for existing clients."""
+    return origins.path_endpoint(resource)
 
 
 def connection_string(resource: Resource, which: str = "primary") -> str:
@@ -458,3 +471,16 @@ def authenticate_token(token: str) -> TokenPrincipal:
         raise TokenRefused("The token has been revoked.")
     scopes = frozenset(str(claims.get("scp", "")).split())
     return TokenPrincipal(identity=identity, scopes=scopes)
+
+
+def authenticate_socket(token: str, host: str) -> TokenPrincipal:
+    """authenticate_token for a socket opened on `host`: on a resource's own origin the token
+    must be that resource's. Raises TokenRefused."""
+    principal = authenticate_token(token)
+    try:
+        resource = origins.resource_for_host(host)
+    except origins.UnknownResourceHost:
+        raise TokenRefused("No resource answers at this host.") from None
+    if resource is not None and resource.pk != principal.identity.resource_id:
+        raise TokenRefused("The token belongs to another resource.")
+    return principal

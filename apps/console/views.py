@@ -102,6 +102,7 @@ def _resource_context(
         "can_manage_members": services.can(user, resource, services.MANAGE_MEMBERS),
         "can_manage_numbers": services.can(user, resource, services.MANAGE_NUMBERS),
         "endpoint": services.resource_endpoint(resource),
+        "path_endpoint": services.path_endpoint(resource),
         **extra,
     }
 
@@ -118,7 +119,9 @@ def resource_list(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"Resource {resource.name} is ready.")
             return redirect("console:resource-overview", slug=resource.slug)
     resources = services.list_resources(request.user).prefetch_related("memberships")
-    return render(request, "console/resource_list.html", {"page": _page(request, resources)})
+    page = _page(request, resources)
+    rows = [(resource, services.resource_endpoint(resource)) for resource in page.object_list]
+    return render(request, "console/resource_list.html", {"page": page, "rows": rows})
 
 
 @resource_page()

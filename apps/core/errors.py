@@ -123,7 +123,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
 
 
 def _wants_json(request: HttpRequest) -> bool:
-    return request.path.startswith(("/r/", "/api/", "/.well-known/", "/healthz"))
+    # path_info: a resource's own origin routes its API as /r/<slug>/... (accounts.middleware)
+    return request.path_info.startswith(("/r/", "/api/", "/.well-known/", "/healthz"))
 
 
 def handler400(request: HttpRequest, exception: Exception | None = None) -> Any:

@@ -23,3 +23,13 @@ def raw_request_target(request: HttpRequest) -> str:
         path = request.get_full_path().split("?", 1)[0]
     query = meta.get("QUERY_STRING", "")
     return f"{path}?{query}" if query else path
+
+
+def endpoint_link(request: HttpRequest, path: str) -> str:
+    """An absolute URL for `path` (relative to the resource's API) on the endpoint the client
+    called: the root of the resource's own origin, or /r/<slug>/ on the console's (SDKs follow
+    links as given and sign them for the host they were configured with)."""
+    origin_routed = request.path_info != request.path  # see accounts.middleware
+    slug = request.resolver_match.kwargs.get("slug", "") if request.resolver_match else ""
+    base = "" if origin_routed else f"/r/{slug}"
+    return request.build_absolute_uri(f"{base}/{path.lstrip('/')}")

@@ -40,7 +40,9 @@ def test_create_resource_makes_the_caller_owner(as_user, owner) -> None:
     # then
     assert response.status_code == 201
     assert response.json()["slug"] == "my-app"
-    assert response.json()["endpoint"].endswith("/r/my-app/")
+    assert response.json()["path_endpoint"].endswith("/r/my-app/")
+    port = Resource.objects.get(slug="my-app").port
+    assert response.json()["endpoint"] == f"https://127.0.0.1:{port}/"
     assert response.json()["role"] == "owner"
 
 
@@ -144,12 +146,14 @@ def test_owner_regenerates_keys_and_connection_strings_follow(as_user, owner, re
 
 
 def test_rename_keeps_the_endpoint(as_user, owner, resource) -> None:
+    before = as_user(owner).get(f"/api/v1/resources/{resource.slug}/").json()
     response = as_user(owner).patch(
         f"/api/v1/resources/{resource.slug}/", {"name": "Renamed"}, format="json"
     )
     assert response.status_code == 200
     assert response.json()["name"] == "Renamed"
-    assert response.json()["endpoint"].endswith("/r/contoso/")
+    assert response.json()["endpoint"] == before["endpoint"]
+    assert response.json()["path_endpoint"].endswith("/r/contoso/")
 
 
 def test_the_last_owner_cannot_leave_or_be_demoted(as_user, owner, resource) -> None:

@@ -22,7 +22,7 @@ API = {"api-version": "2024-03-07"}
 @pytest.fixture(scope="module")
 def live_resource(live_spool: LiveSpool) -> tuple[str, CommunicationIdentityClient]:
     connection = live_spool.create_resource()
-    slug = connection.split("/r/")[1].split("/")[0]
+    slug = live_spool.slug_of(connection)
     return slug, CommunicationIdentityClient.from_connection_string(
         connection, connection_verify=live_spool.cert
     )

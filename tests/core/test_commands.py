@@ -26,19 +26,50 @@ def test_create_resource_prints_the_connection_string_last(settings) -> None:
     # then
     last = output.strip().splitlines()[-1]
     endpoint, key = last.split(";")
-    assert endpoint == f"endpoint=https://127.0.0.1:{settings.HTTPS_PORT}/r/payments/"
+    port = Resource.objects.get().port
+    first, last_port = settings.RESOURCE_PORTS
+    assert first <= port <= last_port
+    assert endpoint == f"endpoint=https://127.0.0.1:{port}/"
     assert len(base64.b64decode(key.removeprefix("accesskey="))) == 32
     assert Resource.objects.get().primary_key == key.removeprefix("accesskey=")
 
 
 def test_create_resource_uses_the_public_url(settings) -> None:
     settings.PUBLIC_URL = "https://comms.example.org"
+    output = _run("create_resource", "Edge").strip()
+    resource = Resource.objects.get()
+    assert output.endswith(
+        f"endpoint=https://comms.example.org:{resource.port}/;accesskey={resource.primary_key}"
+    )
+
+
+def test_create_resource_under_a_resource_domain(settings) -> None:
+    # given: a wildcard DNS name for resources, and no ports
+    settings.PUBLIC_URL = "https://console.example.org"
+    settings.RESOURCE_DOMAIN = "acs.example.org"
+    settings.RESOURCE_PORTS = None
+
+    # when
+    output = _run("create_resource", "Edge_Case App")
+
+    # then: the slug is a DNS label, the endpoint a host name of its own
+    resource = Resource.objects.get()
+    assert resource.slug == "edge-case-app"
+    assert resource.port is None
     assert (
-        _run("create_resource", "Edge")
-        .strip()
-        .endswith(
-            f"endpoint=https://comms.example.org/r/edge/;accesskey={Resource.objects.get().primary_key}"
-        )
+        output.strip()
+        .splitlines()[-1]
+        .startswith("endpoint=https://edge-case-app.acs.example.org/;accesskey=")
+    )
+
+
+def test_create_resource_without_ports_or_domain_keeps_the_path_endpoint(settings) -> None:
+    settings.RESOURCE_PORTS = None
+    output = _run("create_resource", "Edge")
+    assert (
+        output.strip()
+        .splitlines()[-1]
+        .startswith(f"endpoint=https://127.0.0.1:{settings.HTTPS_PORT}/r/edge/;accesskey=")
     )
 
 

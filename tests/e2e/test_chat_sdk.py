@@ -192,7 +192,7 @@ def test_a_webhook_gets_the_chat_events(
 
     from tests.events.conftest import Receiver
 
-    slug = connection_string.split("/r/")[1].split("/")[0]
+    slug = live_spool.slug_of(connection_string)
     receiver = Receiver()
     receiver.start()
     try:

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import BrowserContext, Locator, Page, expect
@@ -128,9 +129,12 @@ def test_sign_up_create_resource_keys_identities_and_password_reset(
     name = unique("Browser Test ")
     slug = create_resource(page, name)
 
-    # then the overview shows its public endpoint and their role
-    endpoint = f"{live_spool.https_url}/r/{slug}/"
-    assert page.locator("#endpoint").input_value() == endpoint
+    # then the overview shows its own origin as the endpoint (a port of its own), the path
+    # form beside it, and their role
+    endpoint = page.locator("#endpoint").input_value()
+    assert endpoint.startswith("https://127.0.0.1:") and endpoint.endswith("/")
+    assert urlsplit(endpoint).port != live_spool.https_port and urlsplit(endpoint).path == "/"
+    assert f"{live_spool.https_url}/r/{slug}/" in page.locator(".essentials").inner_text()
     assert "Owner" in page.locator(".essentials").inner_text()
     assert page.locator(".sidebar .resource-name").inner_text() == name
     screenshot(page, "03-overview.png")
@@ -138,7 +142,7 @@ def test_sign_up_create_resource_keys_identities_and_password_reset(
     # and the resource list links to it
     page.goto("/resources/")
     assert page.locator("table a", has_text=name).count() == 1
-    assert f"/r/{slug}/" in page.locator("table").inner_text()
+    assert endpoint in page.locator("table").inner_text()
     screenshot(page, "02-resources.png")
 
     # when they open the Keys page

@@ -137,7 +137,7 @@ def test_a_webhook_gets_the_sms_received_and_delivery_report_events_signed(
     from tests.events.conftest import Receiver
 
     connection, number = account
-    slug = connection.split("/r/")[1].split("/")[0]
+    slug = live_spool.slug_of(connection)
     receiver = Receiver()
     receiver.start()
     try:

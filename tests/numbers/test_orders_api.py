@@ -35,6 +35,13 @@ def inventory(make_numbers) -> list[PhoneNumber]:
     return make_numbers(5)
 
 
+def _api_path(acs: AcsClient, link: str) -> str:
+    """The API path of a link, which must be on the origin the client called."""
+    origin = f"http://127.0.0.1:{acs.resource.port}/"
+    assert link.startswith(origin), link
+    return "/" + link.removeprefix(origin).split("?")[0]
+
+
 def _search(acs: AcsClient, body: dict | None = None) -> dict:
     response = acs.call(
         "POST", "/availablePhoneNumbers/countries/US/:search", body or SEARCH, api_version=API
@@ -42,13 +49,13 @@ def _search(acs: AcsClient, body: dict | None = None) -> dict:
     assert response.status_code == 202, response.content
     operation = acs.call(
         "GET",
-        response["Operation-Location"].split(f"/r/{acs.resource.slug}", 1)[1].split("?")[0],
+        _api_path(acs, response["Operation-Location"]),
         api_version=API,
     ).json()
     assert operation["status"] == "succeeded"
     result = acs.call(
         "GET",
-        response["Location"].split(f"/r/{acs.resource.slug}", 1)[1].split("?")[0],
+        _api_path(acs, response["Location"]),
         api_version=API,
     )
     return result.json()
@@ -60,7 +67,7 @@ def _purchase(acs: AcsClient, search_id: str, capture) -> dict:
             "POST", "/availablePhoneNumbers/:purchase", {"searchId": search_id}, api_version=API
         )
     assert response.status_code == 202, response.content
-    path = response["Operation-Location"].split(f"/r/{acs.resource.slug}", 1)[1].split("?")[0]
+    path = _api_path(acs, response["Operation-Location"])
     return acs.call("GET", path, api_version=API).json()
 
 

@@ -28,15 +28,19 @@ class StrictCharField(serializers.CharField):
 
 class ResourceSerializer(serializers.ModelSerializer[Resource]):
     endpoint = serializers.SerializerMethodField()
+    path_endpoint = serializers.SerializerMethodField()
     role = serializers.SerializerMethodField()
 
     class Meta:
         model = Resource
-        fields = ["id", "slug", "name", "endpoint", "created_at", "role"]
-        read_only_fields = ["id", "slug", "endpoint", "created_at", "role"]
+        fields = ["id", "slug", "name", "endpoint", "path_endpoint", "created_at", "role"]
+        read_only_fields = ["id", "slug", "endpoint", "path_endpoint", "created_at", "role"]
 
     def get_endpoint(self, resource: Resource) -> str:
         return services.resource_endpoint(resource)
+
+    def get_path_endpoint(self, resource: Resource) -> str:
+        return services.path_endpoint(resource)
 
     def get_role(self, resource: Resource) -> str | None:
         request = self.context.get("request")

@@ -34,6 +34,7 @@ urlpatterns = [
     ),
     path("phoneNumbers/operations/<str:operation_id>", acs_views.Operation.as_view()),
     path("phoneNumbers", acs_views.OwnedNumbers.as_view()),
+    path("operatorInformation/:search", acs_views.OperatorInformation.as_view()),
     path("phoneNumbers/<str:number>/capabilities", acs_views.OwnedNumberCapabilities.as_view()),
     path("phoneNumbers/<str:number>", acs_views.OwnedNumber.as_view()),
 ]

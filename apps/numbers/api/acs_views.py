@@ -10,7 +10,8 @@ from rest_framework.response import Response
 
 from apps.accounts.auth import HmacAuthentication, IsResourceCaller, request_resource
 from apps.core.api import AcsApiView, json_object, page_of, rfc3339
-from apps.numbers import orders, reservations, services
+from apps.core.http import endpoint_link
+from apps.numbers import lookup, orders, reservations, services
 from apps.numbers.models import (
     NumberOperation,
     NumberSearch,
@@ -95,9 +96,7 @@ def _link(request: Request, path: str) -> str:
     """An absolute link on this resource's endpoint, with the caller's api-version. (The SDK
     polls Operation-Location as given; a relative one would be joined to the endpoint's path.)"""
     version = request.query_params.get("api-version", "")
-    return request.build_absolute_uri(
-        f"/r/{request_resource(request).slug}/{path}?api-version={version}"
-    )
+    return endpoint_link(request._request, f"{path}?api-version={version}")
 
 
 def _operation_body(request: Request, operation: NumberOperation) -> dict[str, Any]:
@@ -342,3 +341,8 @@ class PurchaseReservation(NumbersView):
             request_resource(request), reservation_id, reservation=True
         )
         return _accepted(request, operation, reservation_purchase_id=str(operation.search_id))
+
+
+class OperatorInformation(NumbersView):
+    def post(self, request: Request, slug: str) -> Response:
+        return Response({"values": lookup.search_operator_information(json_object(request))})

@@ -29,6 +29,8 @@ class Command(BaseCommand):
         except ApiError as error:
             raise CommandError(error.message) from None
         self.stdout.write(
-            f"Created resource {resource.name} ({resource.id}), endpoint {services.resource_endpoint(resource)}"
+            f"Created resource {resource.name} (slug {resource.slug}, id {resource.id}), "
+            f"endpoint {services.resource_endpoint(resource)} "
+            f"(also {services.path_endpoint(resource)})"
         )
         self.stdout.write(services.connection_string(resource))

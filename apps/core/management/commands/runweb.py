@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import signal
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 import uvloop
 from django.conf import settings
 from django.core.management.base import BaseCommand
+
+from apps.core.signals import web_serving
+
+logger = logging.getLogger(__name__)
 
 
 class _Server(uvicorn.Server):
@@ -21,6 +26,55 @@ class _Server(uvicorn.Server):
     @contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+class HttpsListeners:
+    """HTTPS servers on extra ports (resources' own origins) that open and close while the
+    process runs. Each web process binds its own socket per port (SO_REUSEPORT), as `serve`
+    does for the main ports, so the kernel spreads connections over the processes."""
+
+    def __init__(self) -> None:
+        self.servers: dict[int, tuple[_Server, asyncio.Task[None]]] = {}
+        self.refused: set[int] = set()
+        self.closing: list[asyncio.Task[None]] = []
+        self.stopped = False
+
+    def ports(self) -> set[int]:
+        return set(self.servers)
+
+    def open(self, port: int) -> bool:
+        if self.stopped:
+            return False
+        family = socket.AF_INET6 if ":" in settings.BIND_ADDRESS else socket.AF_INET
+        sock = socket.socket(family)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            sock.bind((settings.BIND_ADDRESS, port))
+            sock.listen(2048)
+        except OSError as error:
+            sock.close()
+            if port not in self.refused:  # say it once; it is retried quietly
+                logger.error("Cannot listen on resource port %s: %s", port, error)
+                self.refused.add(port)
+            return False
+        self.refused.discard(port)
+        server = _Server(_config(secure=True, lifespan="off"))
+        self.servers[port] = (server, asyncio.ensure_future(server.serve(sockets=[sock])))
+        return True
+
+    def close(self, port: int) -> None:
+        server, task = self.servers.pop(port)
+        server.should_exit = True
+        self.closing.append(task)
+
+    def stop(self) -> None:
+        self.stopped = True
+        for port in list(self.servers):
+            self.close(port)
+
+    async def wait_closed(self) -> None:
+        await asyncio.gather(*self.closing, return_exceptions=True)
 
 
 class Command(BaseCommand):
@@ -32,9 +86,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, http_fd: int, https_fd: int, **options: Any) -> None:
         plain = _Server(_config())
-        secure = _Server(
-            _config(ssl_certfile=str(settings.TLS_CERT), ssl_keyfile=str(settings.TLS_KEY))
-        )
+        secure = _Server(_config(secure=True))
+        extra = HttpsListeners()
         listeners = [
             (plain, socket.socket(fileno=http_fd)),
             (secure, socket.socket(fileno=https_fd)),
@@ -43,6 +96,7 @@ class Command(BaseCommand):
         def stop() -> None:
             for server, _ in listeners:
                 server.should_exit = True
+            extra.stop()
 
         # With a thousand sockets open, a full garbage collection took 110-160 ms and came
         # every few seconds under load, which set the p99 of chat deliveries (bench/chat.py):
@@ -55,12 +109,16 @@ class Command(BaseCommand):
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop)
+            web_serving.send(sender=self.__class__, listeners=extra)
             await asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in listeners))
+            await extra.wait_closed()
 
         uvloop.run(main())
 
 
-def _config(ssl_certfile: str | None = None, ssl_keyfile: str | None = None) -> uvicorn.Config:
+def _config(
+    *, secure: bool = False, lifespan: Literal["auto", "on", "off"] = "auto"
+) -> uvicorn.Config:
     return uvicorn.Config(
         app="spool.asgi:application",
         log_level="warning",
@@ -68,6 +126,7 @@ def _config(ssl_certfile: str | None = None, ssl_keyfile: str | None = None) -> 
         proxy_headers=False,
         ws_max_size=1024 * 1024,
         timeout_graceful_shutdown=5,
-        ssl_certfile=ssl_certfile,
-        ssl_keyfile=ssl_keyfile,
+        ssl_certfile=str(settings.TLS_CERT) if secure else None,
+        ssl_keyfile=str(settings.TLS_KEY) if secure else None,
+        lifespan=lifespan,
     )

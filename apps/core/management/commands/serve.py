@@ -131,7 +131,9 @@ class Command(BaseCommand):
                 raise CommandError(
                     f"SPOOL_TLS_CERT / SPOOL_TLS_KEY: no such file {', '.join(missing)}"
                 )
-        elif ensure_self_signed(settings.TLS_CERT, settings.TLS_KEY, settings.PUBLIC_HOST):
+        elif ensure_self_signed(
+            settings.TLS_CERT, settings.TLS_KEY, settings.PUBLIC_HOST, settings.RESOURCE_DOMAIN
+        ):
             self.stdout.write(f"Created a self-signed certificate at {settings.TLS_CERT}")
         _port_is_free(settings.HTTP_PORT)
         _port_is_free(settings.HTTPS_PORT)
