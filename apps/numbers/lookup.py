@@ -26,7 +26,7 @@ _PLAN_TYPES = {
 }
 
 
-_INVENTORY_TYPES = {
+_INVENTORY_TYPES: dict[str, str] = {
     NumberType.GEOGRAPHIC: "geographic",
     NumberType.MOBILE: "mobile",
     NumberType.TOLL_FREE: "other",
