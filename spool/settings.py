@@ -151,6 +151,10 @@ WEB_PROCESSES = env_int("SPOOL_WEB_PROCESSES", 2, minimum=1)
 # Raise it when views wait on slow I/O (a distant database).
 WEB_THREADS = env_int("SPOOL_WEB_THREADS", 1, minimum=1)
 TOKEN_TIME_FLUSH_SECONDS = env_int("SPOOL_TOKEN_TIME_FLUSH_SECONDS", 2)
+# The request log (every ACS and management API request): how long it is kept, and how often
+# each web process writes what it collected (0: at once).
+REQUEST_LOG_DAYS = env_int("SPOOL_REQUEST_LOG_DAYS", 7, minimum=1)
+REQUEST_LOG_FLUSH_SECONDS = env_int("SPOOL_REQUEST_LOG_FLUSH_SECONDS", 2)
 
 # Phone numbers: how long a search holds its numbers (ACS: 16 minutes), how long a released
 # number rests before it is sold again, and which carrier module provisions numbers.
@@ -279,6 +283,8 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     # Before CORS and the URL resolver: a resource's own origin serves its ACS API at the root.
     "apps.accounts.middleware.ResourceOriginMiddleware",
+    # After it (it sees the routed path), before CORS (preflights are logged too).
+    "apps.core.request_log.RequestLogMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -304,7 +310,14 @@ CORS_ALLOW_HEADERS = (
     "repeatability-request-id",
     "repeatability-first-sent",
 )
-CORS_EXPOSE_HEADERS = ("operation-location", "location", "retry-after", "x-ms-client-request-id")
+CORS_EXPOSE_HEADERS = (
+    "operation-location",
+    "location",
+    "retry-after",
+    "x-ms-client-request-id",
+    "x-ms-request-id",
+    "ms-cv",
+)
 
 ROOT_URLCONF = "spool.urls"
 WSGI_APPLICATION = "spool.wsgi.application"
@@ -390,6 +403,7 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 30},
     },
     "prune-signing-keys": {"task": "apps.accounts.tasks.prune_signing_keys", "schedule": 3600.0},
+    "prune-request-log": {"task": "apps.core.tasks.prune_request_log", "schedule": 3600.0},
     "expire-number-holds": {"task": "apps.numbers.tasks.expire_holds", "schedule": 30.0},
     "end-number-quarantines": {"task": "apps.numbers.tasks.end_quarantines", "schedule": 3600.0},
     "requeue-number-operations": {

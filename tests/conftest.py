@@ -34,6 +34,17 @@ from apps.accounts.models import Resource
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def empty_request_log_buffer() -> Iterator[None]:
+    """Each test starts with no buffered request-log rows (and none are left to write after
+    the test database is gone)."""
+    from apps.core.request_log import writer
+
+    writer.discard()
+    yield
+    writer.discard()
+
+
 # --- Factories ----------------------------------------------------------------------------
 @pytest.fixture
 def make_user(django_user_model: Any) -> Any:

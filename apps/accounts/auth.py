@@ -36,10 +36,16 @@ class Unauthorized(ApiError):
 
 @dataclass(frozen=True)
 class KeyPrincipal:
-    """A caller holding one of the resource's access keys."""
+    """A caller holding one of the resource's access keys (`key`: primary or secondary)."""
 
     resource: Resource
+    key: str
     is_authenticated = True
+
+    @property
+    def log_name(self) -> str:
+        """Who the request log says called (apps/core/request_log.py)."""
+        return f"key:{self.key}"
 
 
 def _requested_slug(request: HttpRequest) -> str:
@@ -106,8 +112,9 @@ def _form_encode(text: str) -> str:
     return quote_plus(text, safe="*").replace("~", "%7E")
 
 
-def verify_hmac(request: HttpRequest, resource: Resource) -> None:
-    """Check an HMAC-SHA256 signed request against the resource's two keys.
+def verify_hmac(request: HttpRequest, resource: Resource) -> str:
+    """Check an HMAC-SHA256 signed request against the resource's two keys, and return the
+    name of the key that signed it.
 
     Raises Unauthorized with a reason. The signed host is the Host header (a resource's own
     origin), or the Host header plus the resource prefix (`h:8443/r/<slug>`, as the SDKs sign
@@ -139,8 +146,8 @@ def verify_hmac(request: HttpRequest, resource: Resource) -> None:
     prefix = f"/r/{resource.slug}"
     hosts = (f"{host}{prefix}", f"{host}{prefix}/", host)
     targets = dict.fromkeys((target, unquote(target), _form_encoded_query(target)))
-    keys = resource.access_keys()
-    matched = False
+    keys = list(zip(("primary", "secondary"), resource.access_keys(), strict=True))
+    matched = ""
     for signed_host in hosts:
         for path_and_query in targets:
             values = {"x-ms-date": date, "host": signed_host, "x-ms-content-sha256": content_hash}
@@ -148,12 +155,14 @@ def verify_hmac(request: HttpRequest, resource: Resource) -> None:
                 f"{request.method}\n{path_and_query}\n"
                 + ";".join(values[h] for h in signed_headers)
             ).encode()
-            for key in keys:
+            for name, key in keys:
                 expected = hmac.new(key, string_to_sign, hashlib.sha256).digest()
                 # Keep looping after a match so the time taken does not tell which key matched.
-                matched |= hmac.compare_digest(expected, signature)
+                if hmac.compare_digest(expected, signature):
+                    matched = name
     if not matched:
         raise Unauthorized("The request signature does not match any access key of this resource.")
+    return matched
 
 
 class HmacAuthentication(authentication.BaseAuthentication):
@@ -161,8 +170,8 @@ class HmacAuthentication(authentication.BaseAuthentication):
 
     def authenticate(self, request: Request) -> tuple[KeyPrincipal, Resource]:
         resource = _requested_resource(request._request)
-        verify_hmac(request._request, resource)
-        return KeyPrincipal(resource), resource
+        key = verify_hmac(request._request, resource)
+        return KeyPrincipal(resource, key), resource
 
     def authenticate_header(self, request: Request) -> str:
         return "HMAC-SHA256"

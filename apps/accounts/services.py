@@ -37,6 +37,7 @@ from apps.accounts.exceptions import (
 from apps.accounts.models import CommunicationIdentity, Membership, Resource, Role, new_access_key
 from apps.accounts.token_times import token_times
 from apps.core import realtime
+from apps.core import services as core_services
 
 User = get_user_model()
 AnyUser = PortalUser | AnonymousUser
@@ -178,6 +179,8 @@ def delete_resource(resource: Resource) -> None:
     for identity in resource.identities.only("id"):
         _close_sockets(identity, "The resource has been deleted.")
     resource.delete()
+    # Its slug may be given again; its requests must not show under the new resource.
+    core_services.forget_requests(resource.slug)
 
 
 def regenerate_key(resource: Resource, which: str) -> Resource:
@@ -307,6 +310,11 @@ class TokenPrincipal:
     def raw_id(self) -> str:
         return self.identity.raw_id
 
+    @property
+    def log_name(self) -> str:
+        """Who the request log says called (apps/core/request_log.py)."""
+        return self.identity.raw_id
+
 
 def check_token_request(scopes: Any, expires_in_minutes: Any = None) -> tuple[list[str], int]:
     """Validate raw scopes and expiry from a caller. Raises InvalidScopes or InvalidExpiry."""
@@ -393,7 +401,7 @@ def issue_token_for(
     if identity_id is None or generation is None:
         raise IdentityNotFound(f"Identity {raw_id!r} was not found.", target="id")
     token = _sign_token(raw_id, resource.id, generation, chosen, minutes)
-    token_times.record(identity_id, timezone.now())
+    token_times.add(identity_id, timezone.now())
     return token
 
 

@@ -2,7 +2,15 @@ from __future__ import annotations
 
 from django.urls import path
 
-from apps.console import calls_views, chat_views, events_views, numbers_views, sms_views, views
+from apps.console import (
+    calls_views,
+    chat_views,
+    events_views,
+    logs_views,
+    numbers_views,
+    sms_views,
+    views,
+)
 
 app_name = "console"
 
@@ -54,5 +62,6 @@ urlpatterns = [
         events_views.event_delivery,
         name="event-delivery",
     ),
+    path("resources/<slug:slug>/logs/", logs_views.request_log, name="request-log"),
     path("staff/numbers/import/", numbers_views.inventory_import, name="inventory-import"),
 ]

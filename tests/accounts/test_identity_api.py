@@ -278,11 +278,12 @@ def test_issuing_a_token_costs_two_queries(
     acs: AcsClient, django_assert_num_queries, monkeypatch
 ) -> None:
     # The hot path reads the resource (for its keys) and the identity's revocation generation;
-    # the token time goes to the write-behind buffer (tested in test_token_times.py).
+    # the token time and the request log go to write-behind buffers (test_token_times.py,
+    # tests/core/test_request_log.py).
     raw_id = _create(acs)["identity"]["id"]
     recorded = []
     monkeypatch.setattr(
-        services.token_times, "record", lambda identity_id, when: recorded.append(identity_id)
+        services.token_times, "add", lambda identity_id, when: recorded.append(identity_id)
     )
     with django_assert_num_queries(2):
         response = acs.call(

@@ -6,7 +6,8 @@ import pytest
 
 from apps.accounts import services
 from apps.accounts.models import CommunicationIdentity
-from apps.accounts.token_times import TokenTimes
+from apps.accounts.token_times import write_token_times
+from apps.core.batching import BackgroundWriter
 
 pytestmark = pytest.mark.django_db
 
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.django_db
 def test_times_are_written_in_one_batch_on_flush(resource, settings, monkeypatch) -> None:
     # given a buffer that flushes every minute, and two identities
     settings.TOKEN_TIME_FLUSH_SECONDS = 60
-    buffer = TokenTimes()
+    buffer = BackgroundWriter("token-times", write_token_times, interval=lambda: 60)
     monkeypatch.setattr(services, "token_times", buffer)
     first, _ = services.create_identity(resource)
     second, _ = services.create_identity(resource)
@@ -32,7 +33,7 @@ def test_times_are_written_in_one_batch_on_flush(resource, settings, monkeypatch
 
 def test_a_deleted_identity_does_not_break_the_flush(resource, settings, monkeypatch) -> None:
     settings.TOKEN_TIME_FLUSH_SECONDS = 60
-    buffer = TokenTimes()
+    buffer = BackgroundWriter("token-times", write_token_times, interval=lambda: 60)
     monkeypatch.setattr(services, "token_times", buffer)
     gone, _ = services.create_identity(resource)
     kept, _ = services.create_identity(resource)

@@ -1,0 +1,123 @@
+"""The request log: every ACS and management API request as one structured line (logger
+`spool.requests`, JSON) and one RequestLog row, written in batches behind the request, with
+the response headers ACS sends: `x-ms-request-id`, `MS-CV`, and the caller's
+`x-ms-client-request-id` echoed."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+
+from apps.core.batching import BackgroundWriter
+from apps.core.models import RequestLog
+
+logger = logging.getLogger("spool.requests")
+
+
+def _write(pending: dict[Hashable, Any]) -> None:
+    RequestLog.objects.bulk_create(pending.values(), batch_size=500)
+
+
+writer = BackgroundWriter(
+    "request-log", _write, interval=lambda: settings.REQUEST_LOG_FLUSH_SECONDS
+)
+
+_PREFIXES = {"/r/": RequestLog.Kind.ACS, "/api/v1/": RequestLog.Kind.MANAGEMENT}
+
+
+def _kind(path_info: str) -> str | None:
+    for prefix, kind in _PREFIXES.items():
+        if path_info.startswith(prefix):
+            return kind
+    return None
+
+
+def _correlation_vector() -> str:
+    return base64.b64encode(secrets.token_bytes(16)).decode().rstrip("=") + ".0"
+
+
+def _route_and_slug(request: HttpRequest, kind: str) -> tuple[str, str]:
+    """The matched URL pattern without its mount point, and the resource's slug."""
+    match = request.resolver_match
+    slug = str(match.kwargs.get("slug", "")) if match else ""
+    if kind == RequestLog.Kind.ACS and not slug:  # unrouted: /r/<slug>/<anything>
+        slug = request.path_info.split("/")[2]
+    route = match.route if match else ""
+    for mount in ("r/<slug:slug>/", "api/v1/"):
+        route = route.removeprefix(mount)
+    return route or "(no such route)", slug[:63]
+
+
+def caller_of(request: HttpRequest) -> str:
+    """Who made the request: a key (`key:primary`), an identity's raw id, or a user name."""
+    user = getattr(request, "user", None)
+    if user is None:
+        return ""
+    name = getattr(user, "log_name", None)
+    if name:
+        return str(name)
+    return str(user.get_username()) if getattr(user, "is_authenticated", False) else ""
+
+
+class RequestLogMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        kind = _kind(request.path_info)
+        if kind is None:
+            return self.get_response(request)
+        started = time.perf_counter()
+        response = self.get_response(request)
+        duration_ms = (time.perf_counter() - started) * 1000
+        request_id = str(uuid.uuid4())
+        client_request_id = request.headers.get("x-ms-client-request-id", "")[:100]
+        response["x-ms-request-id"] = request_id
+        response["MS-CV"] = _correlation_vector()
+        if client_request_id:
+            response["x-ms-client-request-id"] = client_request_id
+        route, slug = _route_and_slug(request, kind)
+        entry = RequestLog(
+            at=timezone.now(),
+            kind=kind,
+            resource_slug=slug,
+            method=request.method or "",
+            route=route[:200],
+            path=request.path[:300],
+            api_version=request.GET.get("api-version", "")[:32],
+            status=response.status_code,
+            duration_ms=round(duration_ms, 2),
+            caller=caller_of(request)[:200],
+            client_request_id=client_request_id,
+            request_id=request_id,
+        )
+        logger.info(json.dumps(_line(entry), ensure_ascii=True))
+        writer.add(request_id, entry)
+        return response
+
+
+def _line(entry: RequestLog) -> dict[str, Any]:
+    return {
+        "at": entry.at.isoformat(),
+        "kind": entry.kind,
+        "resource": entry.resource_slug,
+        "method": entry.method,
+        "route": entry.route,
+        "path": entry.path,
+        "apiVersion": entry.api_version,
+        "status": entry.status,
+        "ms": entry.duration_ms,
+        "caller": entry.caller,
+        "clientRequestId": entry.client_request_id,
+        "requestId": entry.request_id,
+    }
