@@ -20,11 +20,16 @@ from apps.numbers.models import (
     PhoneNumber,
 )
 
+# Every version the current SDKs send or let callers choose (azure-communication-phonenumbers
+# 1.4 lists them in _api_versions.py; @azure/communication-phone-numbers 1.5 sends 2025-06-01).
 PHONE_NUMBERS_API_VERSIONS = (
     "2021-03-07",
+    "2022-01-11-preview2",
     "2022-12-01",
+    "2023-05-01-preview",
     "2024-03-01-preview",
     "2025-02-11",
+    "2025-04-01",
     "2025-06-01",
 )
 
