@@ -34,6 +34,9 @@ class RequestLog(models.Model):
     status = models.PositiveSmallIntegerField()
     duration_ms = models.FloatField()
     caller = models.CharField(max_length=200, blank=True)
+    # A refused or failed request's ACS error (`error.code`, `error.message`).
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.CharField(max_length=300, blank=True)
     client_request_id = models.CharField(max_length=100, blank=True)
     request_id = models.CharField(max_length=36)
 

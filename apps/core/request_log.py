@@ -58,6 +58,17 @@ def _route_and_slug(request: HttpRequest, kind: str) -> tuple[str, str]:
     return route or "(no such route)", slug[:63]
 
 
+def _error_of(response: HttpResponse) -> tuple[str, str]:
+    """The ACS error a 4xx or 5xx answer carries ({"error": {"code", "message"}})."""
+    if response.status_code < 400 or "json" not in response.get("Content-Type", ""):
+        return "", ""
+    try:
+        error = json.loads(response.content).get("error") or {}
+        return str(error.get("code", "")), str(error.get("message", ""))
+    except (ValueError, AttributeError):
+        return "", ""
+
+
 def caller_of(request: HttpRequest) -> str:
     """Who made the request: a key (`key:primary`), an identity's raw id, or a user name."""
     user = getattr(request, "user", None)
@@ -87,6 +98,7 @@ class RequestLogMiddleware:
         if client_request_id:
             response["x-ms-client-request-id"] = client_request_id
         route, slug = _route_and_slug(request, kind)
+        error_code, error_message = _error_of(response)
         entry = RequestLog(
             at=timezone.now(),
             kind=kind,
@@ -98,6 +110,8 @@ class RequestLogMiddleware:
             status=response.status_code,
             duration_ms=round(duration_ms, 2),
             caller=caller_of(request)[:200],
+            error_code=error_code[:64],
+            error_message=error_message[:300],
             client_request_id=client_request_id,
             request_id=request_id,
         )
@@ -118,6 +132,7 @@ def _line(entry: RequestLog) -> dict[str, Any]:
         "status": entry.status,
         "ms": entry.duration_ms,
         "caller": entry.caller,
+        "error": entry.error_code,
         "clientRequestId": entry.client_request_id,
         "requestId": entry.request_id,
     }

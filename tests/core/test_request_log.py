@@ -83,6 +83,9 @@ def test_callers_are_named_by_key_token_or_user(acs: AcsClient, owner) -> None:
         ("acs", "identities", 401, ""),
     ]
     assert {r.resource_slug for r in rows} == {acs.resource.slug}
+    # a refused request keeps its ACS error for the operator
+    assert (rows[-1].error_code, rows[0].error_code) == ("Unauthorized", "")
+    assert "signature" in rows[-1].error_message
 
 
 def test_console_pages_are_not_logged(owner) -> None:
@@ -146,7 +149,7 @@ def test_the_console_shows_a_resources_own_log_filtered(
     assert "mine-1" in page and "theirs-1" not in page
     assert page.index("401") < page.index("mine-1")
     refused = client.get(url, {"status": "4xx"}).content.decode()
-    assert "mine-1" not in refused and ">401<" in refused
+    assert "mine-1" not in refused and ">401<" in refused and "Unauthorized" in refused
     # nonsense filters are ignored rather than failing
     assert client.get(url, {"status": "abc", "since": "yesterday", "route": "x"}).status_code == 200
 
