@@ -52,11 +52,11 @@ typecheck: install
 	$(PY) -m mypy apps spool
 
 bench: install
-	$(PY) bench/tokens.py
-	$(PY) bench/sms.py
-	$(PY) bench/chat.py
-	$(PY) bench/calls.py
-	@if [ -n "$$DATABASE_URL" ]; then $(PY) bench/numbers.py; \
+	$(PY) -P bench/tokens.py
+	$(PY) -P bench/sms.py
+	$(PY) -P bench/chat.py
+	$(PY) -P bench/calls.py
+	@if [ -n "$$DATABASE_URL" ]; then $(PY) -P bench/numbers.py; \
 	else echo "bench/numbers.py needs DATABASE_URL (PostgreSQL): skipped."; fi
 
 clean:

@@ -519,7 +519,7 @@ def main() -> int:
             logging.getLogger(name).setLevel(logging.WARNING)
         live, cleanups = conftest.start_spool()
         try:
-            resource = tokens.parse_connection_string(live.create_resource(f"bench-{os.getpid()}"))
+            resource = tokens.resource_of(live, live.create_resource(f"bench-{os.getpid()}"))
             users = voip_users(conftest, live.http_url, resource)
             socket_url = live.http_url.replace("http://", "ws://") + "/ws/"
             setup, failures = asyncio.run(measure_setup(socket_url, users, args.calls))

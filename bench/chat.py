@@ -705,7 +705,7 @@ def measure_spool(
     started = time.monotonic()
     live, cleanups = conftest.start_spool({**tokens.serve_sizes(), "SPOOL_WEB_PROCESSES": "1"})
     try:
-        resource = tokens.parse_connection_string(live.create_resource(f"bench-{os.getpid()}"))
+        resource = tokens.resource_of(live, live.create_resource(f"bench-{os.getpid()}"))
         users = create_users(conftest, live.http_url, resource, CLIENTS + 1)  # +1: the spare
         threads = create_threads(live.http_url, resource, users[:CLIENTS])
         print(

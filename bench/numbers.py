@@ -167,11 +167,6 @@ def serve_sizes() -> dict[str, str]:
     }
 
 
-def parse_connection_string(value: str) -> Resource:
-    fields = dict(part.partition("=")[::2] for part in value.strip().split(";") if part)
-    return Resource(prefix=urlsplit(fields["endpoint"]).path.rstrip("/"), key=fields["accesskey"])
-
-
 # --- The synthetic inventory ------------------------------------------------------------
 def plan_inventory(rng: random.Random) -> tuple[Inventory, list[tuple[str, int, str, str]]]:
     """Area codes with their sizes, and (area code, count, locality, division) blocks."""
@@ -663,7 +658,9 @@ def main() -> int:
             flush=True,
         )
         live, cleanups = conftest.start_spool(sizes)
-        resource = parse_connection_string(live.create_resource(f"bench-{os.getpid()}"))
+        connection = live.create_resource(f"bench-{os.getpid()}")
+        fields = dict(part.partition("=")[::2] for part in connection.split(";") if part)
+        resource = Resource(prefix=f"/r/{live.slug_of(connection)}", key=fields["accesskey"])
         database_url = live.env["DATABASE_URL"]
 
         inventory, blocks = plan_inventory(random.Random(2026))

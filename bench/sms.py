@@ -124,7 +124,7 @@ def start(conftest: ModuleType, env: dict[str, str]) -> tuple[Any, list[Any], to
     except BaseException:
         conftest.stop_spool(live, cleanups)
         raise
-    return live, cleanups, tokens.parse_connection_string(connection), sender
+    return live, cleanups, tokens.resource_of(live, connection), sender
 
 
 def send_body(sender: str, recipients: list[str]) -> bytes:

@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,10 +77,12 @@ class Result:
 
 @dataclass
 class Resource:
-    """A resource as its connection string describes it."""
+    """A resource as the benchmarks call it: under /r/<slug>/ on serve's own ports (HTTP and
+    HTTPS), or at the root of its own origin (`endpoint`, HTTPS)."""
 
     prefix: str  # /r/<slug>
     key: str
+    endpoint: str = ""
 
 
 # --- Setting up -------------------------------------------------------------------------
@@ -100,10 +103,13 @@ def load_conftest(scratch: Path) -> ModuleType:
     return conftest
 
 
-def parse_connection_string(value: str) -> Resource:
-    fields = dict(part.partition("=")[::2] for part in value.strip().split(";") if part)
-    path = urlsplit(fields["endpoint"]).path.rstrip("/")
-    return Resource(prefix=path, key=fields["accesskey"])
+def resource_of(live: Any, connection: str) -> Resource:
+    """The resource `live.create_resource()` made (`live`: tests.conftest.LiveSpool)."""
+    fields = dict(part.partition("=")[::2] for part in connection.strip().split(";") if part)
+    endpoint = fields["endpoint"].rstrip("/")
+    return Resource(
+        prefix=f"/r/{live.slug_of(connection)}", key=fields["accesskey"], endpoint=endpoint
+    )
 
 
 def send(
@@ -380,17 +386,22 @@ def measure_spool(
     live, cleanups = conftest.start_spool(serve_sizes())
     results = []
     try:
-        resource = parse_connection_string(live.create_resource(f"bench-{os.getpid()}"))
+        resource = resource_of(live, live.create_resource(f"bench-{os.getpid()}"))
         raw_ids = create_identities(conftest, live.http_url, resource, IDENTITIES)
         print(
             f"serve started, resource and {len(raw_ids)} identities created in {time.monotonic() - started:.1f} s",
             flush=True,
         )
-        for label, base_url in (("HTTP", live.http_url), ("HTTPS", live.https_url)):
+        own_origin = Resource(prefix="", key=resource.key)
+        for label, base_url, called in (
+            ("HTTP /r/<slug>", live.http_url, resource),
+            ("HTTPS /r/<slug>", live.https_url, resource),
+            ("HTTPS own origin", resource.endpoint, own_origin),
+        ):
             # Signed just before use: the Host header (and so the signature) differs per port.
-            signed = presign_token_requests(conftest, base_url, resource, raw_ids)
+            signed = presign_token_requests(conftest, base_url, called, raw_ids)
             check_token_request(base_url, *signed[0], cafile=live.cert)
-            script = scratch / f"tokens-{label}.lua"
+            script = scratch / f"tokens-{len(results)}-{label.split()[0]}.lua"
             script.write_text(replay_script(signed, TOKEN_BODY))
             url = f"{base_url}/"  # the path comes from the script
             # Warm every web process and thread (lazy imports, DB connections) off the record.
