@@ -307,6 +307,8 @@ CORS_ALLOW_HEADERS = (
     "x-ms-content-sha256",
     "x-ms-client-request-id",
     "x-ms-return-client-request-id",
+    # The JS SDKs' browser builds send it on every request.
+    "x-ms-useragent",
     "repeatability-request-id",
     "repeatability-first-sent",
 )
@@ -416,6 +418,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(EVENT_SWEEP_SECONDS),
     },
     "prune-chat-activity": {"task": "apps.chat.tasks.prune_activity", "schedule": 3600.0},
+    "apply-chat-retention": {"task": "apps.chat.tasks.apply_retention", "schedule": 3600.0},
 }
 
 # --- Auth, console ---------------------------------------------------------------------

@@ -13,14 +13,28 @@ from apps.core.admin import ReadOnlyAdmin
 
 class ParticipantInline(admin.TabularInline[Any, Any]):
     model = ChatParticipant
-    fields = readonly_fields = ("identity", "display_name", "share_history_time", "added_at")
+    fields = readonly_fields = (
+        "identity",
+        "display_name",
+        "share_history_time",
+        "metadata",
+        "added_at",
+    )
     extra = 0
     can_delete = False
 
 
 @admin.register(ChatThread)
 class ChatThreadAdmin(ReadOnlyAdmin):
-    list_display = ["id", "topic", "resource", "created_at", "last_message_at", "deleted_at"]
+    list_display = [
+        "id",
+        "topic",
+        "resource",
+        "created_at",
+        "last_message_at",
+        "expires_at",
+        "deleted_at",
+    ]
     list_filter = ["resource"]
     search_fields = ["id", "topic", "created_by_raw_id"]
     inlines = [ParticipantInline]

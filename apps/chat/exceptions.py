@@ -29,11 +29,6 @@ class ScopeNotAllowed(ApiError):
     code = "Forbidden"
 
 
-class ParticipantNotFound(ApiError):
-    status = 404
-    code = "NotFound"
-
-
 class TooManyParticipants(ApiError):
     code = "TooManyParticipants"
 

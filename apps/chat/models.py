@@ -35,10 +35,23 @@ class ChatThread(models.Model):
     last_message_at = models.DateTimeField(null=True, blank=True)
     # The create request's `repeatability-request-id`: the creator's retry gets this thread.
     repeatability_request_id = models.CharField(max_length=100, blank=True, default="")
+    # api-version 2025-03-15: string pairs of the app's own, and the retention policy. A
+    # threadCreationDate policy keeps its days, and the time they run out (created_at + days),
+    # when beat's apply_retention deletes the thread; None for none (the thread is kept).
+    metadata = models.JSONField(default=dict, blank=True)
+    retention_days = models.PositiveSmallIntegerField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["resource", "-created_at"])]
+        indexes = [
+            models.Index(fields=["resource", "-created_at"]),
+            models.Index(
+                fields=["expires_at"],
+                condition=models.Q(expires_at__isnull=False, deleted_at__isnull=True),
+                name="chat_thread_expiring",
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["resource", "created_by_raw_id", "repeatability_request_id"],
@@ -62,6 +75,8 @@ class ChatParticipant(models.Model):
     added_at = models.DateTimeField()
     # The thread sequence of the change that added the participant: catch-up starts there.
     added_sequence = models.PositiveBigIntegerField(default=0)
+    # api-version 2025-03-15: string pairs of the app's own (1 KB in all).
+    metadata = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["added_at", "id"]

@@ -50,7 +50,7 @@ def signaling_participant(participant: ChatParticipant) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": identifier_kind(_participant_raw_id(participant)),
         "displayName": participant.display_name,
-        "metadata": {},
+        "metadata": participant.metadata,
     }
     if participant.share_history_time is not None:
         body["shareHistoryTime"] = rfc3339(participant.share_history_time)
@@ -154,10 +154,20 @@ def read_receipt(
 
 
 def _properties(thread: ChatThread) -> dict[str, Any]:
-    return {"topic": thread.topic, "metadata": {}}
+    return {"topic": thread.topic, "metadata": thread.metadata}
 
 
 NO_RETENTION = {"kind": "none"}
+DELETED_BY_USER = "deletedByUser"
+DELETED_BY_POLICY = "deletedByPolicy"
+
+
+def retention_policy(thread: ChatThread) -> dict[str, Any]:
+    """The thread's ChatRetentionPolicy, `{"kind": "none"}` when it has none (as ACS reports a
+    thread created without one, and as the JS client reads an event that names none)."""
+    if thread.retention_days is None:
+        return dict(NO_RETENTION)
+    return {"kind": "threadCreationDate", "deleteThreadAfterDays": thread.retention_days}
 
 
 def thread_created(
@@ -170,7 +180,7 @@ def thread_created(
         "properties": _properties(thread),
         "participants": [signaling_participant(p) for p in participants],
         "createdBy": signaling_participant(creator),
-        "retentionPolicy": NO_RETENTION,
+        "retentionPolicy": retention_policy(thread),
     }
 
 
@@ -181,17 +191,19 @@ def thread_updated(thread: ChatThread, by: ChatParticipant, now: datetime) -> di
         "properties": _properties(thread),
         "updatedOn": rfc3339(now),
         "updatedBy": signaling_participant(by),
-        "retentionPolicy": NO_RETENTION,
+        "retentionPolicy": retention_policy(thread),
     }
 
 
-def thread_deleted(thread: ChatThread, by: ChatParticipant, now: datetime) -> dict[str, Any]:
+def thread_deleted(thread: ChatThread, by: ChatParticipant | None, now: datetime) -> dict[str, Any]:
+    """`by` None: deleted by its retention policy, which the JS client reads as `deletedBy:
+    null` with reason deletedByPolicy."""
     return {
         "threadId": thread.pk,
         "version": epoch_ms(now),
         "deletedOn": rfc3339(now),
-        "deletedBy": signaling_participant(by),
-        "reason": "deletedByUser",
+        "deletedBy": signaling_participant(by) if by is not None else None,
+        "reason": DELETED_BY_USER if by is not None else DELETED_BY_POLICY,
     }
 
 
@@ -230,6 +242,7 @@ def _grid_participant(participant: ChatParticipant) -> dict[str, Any]:
     return {
         "displayName": participant.display_name,
         "participantCommunicationIdentifier": _grid_id(_participant_raw_id(participant)),
+        "metadata": participant.metadata,
     }
 
 
@@ -315,7 +328,7 @@ def publish_thread_created(thread: ChatThread, participants: Sequence[ChatPartic
         **_thread_data(thread, thread.created_at),
         "createdByCommunicationIdentifier": _grid_id(thread.created_by_raw_id),
         "properties": {"topic": thread.topic},
-        "metadata": {},
+        "metadata": thread.metadata,
         "participants": [_grid_participant(p) for p in participants],
     }
     subject = f"thread/{thread.pk}/createdBy/{thread.created_by_raw_id}"
@@ -331,7 +344,7 @@ def publish_thread_updated(
         "editedByCommunicationIdentifier": _grid_id(by_raw_id),
         "editTime": rfc3339(now),
         "properties": {"topic": thread.topic},
-        "metadata": {},
+        "metadata": thread.metadata,
     }
     subject = f"thread/{thread.pk}/editedBy/{by_raw_id}"
     _publish(
@@ -345,14 +358,15 @@ def publish_thread_updated(
 
 
 def publish_thread_deleted(
-    thread: ChatThread, by_raw_id: str, member_ids: Sequence[str], now: datetime
+    thread: ChatThread, by_raw_id: str | None, member_ids: Sequence[str], now: datetime
 ) -> None:
-    data = {
-        **_thread_data(thread, now),
-        "deletedByCommunicationIdentifier": _grid_id(by_raw_id),
-        "deleteTime": rfc3339(now),
-    }
-    subject = f"thread/{thread.pk}/deletedBy/{by_raw_id}"
+    """`by_raw_id` None: deleted by its retention policy; the events then name nobody as the
+    deleter (no deletedByCommunicationIdentifier, subject `thread/<id>`)."""
+    data: dict[str, Any] = {**_thread_data(thread, now), "deleteTime": rfc3339(now)}
+    subject = f"thread/{thread.pk}"
+    if by_raw_id is not None:
+        data["deletedByCommunicationIdentifier"] = _grid_id(by_raw_id)
+        subject += f"/deletedBy/{by_raw_id}"
     _publish(thread, "ChatThreadDeleted", "ChatThreadWithUserDeleted", subject, data, member_ids)
 
 

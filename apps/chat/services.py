@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
@@ -32,7 +32,6 @@ from apps.chat.exceptions import (
     InvalidChatRequest,
     MessageNotFound,
     NotAParticipant,
-    ParticipantNotFound,
     ScopeNotAllowed,
     ThreadNotFound,
     TooManyParticipants,
@@ -70,6 +69,8 @@ class ThreadAccess:
     participant: ChatParticipant
     # Every participant's identity id, for fan-out (read with the access check: one query).
     member_ids: list[str]
+    # Every participant, the caller too (read with the same query).
+    participants: list[ChatParticipant]
 
 
 def access_thread(
@@ -78,6 +79,8 @@ def access_thread(
     """The thread, if the principal takes part in it. Raises ScopeNotAllowed, ThreadNotFound
     (missing, deleted, or another resource's) or NotAParticipant (403)."""
     require_scope(principal, allowed)
+    if not checks.is_storable(thread_id):  # e.g. %00 in the path: no thread has such an id
+        raise ThreadNotFound(f"Chat thread {thread_id!r} was not found.")
     resource = principal.identity.resource
     # One query: the thread comes joined to each of its participants.
     participants = list(
@@ -99,7 +102,7 @@ def access_thread(
     mine = next((p for p in participants if p.identity_id == principal.identity.id), None)
     if mine is None:
         raise NotAParticipant("Only participants of the thread may do this.")
-    return ThreadAccess(thread, mine, [str(p.identity_id) for p in participants])
+    return ThreadAccess(thread, mine, [str(p.identity_id) for p in participants], participants)
 
 
 def _resolve(
@@ -186,9 +189,10 @@ def _record(
 def create_thread(
     principal: TokenPrincipal, body: dict[str, Any], *, repeatability_request_id: str = ""
 ) -> tuple[ChatThread, list[dict[str, Any]]]:
-    """Create a thread with the caller and the requested participants. A repeated
-    `repeatability_request_id` (from the same caller) answers with the thread it created first. Identities that do
-    not exist come back as per-participant errors; the thread is created without them."""
+    """Create a thread with the caller and the requested participants, with its metadata and
+    retention policy. A repeated `repeatability_request_id` (from the same caller) answers with
+    the thread it created first. Identities that do not exist come back as per-participant
+    errors; the thread is created without them."""
     require_scope(principal, MANAGE_THREADS)
     resource = principal.identity.resource
     repeatability_request_id = checks.check_text(
@@ -197,6 +201,8 @@ def create_thread(
     topic = checks.check_text(
         body.get("topic"), "topic", limit=checks.MAX_TOPIC_LENGTH, required=True
     )
+    metadata = checks.check_thread_metadata(body.get("metadata"))
+    retention_days = checks.check_retention_policy(body.get("retentionPolicy"))
     requested = checks.check_participants(body.get("participants"), required=False)
     if repeatability_request_id:
         earlier = ChatThread.objects.filter(
@@ -209,7 +215,7 @@ def create_thread(
     valid, invalid = _resolve(resource, requested)
     members = {identity.id: (request, identity) for request, identity in valid}
     if principal.identity.id not in members:
-        me = checks.ParticipantRequest(principal.raw_id, "", None)
+        me = checks.ParticipantRequest(principal.raw_id, "", None, {})
         members = {principal.identity.id: (me, principal.identity), **members}
     _check_thread_size(len(members))
     now = timezone.now()
@@ -221,6 +227,9 @@ def create_thread(
             created_at=now,
             last_sequence=1,
             repeatability_request_id=repeatability_request_id,
+            metadata=metadata,
+            retention_days=retention_days,
+            expires_at=_expiry(now, retention_days),
         )
         participants = ChatParticipant.objects.bulk_create(
             [
@@ -229,6 +238,7 @@ def create_thread(
                     identity=identity,
                     display_name=request.display_name,
                     share_history_time=request.share_history_time,
+                    metadata=request.metadata,
                     added_at=now,
                     added_sequence=1,
                 )
@@ -264,22 +274,51 @@ def list_threads(
     )
 
 
-def update_topic(principal: TokenPrincipal, thread_id: str, body: dict[str, Any]) -> None:
+def _expiry(created_at: datetime, retention_days: int | None) -> datetime | None:
+    return None if retention_days is None else created_at + timedelta(days=retention_days)
+
+
+def update_thread(principal: TokenPrincipal, thread_id: str, body: dict[str, Any]) -> None:
+    """Apply a merge-patch of the thread's properties: `topic` (a topicUpdated system message
+    follows), `metadata` (merged key by key; a key set to null is removed) and
+    `retentionPolicy` (replaced; null or kind none removes it, and a thread already past its
+    new lifetime goes at beat's next apply_retention). Every field is checked before anything
+    changes. Participants hear of it unless nothing changed."""
     access = access_thread(principal, thread_id, MANAGE_THREADS)
-    if "topic" not in body:
-        return  # a merge-patch that changes nothing
-    topic = checks.check_text(
-        body.get("topic"), "topic", limit=checks.MAX_TOPIC_LENGTH, required=True
-    )
-    with transaction.atomic():
-        thread = access.thread
-        sequence = _next_sequence(thread)
-        now = timezone.now()
-        ChatThread.objects.filter(pk=thread.pk).update(topic=topic)
-        thread.topic = topic
-        _system_message(
-            thread, sequence, MessageType.TOPIC_UPDATED, principal.raw_id, now=now, topic=topic
+    thread = access.thread
+    topic = thread.topic
+    if "topic" in body:
+        topic = checks.check_text(
+            body.get("topic"), "topic", limit=checks.MAX_TOPIC_LENGTH, required=True
         )
+    metadata = thread.metadata
+    if "metadata" in body:
+        metadata = checks.merge_metadata(thread.metadata, body["metadata"])
+    retention_days = thread.retention_days
+    if "retentionPolicy" in body:
+        retention_days = checks.check_retention_policy(body["retentionPolicy"])
+    if "topic" not in body and (metadata, retention_days) == (
+        thread.metadata,
+        thread.retention_days,
+    ):
+        return  # a merge-patch that changes nothing
+    with transaction.atomic():
+        sequence = _next_sequence(thread)
+        if "metadata" in body:
+            # Merged again under the row lock: a concurrent patch of other keys is kept.
+            current = ChatThread.objects.values_list("metadata", flat=True).get(pk=thread.pk)
+            metadata = checks.merge_metadata(current, body["metadata"])
+        now = timezone.now()
+        expires_at = _expiry(thread.created_at, retention_days)
+        ChatThread.objects.filter(pk=thread.pk).update(
+            topic=topic, metadata=metadata, retention_days=retention_days, expires_at=expires_at
+        )
+        thread.topic, thread.metadata = topic, metadata
+        thread.retention_days, thread.expires_at = retention_days, expires_at
+        if "topic" in body:
+            _system_message(
+                thread, sequence, MessageType.TOPIC_UPDATED, principal.raw_id, now=now, topic=topic
+            )
         _record(
             thread,
             sequence,
@@ -294,19 +333,28 @@ def delete_thread(principal: TokenPrincipal, thread_id: str) -> None:
     """Soft-delete: the thread answers 404 from now on; participants are told."""
     access = access_thread(principal, thread_id, MANAGE_THREADS)
     with transaction.atomic():
-        thread = access.thread
-        sequence = _next_sequence(thread)
-        now = timezone.now()
-        ChatThread.objects.filter(pk=thread.pk).update(deleted_at=now)
-        thread.deleted_at = now
-        _record(
-            thread,
-            sequence,
-            "chatThreadDeleted",
-            notifications.thread_deleted(thread, access.participant, now),
-            member_ids=access.member_ids,
-        )
-        notifications.publish_thread_deleted(thread, principal.raw_id, access.member_ids, now)
+        do_delete_thread(access.thread, by=access.participant, members=access.member_ids)
+
+
+def do_delete_thread(
+    thread: ChatThread, *, by: ChatParticipant | None, members: Sequence[str]
+) -> None:
+    """Soft-delete `thread` and tell its participants (`members`, identity ids) and webhooks.
+    `by` None: the system deletes it (its retention policy ran out), and the events say so.
+    Call inside a transaction; taking the thread's sequence locks its row until commit."""
+    sequence = _next_sequence(thread)
+    now = timezone.now()
+    ChatThread.objects.filter(pk=thread.pk).update(deleted_at=now)
+    thread.deleted_at = now
+    _record(
+        thread,
+        sequence,
+        "chatThreadDeleted",
+        notifications.thread_deleted(thread, by, now),
+        member_ids=members,
+    )
+    by_raw_id = None if by is None else notifications.raw_id(thread.resource_id, by.identity_id)
+    notifications.publish_thread_deleted(thread, by_raw_id, members, now)
 
 
 # --- Participants ----------------------------------------------------------------------------
@@ -332,10 +380,11 @@ def add_participants(
     with transaction.atomic():
         thread = access.thread
         for request, identity in valid:
-            if identity.id in present:  # already in: its name and history time are updated
+            if identity.id in present:  # already in: its name, history time, metadata are updated
                 ChatParticipant.objects.filter(pk=present[identity.id].pk).update(
                     display_name=request.display_name,
                     share_history_time=request.share_history_time,
+                    metadata=request.metadata,
                 )
         if not new:
             return invalid
@@ -348,6 +397,7 @@ def add_participants(
                     identity=identity,
                     display_name=request.display_name,
                     share_history_time=request.share_history_time,
+                    metadata=request.metadata,
                     added_at=now,
                     added_sequence=sequence,
                 )
@@ -376,17 +426,24 @@ def add_participants(
 
 def remove_participant(principal: TokenPrincipal, thread_id: str, body: dict[str, Any]) -> None:
     """Remove one participant (the body is a bare CommunicationIdentifierModel). Anyone may
-    leave; removing someone else needs chat or chat.join. Raises ParticipantNotFound."""
+    leave; removing someone else needs chat or chat.join. Removing an identity that is not in
+    the thread succeeds and changes nothing (no system message, no event), as on ACS: its
+    API documents no 404 for this operation, and the official samples remove a user who was
+    never added and expect success."""
     access = access_thread(principal, thread_id)
     raw_id = raw_id_of(body)
-    if raw_id is None:
+    if raw_id is None or not checks.is_storable(raw_id):
         raise InvalidChatRequest("The body must be a communication identifier.", target="rawId")
     if raw_id != principal.raw_id:
         require_scope(principal, MANAGE_PARTICIPANTS)
     identity_id = accounts.parse_raw_id(principal.identity.resource, raw_id)
-    removed = access.thread.participants.filter(identity_id=identity_id).first()
-    if identity_id is None or removed is None:
-        raise ParticipantNotFound(f"{raw_id!r} is not a participant of the thread.", target="rawId")
+    removed = (
+        None
+        if identity_id is None
+        else next((p for p in access.participants if p.identity_id == identity_id), None)
+    )
+    if removed is None:
+        return
     with transaction.atomic():
         do_remove_participant(
             access.thread, removed, by=access.participant, members=access.member_ids
@@ -676,8 +733,8 @@ def access_resource_thread(resource: Resource, thread_id: str) -> ChatThread:
     return thread
 
 
-def participant_body(participant: ChatParticipant) -> dict[str, Any]:
-    """ChatParticipant in the REST shape."""
+def participant_body(participant: ChatParticipant, *, metadata: bool = False) -> dict[str, Any]:
+    """ChatParticipant in the REST shape; with its `metadata` for api-version 2025-03-15."""
     body: dict[str, Any] = {
         "communicationIdentifier": identifier_model(
             notifications.raw_id(participant.thread.resource_id, participant.identity_id)
@@ -686,4 +743,6 @@ def participant_body(participant: ChatParticipant) -> dict[str, Any]:
     }
     if participant.share_history_time is not None:
         body["shareHistoryTime"] = notifications.rfc3339(participant.share_history_time)
+    if metadata:
+        body["metadata"] = participant.metadata
     return body

@@ -154,6 +154,7 @@ def test_adding_and_removing_participants_are_announced(trio: Any, subscribe: An
     assert event["participantAdded"] == {
         "displayName": "Carol",
         "participantCommunicationIdentifier": grid(carol),
+        "metadata": {},
     }
     assert added.recipients("ChatParticipantAddedToThreadWithUser") == _raw(alice, bob, carol)
 
@@ -180,7 +181,7 @@ def test_retitling_and_deleting_a_thread_are_announced(trio: Any, subscribe: Any
     updated = NewEvents()
 
     # when the topic changes
-    services.update_topic(alice.principal, thread_id, {"topic": "Renamed"})
+    services.update_thread(alice.principal, thread_id, {"topic": "Renamed"})
 
     # then
     assert updated.types() == {"ChatThreadPropertiesUpdated", "ChatThreadPropertiesUpdatedPerUser"}
@@ -200,6 +201,45 @@ def test_retitling_and_deleting_a_thread_are_announced(trio: Any, subscribe: Any
     assert event["deletedByCommunicationIdentifier"] == grid(alice) and event["threadId"]
     assert event["deleteTime"].endswith("Z")
     assert deleted.recipients("ChatThreadWithUserDeleted") == _raw(alice, bob, carol)
+
+
+def test_thread_and_participant_metadata_reach_the_events(trio: Any, subscribe: Any) -> None:
+    # given
+    alice, bob, carol = trio
+    subscribe()
+    created = NewEvents()
+
+    # when alice creates a thread with metadata, bob with his own
+    body = {
+        "topic": "Tagged",
+        "metadata": {"project": "apollo"},
+        "retentionPolicy": {"kind": "threadCreationDate", "deleteThreadAfterDays": 9},
+        "participants": [member(bob, "Bob", metadata={"role": "lead"})],
+    }
+    thread, _ = services.create_thread(alice.principal, body)
+
+    # then ChatThreadCreated carries the thread's and each participant's metadata
+    (event,) = created.of("ChatThreadCreated")
+    assert event["metadata"] == {"project": "apollo"}
+    by_id = {p["participantCommunicationIdentifier"]["rawId"]: p for p in event["participants"]}
+    assert by_id[bob.raw_id]["metadata"] == {"role": "lead"}
+    assert by_id[alice.raw_id]["metadata"] == {}
+
+    # when she changes only the metadata, then adds carol with hers
+    updated = NewEvents()
+    services.update_thread(alice.principal, thread.pk, {"metadata": {"stage": "2"}})
+    added = NewEvents()
+    services.add_participants(
+        alice.principal, thread.pk, {"participants": [member(carol, metadata={"x": "y"})]}
+    )
+
+    # then the events carry the merged metadata, and carol's
+    (event,) = updated.of("ChatThreadPropertiesUpdated")
+    assert event["metadata"] == {"project": "apollo", "stage": "2"}
+    assert event["properties"] == {"topic": "Tagged"}
+    assert updated.recipients("ChatThreadPropertiesUpdatedPerUser") == _raw(alice, bob)
+    (event,) = added.of("ChatThreadParticipantAdded")
+    assert event["participantAdded"]["metadata"] == {"x": "y"}
 
 
 def test_editing_and_deleting_a_message_are_announced(trio: Any, subscribe: Any) -> None:
@@ -255,7 +295,7 @@ def _every_change(alice: ChatUser, bob: ChatUser, carol: ChatUser) -> None:
     services.edit_message(alice.principal, thread_id, str(message.pk), {"content": "hey"})
     services.delete_message(alice.principal, thread_id, str(message.pk))
     services.remove_participant(alice.principal, thread_id, {"rawId": carol.raw_id})
-    services.update_topic(alice.principal, thread_id, {"topic": "New"})
+    services.update_thread(alice.principal, thread_id, {"topic": "New"})
     services.delete_thread(alice.principal, thread_id)
 
 

@@ -5,15 +5,17 @@ from the activity log."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.db import connections
+from django.utils import timezone
 
 from apps.accounts import services as accounts
-from apps.chat import services
+from apps.chat import retention, services
 from apps.chat.models import ChatMessage
 from apps.chat.notifications import epoch_ms, rfc3339
 from spool.asgi import application
@@ -207,7 +209,7 @@ async def test_thread_creation_retitling_and_deletion_reach_participants(users, 
     # when alice creates a thread with him, retitles it and deletes it
     thread_id = await thread_of(alice, bob, topic="Before")
     created = await socket.expect("chatThreadCreated", thread_id)
-    await run(services.update_topic, alice.principal, thread_id, {"topic": "After"})
+    await run(services.update_thread, alice.principal, thread_id, {"topic": "After"})
     updated = await socket.expect("chatThreadPropertiesUpdated", thread_id)
     await run(services.delete_thread, alice.principal, thread_id)
     deleted = await socket.expect("chatThreadDeleted", thread_id)
@@ -225,6 +227,59 @@ async def test_thread_creation_retitling_and_deletion_reach_participants(users, 
     assert updated["data"]["properties"]["topic"] == "After"
     assert updated["data"]["updatedBy"]["id"] == who(alice)
     assert deleted["data"]["deletedBy"]["id"] == who(alice)
+    assert deleted["data"]["deletedOn"].endswith("Z")
+
+
+async def test_thread_events_carry_metadata_and_the_retention_policy(users, connect):
+    # given bob's socket
+    alice, bob = await users(2)
+    socket = await connect(bob)
+
+    # when alice creates a thread with metadata and a policy, bob with his own metadata
+    body = {
+        "topic": "Tagged",
+        "metadata": {"project": "apollo"},
+        "retentionPolicy": {"kind": "threadCreationDate", "deleteThreadAfterDays": 30},
+        "participants": [member(bob, "Bob", metadata={"role": "lead"})],
+    }
+    thread, _ = await run(services.create_thread, alice.principal, body)
+    created = await socket.expect("chatThreadCreated", thread.pk)
+    # and then removes the policy and adds a key
+    patch = {"retentionPolicy": {"kind": "none"}, "metadata": {"stage": "2"}}
+    await run(services.update_thread, alice.principal, thread.pk, patch)
+    updated = await socket.expect("chatThreadPropertiesUpdated", thread.pk)
+
+    # then the frames carry them, as the JS client reads them
+    data = created["data"]
+    assert data["properties"] == {"topic": "Tagged", "metadata": {"project": "apollo"}}
+    assert data["retentionPolicy"] == {"kind": "threadCreationDate", "deleteThreadAfterDays": 30}
+    by_id = {p["id"]["communicationUserId"]: p for p in data["participants"]}
+    assert by_id[bob.raw_id]["metadata"] == {"role": "lead"}
+    assert by_id[alice.raw_id]["metadata"] == {} and data["createdBy"]["metadata"] == {}
+    assert updated["data"]["properties"]["metadata"] == {"project": "apollo", "stage": "2"}
+    assert updated["data"]["retentionPolicy"] == {"kind": "none"}
+
+
+async def test_a_thread_deleted_by_its_policy_reaches_participants(users, connect):
+    # given a 1-day thread of alice and bob, and bob's socket
+    alice, bob = await users(2)
+    body = {
+        "topic": "Short-lived",
+        "participants": [member(bob)],
+        "retentionPolicy": {"kind": "threadCreationDate", "deleteThreadAfterDays": 1},
+    }
+    thread, _ = await run(services.create_thread, alice.principal, body)
+    socket = await connect(bob)
+
+    # when retention runs two days later
+    later = timezone.now() + timedelta(days=2)
+    assert await run(retention.apply_retention, now=later) == 1
+
+    # then bob hears it was deleted by the policy, by nobody
+    deleted = await socket.expect("chatThreadDeleted", thread.pk)
+    assert deleted["sequence"] == 2
+    assert deleted["data"]["deletedBy"] is None
+    assert deleted["data"]["reason"] == "deletedByPolicy"
     assert deleted["data"]["deletedOn"].endswith("Z")
 
 
@@ -281,7 +336,7 @@ async def test_a_non_participant_receives_nothing(users, connect):
     await run(
         services.send_read_receipt, bob.principal, thread_id, {"chatMessageId": str(message.pk)}
     )
-    await run(services.update_topic, alice.principal, thread_id, {"topic": "Secret"})
+    await run(services.update_thread, alice.principal, thread_id, {"topic": "Secret"})
     await say(alice, evens, "hi eve")
 
     # then the first frame she gets is from her own thread
@@ -339,7 +394,7 @@ async def test_resume_replays_exactly_the_missed_frames(users, connect):
     await run(services.send_typing, alice.principal, thread_id, {})
     body = {"chatMessageId": str(second.pk)}
     await run(services.send_read_receipt, alice.principal, thread_id, body)
-    await run(services.update_topic, alice.principal, thread_id, {"topic": "New"})
+    await run(services.update_thread, alice.principal, thread_id, {"topic": "New"})
     await run(services.delete_message, alice.principal, thread_id, str(second.pk))
     missed = [await live.next() for _ in range(6)]
 
@@ -405,7 +460,7 @@ async def test_a_removed_participants_resume_gets_its_removal_and_nothing_after(
     # when, while he is away, he is removed and the others talk on
     await run(services.remove_participant, alice.principal, thread_id, {"rawId": bob.raw_id})
     await say(alice, thread_id, "he's gone")
-    await run(services.update_topic, alice.principal, thread_id, {"topic": "Without bob"})
+    await run(services.update_thread, alice.principal, thread_id, {"topic": "Without bob"})
 
     # and he resumes
     back = await connect(bob)

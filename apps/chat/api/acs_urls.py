@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import path, re_path
 
 from apps.chat.api import acs_views
 
@@ -18,4 +18,12 @@ urlpatterns = [
     path(f"{THREAD}/participants/:remove", acs_views.RemoveParticipant.as_view()),
     path(f"{THREAD}/typing", acs_views.Typing.as_view()),
     path(f"{THREAD}/readReceipts", acs_views.ReadReceipts.as_view()),
+    # The JS SDK joins its endpoint (which usually ends with "/") and "/chat/config/...", so
+    # the path may arrive with a double slash: `/r/<slug>//chat/...`, or `//chat/...` on a
+    # resource's own origin. ("(?:/)?" rather than "/?": Django warns about patterns that
+    # begin with a slash, urls.W002.)
+    re_path(
+        r"^(?:/)?chat/config/realTimeNotifications$",
+        acs_views.RealtimeNotificationConfig.as_view(),
+    ),
 ]

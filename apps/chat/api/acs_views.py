@@ -1,23 +1,34 @@
 """The ACS Chat API (`/r/<slug>/chat/...`), as azure-communication-chat calls it, with user
-access tokens (Bearer). Views are thin: the rules live in apps.chat.services."""
+access tokens (Bearer). Views are thin: the rules live in apps.chat.services.
+
+api-version 2025-03-15 (@azure/communication-chat 1.6) adds thread and participant `metadata`
+and the thread's `retentionPolicy`. Answers carry them only to callers of that version or later,
+so older clients get the shapes they were built for; requests may set them under any version
+(an older client never sends them)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from apps.accounts.auth import BearerTokenAuthentication, IsResourceCaller
 from apps.accounts.services import TokenPrincipal
-from apps.chat import checks, services
+from apps.chat import checks, notifications, services
 from apps.chat.models import ChatMessage, ChatThread, MessageType, ReadReceipt
 from apps.chat.notifications import epoch_ms
 from apps.core.api import AcsApiView, json_object, page_of, query_int, rfc3339
+from apps.core.errors import error_body
 from apps.core.identifiers import identifier_model
 
-# azure-communication-chat 1.3 sends 2024-03-07; older SDKs send the earlier ones.
-CHAT_API_VERSIONS = ("2021-03-07", "2021-09-07", "2023-11-07", "2024-03-07")
+# @azure/communication-chat 1.6 sends 2025-03-15, azure-communication-chat 1.3 sends
+# 2024-03-07; older SDKs send the earlier ones.
+CHAT_API_VERSIONS = ("2021-03-07", "2021-09-07", "2023-11-07", "2024-03-07", "2025-03-15")
+PROPERTIES_API_VERSION = "2025-03-15"
 DEFAULT_PAGE_SIZE = 100
 
 
@@ -32,7 +43,13 @@ def _principal(request: Request) -> TokenPrincipal:
     return request.auth
 
 
-def thread_properties(thread: ChatThread) -> dict[str, Any]:
+def _with_properties(request: Request) -> bool:
+    """Whether the caller's api-version has metadata and retention policies (the versions
+    are dates, so they compare as strings)."""
+    return str(request.query_params.get("api-version", "")) >= PROPERTIES_API_VERSION
+
+
+def thread_properties(thread: ChatThread, *, properties: bool = False) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": thread.pk,
         "topic": thread.topic,
@@ -41,6 +58,12 @@ def thread_properties(thread: ChatThread) -> dict[str, Any]:
     }
     if thread.deleted_at:
         body["deletedOn"] = rfc3339(thread.deleted_at)
+    if properties:
+        body["metadata"] = thread.metadata
+        # Always present, `{"kind": "none"}` for a thread without one: ACS reports a thread
+        # created without a policy that way (the .NET SDK's live test Update_Thread_Properties
+        # reads a NoneRetentionPolicy back), and the JS SDK accepts either kind.
+        body["retentionPolicy"] = notifications.retention_policy(thread)
     return body
 
 
@@ -99,7 +122,9 @@ class Threads(ChatView):
             json_object(request),
             repeatability_request_id=request.headers.get("repeatability-request-id", ""),
         )
-        body: dict[str, Any] = {"chatThread": thread_properties(thread)}
+        body: dict[str, Any] = {
+            "chatThread": thread_properties(thread, properties=_with_properties(request))
+        }
         if invalid:
             body["invalidParticipants"] = invalid
         return Response(body, status=201)
@@ -117,10 +142,10 @@ class Threads(ChatView):
 class Thread(ChatView):
     def get(self, request: Request, slug: str, thread_id: str) -> Response:
         access = services.access_thread(_principal(request), thread_id)
-        return Response(thread_properties(access.thread))
+        return Response(thread_properties(access.thread, properties=_with_properties(request)))
 
     def patch(self, request: Request, slug: str, thread_id: str) -> Response:
-        services.update_topic(_principal(request), thread_id, json_object(request))
+        services.update_thread(_principal(request), thread_id, json_object(request))
         return Response(status=204)
 
     def delete(self, request: Request, slug: str, thread_id: str) -> Response:
@@ -174,7 +199,8 @@ class Participants(ChatView):
     def get(self, request: Request, slug: str, thread_id: str) -> Response:
         participants = services.list_participants(_principal(request), thread_id)
         page = page_of(request, participants, "value", default_size=DEFAULT_PAGE_SIZE)
-        page["value"] = [services.participant_body(p) for p in page["value"]]
+        metadata = _with_properties(request)
+        page["value"] = [services.participant_body(p, metadata=metadata) for p in page["value"]]
         return Response(page)
 
 
@@ -206,3 +232,31 @@ class ReadReceipts(ChatView):
         page = page_of(request, receipts, "value", default_size=DEFAULT_PAGE_SIZE)
         page["value"] = [receipt_body(r) for r in page["value"]]
         return Response(page)
+
+
+class RealtimeNotificationConfig(APIView):
+    """GET /chat/config/realTimeNotifications: where the JS SDK's startRealtimeNotifications()
+    (in a browser) asks for Azure's realtime service (Trouter) before connecting to it. Spool
+    has no Trouter: 501 makes the SDK reject at once with this message in its error (it retries
+    a 200 forever, and 5xx other than 501 and 505 several times) and points to Spool's socket.
+    Any api-version is answered: the SDK sends its own (2024-09-01), not the chat API's."""
+
+    authentication_classes = [BearerTokenAuthentication]
+    permission_classes = [IsResourceCaller]
+    renderer_classes = [JSONRenderer]
+    schema = None
+
+    def get(self, request: Request, slug: str) -> Response:
+        script = f"{settings.PUBLIC_URL}/static/chat/spool-chat.js"
+        scheme = "wss" if request.is_secure() else "ws"
+        socket = f"{scheme}://{request.get_host()}/ws/"
+        message = (
+            "Spool does not run Azure's realtime notification service (Trouter), so "
+            "ChatClient.startRealtimeNotifications() of @azure/communication-chat cannot "
+            "connect. Keep the SDK for the API calls, and take live chat events from Spool's "
+            f"chat socket ({socket}?access_token=<token>) with Spool's chat client: load "
+            f"{script} and call new SpoolChat.ChatClient(endpoint, credential)"
+            ".startRealtimeNotifications() and .on(event, listener), the same events as the "
+            "SDK's. See docs/chat-realtime-with-sdk.md and docs/chat-client.md."
+        )
+        return Response(error_body("RealtimeNotificationsNotSupported", message), status=501)
