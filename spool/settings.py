@@ -7,6 +7,7 @@ real services. See docs/configuration.md for every variable.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -195,6 +196,18 @@ SMPP_ENQUIRE_LINK_SECONDS = env_int("SPOOL_SMPP_ENQUIRE_LINK_SECONDS", 30, minim
 SMPP_TIMEOUT_SECONDS = env_int("SPOOL_SMPP_TIMEOUT_SECONDS", 10, minimum=1)
 SMPP_RECONNECT_MAX_SECONDS = env_int("SPOOL_SMPP_RECONNECT_MAX_SECONDS", 60, minimum=1)
 
+
+# Requests on a tenant's behalf (webhooks, callbacks, media URLs; apps/core/outbound.py) reach
+# only public addresses, except the networks listed here (an operator's own receivers; tests).
+def _networks(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    try:
+        return [ipaddress.ip_network(item, strict=False) for item in env_list(name)]
+    except ValueError as error:
+        raise ImproperlyConfigured(f"{name} must be networks like 10.0.0.0/8: {error}") from None
+
+
+OUTBOUND_ALLOWED_NETWORKS = _networks("SPOOL_OUTBOUND_ALLOWED_NETWORKS")
+
 # Webhooks: Event Grid's retry schedule (seconds after each failed attempt; the last step
 # repeats), how long an event is retried before it is dead-lettered, and the request timeout.
 EVENT_RETRY_SECONDS = env_int_list(
@@ -202,7 +215,12 @@ EVENT_RETRY_SECONDS = env_int_list(
 )
 EVENT_TTL_MINUTES = env_int("SPOOL_EVENT_TTL_MINUTES", 1440, minimum=1)
 EVENT_MAX_ATTEMPTS = env_int("SPOOL_EVENT_MAX_ATTEMPTS", 30, minimum=1)
+# The whole attempt, from the DNS lookup to the last byte read.
 EVENT_DELIVERY_TIMEOUT_SECONDS = env_int("SPOOL_EVENT_DELIVERY_TIMEOUT_SECONDS", 30, minimum=1)
+# Attempts one subscription may have in flight at once: a slow receiver holds no more workers.
+EVENT_CONCURRENCY_PER_SUBSCRIPTION = env_int(
+    "SPOOL_EVENT_CONCURRENCY_PER_SUBSCRIPTION", 2, minimum=1
+)
 EVENT_SWEEP_SECONDS = env_int("SPOOL_EVENT_SWEEP_SECONDS", 10, minimum=1)
 
 # TURN relays for browsers behind NAT (coturn with use-auth-secret): time-limited credentials

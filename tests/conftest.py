@@ -326,6 +326,8 @@ def start_spool(extra_env: dict[str, str] | None = None) -> tuple[LiveSpool, lis
             "SPOOL_WEB_PROCESSES": "1",
             "SPOOL_WORKER_CONCURRENCY": "1",
             "PYTHONUNBUFFERED": "1",
+            # Test webhook receivers listen on loopback, which tenants may not reach.
+            "SPOOL_OUTBOUND_ALLOWED_NETWORKS": "127.0.0.0/8",
             **(extra_env or {}),
         }
     )

@@ -7,6 +7,7 @@ with the real settings in their own data dir.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tempfile
 
@@ -25,6 +26,8 @@ REQUEST_LOG_FLUSH_SECONDS = 3600
 SMS_DRAIN_LINGER_MS = 0  # eager Celery runs the job inline: nothing else can arrive meanwhile
 CELERY_TASK_EAGER_PROPAGATES = True
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
+# Test receivers listen on loopback; tests/core/test_outbound.py takes this away to attack.
+OUTBOUND_ALLOWED_NETWORKS = [ipaddress.ip_network("127.0.0.0/8")]
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, as in production (WAL, busy timeout): Django's default in-memory test database

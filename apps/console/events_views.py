@@ -43,8 +43,6 @@ def events(request: HttpRequest, resource: Resource) -> HttpResponse:
         return redirect("console:events", slug=resource.slug)
     subscriptions = services.list_subscriptions(resource)
     subscription_page = Paginator(subscriptions, PAGE_SIZE).get_page(request.GET.get("subs"))
-    for subscription in subscription_page.object_list:
-        subscription.validation_link = services.validation_url(subscription)  # type: ignore[attr-defined]
     context = _resource_context(
         request,
         resource,
@@ -83,20 +81,20 @@ def _subscription_action(request: HttpRequest, resource: Resource) -> HttpRespon
                 event_types=request.POST.getlist("event_types"),
                 schema=request.POST.get("schema") or None,
             )
-            if subscription.state == SubscriptionState.ACTIVE:
-                messages.success(request, f"{subscription.name} is validated and active.")
-            else:
-                messages.warning(
-                    request,
-                    f"{subscription.name} accepted the validation event without echoing its "
-                    "code: open its validation link within 10 minutes to activate it.",
-                )
+            messages.success(
+                request,
+                f"{subscription.name} is being validated: its endpoint is sent the handshake "
+                "now. The state below changes when it answers.",
+            )
             return None
         subscription = services.access_subscription(resource, request.POST.get("subscription"))
         if action == "test":
             delivery = services.test_fire(subscription)
             messages.success(request, f"A test event was sent to {subscription.name}.")
             return redirect("console:event-delivery", slug=resource.slug, delivery_id=delivery.pk)
+        elif action == "validate":
+            services.revalidate(subscription)
+            messages.success(request, f"{subscription.name} is being validated again.")
         elif action in ("enable", "disable"):
             services.set_subscription_enabled(subscription, action == "enable")
             messages.success(

@@ -25,6 +25,7 @@ from apps.events.models import (
     DeliveryAttempt,
     DeliveryState,
     EventDelivery,
+    EventSubscription,
     SubscriptionSchema,
     SubscriptionState,
 )
@@ -68,6 +69,21 @@ def queue_tasks(delivery_ids: list[str]) -> None:
             return
 
 
+def queue_validation_on_commit(subscription_id: uuid.UUID) -> None:
+    """Queue the handshake of a subscription once the transaction that made it commits."""
+    transaction.on_commit(lambda: _queue_validation(str(subscription_id)))
+
+
+def _queue_validation(subscription_id: str) -> None:
+    from apps.events.tasks import validate_subscription
+
+    try:
+        validate_subscription.delay(subscription_id)
+    except Exception:
+        # The row waits as `validating`: the sweep queues it once the broker is back.
+        logger.exception("could not queue the handshake of subscription %s", subscription_id)
+
+
 def retry_delay(attempts: int) -> int:
     """Seconds to wait after the `attempts`-th failed attempt (the last step repeats)."""
     steps = settings.EVENT_RETRY_SECONDS
@@ -83,6 +99,11 @@ def deliver(delivery_id: Any) -> str | None:
     mid-request leaves a lease that expires, and the sweep sends the delivery again.
     """
     now = timezone.now()
+    if _subscription_busy(delivery_id, now):
+        # Its receiver already holds its share of the workers: the sweep queues this again.
+        EventDelivery.objects.filter(pk=parse_uuid(delivery_id)).update(queued_until=None)
+        return None
+    # The attempt's total deadline is shorter than the claim, so it never outlives it.
     lease = now + timedelta(seconds=settings.EVENT_DELIVERY_TIMEOUT_SECONDS + CLAIM_MARGIN_SECONDS)
     claimed = (
         EventDelivery.objects.filter(
@@ -125,6 +146,20 @@ def deliver(delivery_id: Any) -> str | None:
         timeout=settings.EVENT_DELIVERY_TIMEOUT_SECONDS,
     )
     return _record(delivery, lease, started, answer)
+
+
+def _subscription_busy(delivery_id: Any, now: datetime) -> bool:
+    """Whether the delivery's subscription has SPOOL_EVENT_CONCURRENCY_PER_SUBSCRIPTION
+    attempts in flight already, so that one slow receiver cannot take every worker."""
+    subscription_id = (
+        EventDelivery.objects.filter(pk=parse_uuid(delivery_id))
+        .values_list("subscription_id", flat=True)
+        .first()
+    )
+    in_flight = EventDelivery.objects.filter(
+        subscription_id=subscription_id, state=DeliveryState.PENDING, lease_until__gt=now
+    ).count()
+    return in_flight >= settings.EVENT_CONCURRENCY_PER_SUBSCRIPTION
 
 
 def _record(
@@ -215,6 +250,7 @@ def sweep(limit: int = SWEEP_BATCH) -> int:
         next_attempt_at=None,
         dead_letter_reason=f"{_expired_reason()} The subscription was not active.",
     )
+    _requeue_handshakes(now)
     due = list(
         EventDelivery.objects.filter(
             free,
@@ -232,3 +268,17 @@ def sweep(limit: int = SWEEP_BATCH) -> int:
         )
         queue_tasks([str(pk) for pk in due])
     return len(due)
+
+
+def _requeue_handshakes(now: datetime) -> None:
+    """Queue again the handshakes whose message was lost or whose worker died."""
+    stalled = list(
+        EventSubscription.objects.filter(
+            state=SubscriptionState.VALIDATING, handshake_lease_until__lte=now
+        ).values_list("pk", flat=True)[:SWEEP_BATCH]
+    )
+    for subscription_id in stalled:
+        EventSubscription.objects.filter(
+            pk=subscription_id, state=SubscriptionState.VALIDATING
+        ).update(handshake_lease_until=queue_lease())
+        _queue_validation(str(subscription_id))

@@ -43,8 +43,11 @@ class SubscriptionSchema(models.TextChoices):
 
 
 class SubscriptionState(models.TextChoices):
+    # A worker makes the handshake; the web request that created the subscription never waits.
+    VALIDATING = "validating", "Validating"
     ACTIVE = "active", "Active"
     AWAITING_VALIDATION = "awaitingManualValidation", "Awaiting manual validation"
+    VALIDATION_FAILED = "validationFailed", "Validation failed"
     DISABLED = "disabled", "Disabled"
 
 
@@ -73,6 +76,11 @@ class EventSubscription(models.Model):
     validation_expires_at = models.DateTimeField()
     # Set once the endpoint proved it wants the events; re-enabling needs it.
     validated_at = models.DateTimeField(null=True, blank=True)
+    # Why the last handshake failed, as the subscriber may see it.
+    validation_error = models.CharField(max_length=300, blank=True)
+    # While `validating`: a queued or running handshake holds the row until then; past it the
+    # sweep queues another (the message was lost, or the worker died).
+    handshake_lease_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

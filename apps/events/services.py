@@ -21,7 +21,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -29,7 +28,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from apps.accounts.models import Resource
-from apps.core import realtime
+from apps.core import outbound, realtime
 from apps.core.errors import ApiError
 from apps.events import dispatch, schemas, webhooks
 from apps.events.dispatch import parse_uuid
@@ -57,7 +56,6 @@ from apps.events.models import (
 logger = logging.getLogger(__name__)
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9-]{3,64}$")  # Event Grid's rule for subscription names
-MAX_URL_LENGTH = 2048
 VALIDATION_MINUTES = 10  # how long a manual validation link works
 HANDSHAKE_TIMEOUT_SECONDS = 10
 SECRET_BYTES = 32
@@ -77,19 +75,11 @@ def check_subscription_request(
         raise InvalidSubscription(
             "A subscription name is 3 to 64 letters, digits or hyphens.", target="name"
         )
-    if not isinstance(endpoint_url, str) or len(endpoint_url) > MAX_URL_LENGTH:
-        raise InvalidSubscription(
-            f"endpoint_url must be an http(s) URL of at most {MAX_URL_LENGTH} characters.",
-            target="endpoint_url",
-        )
-    endpoint_url = endpoint_url.strip()
+    # Only its form here; its address is checked when a worker calls it (outbound.py).
     try:
-        parts = urlsplit(endpoint_url)
-        port_ok = parts.port is None or parts.port > 0
-    except ValueError:
-        port_ok = False
-    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
-        raise InvalidSubscription(f"{endpoint_url!r} is not an http(s) URL.", target="endpoint_url")
+        endpoint_url = outbound.check_url(endpoint_url, target="endpoint_url")
+    except outbound.UnsafeUrl as error:
+        raise InvalidSubscription(error.message, target="endpoint_url") from None
     return {
         "name": name,
         "endpoint_url": endpoint_url,
@@ -132,16 +122,11 @@ def create_subscription(
     event_types: Any = None,
     schema: Any = None,
 ) -> EventSubscription:
-    """Subscribe a webhook after it passes the handshake of its schema.
+    """Subscribe a webhook. It starts `validating`: a worker makes the handshake of its schema
+    (`validate_subscription`), so no web request waits on the endpoint.
 
-    Event Grid schema: the endpoint is POSTed a SubscriptionValidationEvent; echoing the code
-    makes the subscription active, any other 2xx leaves it awaiting manual validation (a GET
-    of the validation URL). CloudEvents: the abuse-protection OPTIONS request must be allowed.
-    The request to the endpoint is made outside any transaction of ours: call this outside
-    `transaction.atomic` so no database lock is held while the endpoint answers.
-
-    Raises InvalidSubscription, DuplicateSubscriptionName, or WebhookValidationFailed (the
-    endpoint refused or could not be reached); nothing is kept then.
+    Raises InvalidSubscription (or UnsafeUrl) naming the field, or DuplicateSubscriptionName;
+    nothing is kept then.
     """
     values = check_subscription_request(
         name=name, endpoint_url=endpoint_url, event_types=event_types, schema=schema
@@ -153,24 +138,89 @@ def create_subscription(
         secret=new_secret(),
         validation_code=secrets.token_urlsafe(24),
         validation_expires_at=timezone.now() + timedelta(minutes=VALIDATION_MINUTES),
-        state=SubscriptionState.AWAITING_VALIDATION,
+        state=SubscriptionState.VALIDATING,
+        handshake_lease_until=dispatch.queue_lease(),
         **values,
     )
-    # Saved before the handshake, so an endpoint may GET its validation link while it answers.
     try:
         with transaction.atomic():
             subscription.save(force_insert=True)
+            dispatch.queue_validation_on_commit(subscription.pk)
     except IntegrityError:
         raise _duplicate(values["name"]) from None
-    try:
-        validated = _handshake(subscription)
-    except WebhookValidationFailed:
-        EventSubscription.objects.filter(pk=subscription.pk).delete()
-        raise
-    if validated:
-        _mark_validated(subscription)
+    return subscription
+
+
+def revalidate(subscription: EventSubscription) -> EventSubscription:
+    """Make the handshake again (after a failure, or when the manual link was lost): a new
+    validation code and link, checked by a worker. Raises SubscriptionNotActive for a
+    subscription that is validated already or validating."""
+    if subscription.state not in (
+        SubscriptionState.VALIDATION_FAILED,
+        SubscriptionState.AWAITING_VALIDATION,
+    ):
+        raise SubscriptionNotActive(
+            f"{subscription.name} is {subscription.get_state_display().lower()}: only a "
+            "subscription whose validation failed or awaits it can be validated again."
+        )
+    with transaction.atomic():
+        EventSubscription.objects.filter(pk=subscription.pk).update(
+            state=SubscriptionState.VALIDATING,
+            validation_code=secrets.token_urlsafe(24),
+            validation_expires_at=timezone.now() + timedelta(minutes=VALIDATION_MINUTES),
+            validation_error="",
+            handshake_lease_until=dispatch.queue_lease(),
+        )
+        dispatch.queue_validation_on_commit(subscription.pk)
     subscription.refresh_from_db()
     return subscription
+
+
+def validate_subscription(subscription_id: Any) -> str | None:
+    """The handshake of a `validating` subscription (a worker's job): the endpoint is sent the
+    SubscriptionValidationEvent (Event Grid schema: echoing the code activates it; any other
+    2xx leaves it awaiting manual validation by the link the event carried) or the
+    abuse-protection OPTIONS request (CloudEvents). Returns the state after, or None when
+    another worker holds the handshake or there is none to make.
+
+    The claim is a conditional UPDATE of the lease committed before the request (call it
+    outside any transaction); the request has a total deadline shorter than the lease.
+    """
+    subscription = EventSubscription.objects.filter(
+        pk=parse_uuid(subscription_id), state=SubscriptionState.VALIDATING
+    ).first()
+    if subscription is None:
+        return None
+    lease = timezone.now() + timedelta(
+        seconds=HANDSHAKE_TIMEOUT_SECONDS + dispatch.CLAIM_MARGIN_SECONDS
+    )
+    mine = EventSubscription.objects.filter(
+        pk=subscription.pk,
+        state=SubscriptionState.VALIDATING,
+        handshake_lease_until=subscription.handshake_lease_until,
+    ).update(handshake_lease_until=lease)
+    if not mine:
+        return None
+    try:
+        validated = _handshake(subscription)
+    except WebhookValidationFailed as failure:
+        outcome: dict[str, Any] = {
+            "state": SubscriptionState.VALIDATION_FAILED,
+            "validation_error": failure.message[:300],
+        }
+    else:
+        outcome = {
+            "state": SubscriptionState.ACTIVE
+            if validated
+            else SubscriptionState.AWAITING_VALIDATION,
+            "validation_error": "",
+        }
+        if validated:
+            outcome["validated_at"] = timezone.now()
+    EventSubscription.objects.filter(
+        pk=subscription.pk, state=SubscriptionState.VALIDATING, handshake_lease_until=lease
+    ).update(handshake_lease_until=None, **outcome)
+    return str(outcome["state"])
 
 
 def _duplicate(name: str) -> DuplicateSubscriptionName:
@@ -180,6 +230,8 @@ def _duplicate(name: str) -> DuplicateSubscriptionName:
 
 
 def validation_url(subscription: EventSubscription) -> str:
+    """The manual validation link. Sent to the endpoint only, in the validation event, as
+    Event Grid does: whoever can open it controls the endpoint."""
     return (
         f"{settings.PUBLIC_URL}/api/v1/events/validate/{subscription.id}"
         f"?code={subscription.validation_code}"
@@ -188,7 +240,8 @@ def validation_url(subscription: EventSubscription) -> str:
 
 def _handshake(subscription: EventSubscription) -> bool:
     """True when the endpoint proved at once that it wants the events; False when it accepted
-    the validation event without echoing the code (manual validation then)."""
+    the validation event without echoing the code (manual validation then). Raises
+    WebhookValidationFailed saying why, in terms that reveal nothing of other hosts."""
     url = subscription.endpoint_url
     if subscription.schema == SubscriptionSchema.CLOUD_EVENTS:
         origin = settings.PUBLIC_HOST
@@ -196,7 +249,7 @@ def _handshake(subscription: EventSubscription) -> bool:
             url, {"WebHook-Request-Origin": origin}, timeout=HANDSHAKE_TIMEOUT_SECONDS
         )
         _refuse_unless_ok(answer)
-        allowed = answer.headers.get("WebHook-Allowed-Origin", "").strip()
+        allowed = answer.header("WebHook-Allowed-Origin").strip()
         if allowed not in (origin, "*"):
             raise WebhookValidationFailed(
                 f"The endpoint did not allow deliveries from {origin!r}: its answer to the "
@@ -237,8 +290,7 @@ def _handshake(subscription: EventSubscription) -> bool:
 def _refuse_unless_ok(answer: webhooks.Answer) -> None:
     if answer.status_code is None:
         raise WebhookValidationFailed(
-            f"The endpoint could not be reached for validation: {answer.error}.",
-            target="endpoint_url",
+            f"The endpoint could not be validated: {answer.error}.", target="endpoint_url"
         )
     if not answer.ok:
         raise WebhookValidationFailed(
@@ -257,11 +309,14 @@ def _validation_response(body: bytes) -> str | None:
 
 
 def _mark_validated(subscription: EventSubscription) -> None:
+    """The link was opened: active at once, even while the handshake that sent the link is
+    still running (its worker then finds the row changed and leaves it)."""
     now = timezone.now()
     EventSubscription.objects.filter(pk=subscription.pk, validated_at=None).update(validated_at=now)
     EventSubscription.objects.filter(
-        pk=subscription.pk, state=SubscriptionState.AWAITING_VALIDATION
-    ).update(state=SubscriptionState.ACTIVE)
+        pk=subscription.pk,
+        state__in=[SubscriptionState.AWAITING_VALIDATION, SubscriptionState.VALIDATING],
+    ).update(state=SubscriptionState.ACTIVE, handshake_lease_until=None, validation_error="")
 
 
 def manually_validate(subscription_id: Any, code: str) -> EventSubscription:
@@ -276,8 +331,8 @@ def manually_validate(subscription_id: Any, code: str) -> EventSubscription:
     if subscription.validated_at is None:
         if subscription.validation_expires_at <= timezone.now():
             raise InvalidValidationCode(
-                f"The validation link expired {VALIDATION_MINUTES} minutes after the "
-                "subscription was created; delete the subscription and create it again."
+                f"The validation link expired {VALIDATION_MINUTES} minutes after it was sent; "
+                "validate the subscription again to be sent a new one."
             )
         _mark_validated(subscription)
         subscription.refresh_from_db()
@@ -286,14 +341,13 @@ def manually_validate(subscription_id: Any, code: str) -> EventSubscription:
 
 def set_subscription_enabled(subscription: EventSubscription, enabled: bool) -> EventSubscription:
     """Disable (no deliveries are attempted; pending ones wait, within their time to live) or
-    enable again (active if it was ever validated, else still awaiting validation)."""
-    if not enabled:
-        state = SubscriptionState.DISABLED
-    elif subscription.validated_at is not None:
-        state = SubscriptionState.ACTIVE
-    else:
-        state = SubscriptionState.AWAITING_VALIDATION
-    subscription.state = state
+    enable again (active if it was ever validated, else validated again by a worker)."""
+    if enabled and subscription.validated_at is None:
+        if subscription.state == SubscriptionState.VALIDATING:
+            return subscription
+        subscription.state = SubscriptionState.AWAITING_VALIDATION
+        return revalidate(subscription)
+    subscription.state = SubscriptionState.ACTIVE if enabled else SubscriptionState.DISABLED
     subscription.save(update_fields=["state"])
     return subscription
 

@@ -6,7 +6,7 @@ import logging
 
 from celery import shared_task
 
-from apps.events import dispatch
+from apps.events import dispatch, services
 
 logger = logging.getLogger(__name__)
 
@@ -28,3 +28,11 @@ def sweep() -> int:
     if queued:
         logger.info("queued %d due webhook deliveries", queued)
     return queued
+
+
+@shared_task
+def validate_subscription(subscription_id: str) -> str | None:
+    """Make the handshake of subscription `subscription_id` (a UUID string) if it is
+    validating and no other worker holds it. Never retried by Celery: `sweep` queues it again
+    if its message was lost or its worker died. Returns the subscription's state after."""
+    return services.validate_subscription(subscription_id)

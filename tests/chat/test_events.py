@@ -38,7 +38,9 @@ def subscribe(resource: Any, receiver: Receiver) -> Callable[..., EventSubscript
         subscription = events.create_subscription(
             resource, name="chat-hook", endpoint_url=receiver.url, event_types=event_types
         )
-        assert subscription.state == "active"
+        # The handshake, as the worker makes it.
+        assert events.validate_subscription(subscription.pk) == "active"
+        subscription.refresh_from_db()
         return subscription
 
     return make

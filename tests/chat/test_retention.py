@@ -79,7 +79,7 @@ def test_the_deletion_is_announced_as_done_by_the_policy(
     subscription = events.create_subscription(
         resource, name="all", endpoint_url=receiver.url, event_types=None
     )
-    assert subscription.state == "active"
+    assert events.validate_subscription(subscription.pk) == "active"
     thread_id = thread_with(alice, bob, days=3)
     before = set(Event.objects.values_list("pk", flat=True))
 

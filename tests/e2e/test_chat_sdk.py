@@ -204,8 +204,9 @@ def test_a_webhook_gets_the_chat_events(
         ]
         script = (
             "from apps.accounts.models import Resource; from apps.events import services; "
-            f"services.create_subscription(Resource.objects.get(slug='{slug}'), "
-            f"name='chat-hook', endpoint_url='{receiver.url}', event_types={types!r})"
+            f"s = services.create_subscription(Resource.objects.get(slug='{slug}'), "
+            f"name='chat-hook', endpoint_url='{receiver.url}', event_types={types!r}); "
+            "services.validate_subscription(s.pk)"
         )
         live_spool.manage("shell", "-c", script)
 

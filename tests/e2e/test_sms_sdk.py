@@ -147,7 +147,9 @@ def test_a_webhook_gets_the_sms_received_and_delivery_report_events_signed(
             f"s = services.create_subscription(Resource.objects.get(slug='{slug}'), "
             f"name='sms-hook', endpoint_url='{receiver.url}', event_types=["
             "'Microsoft.Communication.SMSReceived', "
-            "'Microsoft.Communication.SMSDeliveryReportReceived']); print(s.secret)"
+            "'Microsoft.Communication.SMSDeliveryReportReceived']); "
+            # the handshake here and now, rather than in the worker a moment later
+            "services.validate_subscription(s.pk); print(s.secret)"
         )
         secret = live_spool.manage("shell", "-c", script).stdout.strip().splitlines()[-1]
         client = SmsClient.from_connection_string(connection, connection_verify=live_spool.cert)

@@ -48,7 +48,8 @@ class Receiver:
     statuses: list[int] = field(default_factory=list)
     validation: str | int = "echo"
     allowed_origin: str | None = "*"
-    delay: float = 0.0
+    delay: float = 0.0  # before answering a notification
+    validation_delay: float = 0.0  # before answering the handshake
     server: ThreadingHTTPServer | None = None
 
     @property
@@ -73,6 +74,7 @@ class Receiver:
                     Received("POST", self.path, dict(self.headers.items()), body)
                 )
                 if self.headers.get("aeg-event-type") == "SubscriptionValidation":
+                    time.sleep(receiver.validation_delay)
                     self._validation(json.loads(body))
                     return
                 if receiver.delay:
@@ -168,7 +170,8 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 @pytest.fixture
 def subscribe(resource: Resource, receiver: Receiver) -> Any:
-    """Create an active subscription of `resource` pointing at the receiver."""
+    """Create a subscription of `resource` pointing at the receiver, and make its handshake
+    as the worker does (active when the receiver echoes, as by default)."""
 
     def make(
         name: str = "hook",
@@ -178,12 +181,15 @@ def subscribe(resource: Resource, receiver: Receiver) -> Any:
         on: Resource | None = None,
         path: str = "",
     ) -> EventSubscription:
-        return services.create_subscription(
+        subscription = services.create_subscription(
             on or resource,
             name=name,
             endpoint_url=f"http://127.0.0.1:{receiver.port}{path or '/hook'}",
             event_types=event_types,
             schema=schema,
         )
+        services.validate_subscription(subscription.pk)
+        subscription.refresh_from_db()
+        return subscription
 
     return make

@@ -37,19 +37,24 @@ def test_create_list_update_test_and_delete(
     api = _client(owner)
     base = f"/api/v1/resources/{resource.slug}/event-subscriptions/"
 
-    # when a subscription is created
-    created = api.post(
-        base,
-        {"name": "sms-hook", "endpoint_url": receiver.url, "event_types": [SMS]},
-        format="json",
-    )
+    # when a subscription is created (the worker's handshake runs on commit: eager Celery)
+    with django_capture_on_commit_callbacks(execute=True):
+        created = api.post(
+            base,
+            {"name": "sms-hook", "endpoint_url": receiver.url, "event_types": [SMS]},
+            format="json",
+        )
 
-    # then it is active, and its owner sees its secret
+    # then it answered at once, validating; its owner sees its secret but no validation link
+    # (that goes to the endpoint only)
     assert created.status_code == 201, created.json()
     body = created.json()
-    assert body["state"] == "active" and body["schema"] == "EventGridSchema"
+    assert body["state"] == "validating" and body["schema"] == "EventGridSchema"
     assert body["event_types"] == [SMS] and body["secret"].startswith("whsec_")
-    assert api.get(base).json()["results"][0]["name"] == "sms-hook"
+    assert "validation_url" not in body and "validation_code" not in body
+    # and the worker made it active
+    listed = api.get(base).json()["results"][0]
+    assert listed["name"] == "sms-hook" and listed["state"] == "active"
 
     # when it is test-fired, then the delivery is reported
     with django_capture_on_commit_callbacks(execute=True):
@@ -219,8 +224,8 @@ def test_bad_input_is_refused_in_the_acs_shape(owner, resource, body, code) -> N
     assert not EventSubscription.objects.exists()
 
 
-def test_a_duplicate_name_or_a_refusing_endpoint_saves_nothing(
-    owner, resource, receiver, subscribe
+def test_a_duplicate_name_saves_nothing_and_a_refusing_endpoint_fails_validation(
+    owner, resource, receiver, subscribe, django_capture_on_commit_callbacks
 ) -> None:
     # given
     subscribe("hook")
@@ -230,17 +235,28 @@ def test_a_duplicate_name_or_a_refusing_endpoint_saves_nothing(
     # when / then
     duplicate = api.post(base, {"name": "hook", "endpoint_url": receiver.url}, format="json")
     assert duplicate.status_code == 409
-    receiver.validation = 500
-    refused = api.post(base, {"name": "other", "endpoint_url": receiver.url}, format="json")
-    assert refused.status_code == 400
-    assert refused.json()["error"]["code"] == "WebhookValidationFailed"
     assert list(EventSubscription.objects.values_list("name", flat=True)) == ["hook"]
+    receiver.validation = 500
+    with django_capture_on_commit_callbacks(execute=True):
+        created = api.post(base, {"name": "other", "endpoint_url": receiver.url}, format="json")
+    failed = api.get(f"{base}{created.json()['id']}/").json()
+    assert failed["state"] == "validationFailed" and "HTTP 500" in failed["validation_error"]
+
+    # when the endpoint is fixed and validation is asked again, then it is active
+    receiver.validation = "echo"
+    with django_capture_on_commit_callbacks(execute=True):
+        again = api.post(f"{base}{created.json()['id']}/validate/")
+    assert again.status_code == 202 and again.json()["state"] == "validating"
+    assert api.get(f"{base}{created.json()['id']}/").json()["state"] == "active"
+    # and an active one is not validated again
+    assert api.post(f"{base}{created.json()['id']}/validate/").status_code == 409
 
 
 def test_the_validation_link_needs_no_login_but_the_api_does(resource, receiver) -> None:
     # given a subscription awaiting validation
     receiver.validation = "accept"
     subscription = services.create_subscription(resource, name="manual", endpoint_url=receiver.url)
+    services.validate_subscription(subscription.pk)
     anonymous = APIClient()
 
     # when / then

@@ -22,61 +22,87 @@ def browser(owner) -> Client:
     return client
 
 
-def test_create_a_subscription_from_the_page(browser, resource, receiver) -> None:
-    # when the owner fills in the form
-    page = browser.post(
-        f"/resources/{resource.slug}/events/",
-        {
-            "action": "create",
-            "name": "sms-hook",
-            "endpoint_url": receiver.url,
-            "event_types": [SMS, schemas.SMS_DELIVERY_REPORT_RECEIVED],
-            "schema": "EventGridSchema",
-        },
-        follow=True,
-    )
+def test_create_a_subscription_from_the_page(
+    browser, resource, receiver, django_capture_on_commit_callbacks
+) -> None:
+    # when the owner fills in the form (the worker's handshake runs on commit: eager Celery)
+    with django_capture_on_commit_callbacks(execute=True):
+        page = browser.post(
+            f"/resources/{resource.slug}/events/",
+            {
+                "action": "create",
+                "name": "sms-hook",
+                "endpoint_url": receiver.url,
+                "event_types": [SMS, schemas.SMS_DELIVERY_REPORT_RECEIVED],
+                "schema": "EventGridSchema",
+            },
+            follow=True,
+        )
 
-    # then the subscription is active and listed, with its secret to reveal
+    # then the page says it is being validated, and the worker made it active
     subscription = EventSubscription.objects.get()
     assert subscription.state == SubscriptionState.ACTIVE
     assert subscription.event_types == [SMS, schemas.SMS_DELIVERY_REPORT_RECEIVED]
-    assert b"sms-hook is validated and active." in page.content
+    assert b"sms-hook is being validated" in page.content
     assert subscription.secret.encode() in page.content
     assert b'class="active">Events</a>' in page.content
 
 
-def test_a_refused_endpoint_is_reported_and_the_form_kept(browser, resource, receiver) -> None:
+def test_a_failed_validation_is_shown_with_its_reason_and_can_be_retried(
+    browser, resource, receiver, django_capture_on_commit_callbacks
+) -> None:
     # given an endpoint that fails the handshake
     receiver.validation = 500
+    url = f"/resources/{resource.slug}/events/"
+    with django_capture_on_commit_callbacks(execute=True):
+        browser.post(url, {"action": "create", "name": "sms-hook", "endpoint_url": receiver.url})
 
+    # then the list shows why, with a button to try again
+    page = browser.get(url).content
+    assert b"Validation failed" in page and b"answered the validation request with HTTP 500" in page
+    assert b'value="validate"' in page
+
+    # when the endpoint is fixed and validation is asked again, then it is active
+    receiver.validation = "echo"
+    subscription = EventSubscription.objects.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        browser.post(url, {"action": "validate", "subscription": subscription.pk})
+    subscription.refresh_from_db()
+    assert subscription.state == SubscriptionState.ACTIVE
+
+
+def test_a_refused_url_is_reported_and_the_form_kept(browser, resource) -> None:
     # when
     page = browser.post(
         f"/resources/{resource.slug}/events/",
-        {"action": "create", "name": "sms-hook", "endpoint_url": receiver.url},
+        {"action": "create", "name": "sms-hook", "endpoint_url": "http://x@127.0.0.1/hook"},
         follow=True,
     )
 
     # then nothing is saved, the reason is shown, and what was typed is still there
     assert not EventSubscription.objects.exists()
-    assert b"answered the validation request with HTTP 500" in page.content
-    assert f'value="{receiver.url}"'.encode() in page.content
+    assert b"credentials" in page.content
+    assert b'value="http://x@127.0.0.1/hook"' in page.content
 
 
-def test_awaiting_subscriptions_show_their_validation_link(browser, resource, receiver) -> None:
-    # given
+def test_the_validation_link_is_never_shown_to_the_subscriber(
+    browser, resource, receiver, django_capture_on_commit_callbacks
+) -> None:
+    # given a subscription awaiting its manual validation
     receiver.validation = "accept"
+    with django_capture_on_commit_callbacks(execute=True):
+        page = browser.post(
+            f"/resources/{resource.slug}/events/",
+            {"action": "create", "name": "manual", "endpoint_url": receiver.url},
+            follow=True,
+        )
+    page = browser.get(f"/resources/{resource.slug}/events/")
 
-    # when
-    page = browser.post(
-        f"/resources/{resource.slug}/events/",
-        {"action": "create", "name": "manual", "endpoint_url": receiver.url},
-        follow=True,
-    )
-
-    # then
+    # then the page says what the endpoint must do, but not the link (the endpoint got it)
     subscription = EventSubscription.objects.get()
-    assert b"open its validation link" in page.content
-    assert services.validation_url(subscription).encode() in page.content
+    assert subscription.state == SubscriptionState.AWAITING_VALIDATION
+    assert b"validationUrl it was sent" in page.content
+    assert subscription.validation_code.encode() not in page.content
 
 
 def test_test_fire_disable_enable_delete(

@@ -15,6 +15,7 @@ from django.db import connections, transaction
 from django.utils import timezone
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from apps.core import outbound
 from apps.events import dispatch, schemas, services, tasks
 from apps.events.exceptions import DeliveryPending, SubscriptionNotActive
 from apps.events.models import DeliveryState, Event, EventDelivery, SubscriptionState
@@ -349,8 +350,8 @@ def test_timeouts_and_refused_connections_are_recorded_and_retried(
     # then
     delivery = EventDelivery.objects.get()
     attempt = delivery.attempts.get()
-    assert attempt.status_code is None and attempt.error == "timeout"
-    assert delivery.state == DeliveryState.PENDING and delivery.last_error == "timeout"
+    assert attempt.status_code is None and attempt.error == outbound.NO_ANSWER
+    assert delivery.state == DeliveryState.PENDING and delivery.last_error == outbound.NO_ANSWER
 
 
 def test_redeliver_sends_again(
@@ -398,7 +399,7 @@ def test_a_receiver_that_is_down_for_a_while_gets_every_event_once_back(
     # then all 40 deliveries are pending, each with its failed attempt recorded
     pending = EventDelivery.objects.filter(state=DeliveryState.PENDING)
     assert pending.count() == 40 and all(d.attempt_count == 1 for d in pending)
-    assert {d.last_error for d in pending} == {"connection refused"}
+    assert {d.last_error for d in pending} == {outbound.NO_ANSWER}
 
     # when it is back and the sweep runs after the first retry step
     receiver.start()
@@ -608,3 +609,53 @@ def test_data_with_datetimes_is_stored_as_text(resource) -> None:
     # then it is stored and sent as ISO 8601 text
     event.refresh_from_db()
     assert event.data["ReceivedTimestamp"].startswith(now.strftime("%Y-%m-%dT%H:%M:%S"))
+
+
+def test_a_slow_receiver_holds_a_worker_no_longer_than_the_deadline_and_never_twice(
+    resource, receiver, subscribe, settings, django_capture_on_commit_callbacks
+) -> None:
+    # given a receiver that takes 30 s to answer, and a 1 s deadline
+    settings.EVENT_DELIVERY_TIMEOUT_SECONDS = 1
+    subscribe()
+    receiver.delay = 30
+    started = time.monotonic()
+
+    # when an event is published (eager Celery: the attempt runs here)
+    with django_capture_on_commit_callbacks(execute=True):
+        publish(resource)
+
+    # then the attempt ended at its deadline, well inside its claim, and the row is free
+    assert time.monotonic() - started < 3
+    delivery = EventDelivery.objects.get()
+    assert delivery.attempts.get().error == outbound.NO_ANSWER
+    assert delivery.lease_until is None and delivery.state == DeliveryState.PENDING
+    assert dispatch.CLAIM_MARGIN_SECONDS > 0  # the claim outlives the deadline by this much
+
+
+def test_one_subscription_gets_no_more_than_its_share_of_workers(
+    resource, other_resource, receiver, subscribe, settings, clock
+) -> None:
+    # given two attempts of one subscription in flight (claimed by other workers)
+    settings.EVENT_CONCURRENCY_PER_SUBSCRIPTION = 2
+    slow = subscribe("slow")
+    fast = subscribe("fast", on=other_resource)
+    for n in range(3):
+        services.publish_event(resource, SMS, subject=f"/n/{n}", data={})
+    services.publish_event(other_resource, SMS, subject="/other", data={})
+    held = list(EventDelivery.objects.filter(subscription=slow).order_by("created_at"))
+    EventDelivery.objects.filter(pk__in=[d.pk for d in held[:2]]).update(
+        lease_until=timezone.now() + timedelta(seconds=60)
+    )
+
+    # when a worker is given the third, then it leaves it for later (the sweep re-queues it)
+    assert dispatch.deliver(held[2].pk) is None
+    held[2].refresh_from_db()
+    assert held[2].attempt_count == 0 and held[2].queued_until is None
+
+    # and another subscription's delivery goes at once
+    other = EventDelivery.objects.get(subscription=fast)
+    assert dispatch.deliver(other.pk) == DeliveryState.DELIVERED
+
+    # when the claims end, the third goes too
+    EventDelivery.objects.filter(subscription=slow).update(lease_until=None)
+    assert dispatch.deliver(held[2].pk) == DeliveryState.DELIVERED

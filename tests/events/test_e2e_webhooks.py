@@ -50,13 +50,18 @@ def test_a_failed_delivery_is_retried_by_the_sweep_and_arrives_signed(live: Live
     try:
         receiver.statuses = [500]
 
-        # when a subscription is created (the web process runs the handshake) and test-fired
+        # when a subscription is created (a worker makes the handshake) and test-fired
         created = api.post(
             f"{base}/event-subscriptions/", json={"name": "e2e-hook", "endpoint_url": receiver.url}
         )
         assert created.status_code == 201, created.text
         subscription = created.json()
-        assert subscription["state"] == "active"
+        assert subscription["state"] == "validating"
+        deadline = time.monotonic() + 30
+        while subscription["state"] == "validating" and time.monotonic() < deadline:
+            time.sleep(0.1)
+            subscription = api.get(f"{base}/event-subscriptions/{subscription['id']}/").json()
+        assert subscription["state"] == "active", subscription
         fired = api.post(f"{base}/event-subscriptions/{subscription['id']}/test/")
         assert fired.status_code == 202
 

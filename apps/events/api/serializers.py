@@ -14,16 +14,15 @@ from apps.events.models import (
     EventDelivery,
     EventSubscription,
     SubscriptionSchema,
-    SubscriptionState,
 )
 
 
 class SubscriptionSerializer(serializers.ModelSerializer[EventSubscription]):
-    """A subscription; `secret` (and the manual validation link) only for those who may manage
-    events: pass context={"show_secret": True}."""
+    """A subscription; `secret` only for those who may manage events: pass
+    context={"show_secret": True}. The manual validation link is never shown: it goes to the
+    endpoint only, in the validation event, as with Event Grid."""
 
     secret = serializers.SerializerMethodField()
-    validation_url = serializers.SerializerMethodField()
 
     class Meta:
         model = EventSubscription
@@ -34,21 +33,13 @@ class SubscriptionSerializer(serializers.ModelSerializer[EventSubscription]):
             "event_types",
             "schema",
             "state",
+            "validation_error",
             "secret",
-            "validation_url",
             "created_at",
         ]
 
     def get_secret(self, subscription: EventSubscription) -> str | None:
         return subscription.secret if self.context.get("show_secret") else None
-
-    def get_validation_url(self, subscription: EventSubscription) -> str | None:
-        if (
-            self.context.get("show_secret")
-            and subscription.state == SubscriptionState.AWAITING_VALIDATION
-        ):
-            return services.validation_url(subscription)
-        return None
 
 
 class SubscriptionCreateSerializer(serializers.Serializer[Any]):

@@ -13,6 +13,7 @@ urlpatterns = [
     path("resources/<slug:slug>/event-subscriptions/", views.SubscriptionList.as_view()),
     path(SUBSCRIPTION, views.SubscriptionDetail.as_view()),
     path(f"{SUBSCRIPTION}test/", views.SubscriptionTest.as_view()),
+    path(f"{SUBSCRIPTION}validate/", views.SubscriptionValidate.as_view()),
     path("resources/<slug:slug>/events/", views.EventList.as_view()),
     path("resources/<slug:slug>/event-deliveries/", views.DeliveryList.as_view()),
     path(DELIVERY, views.DeliveryDetail.as_view()),

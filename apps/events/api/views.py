@@ -49,8 +49,10 @@ class SubscriptionList(generics.ListAPIView[EventSubscription]):
         request=s.SubscriptionCreateSerializer, responses={201: s.SubscriptionSerializer}
     )
     def post(self, request: Request, slug: str) -> Response:
-        """Create a subscription; the endpoint is validated first (Event Grid handshake or
-        CloudEvents OPTIONS). 400 WebhookValidationFailed when it refuses or is unreachable."""
+        """Create a subscription. It starts `validating`: a worker makes the handshake (Event
+        Grid validation event or CloudEvents OPTIONS) and the state becomes `active`,
+        `awaitingManualValidation` (the endpoint was sent a validation link) or
+        `validationFailed` (see `validation_error`)."""
         resource = accounts.access_resource(request.user, slug, accounts.MANAGE_EVENTS)
         data = _valid(s.SubscriptionCreateSerializer, request)
         subscription = services.create_subscription(resource, **data)
@@ -77,6 +79,16 @@ class SubscriptionDetail(APIView):
         resource = accounts.access_resource(request.user, slug, accounts.MANAGE_EVENTS)
         services.delete_subscription(services.access_subscription(resource, subscription_id))
         return Response(status=204)
+
+
+class SubscriptionValidate(APIView):
+    @extend_schema(request=None, responses={202: s.SubscriptionSerializer})
+    def post(self, request: Request, slug: str, subscription_id: str) -> Response:
+        """Make the handshake again (state `validating`; a worker sends a new validation
+        event). 409 SubscriptionNotActive unless the validation failed or awaits its link."""
+        resource = accounts.access_resource(request.user, slug, accounts.MANAGE_EVENTS)
+        subscription = services.revalidate(services.access_subscription(resource, subscription_id))
+        return Response(_subscription(request, resource, subscription), status=202)
 
 
 class SubscriptionTest(APIView):
