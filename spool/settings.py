@@ -89,6 +89,19 @@ def env_port_range(name: str, default: tuple[int, int] | None) -> tuple[int, int
     return ports
 
 
+def env_limit(name: str, default: str) -> tuple[int, int]:
+    """A quota: `count/seconds`, e.g. `1000/30`."""
+    value = os.environ.get(name, "").strip() or default
+    count, _, seconds = value.partition("/")
+    try:
+        limit = (int(count), int(seconds))
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be count/seconds, e.g. 1000/30") from None
+    if min(limit) < 1:
+        raise ImproperlyConfigured(f"{name} must be positive numbers, got {value!r}")
+    return limit
+
+
 def _public_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -233,6 +246,24 @@ if TURN_URLS and not TURN_SECRET:
     raise ImproperlyConfigured(
         "SPOOL_TURN_URLS needs SPOOL_TURN_SECRET (coturn's static-auth-secret)"
     )
+
+# Quotas (apps/core/quotas.py), `count/seconds`, answered 429 with Retry-After when exceeded;
+# ACS's published limits where it has them. Per resource for key callers, per identity for
+# token callers, per account and address for sign-ins.
+QUOTAS = {
+    "identities": env_limit("SPOOL_QUOTA_IDENTITIES", "1000/30"),
+    "identity-deletes": env_limit("SPOOL_QUOTA_IDENTITY_DELETES", "500/30"),
+    "tokens": env_limit("SPOOL_QUOTA_TOKENS", "1000/30"),
+    "chat": env_limit("SPOOL_QUOTA_CHAT", "300/30"),
+    "sms": env_limit("SPOOL_QUOTA_SMS", "300/30"),
+    "call-invites": env_limit("SPOOL_QUOTA_CALL_INVITES", "30/60"),
+    "sign-in-account": env_limit("SPOOL_QUOTA_SIGN_IN_ACCOUNT", "10/900"),
+    "sign-in-address": env_limit("SPOOL_QUOTA_SIGN_IN_ADDRESS", "50/900"),
+}
+# Limits on what one holds at once.
+MAX_SOCKETS_PER_IDENTITY = env_int("SPOOL_MAX_SOCKETS_PER_IDENTITY", 20, minimum=1)
+MAX_CALLS_PER_IDENTITY = env_int("SPOOL_MAX_CALLS_PER_IDENTITY", 5, minimum=1)
+MAX_HELD_NUMBERS = env_int("SPOOL_MAX_HELD_NUMBERS", 100, minimum=1)
 
 # A 1:1 call nobody answers stops ringing after this long (end code 408).
 RING_TIMEOUT_SECONDS = env_int("SPOOL_RING_TIMEOUT_SECONDS", 60, minimum=1)
@@ -446,6 +477,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Every sign-in (console form, HTTP Basic, Django admin) is throttled per account and address.
+AUTHENTICATION_BACKENDS = ["apps.accounts.signin.ThrottledModelBackend"]
 CSRF_FAILURE_VIEW = "apps.core.errors.csrf_failure"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "console:resource-list"
@@ -487,7 +520,7 @@ MAX_UPLOAD_BYTES = env_int(
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Basic first: its WWW-Authenticate makes DRF answer 401 (not 403) without credentials.
-        "rest_framework.authentication.BasicAuthentication",
+        "apps.accounts.auth.ThrottledBasicAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.auth.views import LoginView
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from apps.accounts.signin import ThrottledAuthenticationForm
 from apps.accounts.views import jwks
 from apps.core.views import healthz
 
@@ -27,6 +29,11 @@ urlpatterns = [
     path(".well-known/jwks.json", jwks, name="jwks"),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path(
+        "login/",
+        LoginView.as_view(authentication_form=ThrottledAuthenticationForm),
+        name="login",
+    ),
     path("", include("django.contrib.auth.urls")),
     path("", include("apps.console.urls")),
 ]

@@ -35,6 +35,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
+def fresh_quotas() -> None:
+    """Each test starts with no quota spent (counts live in the cache, keyed by names and
+    addresses that tests share, such as 127.0.0.1)."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def empty_request_log_buffer() -> Iterator[None]:
     """Each test starts with no buffered request-log rows (and none are left to write after
     the test database is gone)."""

@@ -14,15 +14,17 @@ import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import parse_qsl, quote_plus, unquote
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
-from rest_framework import authentication, permissions
+from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
-from apps.accounts import services
+from apps.accounts import services, signin
 from apps.accounts.models import Resource
+from apps.core import quotas
 from apps.core.errors import ApiError
 from apps.core.http import raw_request_target
 
@@ -163,6 +165,20 @@ def verify_hmac(request: HttpRequest, resource: Resource) -> str:
     if not matched:
         raise Unauthorized("The request signature does not match any access key of this resource.")
     return matched
+
+
+class ThrottledBasicAuthentication(authentication.BasicAuthentication):
+    """HTTP Basic on the management API, refused with 429 and Retry-After while the account
+    or the address is paused for failed sign-ins (apps/accounts/signin.py)."""
+
+    def authenticate_credentials(
+        self, userid: str, password: str, request: Request | None = None
+    ) -> tuple[Any, None]:
+        try:
+            signin.check_sign_in_allowed(userid, request)
+        except quotas.QuotaExceeded as refused:
+            raise exceptions.Throttled(wait=refused.retry_after, detail=refused.message) from None
+        return super().authenticate_credentials(userid, password, request)
 
 
 class HmacAuthentication(authentication.BaseAuthentication):

@@ -26,3 +26,8 @@ class CallNotFound(ApiError):
 class CallNotAllowed(ApiError):
     status = 403
     code = "Forbidden"
+
+
+class TooManyCalls(ApiError):
+    status = 429
+    code = "TooManyCalls"

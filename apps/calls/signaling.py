@@ -28,7 +28,7 @@ from django.utils import timezone
 from apps.accounts import services as accounts
 from apps.accounts.services import TokenPrincipal, identity_group
 from apps.calls import rooms, sfu
-from apps.calls.exceptions import CallNotAllowed, CallNotFound, InvalidCallRequest
+from apps.calls.exceptions import CallNotAllowed, CallNotFound, InvalidCallRequest, TooManyCalls
 from apps.calls.models import (
     Call,
     CallKind,
@@ -39,7 +39,7 @@ from apps.calls.models import (
     Room,
     RoomRole,
 )
-from apps.core import realtime
+from apps.core import quotas, realtime
 from apps.core.api import body_flag
 from apps.core.identifiers import identifier_kind, identifier_model
 from apps.events import schemas
@@ -116,9 +116,33 @@ def _live_leg(principal: TokenPrincipal, call_id: Any) -> tuple[Call, CallPartic
     return call, leg
 
 
+def check_call_allowance(principal: TokenPrincipal, *, placing: bool) -> None:
+    """An identity places at most `call-invites` calls per window (SPOOL_QUOTA_CALL_INVITES)
+    and is in at most SPOOL_MAX_CALLS_PER_IDENTITY calls at once. Raises QuotaExceeded or
+    TooManyCalls (429)."""
+    if placing:
+        quotas.spend(
+            "call-invites",
+            principal.identity.pk,
+            settings.QUOTAS["call-invites"],
+            what="placing calls",
+        )
+    in_calls = CallParticipant.objects.filter(
+        raw_id=principal.raw_id,
+        call__ended_at=None,
+        state__in=[CallLegState.RINGING, CallLegState.CONNECTED],
+    ).count()
+    if in_calls >= settings.MAX_CALLS_PER_IDENTITY:
+        raise TooManyCalls(
+            f"This identity is in {in_calls} calls, the most it may be in at once "
+            f"({settings.MAX_CALLS_PER_IDENTITY}): hang up one first."
+        )
+
+
 # --- 1:1 calls -------------------------------------------------------------------------------
 def invite(principal: TokenPrincipal, body: dict[str, Any], channel_name: str) -> Call:
-    """Ring one identity of the caller's resource. Raises InvalidCallRequest or CallNotAllowed."""
+    """Ring one identity of the caller's resource. Raises InvalidCallRequest, CallNotAllowed,
+    or (check_call_allowance) QuotaExceeded / TooManyCalls."""
     require_scope(principal, PLACE_CALLS)
     to = body.get("to")
     if not isinstance(to, str) or not to:
@@ -128,6 +152,7 @@ def invite(principal: TokenPrincipal, body: dict[str, Any], channel_name: str) -
     video = body_flag(body, "video") or False
     muted = body_flag(body, "muted") or False
     callee = accounts.access_identity(principal.identity.resource, to)
+    check_call_allowance(principal, placing=True)
     now = timezone.now()
     with transaction.atomic():
         call = Call.objects.create(
@@ -257,6 +282,7 @@ def join(principal: TokenPrincipal, body: dict[str, Any], channel_name: str) -> 
     when a mesh call is full."""
     require_scope(principal)
     target = _group_target(principal, body)
+    check_call_allowance(principal, placing=False)
     muted = body_flag(body, "muted") or False
     video = body_flag(body, "video") or False
     if target["role"] == RoomRole.CONSUMER:

@@ -47,7 +47,7 @@ def signup(request: HttpRequest) -> HttpResponse:
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        login(request, user, backend="apps.accounts.signin.ThrottledModelBackend")
         messages.success(request, f"Welcome, {user.username}. Create your first resource below.")
         return redirect("console:resource-list")
     return render(request, "registration/signup.html", {"form": form})

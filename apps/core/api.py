@@ -6,20 +6,25 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.utils.dateparse import parse_datetime
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from apps.core import quotas
 from apps.core.errors import ApiError
 from apps.core.parsers import AcsJSONParser, MergePatchJSONParser
 
 
 class AcsApiView(APIView):
-    """An ACS operation: checks `api-version` against the versions the view supports."""
+    """An ACS operation: checks `api-version` against the versions the view supports, and
+    counts the request against the operation's quota, if it has one: `quota` names an entry of
+    settings.QUOTAS, counted per resource for key callers and per identity for token callers."""
 
     api_versions: tuple[str, ...] = ()
+    quota: str = ""
     schema = None  # the ACS API is described by Microsoft's specs, not by /api/schema/
     parser_classes = [AcsJSONParser, MergePatchJSONParser]
     renderer_classes = [JSONRenderer]
@@ -35,6 +40,11 @@ class AcsApiView(APIView):
             raise ApiError(
                 f"api-version {version!r} is not supported; use one of {', '.join(self.api_versions)}.",
                 code="UnsupportedApiVersion",
+            )
+        if self.quota:
+            caller = getattr(request.auth, "identity", None) or request.auth
+            quotas.spend(
+                self.quota, getattr(caller, "pk", ""), settings.QUOTAS[self.quota], what=self.quota
             )
 
 

@@ -34,6 +34,10 @@ class ApiError(Exception):
         self.target = target
         self.details = details
 
+    def headers(self) -> dict[str, str]:
+        """Headers the answer carries besides the body (a quota's Retry-After)."""
+        return {}
+
 
 def error_body(
     code: str,
@@ -93,7 +97,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     """DRF exception handler: every error leaves in the ACS shape."""
     if isinstance(exc, ApiError):
         body = error_body(exc.code, exc.message, target=exc.target, details=exc.details)
-        return Response(body, status=exc.status)
+        return Response(body, status=exc.status, headers=exc.headers())
     if isinstance(exc, RequestDataTooBig):
         return Response(
             error_body("RequestEntityTooLarge", "The request body is too large."), status=413

@@ -72,3 +72,11 @@ class ReservationNotFound(ApiError):
 
 class InvalidNumberQuery(ApiError):
     code = "InvalidRequest"
+
+
+class TooManyHeldNumbers(ApiError):
+    """A resource holds SPOOL_MAX_HELD_NUMBERS in searches and reservations: 409, not 429,
+    because the SDKs wait out a 429's Retry-After, and a hold lasts 16 minutes."""
+
+    status = 409
+    code = "TooManyHeldNumbers"

@@ -32,6 +32,7 @@ from apps.numbers.exceptions import (
     ReservationNotFound,
     SearchNotFound,
     SearchNotPurchasable,
+    TooManyHeldNumbers,
 )
 from apps.numbers.models import (
     Capability,
@@ -142,12 +143,31 @@ def _candidates(request: dict[str, Any]) -> QuerySet[PhoneNumber]:
     return numbers.order_by("number")
 
 
+def check_hold_allowance(resource: Resource, more: int) -> None:
+    """Raise TooManyHeldNumbers if holding `more` numbers would take the resource past
+    SPOOL_MAX_HELD_NUMBERS in unexpired searches and reservations (so that one tenant's
+    searches cannot take the whole stock)."""
+    held = PhoneNumber.objects.filter(
+        status=NumberStatus.HELD,
+        held_by__resource=resource,
+        held_by__expires_at__gt=timezone.now(),
+    ).count()
+    if held + more > settings.MAX_HELD_NUMBERS:
+        raise TooManyHeldNumbers(
+            f"This resource holds {held} numbers in searches and reservations, and may hold "
+            f"{settings.MAX_HELD_NUMBERS} at once: purchase or cancel some, or let their holds "
+            "expire, then search again."
+        )
+
+
 def do_search(resource: Resource, request: dict[str, Any]) -> NumberOperation:
     """Hold `quantity` matching numbers for the resource, all or none.
 
-    Raises NumbersUnavailable when fewer match; nothing is held then. The operation is
-    complete when this returns (holding is one short transaction).
+    Raises TooManyHeldNumbers past the resource's allowance, or NumbersUnavailable when fewer
+    match; nothing is held then. The operation is complete when this returns (holding is one
+    short transaction).
     """
+    check_hold_allowance(resource, request["quantity"])
     with transaction.atomic():
         locked = _candidates(request).select_for_update(
             skip_locked=connection.features.has_select_for_update_skip_locked

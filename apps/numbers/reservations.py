@@ -15,7 +15,14 @@ from apps.core.errors import ApiError
 from apps.numbers import services
 from apps.numbers.exceptions import ReservationNotFound, SearchNotPurchasable
 from apps.numbers.models import Capability, NumberSearch, NumberStatus, PhoneNumber, SearchState
-from apps.numbers.orders import COVERS, check_capability, expire, parse_uuid, unhold
+from apps.numbers.orders import (
+    COVERS,
+    check_capability,
+    check_hold_allowance,
+    expire,
+    parse_uuid,
+    unhold,
+)
 
 RESERVATION_MINUTES = 15
 
@@ -76,6 +83,9 @@ def update_reservation(
         for key, wanted in entries.items()
     }
     failures: dict[str, str] = {}
+    additions = [f"+{key}" for key, wanted in requests.items() if wanted is not None]
+    already = PhoneNumber.objects.filter(number__in=additions, held_by_id=rid).count()
+    check_hold_allowance(resource, len(additions) - already)
     with transaction.atomic():
         reservation = NumberSearch.objects.select_for_update().filter(pk=rid).first()
         if reservation is not None and (

@@ -27,6 +27,8 @@ class IdentityView(AcsApiView):
 
 
 class IdentityCollection(IdentityView):
+    quota = "identities"
+
     def post(self, request: Request, slug: str) -> Response:
         body = json_object(request)
         with transaction.atomic():
@@ -42,12 +44,16 @@ class IdentityCollection(IdentityView):
 
 
 class IdentityDetail(IdentityView):
+    quota = "identity-deletes"
+
     def delete(self, request: Request, slug: str, raw_id: str) -> Response:
         services.delete_identity(services.access_identity(request_resource(request), raw_id))
         return Response(status=204)
 
 
 class IssueAccessToken(IdentityView):
+    quota = "tokens"
+
     def post(self, request: Request, slug: str, raw_id: str) -> Response:
         body = json_object(request)
         token = services.issue_token_for(
@@ -57,6 +63,8 @@ class IssueAccessToken(IdentityView):
 
 
 class RevokeAccessTokens(IdentityView):
+    quota = "identity-deletes"
+
     def post(self, request: Request, slug: str, raw_id: str) -> Response:
         services.revoke_tokens(services.access_identity(request_resource(request), raw_id))
         return Response(status=204)

@@ -34,6 +34,7 @@ DEFAULT_PAGE_SIZE = 100
 
 class ChatView(AcsApiView):
     api_versions = CHAT_API_VERSIONS
+    quota = "chat"
     authentication_classes = [BearerTokenAuthentication]
     permission_classes = [IsResourceCaller]
 

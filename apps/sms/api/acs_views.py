@@ -16,6 +16,7 @@ OPT_OUT_API_VERSIONS = ("2024-12-10-preview", "2025-01-15-preview")
 
 class SmsView(AcsApiView):
     api_versions: tuple[str, ...] = SMS_API_VERSIONS
+    quota = "sms"
     authentication_classes = [HmacAuthentication]
     permission_classes = [IsResourceCaller]
 
