@@ -517,7 +517,7 @@ def main() -> int:
         conftest = tokens.load_conftest(scratch)
         for name in ("aioice", "aiortc"):  # the test settings log their every ICE check
             logging.getLogger(name).setLevel(logging.WARNING)
-        live, cleanups = conftest.start_spool()
+        live, cleanups = conftest.start_spool(tokens.QUOTA_COUNTED)
         try:
             resource = tokens.resource_of(live, live.create_resource(f"bench-{os.getpid()}"))
             users = voip_users(conftest, live.http_url, resource)

@@ -703,7 +703,9 @@ def measure_spool(
     scratch: Path,
 ) -> tuple[list[Run], Memory]:
     started = time.monotonic()
-    live, cleanups = conftest.start_spool({**tokens.serve_sizes(), "SPOOL_WEB_PROCESSES": "1"})
+    live, cleanups = conftest.start_spool(
+        {**tokens.serve_sizes(), **tokens.QUOTA_COUNTED, "SPOOL_WEB_PROCESSES": "1"}
+    )
     try:
         resource = tokens.resource_of(live, live.create_resource(f"bench-{os.getpid()}"))
         users = create_users(conftest, live.http_url, resource, CLIENTS + 1)  # +1: the spare

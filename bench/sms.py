@@ -116,7 +116,12 @@ class Ceiling:
 def start(conftest: ModuleType, env: dict[str, str]) -> tuple[Any, list[Any], tokens.Resource, str]:
     """A serve with `env` on top of its defaults; a resource and its sending number."""
     live, cleanups = conftest.start_spool(
-        {**tokens.serve_sizes(), "SPOOL_SMS_SEGMENTS_PER_SECOND": PACING, **env}
+        {
+            **tokens.serve_sizes(),
+            **tokens.QUOTA_COUNTED,
+            "SPOOL_SMS_SEGMENTS_PER_SECOND": PACING,
+            **env,
+        }
     )
     try:
         connection = live.create_resource(f"bench-{os.getpid()}")
@@ -202,10 +207,15 @@ class Progress:
 
 # --- Accepted per second ------------------------------------------------------------------
 def measure_accepted(
-    conftest: ModuleType, client_counts: list[int], seconds: float, scratch: Path
+    conftest: ModuleType,
+    client_counts: list[int],
+    seconds: float,
+    scratch: Path,
+    quota: dict[str, str] = tokens.QUOTA_COUNTED,
 ) -> list[Accepted]:
+    """Sends accepted per second; `quota`: the SMS quota counted (never reached) or off."""
     live, cleanups, resource, sender = start(
-        conftest, {"SPOOL_SMS_CARRIER": "loopback", "SPOOL_WORKER_CONCURRENCY": "2"}
+        conftest, {"SPOOL_SMS_CARRIER": "loopback", "SPOOL_WORKER_CONCURRENCY": "2", **quota}
     )
     progress = Progress(live)
     results = []
@@ -589,6 +599,9 @@ def main() -> int:
             flush=True,
         )
         accepted = measure_accepted(conftest, client_counts, args.seconds, scratch)
+        quota_off = measure_accepted(
+            conftest, [max(client_counts)], args.seconds, scratch, tokens.QUOTA_OFF
+        )
         e2e = []
         for carrier in ("loopback", "smpp"):
             for workers in (1, 2):
@@ -611,6 +624,8 @@ def main() -> int:
 
     print()
     print_accepted(accepted)
+    print("The same with the SMS quota off (its cost is the difference):")
+    print_accepted(quota_off)
     print()
     print_end_to_end(e2e, ceilings)
     print()

@@ -347,6 +347,9 @@ def main() -> int:
             flush=True,
         )
         results = measure_spool(conftest, client_counts, args.seconds, scratch)
+        results += measure_spool(
+            conftest, [max(client_counts)], args.seconds, scratch, QUOTA_OFF, only_http=True
+        )
         results += measure_ceilings(conftest, max(client_counts), args.seconds, scratch)
         jwt_lines = jwt_ceiling()
     except (SetupError, RuntimeError, subprocess.CalledProcessError) as error:
@@ -378,12 +381,26 @@ def serve_sizes() -> dict[str, str]:
     }
 
 
+# The token quota (1,000 per 30 s per resource, as ACS) would refuse most of a benchmark's
+# requests: measured with it counted but never reached, and with it off, to show its cost.
+# The same for every benchmark's quotas (chat per identity, SMS per resource...).
+_QUOTAS = ("TOKENS", "IDENTITIES", "CHAT", "SMS", "CALL_INVITES")
+QUOTA_COUNTED = {f"SPOOL_QUOTA_{name}": "1000000000/30" for name in _QUOTAS}
+QUOTA_OFF = {f"SPOOL_QUOTA_{name}": "off" for name in _QUOTAS}
+
+
 def measure_spool(
-    conftest: ModuleType, client_counts: list[int], seconds: float, scratch: Path
+    conftest: ModuleType,
+    client_counts: list[int],
+    seconds: float,
+    scratch: Path,
+    quota: dict[str, str] = QUOTA_COUNTED,
+    only_http: bool = False,
 ) -> list[Result]:
     started = time.monotonic()
     # serve's own defaults (spool.settings); the test fixture trims them to 1 each.
-    live, cleanups = conftest.start_spool(serve_sizes())
+    live, cleanups = conftest.start_spool({**serve_sizes(), **quota})
+    note = ", quota off" if quota is QUOTA_OFF else ""
     results = []
     try:
         resource = resource_of(live, live.create_resource(f"bench-{os.getpid()}"))
@@ -393,11 +410,12 @@ def measure_spool(
             flush=True,
         )
         own_origin = Resource(prefix="", key=resource.key)
-        for label, base_url, called in (
+        targets = [
             ("HTTP /r/<slug>", live.http_url, resource),
             ("HTTPS /r/<slug>", live.https_url, resource),
             ("HTTPS own origin", resource.endpoint, own_origin),
-        ):
+        ]
+        for label, base_url, called in targets[:1] if only_http else targets:
             # Signed just before use: the Host header (and so the signature) differs per port.
             signed = presign_token_requests(conftest, base_url, called, raw_ids)
             check_token_request(base_url, *signed[0], cafile=live.cert)
@@ -408,7 +426,9 @@ def measure_spool(
             run_wrk("warm-up", url, max(client_counts), 2, script)
             for clients in client_counts:
                 results.append(
-                    run_wrk(f"Spool tokens, {label} keep-alive", url, clients, seconds, script)
+                    run_wrk(
+                        f"Spool tokens, {label} keep-alive{note}", url, clients, seconds, script
+                    )
                 )
     finally:
         conftest.stop_spool(live, cleanups)

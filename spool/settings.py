@@ -89,9 +89,11 @@ def env_port_range(name: str, default: tuple[int, int] | None) -> tuple[int, int
     return ports
 
 
-def env_limit(name: str, default: str) -> tuple[int, int]:
-    """A quota: `count/seconds`, e.g. `1000/30`."""
+def env_limit(name: str, default: str) -> tuple[int, int] | None:
+    """A quota: `count/seconds`, e.g. `1000/30`, or `off` (not counted at all)."""
     value = os.environ.get(name, "").strip() or default
+    if value.lower() == "off":
+        return None
     count, _, seconds = value.partition("/")
     try:
         limit = (int(count), int(seconds))

@@ -49,16 +49,21 @@ class QuotaExceeded(ApiError):
         return {"Retry-After": str(self.retry_after)}
 
 
-def spend(name: str, key: object, limit: Limit | tuple[int, int], *, what: str) -> None:
+LimitSetting = Limit | tuple[int, int] | None  # None: the operator turned the quota off
+
+
+def spend(name: str, key: object, limit: LimitSetting, *, what: str) -> None:
     """Count one request of quota `name` by `key`. Raises QuotaExceeded (429) saying `what`
     is limited and when to retry, if the requests of the last window pass `limit`."""
-    _check(name, key, Limit(*limit) if isinstance(limit, tuple) else limit, what, count=True)
+    if limit is not None:
+        _check(name, key, Limit(*limit) if isinstance(limit, tuple) else limit, what, count=True)
 
 
-def check(name: str, key: object, limit: Limit | tuple[int, int], *, what: str) -> None:
+def check(name: str, key: object, limit: LimitSetting, *, what: str) -> None:
     """Raise QuotaExceeded if `key` is past quota `name` already, without counting a request
     (sign-ins count failures only, but refuse every attempt while locked)."""
-    _check(name, key, Limit(*limit) if isinstance(limit, tuple) else limit, what, count=False)
+    if limit is not None:
+        _check(name, key, Limit(*limit) if isinstance(limit, tuple) else limit, what, count=False)
 
 
 def _check(name: str, key: object, limit: Limit, what: str, *, count: bool) -> None:
@@ -96,8 +101,10 @@ def _check(name: str, key: object, limit: Limit, what: str, *, count: bool) -> N
     )
 
 
-def reset(name: str, key: object, limit: Limit | tuple[int, int]) -> None:
+def reset(name: str, key: object, limit: LimitSetting) -> None:
     """Forget what `key` spent of quota `name` (a successful sign-in clears its failures)."""
+    if limit is None:
+        return
     limit = Limit(*limit) if isinstance(limit, tuple) else limit
     window = int(_now() // limit.seconds)
     try:
