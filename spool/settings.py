@@ -118,7 +118,26 @@ def _public_url(value: str) -> str:
 
 # --- Where this deployment writes -------------------------------------------------------
 DATA_DIR = Path(os.environ.get("SPOOL_DATA_DIR", "var")).resolve()
+# What Spool writes (the database and its WAL with access keys and webhook secrets, Redis's
+# files, mail, keys) is for its own user only: new files 0600 and folders 0700, and what an
+# older version left readable is closed now.
+os.umask(0o077)
 DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _close_data_dir(folder: Path) -> None:
+    try:
+        folder.chmod(0o700)
+        for path in folder.iterdir():
+            if path.is_file() and not path.is_symlink():
+                path.chmod(0o600)
+            elif path.is_dir() and path.name in ("redis", "mail", "tls", "signing-keys"):
+                _close_data_dir(path)
+    except OSError:
+        pass  # not ours to change (a read-only mount, another owner): left as it is
+
+
+_close_data_dir(DATA_DIR)
 
 
 def _generated_secret_key() -> str:
@@ -300,6 +319,15 @@ CSRF_TRUSTED_ORIGINS = [
     ),
     *env_list("SPOOL_CSRF_TRUSTED_ORIGINS"),
 ]
+# The ACS API over plain HTTP from other than loopback (apps/core/security.py): off, since
+# the SDKs never use it and signatures and tokens would cross the network in the clear.
+ALLOW_HTTP_API = env_bool("SPOOL_ALLOW_HTTP_API")
+# HSTS on HTTPS answers; off by default for loopback and IP addresses, where a browser would
+# then refuse the plain-HTTP console port of the same name.
+_LOCAL_PUBLIC_HOST = (
+    PUBLIC_HOST in ("localhost", "127.0.0.1", "::1") or PUBLIC_HOST.replace(".", "").isdigit()
+)
+SECURE_HSTS_SECONDS = env_int("SPOOL_HSTS_SECONDS", 0 if _LOCAL_PUBLIC_HOST else 31536000)
 SECURE_PROXY_SSL_HEADER = (
     ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("SPOOL_BEHIND_PROXY") else None
 )
@@ -330,12 +358,16 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Secure cookies on HTTPS and a CSP for the console: outside what sets cookies.
+    "apps.core.security.BrowserProtectionMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # Before CORS and the URL resolver: a resource's own origin serves its ACS API at the root.
     "apps.accounts.middleware.ResourceOriginMiddleware",
     # After it (it sees the routed path), before CORS (preflights are logged too).
     "apps.core.request_log.RequestLogMiddleware",
+    # The ACS API only over TLS (or loopback).
+    "apps.core.security.HttpsOnlyApiMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -529,6 +561,9 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["apps.core.parsers.AcsJSONParser"],
     "EXCEPTION_HANDLER": "apps.core.errors.api_exception_handler",
+    # OPTIONS answers 405: the schema at /api/schema/ describes the API, and DRF's metadata
+    # probes views in ways they were not written for (a 500 on event subscriptions).
+    "DEFAULT_METADATA_CLASS": None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,

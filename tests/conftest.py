@@ -143,6 +143,7 @@ class AcsClient:
     key: str
     client: Client = field(default_factory=Client)
     paths: bool = False
+    secure: bool = False  # as over HTTPS
 
     def call(
         self,
@@ -171,7 +172,12 @@ class AcsClient:
         meta["REQUEST_URI"] = target
         path_only, _, query_string = target.partition("?")
         return self.client.generic(
-            method, f"{path_only}?{query_string}", data, content_type="application/json", **meta
+            method,
+            f"{path_only}?{query_string}",
+            data,
+            content_type="application/json",
+            secure=self.secure,
+            **meta,
         )
 
 

@@ -169,7 +169,19 @@ def verify_hmac(request: HttpRequest, resource: Resource) -> str:
 
 class ThrottledBasicAuthentication(authentication.BasicAuthentication):
     """HTTP Basic on the management API, refused with 429 and Retry-After while the account
-    or the address is paused for failed sign-ins (apps/accounts/signin.py)."""
+    or the address is paused for failed sign-ins (apps/accounts/signin.py), and for changes
+    sent by a browser from another site's page: a browser attaches cached Basic credentials
+    to a cross-site form post by itself, which would be CSRF (a script or SDK sends neither
+    Origin nor Sec-Fetch-Site)."""
+
+    def authenticate(self, request: Request) -> Any:
+        if request.method not in permissions.SAFE_METHODS and _from_another_site(request):
+            if authentication.get_authorization_header(request).lower().startswith(b"basic"):
+                raise exceptions.PermissionDenied(
+                    "HTTP Basic credentials are not accepted for changes sent from another "
+                    "site's page; sign in to the console, or call the API from a script."
+                )
+        return super().authenticate(request)
 
     def authenticate_credentials(
         self, userid: str, password: str, request: Request | None = None
@@ -179,6 +191,14 @@ class ThrottledBasicAuthentication(authentication.BasicAuthentication):
         except quotas.QuotaExceeded as refused:
             raise exceptions.Throttled(wait=refused.retry_after, detail=refused.message) from None
         return super().authenticate_credentials(userid, password, request)
+
+
+def _from_another_site(request: Request) -> bool:
+    site = request.headers.get("Sec-Fetch-Site", "")
+    if site in ("cross-site", "same-site"):
+        return True
+    origin = request.headers.get("Origin")
+    return origin is not None and origin != f"{request.scheme}://{request.get_host()}"
 
 
 class HmacAuthentication(authentication.BaseAuthentication):

@@ -21,6 +21,10 @@ document.addEventListener("click", async (event) => {
     reveal.textContent = hidden ? "Hide" : "Show";
   }
 });
+// Selects that apply at once (no inline handlers: the Content-Security-Policy forbids them).
+document.addEventListener("change", (event) => {
+  if (event.target.matches("select[data-autosubmit]")) event.target.form.submit();
+});
 document.addEventListener("submit", (event) => {
   const message = event.target.dataset.confirm;
   if (message && !window.confirm(message)) event.preventDefault();
