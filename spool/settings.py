@@ -280,6 +280,7 @@ QUOTAS = {
     "call-invites": env_limit("SPOOL_QUOTA_CALL_INVITES", "30/60"),
     "sign-in-account": env_limit("SPOOL_QUOTA_SIGN_IN_ACCOUNT", "10/900"),
     "sign-in-address": env_limit("SPOOL_QUOTA_SIGN_IN_ADDRESS", "50/900"),
+    "sign-ups": env_limit("SPOOL_QUOTA_SIGN_UPS", "10/3600"),
 }
 # Limits on what one holds at once.
 MAX_SOCKETS_PER_IDENTITY = env_int("SPOOL_MAX_SOCKETS_PER_IDENTITY", 20, minimum=1)

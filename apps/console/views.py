@@ -8,6 +8,7 @@ from functools import wraps
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
@@ -22,6 +23,7 @@ from django.views.decorators.http import require_POST
 
 from apps.accounts import services
 from apps.accounts.models import Resource, Role
+from apps.core import quotas
 from apps.core.errors import ApiError
 
 PAGE_SIZE = 25
@@ -45,6 +47,18 @@ def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("console:resource-list")
     form = SignUpForm(request.POST or None)
+    if request.method == "POST":
+        # A few sign-ups an hour per address: the form says when a name or email is taken,
+        # which must not become a way to list the accounts.
+        try:
+            quotas.spend(
+                "sign-ups",
+                request.META.get("REMOTE_ADDR", ""),
+                settings.QUOTAS["sign-ups"],
+                what="sign-ups from one address",
+            )
+        except quotas.QuotaExceeded as refused:
+            form.add_error(None, refused.message)
     if request.method == "POST" and form.is_valid():
         user = form.save()
         login(request, user, backend="apps.accounts.signin.ThrottledModelBackend")

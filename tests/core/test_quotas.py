@@ -240,3 +240,26 @@ def test_a_good_sign_in_clears_the_accounts_failures(make_user, limits) -> None:
     for _ in range(2):
         _console_sign_in("carol", "wrong")
     assert _console_sign_in("carol", "correct horse battery").status_code == 302
+
+
+def test_sign_ups_are_limited_per_address(limits) -> None:
+    # given an address allowed 2 sign-up attempts an hour
+    limits(sign_ups=(2, 3600))
+    form = {"email": "x@example.com", "password1": "a long pass phrase 1", "password2": "x"}
+
+    # when it tries a third time (probing for taken names, say), then it is refused
+    for name in ("probe1", "probe2"):
+        Client().post("/signup/", {**form, "username": name})
+    page = Client().post(
+        "/signup/",
+        {
+            "username": "real",
+            "email": "real@example.com",
+            "password1": "a long pass phrase 1",
+            "password2": "a long pass phrase 1",
+        },
+    )
+    assert page.status_code == 200 and b"sign-ups from one address" in page.content
+    from django.contrib.auth.models import User
+
+    assert not User.objects.filter(username="real").exists()
