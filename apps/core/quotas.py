@@ -18,6 +18,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from django.core.cache import cache
 
@@ -69,16 +70,10 @@ def check(name: str, key: object, limit: LimitSetting, *, what: str) -> None:
 def _check(name: str, key: object, limit: Limit, what: str, *, count: bool) -> None:
     now = _now()
     window = int(now // limit.seconds)
-    current = f"quota:{name}:{key}:{window}"
-    previous_key = f"quota:{name}:{key}:{window - 1}"
+    current = f"spool:quota:{name}:{key}:{window}"
+    previous_key = f"spool:quota:{name}:{key}:{window - 1}"
     try:
-        if count:
-            cache.add(current, 0, timeout=limit.seconds * 2)
-            spent = cache.incr(current)
-            previous = cache.get(previous_key, 0)
-        else:
-            counts = cache.get_many([current, previous_key])
-            spent, previous = counts.get(current, 0), counts.get(previous_key, 0)
+        spent, previous = _counts(current, previous_key, limit.seconds * 2, count=count)
     except Exception:
         logger.exception("quota %s not checked: the cache is unreachable", name)
         return
@@ -101,13 +96,45 @@ def _check(name: str, key: object, limit: Limit, what: str, *, count: bool) -> N
     )
 
 
+def _counts(current: str, previous: str, ttl: int, *, count: bool) -> tuple[int, int]:
+    """The current window's count (after adding one, when counting) and the previous one's:
+    one round trip to Redis (this sits on the token hot path), or the cache API elsewhere."""
+    redis = _redis()
+    if redis is not None:
+        pipe = redis.pipeline(transaction=False)
+        if count:
+            pipe.incr(current)
+            pipe.expire(current, ttl)
+        else:
+            pipe.get(current)
+        pipe.get(previous)
+        answers = pipe.execute()
+        return int(answers[0] or 0), int(answers[-1] or 0)
+    if count:
+        cache.add(current, 0, timeout=ttl)
+        return int(cache.incr(current)), int(cache.get(previous, 0))
+    counts = cache.get_many([current, previous])
+    return int(counts.get(current, 0)), int(counts.get(previous, 0))
+
+
+def _redis() -> Any | None:
+    """The cache's Redis client when the cache is Redis (not in unit tests without it)."""
+    get_client = getattr(getattr(cache, "_cache", None), "get_client", None)
+    return get_client(write=True) if get_client else None
+
+
 def reset(name: str, key: object, limit: LimitSetting) -> None:
     """Forget what `key` spent of quota `name` (a successful sign-in clears its failures)."""
     if limit is None:
         return
     limit = Limit(*limit) if isinstance(limit, tuple) else limit
     window = int(_now() // limit.seconds)
+    keys = [f"spool:quota:{name}:{key}:{window}", f"spool:quota:{name}:{key}:{window - 1}"]
     try:
-        cache.delete_many([f"quota:{name}:{key}:{window}", f"quota:{name}:{key}:{window - 1}"])
+        redis = _redis()
+        if redis is not None:
+            redis.delete(*keys)
+        else:
+            cache.delete_many(keys)
     except Exception:
         logger.exception("quota %s not reset: the cache is unreachable", name)
