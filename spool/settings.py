@@ -372,6 +372,8 @@ MIDDLEWARE = [
     # The ACS API only over TLS (or loopback).
     "apps.core.security.HttpsOnlyApiMiddleware",
     "corsheaders.middleware.CorsMiddleware",
+    # Bodies, query strings and paths of every request checked once (apps/core/api.py).
+    "apps.core.api.input_edge_middleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -579,7 +581,7 @@ REST_FRAMEWORK = {
     # probes views in ways they were not written for (a 500 on event subscriptions).
     "DEFAULT_METADATA_CLASS": None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "apps.core.api.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
 }
 SPECTACULAR_SETTINGS = {

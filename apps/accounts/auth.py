@@ -186,6 +186,8 @@ class ThrottledBasicAuthentication(authentication.BasicAuthentication):
     def authenticate_credentials(
         self, userid: str, password: str, request: Request | None = None
     ) -> tuple[Any, None]:
+        if "\x00" in userid or "\x00" in password:
+            raise exceptions.AuthenticationFailed("Invalid username/password.")
         try:
             signin.check_sign_in_allowed(userid, request)
         except quotas.QuotaExceeded as refused:

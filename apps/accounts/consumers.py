@@ -8,26 +8,41 @@ push (a Redis outage) cannot keep a refused token connected. Chat and calling ad
 events to the same connection through the identity's group: a higher app registers the
 commands it answers (`register_command`) and the scopes a socket needs to receive its frames
 (`register_frame_scopes`), so this module never imports it.
+
+Frames are read by the same JSON reader as every API (`apps.core.parsers.loads`): a frame it
+refuses (binary, not JSON, not an object, nested too deep, a huge number, a lone surrogate or
+NUL), like a command that fails, gets an error frame and leaves the socket as it was; whatever
+happens, a socket that closes runs every close hook (a call's other leg hears the hang-up).
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 from django.utils import timezone
 
-from apps.accounts import services, tokens
+from apps.accounts import services, sockets, tokens
+from apps.core import parsers
+from apps.core.broker_guard import BROKER_ERRORS
 from apps.core.errors import ApiError
 
+logger = logging.getLogger(__name__)
+
 CLOSE_UNAUTHORIZED = 4001
+CLOSE_TOO_MANY = 4029  # the identity holds SPOOL_MAX_SOCKETS_PER_IDENTITY already
+CLOSE_INTERNAL_ERROR = 1011
 RECHECK_SECONDS = 30
 
 Command = Callable[["IdentityConsumer", dict[str, Any]], Awaitable[None]]
@@ -64,10 +79,21 @@ class IdentityConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "error", "code": error.code, "message": error.message})
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
+        try:
+            await sync_to_async(sockets.open_socket)(principal.identity.id, self.channel_name)
+        except ApiError as error:  # too many sockets for this identity
+            await self.send_json({"type": "error", "code": error.code, "message": error.message})
+            await self.close(code=CLOSE_TOO_MANY)
+            return
         self.token = token
         self.principal = principal
-        self.group = services.identity_group(principal.identity.id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        group = services.identity_group(principal.identity.id)
+        try:
+            await self.channel_layer.group_add(group, self.channel_name)
+        except BaseException:
+            await sync_to_async(sockets.close_socket)(principal.identity.id, self.channel_name)
+            raise
+        self.group = group
         self.watch = asyncio.ensure_future(self._watch_token(tokens.verify(token)["exp"]))
         await self.send_json(
             {
@@ -81,14 +107,28 @@ class IdentityConsumer(AsyncJsonWebsocketConsumer):
         )
 
     async def disconnect(self, code: int) -> None:
-        if getattr(self, "group", None):
-            self.watch.cancel()
+        if not getattr(self, "group", None) or getattr(self, "hooks_ran", False):
+            return
+        self.hooks_ran = True  # once, though a failure and then the server may both call it
+        self.watch.cancel()
+        # Each step on its own: a failing one (a Redis outage, a hook's bug) must not keep the
+        # others, such as hanging up this socket's calls, from running.
+        try:
             await self.channel_layer.group_discard(self.group, self.channel_name)
-            for hook in _on_close:
+        except Exception:
+            logger.exception("Leaving the identity group failed for %s", self.channel_name)
+        try:
+            await sync_to_async(sockets.close_socket)(self.principal.identity.id, self.channel_name)
+        except Exception:
+            logger.exception("Uncounting socket %s failed", self.channel_name)
+        for hook in _on_close:
+            try:
                 if inspect.iscoroutinefunction(hook):
                     await hook(self.channel_name)
                 else:
                     await database_sync_to_async(hook)(self.channel_name)
+            except Exception:
+                logger.exception("Close hook %r failed for %s", hook, self.channel_name)
 
     async def _watch_token(self, expires_at: float) -> None:
         """Close at expiry, or earlier when a periodic re-check refuses the token. The first
@@ -104,9 +144,65 @@ class IdentityConsumer(AsyncJsonWebsocketConsumer):
                 return
             try:
                 await database_sync_to_async(services.authenticate_token)(self.token)
+                await sync_to_async(sockets.keep_socket)(
+                    self.principal.identity.id, self.channel_name
+                )
             except ApiError as error:
                 await self._refuse(error.message)
                 return
+            except Exception:  # the database is away: keep the socket, check again next time
+                logger.exception("Re-checking a socket's token failed")
+
+    @classmethod
+    async def decode_json(cls, text_data: str) -> Any:
+        return parsers.loads(text_data)
+
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
+        """One client frame. Channels' own `receive` raises on a binary frame and lets a
+        decoding or command error through, which ends the consumer without `disconnect`:
+        here each of those is answered with an error frame and the socket carries on."""
+        if not getattr(self, "group", None):
+            return  # refused: closing
+        if text_data is None:
+            await self._error("InvalidFrame", "Frames are JSON text; a binary frame is refused.")
+            return
+        if len(text_data) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+            await self._error(
+                "RequestEntityTooLarge",
+                f"A frame holds at most {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} characters.",
+            )
+            return
+        try:
+            content = await self.decode_json(text_data)
+        except ApiError as error:
+            await self._error(error.code, error.message, target=error.target)
+            return
+        if not isinstance(content, dict):
+            await self._error("InvalidFrame", 'A frame is a JSON object with a "type".')
+            return
+        try:
+            await self.receive_json(content, **kwargs)
+        except ApiError as error:
+            await self._error(error.code, error.message, target=error.target, frame=content)
+        except Exception:
+            logger.exception("A %r frame failed", content.get("type"))
+            await self._error(
+                "InternalError", "The server failed to handle the frame.", frame=content
+            )
+
+    async def _error(
+        self, code: str, message: str, *, target: str | None = None, frame: Any = None
+    ) -> None:
+        error: dict[str, Any] = {"type": "error", "code": code, "message": message}
+        if target:
+            error["target"] = target
+        if isinstance(frame, dict) and isinstance(frame.get("type"), str):
+            error["command"] = frame["type"]
+            if "requestId" in frame:
+                error["requestId"] = frame["requestId"]
+        await self.send_json(error)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         kind = content.get("type") if isinstance(content, dict) else None
@@ -124,13 +220,27 @@ class IdentityConsumer(AsyncJsonWebsocketConsumer):
             )
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        # Channels hops to a thread to close stale database connections before every handler;
-        # forwarding a realtime event touches no database, and that hop per delivery was the
-        # largest cost of a busy socket process (bench/chat.py).
-        if message.get("type") == "realtime.event":
-            await self.realtime_event(message)
-            return
-        await super().dispatch(message)
+        try:
+            # Channels hops to a thread to close stale database connections before every
+            # handler; forwarding a realtime event touches no database, and that hop per
+            # delivery was the largest cost of a busy socket process (bench/chat.py).
+            if message.get("type") == "realtime.event":
+                await self.realtime_event(message)
+                return
+            await super().dispatch(message)
+        except (StopConsumer, *BROKER_ERRORS):
+            raise  # Redis away: the router's BrokerOutageGuard closes it with 1013
+        except Exception:
+            # Whatever fails past `receive`'s own answers ends this consumer: close the socket
+            # cleanly and run the close hooks first, rather than leave a call's other leg
+            # waiting and the token watch running on a dead socket.
+            logger.exception("The identity socket failed on a %r message", message.get("type"))
+            try:
+                await self.close(code=CLOSE_INTERNAL_ERROR)
+            except Exception:  # (the socket may be gone already)
+                logger.exception("Closing a failed identity socket failed")
+            await self.disconnect(CLOSE_INTERNAL_ERROR)
+            raise StopConsumer() from None
 
     async def realtime_event(self, event: dict[str, Any]) -> None:
         payload = event["payload"]

@@ -38,6 +38,7 @@ from apps.accounts.models import CommunicationIdentity, Membership, Resource, Ro
 from apps.accounts.token_times import token_times
 from apps.core import realtime
 from apps.core import services as core_services
+from apps.core.parsers import is_single_line
 
 User = get_user_model()
 AnyUser = PortalUser | AnonymousUser
@@ -130,6 +131,8 @@ def _clean_name(name: str) -> str:
     name = (name or "").strip()
     if not name or len(name) > 100:
         raise InvalidResourceName("A resource name must be 1 to 100 characters.", target="name")
+    if not is_single_line(name):
+        raise InvalidResourceName("A resource name holds no control characters.", target="name")
     if not slugify(name):
         raise InvalidResourceName(
             "A resource name needs at least one letter or digit.", target="name"
@@ -228,8 +231,12 @@ def add_member(resource: Resource, username_or_email: str, role: str) -> Members
     """Give an existing portal user a role on the resource (or change the one they have)."""
     role = _check_role(role)
     user = (
-        User.objects.filter(username__iexact=username_or_email).first()
-        or User.objects.filter(email__iexact=username_or_email).first()
+        (
+            User.objects.filter(username__iexact=username_or_email).first()
+            or User.objects.filter(email__iexact=username_or_email).first()
+        )
+        if isinstance(username_or_email, str) and is_single_line(username_or_email)
+        else None  # (no name holds a NUL, which PostgreSQL cannot compare)
     )
     if user is None:
         raise UserNotFound(f"No user {username_or_email!r}: they must sign up first.")

@@ -22,6 +22,7 @@ from apps.accounts.models import CommunicationIdentity, Resource
 from apps.calls.exceptions import InvalidRoomRequest, RoomNotFound
 from apps.calls.models import Room, RoomParticipant, RoomRole
 from apps.core.api import body_flag, parse_rfc3339
+from apps.core.parsers import is_single_line
 
 MAX_VALIDITY = timedelta(days=180)
 MAX_PARTICIPANTS = 1000
@@ -99,9 +100,11 @@ def create_room(
 ) -> Room:
     """Create a room (validity defaults: from now, for 180 days). Raises InvalidRoomRequest."""
     repeatability_request_id = (repeatability_request_id or "").strip()
-    if len(repeatability_request_id) > MAX_REPEATABILITY_ID:
+    if len(repeatability_request_id) > MAX_REPEATABILITY_ID or not is_single_line(
+        repeatability_request_id
+    ):
         raise InvalidRoomRequest(
-            "Repeatability-Request-Id is longer than 100 characters.",
+            "Repeatability-Request-Id is at most 100 characters, without control characters.",
             target="Repeatability-Request-Id",
         )
     if repeatability_request_id:
@@ -143,7 +146,11 @@ def create_room(
 
 def access_room(resource: Resource, room_id: str) -> Room:
     """The room of `resource` with this id. Raises RoomNotFound, also for another resource's."""
-    room = Room.objects.filter(resource=resource, pk=room_id).first()
+    room = (
+        Room.objects.filter(resource=resource, pk=room_id).first()
+        if isinstance(room_id, str) and is_single_line(room_id)  # a NUL is no id (PostgreSQL)
+        else None
+    )
     if room is None:
         raise RoomNotFound(f"Room {room_id!r} was not found.")
     return room

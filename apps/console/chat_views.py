@@ -3,7 +3,6 @@ in the browser, through static/chat/spool-chat.js against the resource's own API
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.db import transaction
@@ -16,6 +15,7 @@ from apps.accounts import services as accounts
 from apps.accounts.models import Resource
 from apps.chat import services as chat
 from apps.console.views import _page, _resource_context, resource_page
+from apps.core import parsers
 from apps.core.errors import ApiError, error_response
 
 # The Try pages' tokens: one feature's scope, the shortest lifetime; a page renews them while it
@@ -93,10 +93,7 @@ def issue_try_token(request: HttpRequest, slug: str, scopes: list[str]) -> HttpR
 
 
 def _json_object(request: HttpRequest) -> dict[str, Any]:
-    try:
-        body = json.loads(request.body or b"{}")
-    except ValueError:
-        body = None
+    body = parsers.loads(request.body or b"{}")  # (raises InvalidInput, an ApiError)
     if not isinstance(body, dict):
         raise ApiError(
             'The body must be a JSON object: {"identity": "<raw id>"} or {"create": true}.'

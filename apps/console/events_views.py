@@ -15,6 +15,7 @@ from apps.accounts import services as accounts
 from apps.accounts.models import Resource
 from apps.console.views import PAGE_SIZE, _page, _resource_context, resource_page
 from apps.core.errors import ApiError
+from apps.core.parsers import is_single_line
 from apps.events import schemas, services
 from apps.events.models import DeliveryState, SubscriptionSchema, SubscriptionState
 
@@ -74,11 +75,18 @@ def _subscription_action(request: HttpRequest, resource: Resource) -> HttpRespon
     action = request.POST.get("action")
     try:
         if action == "create":
+            fields = {
+                "name": request.POST.get("name", "").strip(),
+                "endpoint_url": request.POST.get("endpoint_url", "").strip(),
+            }
+            event_types = request.POST.getlist("event_types")
+            for field, value in [*fields.items(), *(("event_types", t) for t in event_types)]:
+                if not is_single_line(value):  # names and URLs: no control characters
+                    raise ApiError(f"{field} holds a control character.", target=field)
             subscription = services.create_subscription(
                 resource,
-                name=request.POST.get("name", "").strip(),
-                endpoint_url=request.POST.get("endpoint_url", "").strip(),
-                event_types=request.POST.getlist("event_types"),
+                **fields,
+                event_types=event_types,
                 schema=request.POST.get("schema") or None,
             )
             messages.success(

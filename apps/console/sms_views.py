@@ -68,7 +68,11 @@ def sms_send(request: HttpRequest, resource: Resource) -> HttpResponse:
 @resource_page()
 def sms_messages(request: HttpRequest, resource: Resource) -> HttpResponse:
     filters = {key: request.GET.get(key, "").strip() for key in ("direction", "status", "number")}
-    log = services.list_messages(resource, **filters)
+    try:
+        log = services.list_messages(resource, **filters)
+    except ApiError as error:
+        messages.error(request, error.message)
+        return redirect("console:sms-messages", slug=resource.slug)
     query = urlencode({key: value for key, value in filters.items() if value})
     context = _context(
         request,
@@ -118,7 +122,10 @@ def sms_handsets(request: HttpRequest, resource: Resource) -> HttpResponse:
                 messages.error(request, error.message)
         url = reverse("console:sms-handsets", kwargs={"slug": resource.slug})
         return redirect(f"{url}?{urlencode({'handset': handset})}")
-    conversation = list(handsets.conversation(resource, handset)) if handset else []
+    try:
+        conversation = list(handsets.conversation(resource, handset)) if handset else []
+    except ApiError:  # not a phone number: nobody to show
+        conversation = []
     context = _context(
         request,
         resource,

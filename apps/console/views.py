@@ -24,7 +24,8 @@ from django.views.decorators.http import require_POST
 from apps.accounts import services
 from apps.accounts.models import Resource, Role
 from apps.core import quotas
-from apps.core.errors import ApiError
+from apps.core.api import check_request_edges
+from apps.core.errors import ApiError, refusal_response
 
 PAGE_SIZE = 25
 
@@ -80,6 +81,13 @@ def resource_page(permission: str = services.VIEW) -> Callable[[ResourceView], R
         @login_required
         @wraps(view)
         def wrapper(request: HttpRequest, slug: str, *args: Any, **kwargs: Any) -> HttpResponse:
+            try:
+                # What no page takes (a NUL in a form field, a control character in the path
+                # or query string) is refused before the page runs. (apps.core.api's
+                # input_edge_middleware does this for every request once settings list it.)
+                check_request_edges(request, multipart=True)
+            except ApiError as error:
+                return refusal_response(request, error)
             try:
                 resource = services.access_resource(request.user, slug, permission)
             except ApiError as error:

@@ -131,6 +131,19 @@ def _wants_json(request: HttpRequest) -> bool:
     return request.path_info.startswith(("/r/", "/api/", "/.well-known/", "/healthz"))
 
 
+def refusal_response(request: HttpRequest, error: ApiError) -> Any:
+    """`error` raised before any view (apps.core.api.input_edge_middleware): in the ACS shape where
+    an API is called, the console's own 400 or 404 page elsewhere."""
+    if _wants_json(request):
+        body = error_body(error.code, error.message, target=error.target)
+        return JsonResponse(body, status=error.status)
+    from django.views import defaults
+
+    if error.status == 404:
+        return defaults.page_not_found(request, Http404(error.message))
+    return defaults.bad_request(request, error)
+
+
 def handler400(request: HttpRequest, exception: Exception | None = None) -> Any:
     if isinstance(exception, RequestDataTooBig):
         return error_response(413, "RequestEntityTooLarge", "The request body is too large.")

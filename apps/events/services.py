@@ -71,7 +71,7 @@ def check_subscription_request(
     *, name: Any, endpoint_url: Any, event_types: Any, schema: Any
 ) -> dict[str, Any]:
     """Validate raw subscription fields. Raises InvalidSubscription (400) naming the field."""
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise InvalidSubscription(
             "A subscription name is 3 to 64 letters, digits or hyphens.", target="name"
         )

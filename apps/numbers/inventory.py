@@ -21,6 +21,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.accounts.models import Resource
+from apps.core.parsers import is_single_line, is_text
 from apps.numbers.exceptions import (
     InvalidSeedCount,
     InventoryImportError,
@@ -234,6 +235,9 @@ def _parse_row(
     for column, limit in _TEXT_LIMITS.items():
         if len(value(column)) > limit:
             problems.append(f"{column} is longer than {limit} characters.")
+        elif not (is_single_line if column == "carrier" else is_text)(value(column)):
+            # (a NUL above all: PostgreSQL stores none; a quoted line break is CSV's own)
+            problems.append(f"{column} holds a control character.")
 
     if phone is None:
         return None, problems

@@ -23,6 +23,7 @@ from django.utils import timezone
 from apps.accounts import services as accounts
 from apps.accounts.models import Resource
 from apps.core.errors import ApiError
+from apps.core.parsers import is_single_line
 from apps.numbers import carriers, services
 from apps.numbers.exceptions import (
     NumberBusy,
@@ -48,6 +49,7 @@ from apps.numbers.models import (
 logger = logging.getLogger(__name__)
 
 MAX_SEARCH_QUANTITY = 100
+MAX_DESTINATION_LENGTH = 2048  # the column's size
 
 # The capabilities a number must support to serve a request for each value.
 COVERS: dict[str, list[str]] = {
@@ -82,8 +84,8 @@ def check_search_request(country_code: str, body: dict[str, Any]) -> dict[str, A
     if not assignment:
         raise ApiError("assignmentType is required.", target="assignmentType")
     area_code = body.get("areaCode") or ""
-    if not isinstance(area_code, str) or (area_code and not area_code.isdigit()):
-        raise ApiError("areaCode must be digits.", target="areaCode")
+    if not isinstance(area_code, str) or (area_code and not is_digits(area_code, 8)):
+        raise ApiError("areaCode must be 1 to 8 digits (0-9).", target="areaCode")
     return {
         "country_code": services.check_country(country_code),
         "number_type": services.check_number_type(body.get("phoneNumberType"), required=True),
@@ -105,9 +107,7 @@ def browse(country_code: str, body: dict[str, Any]) -> list[PhoneNumber]:
     if not isinstance(capabilities, dict):
         raise ApiError("capabilities must be an object.", target="capabilities")
     prefixes = body.get("phoneNumberPrefixes") or []
-    if not isinstance(prefixes, list) or not all(
-        isinstance(p, str) and p.isdigit() for p in prefixes
-    ):
+    if not isinstance(prefixes, list) or not all(is_digits(p, 15) for p in prefixes):
         raise ApiError(
             "phoneNumberPrefixes must be a list of digit strings.", target="phoneNumberPrefixes"
         )
@@ -223,7 +223,7 @@ def access_owned_number(resource: Resource, number: str) -> PhoneNumber:
     """The resource's own number, given as E.164 or as ACS ids do (digits only). Raises
     ApiError (400) for something that is not a phone number, NumberNotFound otherwise."""
     e164 = number if number.startswith("+") else f"+{number}"
-    if not (e164[1:].isdigit() and 6 <= len(e164) <= 16):
+    if not is_digits(e164[1:], 15) or len(e164) < 6:
         raise ApiError(
             f"{number!r} is not an E.164 phone number.",
             code="InvalidPhoneNumber",
@@ -235,6 +235,11 @@ def access_owned_number(resource: Resource, number: str) -> PhoneNumber:
     if owned is None:
         raise NumberNotFound(f"Phone number {number!r} is not one of this resource's numbers.")
     return owned
+
+
+def is_digits(value: Any, most: int) -> bool:
+    """A string of 1 to `most` ASCII digits (str.isdigit also takes "²" and "٤")."""
+    return isinstance(value, str) and 0 < len(value) <= most and value.isascii() and value.isdigit()
 
 
 def parse_uuid(value: Any) -> Any:
@@ -335,6 +340,12 @@ def set_inbound_destination(resource: Resource, number: str, destination: str) -
     """Point an owned number's inbound traffic at one of the resource's identities or at an
     http(s) URL; an empty value clears it. Raises NumberNotFound or ApiError (400)."""
     destination = (destination or "").strip()
+    if len(destination) > MAX_DESTINATION_LENGTH or not is_single_line(destination):
+        raise ApiError(
+            f"The destination is at most {MAX_DESTINATION_LENGTH} characters, without control "
+            "characters.",
+            target="inboundDestination",
+        )
     if destination.startswith("8:"):
         accounts.access_identity(resource, destination)
     elif destination:
@@ -360,7 +371,14 @@ def _refuse_if_busy(number: PhoneNumber) -> None:
 def _enqueue(operation: NumberOperation) -> None:
     from apps.numbers.tasks import run_operation
 
-    transaction.on_commit(lambda: run_operation.delay(str(operation.pk)))
+    def queue() -> None:
+        try:
+            run_operation.delay(str(operation.pk))
+        except Exception:
+            # Committed: beat's sweep queues it after its lease, once the broker is back.
+            logger.exception("could not queue number operation %s", operation.pk)
+
+    transaction.on_commit(queue)
 
 
 # --- The jobs -------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from apps.numbers.orders import (
     check_capability,
     check_hold_allowance,
     expire,
+    is_digits,
     parse_uuid,
     unhold,
 )
@@ -29,7 +30,7 @@ RESERVATION_MINUTES = 15
 
 def _requested_number(key: Any, wanted: Any) -> dict[str, str]:
     """Validate one entry of a reservation's phoneNumbers map (the whole request fails on any)."""
-    if not isinstance(key, str) or not key.isdigit():
+    if not is_digits(key, 15):
         raise ApiError(f"{key!r} is not a phone number id (digits only).", target="phoneNumbers")
     if not isinstance(wanted, dict):
         raise ApiError(

@@ -25,3 +25,8 @@ class InvalidHandsetReply(ApiError):
 class OptOutNotFound(ApiError):
     status = 404
     code = "NotFound"
+
+
+class HandsetNotFound(ApiError):
+    status = 404
+    code = "NotFound"

@@ -14,9 +14,10 @@ from django.db import transaction
 from django.db.models import Count, Max, QuerySet
 
 from apps.accounts.models import Resource
+from apps.core.parsers import is_text
 from apps.numbers.models import NumberStatus, PhoneNumber
 from apps.sms.addresses import is_e164
-from apps.sms.exceptions import InvalidHandsetReply
+from apps.sms.exceptions import HandsetNotFound, InvalidHandsetReply
 from apps.sms.models import HandsetMessage
 
 MAX_REPLY_LENGTH = 2048
@@ -68,15 +69,20 @@ def reply(resource: Resource, *, handset: str, counterpart: str, text: str) -> H
             f"{handset} is not a virtual handset (it is in this deployment or not E.164).",
             target="handset",
         )
-    if not PhoneNumber.objects.filter(
-        number=counterpart, owner=resource, status=NumberStatus.OWNED
-    ).exists():
+    if (
+        not is_e164(counterpart)
+        or not PhoneNumber.objects.filter(
+            number=counterpart, owner=resource, status=NumberStatus.OWNED
+        ).exists()
+    ):
         raise InvalidHandsetReply(
-            f"{counterpart} is not a phone number of this resource.", target="to"
+            f"{counterpart!r} is not a phone number of this resource.", target="to"
         )
-    if not text or len(text) > MAX_REPLY_LENGTH:
+    if not text or len(text) > MAX_REPLY_LENGTH or not is_text(text):
         raise InvalidHandsetReply(
-            f"The message must have 1 to {MAX_REPLY_LENGTH} characters.", target="message"
+            f"The message must have 1 to {MAX_REPLY_LENGTH} characters, without control "
+            "characters but line breaks and tabs.",
+            target="message",
         )
     with transaction.atomic():
         sent = HandsetMessage.objects.create(
@@ -98,6 +104,10 @@ def list_handsets(resource: Resource) -> list[dict[str, Any]]:
 
 
 def conversation(resource: Resource, handset: str) -> QuerySet[HandsetMessage]:
+    """The messages between `handset` and the resource's numbers. Raises HandsetNotFound for
+    something that is not a phone number."""
+    if not is_e164(handset):
+        raise HandsetNotFound(f"{handset!r} is not a phone number (E.164, e.g. +14255550123).")
     return HandsetMessage.objects.filter(resource=resource, handset=handset).order_by(
         "created_at", "pk"
     )

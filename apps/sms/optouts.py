@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 
 from apps.accounts.models import Resource
+from apps.core.parsers import is_single_line
 from apps.numbers.models import NumberStatus, PhoneNumber
 from apps.sms.addresses import INVALID_TO, is_e164
 from apps.sms.exceptions import InvalidOptOutRequest
@@ -73,6 +74,10 @@ def opted_out(sender: str, recipients: Iterable[str]) -> set[str]:
 
 
 def list_opt_outs(resource: Resource, *, sender: str = "") -> QuerySet[OptOut]:
+    """The resource's opt-outs, latest first (of one sender's, if given). Raises
+    InvalidOptOutRequest (400) for a sender holding a control character."""
+    if not is_single_line(sender):
+        raise InvalidOptOutRequest("sender holds a control character.", target="sender")
     opt_outs = OptOut.objects.filter(resource=resource).order_by("-created_at", "-pk")
     return opt_outs.filter(sender=sender) if sender else opt_outs
 

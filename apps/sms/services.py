@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from apps.accounts.models import Resource
 from apps.core.api import rfc3339
+from apps.core.parsers import is_single_line, is_text, storable
 from apps.events import services as events
 from apps.numbers.models import Capability, NumberStatus, PhoneNumber
 from apps.sms import delivery, optouts, segments
@@ -76,6 +77,11 @@ def check_send_request(body: dict[str, Any]) -> SendRequest:
     text = body.get("message")
     if not isinstance(text, str) or not text:
         raise InvalidSendRequest("'message' must be a non-empty string.", target="message")
+    if not is_text(text):
+        raise InvalidSendRequest(
+            "'message' holds a control character (line breaks and tabs are allowed).",
+            target="message",
+        )
     if len(text) > MAX_MESSAGE_LENGTH:
         raise InvalidSendRequest(
             f"'message' is {len(text)} characters; the limit is {MAX_MESSAGE_LENGTH}.",
@@ -101,9 +107,11 @@ def check_send_request(body: dict[str, Any]) -> SendRequest:
             "'enableDeliveryReport' must be true or false.", target="enableDeliveryReport"
         )
     tag = options.get("tag") or ""
-    if not isinstance(tag, str) or len(tag) > MAX_TAG_LENGTH:
+    if not isinstance(tag, str) or len(tag) > MAX_TAG_LENGTH or not is_single_line(tag):
         raise InvalidSendRequest(
-            f"'tag' must be a string of at most {MAX_TAG_LENGTH} characters.", target="tag"
+            f"'tag' must be a string of at most {MAX_TAG_LENGTH} characters, without control "
+            "characters.",
+            target="tag",
         )
     return SendRequest(str(sender), recipients, text, report, tag)
 
@@ -129,9 +137,14 @@ def _check_recipient(item: Any) -> Recipient:
         )
     request_id = item.get("repeatabilityRequestId")
     if request_id is not None:
-        if not isinstance(request_id, str) or not 0 < len(request_id) <= 64:
+        if (
+            not isinstance(request_id, str)
+            or not 0 < len(request_id) <= 64
+            or not is_single_line(request_id)
+        ):
             raise InvalidSendRequest(
-                "'repeatabilityRequestId' must be a string of 1 to 64 characters.",
+                "'repeatabilityRequestId' must be a string of 1 to 64 characters, without "
+                "control characters.",
                 target="repeatabilityRequestId",
             )
         first_sent = item.get("repeatabilityFirstSent")
@@ -305,7 +318,14 @@ def receive_sms(
 ) -> SmsMessage | None:
     """A message from `sender` to one of this deployment's numbers. Stores it, handles
     STOP / START / HELP, and raises SMSReceived for the number's owner. A message to a number
-    nobody owns (or that does not receive SMS) is dropped with a warning: returns None."""
+    nobody owns (or that does not receive SMS) is dropped with a warning: returns None.
+
+    A carrier's text is kept even when broken: a NUL or lone surrogate (no database stores
+    them) becomes U+FFFD. Addresses that are no phone numbers are dropped like unknown ones."""
+    text = storable(text)
+    if not is_e164(recipient) or not is_single_line(sender) or len(sender) > 16:
+        logger.warning("dropped an SMS from %r to %r: not phone numbers", sender, recipient)
+        return None
     number = (
         PhoneNumber.objects.select_related("owner")
         .filter(number=recipient, status=NumberStatus.OWNED)
@@ -352,15 +372,24 @@ def receive_sms(
 def access_message(resource: Resource, message_id: str) -> SmsMessage:
     from apps.sms.exceptions import MessageNotFound
 
-    message = SmsMessage.objects.filter(resource=resource, pk=message_id).first()
+    message = (
+        SmsMessage.objects.filter(resource=resource, pk=message_id).first()
+        if is_single_line(message_id)  # (a NUL is no id, and PostgreSQL cannot compare it)
+        else None
+    )
     if message is None:
-        raise MessageNotFound(f"No message {message_id} in this resource.")
+        raise MessageNotFound(f"No message {message_id!r} in this resource.")
     return message
 
 
 def list_messages(
     resource: Resource, *, direction: str = "", status: str = "", number: str = ""
 ) -> Any:
+    """The resource's messages, latest first, filtered by what is given. Raises
+    InvalidSendRequest (400) for a filter holding a control character."""
+    for name, value in (("direction", direction), ("status", status), ("number", number)):
+        if not is_single_line(value):
+            raise InvalidSendRequest(f"{name} holds a control character.", target=name)
     messages = SmsMessage.objects.filter(resource=resource).order_by("-created_at", "-pk")
     if direction:
         messages = messages.filter(direction=direction)

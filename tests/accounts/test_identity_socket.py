@@ -139,3 +139,24 @@ async def test_a_lost_revocation_push_is_caught_by_the_periodic_recheck(
     message = await communicator.receive_json_from(timeout=5)
     assert message["code"] == "InvalidToken"
     assert (await communicator.receive_output(timeout=5))["code"] == 4001
+
+
+async def test_an_identity_holds_at_most_its_share_of_sockets(resource, settings) -> None:
+    # given an identity allowed 2 sockets at once
+    settings.MAX_SOCKETS_PER_IDENTITY = 2
+    _, token = await _identity_with_token(resource)
+    first, hello = await _connect(token.token)
+    second, _ = await _connect(token.token)
+    assert hello["type"] == "hello"
+
+    # when a third opens, then it is refused with a clear error and closed (4029)
+    third, refused = await _connect(token.token)
+    assert refused["type"] == "error" and refused["code"] == "TooManySockets"
+    assert (await third.receive_output(timeout=5))["code"] == 4029
+
+    # when one closes, then a new one is welcome again
+    await first.disconnect()
+    fourth, hello = await _connect(token.token)
+    assert hello["type"] == "hello"
+    await second.disconnect()
+    await fourth.disconnect()
