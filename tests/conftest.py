@@ -343,6 +343,8 @@ def start_spool(extra_env: dict[str, str] | None = None) -> tuple[LiveSpool, lis
             "PYTHONUNBUFFERED": "1",
             # Test webhook receivers listen on loopback, which tenants may not reach.
             "SPOOL_OUTBOUND_ALLOWED_NETWORKS": "127.0.0.0/8",
+            # Every browser test signs up its own user, all from 127.0.0.1.
+            "SPOOL_QUOTA_SIGN_UPS": "1000/3600",
             **(extra_env or {}),
         }
     )

@@ -95,7 +95,7 @@ def test_cached_basic_credentials_do_not_work_from_another_sites_page(owner, res
     # when another site's page posts a form to the management API
     forged = api.post(
         url,
-        "x=1",
+        "{}",
         content_type="text/plain",
         HTTP_AUTHORIZATION=f"Basic {token}",
         HTTP_ORIGIN="https://evil.example",
