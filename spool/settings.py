@@ -593,6 +593,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    # Every operation's error responses (the ACS error shape) and the limits behind them.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "apps.core.schema.add_error_responses",
+    ],
     # One name per choice set shared by several fields.
     "ENUM_NAME_OVERRIDES": {
         "Capability": "apps.numbers.models.Capability",

@@ -247,3 +247,13 @@ def test_schema_and_offline_docs_are_served(as_user, owner) -> None:
     # Swagger UI comes from the sidecar package under /static/, never from a CDN.
     assert b"/static/drf_spectacular_sidecar/" in docs.content
     assert b"cdn.jsdelivr" not in docs.content and b"unpkg" not in docs.content
+
+
+def test_the_schema_documents_every_operations_errors(as_user, owner) -> None:
+    schema = as_user(owner).get("/api/schema/?format=json").json()
+    operations = [op for path in schema["paths"].values() for op in path.values()]
+    assert len(operations) > 20
+    for operation in operations:
+        assert {"400", "401", "403", "404", "413", "429"} <= set(operation["responses"])
+    error = schema["components"]["schemas"]["Error"]
+    assert error["properties"]["error"]["required"] == ["code", "message"]
