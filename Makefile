@@ -52,12 +52,12 @@ typecheck: install
 	$(PY) -m mypy apps spool
 
 bench: install
-	$(PY) -P bench/tokens.py
-	$(PY) -P bench/sms.py
-	$(PY) -P bench/chat.py
-	$(PY) -P bench/calls.py
-	@if [ -n "$$DATABASE_URL" ]; then $(PY) -P bench/numbers.py; \
-	else echo "bench/numbers.py needs DATABASE_URL (PostgreSQL): skipped."; fi
+	$(PY) bench/tokens.py
+	$(PY) bench/sms.py
+	$(PY) bench/chat.py
+	$(PY) bench/calls.py
+	@if [ -n "$$DATABASE_URL" ]; then $(PY) bench/phone_numbers.py; \
+	else echo "bench/phone_numbers.py needs DATABASE_URL (PostgreSQL): skipped."; fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

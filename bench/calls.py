@@ -47,8 +47,7 @@ from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-# bench/numbers.py would shadow the stdlib's `numbers`: import from the project root instead.
-sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+sys.path.insert(0, str(ROOT))  # `from bench import ...` when run as a script
 
 from aiortc import (  # noqa: E402
     MediaStreamTrack,

@@ -51,9 +51,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
-# bench/ also holds numbers.py, which would shadow the stdlib's `numbers` (decimal, and so
-# Django, imports it): import from the project root instead of this script's folder.
-sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+sys.path.insert(0, str(ROOT))  # `from bench import ...` when run as a script
 
 from bench import tokens  # noqa: E402
 

@@ -113,7 +113,7 @@ class PhoneNumber(models.Model):
             # Browsing: distinct area codes and localities of a country's available numbers.
             models.Index(fields=["country_code", "number_type", "status", "area_code"]),
             # Searching: the available numbers of an area code, already in number order, so
-            # `ORDER BY number LIMIT n` stops at the first matches (bench/numbers.py: p99 631 ms
+            # `ORDER BY number LIMIT n` stops at the first matches (bench/phone_numbers.py: p99 631 ms
             # on 1M numbers without it, 40 ms with it).
             models.Index(
                 fields=["country_code", "number_type", "area_code", "number"],

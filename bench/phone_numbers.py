@@ -22,7 +22,7 @@ over keep-alive connections, signing every request afresh. Needs DATABASE_URL (P
 and, for the shared Redis, REDIS_URL:
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/test REDIS_URL=redis://127.0.0.1:6379/0 \\
-        .venv/bin/python bench/numbers.py [--searches 300] [--clients 8] [--seconds 10]
+        .venv/bin/python bench/phone_numbers.py [--searches 300] [--clients 8] [--seconds 10]
 
 Prints figures; exits non-zero only when something could not be set up.
 """
@@ -636,7 +636,7 @@ def main() -> int:
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
         print(
-            "bench/numbers.py measures PostgreSQL: set DATABASE_URL (e.g. "
+            "bench/phone_numbers.py measures PostgreSQL: set DATABASE_URL (e.g. "
             "postgres://postgres@127.0.0.1:5432/test) and REDIS_URL (e.g. "
             "redis://127.0.0.1:6379/0)",
             file=sys.stderr,
