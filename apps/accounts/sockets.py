@@ -12,12 +12,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 
 from apps.core.errors import ApiError
+from apps.core.quotas import cache_redis
 
 logger = logging.getLogger(__name__)
 
@@ -28,12 +27,6 @@ LIFETIME_SECONDS = 90
 class TooManySockets(ApiError):
     status = 429
     code = "TooManySockets"
-
-
-def _redis() -> Any | None:
-    client = getattr(cache, "_cache", None)
-    get_client = getattr(client, "get_client", None)
-    return get_client(write=True) if get_client else None
 
 
 def _key(identity_id: object) -> str:
@@ -49,7 +42,7 @@ def open_socket(identity_id: object, channel_name: str) -> None:
     holds SPOOL_MAX_SOCKETS_PER_IDENTITY already."""
     limit = settings.MAX_SOCKETS_PER_IDENTITY
     now = time.time()
-    redis = _redis()
+    redis = cache_redis()
     if redis is None:
         with _local_lock:
             entries = {
@@ -83,7 +76,7 @@ def open_socket(identity_id: object, channel_name: str) -> None:
 def keep_socket(identity_id: object, channel_name: str) -> None:
     """Renew a live socket's entry (call well within LIFETIME_SECONDS)."""
     until = time.time() + LIFETIME_SECONDS
-    redis = _redis()
+    redis = cache_redis()
     if redis is None:
         with _local_lock:
             _local.setdefault(_key(identity_id), {})[channel_name] = until
@@ -98,7 +91,7 @@ def keep_socket(identity_id: object, channel_name: str) -> None:
 
 
 def close_socket(identity_id: object, channel_name: str) -> None:
-    redis = _redis()
+    redis = cache_redis()
     if redis is None:
         with _local_lock:
             _local.get(_key(identity_id), {}).pop(channel_name, None)

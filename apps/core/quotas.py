@@ -99,7 +99,7 @@ def _check(name: str, key: object, limit: Limit, what: str, *, count: bool) -> N
 def _counts(current: str, previous: str, ttl: int, *, count: bool) -> tuple[int, int]:
     """The current window's count (after adding one, when counting) and the previous one's:
     one round trip to Redis (this sits on the token hot path), or the cache API elsewhere."""
-    redis = _redis()
+    redis = cache_redis()
     if redis is not None:
         pipe = redis.pipeline(transaction=False)
         if count:
@@ -117,8 +117,9 @@ def _counts(current: str, previous: str, ttl: int, *, count: bool) -> tuple[int,
     return int(counts.get(current, 0)), int(counts.get(previous, 0))
 
 
-def _redis() -> Any | None:
-    """The cache's Redis client when the cache is Redis (not in unit tests without it)."""
+def cache_redis() -> Any | None:
+    """The cache's own Redis client when the cache is Redis (None in unit tests without it),
+    for counters that need one round trip (quotas, sockets per identity)."""
     get_client = getattr(getattr(cache, "_cache", None), "get_client", None)
     return get_client(write=True) if get_client else None
 
@@ -131,7 +132,7 @@ def reset(name: str, key: object, limit: LimitSetting) -> None:
     window = int(_now() // limit.seconds)
     keys = [f"spool:quota:{name}:{key}:{window}", f"spool:quota:{name}:{key}:{window - 1}"]
     try:
-        redis = _redis()
+        redis = cache_redis()
         if redis is not None:
             redis.delete(*keys)
         else:
