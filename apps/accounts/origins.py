@@ -125,10 +125,10 @@ def free_resource_port() -> int | None:
     return None
 
 
-def resource_ports() -> dict[int, str]:
-    """Every resource's port and slug: what each web process listens on."""
-    rows = Resource.objects.exclude(port=None).values_list("port", "slug")
-    return {port: slug for port, slug in rows if port is not None}
+def resource_ports() -> set[int]:
+    """Every resource's port: what each web process listens on."""
+    ports = Resource.objects.exclude(port=None).values_list("port", flat=True)
+    return {port for port in ports if port is not None}
 
 
 def listen_on_resource_ports(sender: Any, listeners: Any, **kwargs: Any) -> None:
@@ -141,7 +141,7 @@ async def _follow_resource_ports(listeners: Any) -> None:
     read_ports = database_sync_to_async(resource_ports)
     while not listeners.stopped:
         try:
-            wanted = set(await read_ports())
+            wanted = await read_ports()
         except Exception:  # the database is away: keep what is open, try again
             logger.exception("Cannot read the resources' ports")
         else:
