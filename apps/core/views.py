@@ -103,10 +103,10 @@ def _check_redis() -> str:
 def _redis_location() -> str | None:
     """The Redis behind the cache (the same one serves the channel layer and the broker)."""
     config = settings.CACHES["default"]
-    if not config["BACKEND"].endswith(".RedisCache"):
+    if not str(config["BACKEND"]).endswith(".RedisCache"):
         return None
     location = config["LOCATION"]
-    return str(location if isinstance(location, str) else location[0])
+    return location if isinstance(location, str) else str(next(iter(location)))
 
 
 def _redis_client(location: str) -> redis.Redis:
