@@ -293,6 +293,20 @@ RING_TIMEOUT_SECONDS = env_int("SPOOL_RING_TIMEOUT_SECONDS", 60, minimum=1)
 # Group calls: through Janus's VideoRoom (an SFU) when SPOOL_JANUS_URL names its WebSocket API
 # (ws://127.0.0.1:8188/), else a mesh (every participant sends to every other) of a few people.
 JANUS_URL = os.environ.get("SPOOL_JANUS_URL", "")
+# Call Automation's media process (apps/automation/media.py): the channel-layer channel it
+# listens on, and the Janus it drives (AudioBridge; the SFU's Janus unless set apart).
+MEDIA_CHANNEL = os.environ.get("SPOOL_MEDIA_CHANNEL", "automation.media")
+MEDIA_JANUS_URL = os.environ.get("SPOOL_MEDIA_JANUS_URL", "")
+RECORDINGS_DIR = Path(os.environ.get("SPOOL_RECORDINGS_DIR", str(DATA_DIR / "recordings")))
+RECORDING_RETENTION_DAYS = int(os.environ.get("SPOOL_RECORDING_RETENTION_DAYS", "30"))
+# Files the application asks Spool to play are fetched once, at most this big, then cached.
+MEDIA_FILE_MAX_BYTES = int(os.environ.get("SPOOL_MEDIA_FILE_MAX_BYTES", str(20 * 1024 * 1024)))
+MEDIA_FILE_FETCH_SECONDS = float(os.environ.get("SPOOL_MEDIA_FILE_FETCH_SECONDS", "15"))
+# How long an incoming call waits for the application to answer, redirect or reject it.
+INCOMING_CALL_SECONDS = int(os.environ.get("SPOOL_INCOMING_CALL_SECONDS", "60"))
+CALLBACK_TIMEOUT_SECONDS = float(os.environ.get("SPOOL_CALLBACK_TIMEOUT_SECONDS", "10"))
+CALLBACK_RETRY_SECONDS = (2, 5, 15, 30, 60)
+CALLBACK_TTL_MINUTES = int(os.environ.get("SPOOL_CALLBACK_TTL_MINUTES", "30"))
 # Janus's api_secret, when its API is reachable by more than Spool (web hosts apart from it).
 JANUS_API_SECRET = os.environ.get("SPOOL_JANUS_API_SECRET", "")
 MESH_MAX_PARTICIPANTS = env_int("SPOOL_MESH_MAX_PARTICIPANTS", 4, minimum=2)
@@ -356,6 +370,7 @@ INSTALLED_APPS = [
     "apps.sms",
     "apps.chat",
     "apps.calls",
+    "apps.automation",
     "apps.console",
 ]
 
@@ -496,6 +511,7 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("SPOOL_CELERY_EAGER")
 CELERY_TASK_ROUTES = {
     "apps.events.tasks.deliver": {"queue": "webhooks"},
     "apps.events.tasks.validate_subscription": {"queue": "webhooks"},
+    "apps.automation.tasks.deliver_callbacks": {"queue": "webhooks"},
 }
 CELERY_BEAT_SCHEDULE = {
     "heartbeat": {
@@ -505,6 +521,8 @@ CELERY_BEAT_SCHEDULE = {
     },
     "prune-signing-keys": {"task": "apps.accounts.tasks.prune_signing_keys", "schedule": 3600.0},
     "prune-request-log": {"task": "apps.core.tasks.prune_request_log", "schedule": 3600.0},
+    "sweep-callbacks": {"task": "apps.automation.tasks.sweep", "schedule": 5.0},
+    "prune-recordings": {"task": "apps.automation.tasks.prune_recordings", "schedule": 3600.0},
     "expire-number-holds": {"task": "apps.numbers.tasks.expire_holds", "schedule": 30.0},
     "end-number-quarantines": {"task": "apps.numbers.tasks.end_quarantines", "schedule": 3600.0},
     "requeue-number-operations": {

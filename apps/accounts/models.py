@@ -65,6 +65,11 @@ class Membership(models.Model):
         return f"{self.user} is {self.role} of {self.resource}"
 
 
+class IncomingCalls(models.TextChoices):
+    CLIENT = "client", "Ring the identity's calling clients"
+    APPLICATION = "application", "Raise IncomingCall for the resource's application"
+
+
 class CommunicationIdentity(models.Model):
     """An ACS communication user: `8:acs:<resource id>_<identity id>`."""
 
@@ -76,6 +81,10 @@ class CommunicationIdentity(models.Model):
     token_generation = models.PositiveIntegerField(default=0)
     tokens_revoked_at = models.DateTimeField(null=True, blank=True)
     last_token_issued_at = models.DateTimeField(null=True, blank=True)
+    # Where calls to this identity go: its browsers, or an application (Call Automation).
+    incoming_calls = models.CharField(
+        max_length=16, choices=IncomingCalls.choices, default=IncomingCalls.CLIENT
+    )
 
     class Meta:
         ordering = ["-created_at"]

@@ -170,6 +170,11 @@ class CallAgent:
         while self.state != wanted:
             await asyncio.wait_for(self._states.get(), timeout)
 
+    async def send_dtmf(self, tone: str) -> None:
+        """Press a key in the call (carried on signaling, as the ACS calling client does)."""
+        await self._send({"type": "call.sendDtmf", "callId": self.call_id, "tone": tone})
+        await self._reply("call.dtmfSent")
+
     async def hang_up(self) -> None:
         await self._send({"type": "call.hangup", "callId": self.call_id})
 
@@ -290,6 +295,11 @@ class CallAgent:
         if self.state == "Disconnected":
             self.end_reason = frame.get("callEndReason")
             await self._close_peers()
+        elif self.state == "Connected" and frame.get("topology") == "bridge":
+            # The call's media goes through the media bridge: one peer, "media".
+            self.topology = "bridge"
+            if "media" not in self._peers:
+                await self._offer("media")
         elif self.state == "Connected" and not self._peers and self.is_caller:
             # The caller makes the offer once the callee has answered.
             await self._offer(next(iter(self.participants)))

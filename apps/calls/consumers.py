@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from apps.calls import sfu, signaling, turn
+from apps.calls import media_link, sfu, signaling, turn
 from apps.calls.exceptions import CallNotAllowed, InvalidCallRequest
 from apps.calls.models import CallTopology
 from apps.core.errors import ApiError
@@ -85,6 +85,15 @@ def _update(consumer: IdentityConsumer, frame: dict[str, Any]) -> dict[str, Any]
     return {"type": "call.updated", "callId": frame.get("callId")}
 
 
+def _send_dtmf(consumer: IdentityConsumer, frame: dict[str, Any]) -> dict[str, Any]:
+    call = signaling.send_dtmf(consumer.principal, frame.get("callId"), frame)
+    return {"type": "call.dtmfSent", "callId": str(call.pk), "topology": call.topology}
+
+
+def _check_media_signal(consumer: IdentityConsumer, frame: dict[str, Any]) -> dict[str, Any]:
+    return signaling.check_media_signal(consumer.principal, frame.get("callId"), frame)
+
+
 COMMANDS: dict[str, Callable[[IdentityConsumer, dict[str, Any]], Any]] = {
     "call.invite": _invite,
     "call.accept": _accept,
@@ -93,6 +102,7 @@ COMMANDS: dict[str, Callable[[IdentityConsumer, dict[str, Any]], Any]] = {
     "call.signal": _signal,
     "call.join": _join,
     "call.update": _update,
+    "call.sendDtmf": _send_dtmf,
 }
 
 
@@ -171,6 +181,19 @@ async def _sfu_signal(consumer: IdentityConsumer, frame: dict[str, Any]) -> None
         )
 
 
+def _to_bridge(
+    consumer: IdentityConsumer, frame: dict[str, Any], kind: str, **fields: Any
+) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "call": str(frame["callId"]),
+        "rawId": consumer.principal.raw_id,
+        "identity": str(consumer.principal.identity.pk),
+        "channel": consumer.channel_name,
+        **fields,
+    }
+
+
 def _stop_ringing(call_id: str) -> None:
     asyncio.ensure_future(database_sync_to_async(signaling.ring_timeout)(call_id))
 
@@ -209,7 +232,15 @@ async def _run(
     if name == "call.signal" and isinstance(to, str) and to.startswith(signaling.SFU_PEER):
         await _sfu_signal(consumer, frame)
         return None
+    if name == "call.signal" and to == signaling.MEDIA_PEER:
+        # The media process answers the offer with a signal from `media` to this socket.
+        data = await database_sync_to_async(_check_media_signal)(consumer, frame)
+        await media_link.send(_to_bridge(consumer, frame, "signal", data=data))
+        return None
     reply = await database_sync_to_async(handler)(consumer, frame)
+    if name == "call.sendDtmf" and reply["topology"] == CallTopology.BRIDGE:
+        tone = str(frame["tone"]).upper()
+        await media_link.send(_to_bridge(consumer, frame, "dtmf", tone=tone))
     if name == "call.join" and reply["topology"] == CallTopology.SFU:
         # The client hears it joined before Janus's offers for the feeds already there.
         await consumer.send_json(_answering(frame, reply))

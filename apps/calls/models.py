@@ -80,6 +80,8 @@ class CallTopology(models.TextChoices):
     PEER_TO_PEER = "p2p", "Peer to peer"
     MESH = "mesh", "Mesh"
     SFU = "sfu", "SFU (Janus)"
+    # Every leg's audio meets in the media process's Janus AudioBridge room (Call Automation).
+    BRIDGE = "bridge", "Media bridge (Janus AudioBridge)"
 
 
 class Call(models.Model):

@@ -26,8 +26,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.accounts import services as accounts
+from apps.accounts.models import IncomingCalls
 from apps.accounts.services import TokenPrincipal, identity_group
 from apps.calls import rooms, sfu
+from apps.calls import signals as call_signals
 from apps.calls.exceptions import CallNotAllowed, CallNotFound, InvalidCallRequest, TooManyCalls
 from apps.calls.models import (
     Call,
@@ -154,6 +156,8 @@ def invite(principal: TokenPrincipal, body: dict[str, Any], channel_name: str) -
     callee = accounts.access_identity(principal.identity.resource, to)
     check_call_allowance(principal, placing=True)
     now = timezone.now()
+    if callee.incoming_calls == IncomingCalls.APPLICATION:
+        return _offer_to_application(principal, callee.raw_id, channel_name, video, muted, now)
     with transaction.atomic():
         call = Call.objects.create(
             resource=principal.identity.resource,
@@ -190,6 +194,79 @@ def invite(principal: TokenPrincipal, body: dict[str, Any], channel_name: str) -
     return call
 
 
+def _offer_to_application(
+    principal: TokenPrincipal, to: str, channel_name: str, video: bool, muted: bool, now: Any
+) -> Call:
+    """A call to an identity whose calls go to the application: nothing rings; the resource's
+    application hears of it (IncomingCall) and answers, redirects or rejects it. Its media
+    goes through the media bridge once answered."""
+    with transaction.atomic():
+        call = Call.objects.create(
+            resource=principal.identity.resource,
+            kind=CallKind.GROUP,
+            topology=CallTopology.BRIDGE,
+            caller_raw_id=principal.raw_id,
+            video=False,  # the bridge mixes audio only
+            created_at=now,
+        )
+        CallParticipant.objects.create(
+            call=call,
+            raw_id=principal.raw_id,
+            is_caller=True,
+            state=CallLegState.CONNECTED,
+            channel_name=channel_name,
+            joined_at=now,
+            is_muted=muted,
+        )
+        _push([(principal.raw_id, _frame(call, "stateChanged", state="Ringing"))])
+        call_signals.call_offered.send(Call, call=call, to=to, video=video)
+    return call
+
+
+def ring(call: Call, raw_id: str) -> CallParticipant:
+    """Ring an identity into a bridged call (placed, added or transferred to by the
+    application): a ringing leg, and `incomingCall` on each of its sockets."""
+    leg, _ = CallParticipant.objects.update_or_create(
+        call=call,
+        raw_id=raw_id,
+        defaults={"state": CallLegState.RINGING, "channel_name": "", "left_at": None},
+    )
+    caller = identifier_kind(call.caller_raw_id)
+    _push([(raw_id, _frame(call, "incomingCall", caller=caller, video=False))])
+    return leg
+
+
+def stop_ringing(call: Call, leg: CallParticipant, code: int, reason: str) -> None:
+    """A ringing leg of a bridged call is no longer wanted (cancelled, unanswered)."""
+    if CallParticipant.objects.filter(pk=leg.pk, state=CallLegState.RINGING).update(
+        state=CallLegState.DECLINED
+    ):
+        frame = _frame(call, "stateChanged", state="Disconnected", callEndReason=_reason(code))
+        _push([(leg.raw_id, {**frame, "reason": reason})])
+        call_signals.leg_ended.send(Call, call=call, leg=leg, code=code)
+
+
+def connect_caller(call: Call) -> None:
+    """The application answered: the caller's client sends its media to the bridge."""
+    with transaction.atomic():
+        answered = Call.objects.filter(pk=call.pk, state=CallState.RINGING).update(
+            state=CallState.CONNECTED, connected_at=timezone.now()
+        )
+        if not answered:
+            raise CallNotAllowed("The call is no longer ringing.")
+        call.state = CallState.CONNECTED
+        connected = _frame(
+            call,
+            "stateChanged",
+            state="Connected",
+            topology=CallTopology.BRIDGE,
+            participants=roster(call, without=call.caller_raw_id),
+        )
+        caller = call.participants.get(raw_id=call.caller_raw_id)
+        _push([_to_leg(caller, connected)])
+        publish_events(call.resource, [_started_event(call), _added_event(call, caller)])
+
+
 def accept(
     principal: TokenPrincipal, call_id: Any, channel_name: str, body: dict[str, Any] | None = None
 ) -> Call:
@@ -199,6 +276,8 @@ def accept(
     video = body_flag(body or {}, "video") or False
     muted = body_flag(body or {}, "muted") or False
     call, leg = access_call(principal, call_id)
+    if call.topology == CallTopology.BRIDGE:
+        return _accept_bridged(call, leg, channel_name, muted)
     if leg.is_caller or leg.state != CallLegState.RINGING or call.state != CallState.RINGING:
         raise CallNotAllowed("Only the callee of a ringing call can accept it.")
     now = timezone.now()
@@ -231,6 +310,42 @@ def accept(
     return call
 
 
+def _accept_bridged(call: Call, leg: CallParticipant, channel_name: str, muted: bool) -> Call:
+    """Answer a bridged call the application placed (or added this identity to): the leg
+    joins, and its client sends its media to the bridge."""
+    if leg.state != CallLegState.RINGING or call.state == CallState.DISCONNECTED:
+        raise CallNotAllowed("Only a ringing participant can accept the call.")
+    now = timezone.now()
+    with transaction.atomic():
+        if not CallParticipant.objects.filter(pk=leg.pk, state=CallLegState.RINGING).update(
+            state=CallLegState.CONNECTED, channel_name=channel_name, joined_at=now, is_muted=muted
+        ):
+            raise CallNotAllowed("The call is no longer ringing.")
+        leg.state, leg.channel_name, leg.is_muted = CallLegState.CONNECTED, channel_name, muted
+        started = Call.objects.filter(pk=call.pk, state=CallState.RINGING).update(
+            state=CallState.CONNECTED, connected_at=now
+        )
+        call.state = CallState.CONNECTED
+        connected = _frame(
+            call,
+            "stateChanged",
+            state="Connected",
+            answeredBy=channel_name,
+            topology=CallTopology.BRIDGE,
+            participants=roster(call, without=leg.raw_id),
+        )
+        others = list(call.participants.filter(state=CallLegState.CONNECTED).exclude(pk=leg.pk))
+        added = _frame(call, "participantsUpdated", added=[roster_entry(leg)], removed=[])
+        # Every socket of the identity stops ringing; the answering one connects.
+        _push([(leg.raw_id, connected), *(_to_leg(other, added) for other in others)])
+        events = [_added_event(call, leg)]
+        if started:
+            events.insert(0, _started_event(call))
+        publish_events(call.resource, events)
+        call_signals.leg_answered.send(Call, call=call, leg=leg)
+    return call
+
+
 def ring_timeout(call_id: str) -> None:
     """Stop ringing a 1:1 call that nobody answered in time (code 408)."""
     call = Call.objects.filter(pk=call_id, state=CallState.RINGING).first()
@@ -243,6 +358,9 @@ def decline(principal: TokenPrincipal, call_id: Any) -> Call:
     call, leg = access_call(principal, call_id)
     if leg.is_caller or leg.state != CallLegState.RINGING:
         raise CallNotAllowed("Only the callee of a ringing call can decline it.")
+    if call.topology == CallTopology.BRIDGE:
+        stop_ringing(call, leg, END_DECLINED, "Declined by the callee.")
+        return call
     CallParticipant.objects.filter(pk=leg.pk).update(state=CallLegState.DECLINED)
     return _end(call, END_DECLINED, "Declined by the callee.", by=principal.raw_id)
 
@@ -386,6 +504,8 @@ def _leave(call: Call, leg: CallParticipant, code: int) -> Call:
         removed = _frame(call, "participantsUpdated", added=[], removed=[leg.raw_id])
         _push([_to_leg(leg, gone), *(_to_leg(other, removed) for other in remaining)])
         publish_events(call.resource, [_removed_event(call, leg)])
+        if call.topology == CallTopology.BRIDGE:
+            call_signals.leg_ended.send(Call, call=call, leg=leg, code=code)
         if not remaining:
             return _end(call, END_NORMAL, "The last participant left.", by=leg.raw_id)
     return call
@@ -400,6 +520,11 @@ def hang_up(principal: TokenPrincipal, call_id: Any, body: dict[str, Any] | None
     for_everyone = body_flag(body or {}, "forEveryone")
     if call.state == CallState.DISCONNECTED:
         return call
+    if call.topology == CallTopology.BRIDGE and leg.state == CallLegState.RINGING:
+        stop_ringing(call, leg, END_DECLINED, "Declined.")
+        return call
+    if call.topology == CallTopology.BRIDGE and call.state == CallState.RINGING:
+        return _end(call, END_CANCELLED, "Cancelled before it was answered.", by=leg.raw_id)
     if call.kind == CallKind.ONE_TO_ONE:
         if call.state == CallState.RINGING:
             return _end(call, END_CANCELLED, "Cancelled before it was answered.", by=leg.raw_id)
@@ -528,10 +653,55 @@ def socket_closed(channel_name: str) -> None:
         channel_name=channel_name, call__ended_at__isnull=True
     )
     for leg in legs:
-        if leg.call.kind == CallKind.ONE_TO_ONE:
+        if leg.call.kind == CallKind.ONE_TO_ONE or (
+            leg.is_caller and leg.call.state == CallState.RINGING
+        ):
             _end(leg.call, END_GONE, "A participant's connection closed.", by=leg.raw_id)
         elif leg.state == CallLegState.CONNECTED:
             _leave(leg.call, leg, END_GONE)
+
+
+# --- The media bridge (Call Automation) ------------------------------------------------------
+MEDIA_PEER = "media"
+DTMF_TONES = frozenset("0123456789*#ABCD")
+
+
+def end_call(call: Call, code: int, reason: str, *, by: str) -> Call:
+    """End a call for everyone (the application terminated it, or its media failed)."""
+    return _end(call, code, reason, by=by)
+
+
+def remove_leg(call: Call, leg: CallParticipant, code: int) -> Call:
+    """Take a connected participant out of a call (the application removed it)."""
+    return _leave(call, leg, code)
+
+
+def check_media_signal(
+    principal: TokenPrincipal, call_id: Any, body: dict[str, Any]
+) -> dict[str, Any]:
+    """A signal for the media bridge (`to` is `media`): its data, if the principal is in a live
+    bridged call. Raises as check_signal, or CallNotAllowed."""
+    require_scope(principal)
+    call, leg = _live_leg(principal, call_id)
+    if call.topology != CallTopology.BRIDGE:
+        raise CallNotAllowed("This call's media does not go through the media bridge.")
+    return check_signal(leg, body)
+
+
+def send_dtmf(principal: TokenPrincipal, call_id: Any, body: dict[str, Any]) -> Call:
+    """A key pressed in a live call (the calling client's `sendDtmf(tone)`): carried on
+    signaling because Janus's mixers drop RFC 4733 packets. A bridged call's media process
+    hears it (recognize, continuous DTMF); the other legs of other calls get `dtmfReceived`."""
+    require_scope(principal)
+    tone = body.get("tone")
+    if not isinstance(tone, str) or tone.upper() not in DTMF_TONES or len(tone) != 1:
+        raise InvalidCallRequest("tone must be one of 0-9, *, #, A-D.", target="tone")
+    call, leg = _live_leg(principal, call_id)
+    if call.topology != CallTopology.BRIDGE:
+        frame = _frame(call, "dtmfReceived", tone=tone.upper(), **{"from": leg.raw_id})
+        others = call.participants.filter(state=CallLegState.CONNECTED).exclude(pk=leg.pk)
+        _push([_to_leg(other, frame) for other in others])
+    return call
 
 
 def _reason(code: int) -> dict[str, int]:
@@ -559,10 +729,13 @@ def _end(call: Call, code: int, reason: str, *, by: str) -> Call:
             state=CallLegState.LEFT, left_at=now
         )
         frame = _frame(call, "stateChanged", state="Disconnected", callEndReason=_reason(code))
+        ringing = [leg for leg in legs if leg.state == CallLegState.RINGING]
         if call.kind == CallKind.ONE_TO_ONE:
             _push([(leg.raw_id, frame) for leg in legs])
         else:
-            _push([_to_leg(leg, frame) for leg in live])
+            _push([_to_leg(leg, frame) for leg in live] + [(leg.raw_id, frame) for leg in ringing])
+        if call.topology == CallTopology.BRIDGE:
+            call_signals.call_ended.send(Call, call=call)
         if call.topology == CallTopology.SFU:
             transaction.on_commit(lambda: sfu.destroy_room_in_background(str(call.pk)))
         if was_connected:

@@ -39,6 +39,8 @@ class AcsApiView(APIView):
     runs."""
 
     api_versions: tuple[str, ...] = ()
+    # False for URLs the SDKs use as given, which carry none (recording downloads).
+    api_version_required = True
     quota: str = ""
     schema = None  # the ACS API is described by Microsoft's specs, not by /api/schema/
     parser_classes = [AcsJSONParser, MergePatchJSONParser]
@@ -48,6 +50,8 @@ class AcsApiView(APIView):
         super().initial(request, *args, **kwargs)
         check_query_string(request._request.META.get("QUERY_STRING", ""))
         version = request.query_params.get("api-version")
+        if not version and not self.api_version_required:
+            version = self.api_versions[-1]
         if not version:
             raise ApiError(
                 "The api-version query parameter is required.", code="MissingApiVersionParameter"

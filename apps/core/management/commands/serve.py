@@ -270,6 +270,7 @@ class Command(BaseCommand):
             )
         schedule = str(settings.DATA_DIR / "celerybeat-schedule")
         children.append(Child("beat", [*celery, "beat", *log_level, "--schedule", schedule]))
+        children += self._media_children(python, manage)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._request_stop)
         for child in children:
@@ -287,6 +288,27 @@ class Command(BaseCommand):
             if redis_child:
                 self._stop([redis_child])
         self.stdout.write("Spool stopped.")
+
+    def _media_children(self, python: str, manage: str) -> list[Child]:
+        """Call Automation's media plane: a Janus of our own (unless one is configured) and
+        the media process that drives it. Without Janus installed, calls with an application
+        are refused with a clear error (503) and everything else runs."""
+        from apps.core import janus as engine
+
+        children = []
+        if not (settings.MEDIA_JANUS_URL or settings.JANUS_URL):
+            if engine.janus_binary() is None:
+                self.stdout.write(
+                    "Janus is not installed: Call Automation is off (apt-get install janus)."
+                )
+                return []
+            folder = settings.DATA_DIR / "janus"
+            url = engine.prepare(folder, engine.free_port())
+            os.environ["SPOOL_MEDIA_JANUS_URL"] = url  # the media process inherits it
+            log = folder / "janus.log"
+            children.append(Child("janus", engine.command(folder, log), log_file=log))
+        children.append(Child("media", [python, manage, "media"]))
+        return children
 
     def _request_stop(self, signum: int, frame: Any) -> None:
         self.stopping = True

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import AppConfig
+
+
+class AutomationConfig(AppConfig):
+    name = "apps.automation"
+    label = "automation"
+
+    def ready(self) -> None:
+        # Calls tells of bridged calls through signals; it knows nothing of automation.
+        from apps.automation import services
+        from apps.calls import signals
+
+        def offered(sender: Any, call: Any, to: str, **kwargs: Any) -> None:
+            services.offer_incoming_call(call, to)
+
+        def answered(sender: Any, call: Any, leg: Any, **kwargs: Any) -> None:
+            services.leg_answered(call, leg)
+
+        def ended(sender: Any, call: Any, leg: Any, code: int, **kwargs: Any) -> None:
+            services.leg_ended(call, leg, code)
+
+        def call_ended(sender: Any, call: Any, **kwargs: Any) -> None:
+            services.call_ended(call)
+
+        signals.call_offered.connect(offered, weak=False)
+        signals.leg_answered.connect(answered, weak=False)
+        signals.leg_ended.connect(ended, weak=False)
+        signals.call_ended.connect(call_ended, weak=False)

@@ -1,0 +1,893 @@
+"""Call Automation's rules: incoming calls offered to the application, call connections
+(create, answer, redirect, reject, hang up, terminate), participants, media operations and
+recordings. The API views, the signaling hooks and the media process all call these.
+
+A call the application is in has topology `bridge`: the legs' media meets in a Janus
+AudioBridge room that the media process (apps/automation/media.py) holds. Requests here change
+rows and tell the media process (apps/calls/media_link.py); what happens on the media plane
+comes back as callbacks (apps/automation/callbacks.py), which go out in order per connection.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core import signing
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from apps.accounts import services as accounts
+from apps.accounts.models import Resource
+from apps.automation import callbacks
+from apps.automation.exceptions import (
+    CallConnectionNotFound,
+    InvalidAutomationRequest,
+    MediaPlaneUnavailable,
+    NotSupported,
+    RecordingNotFound,
+    WrongCallState,
+)
+from apps.automation.models import (
+    FINAL_OPERATION_STATES,
+    CallConnection,
+    ConnectionState,
+    MediaOperation,
+    OperationKind,
+    OperationState,
+    Recording,
+    RecordingState,
+)
+from apps.calls import media_link, signaling
+from apps.calls.models import Call, CallKind, CallLegState, CallParticipant, CallState, CallTopology
+from apps.core.identifiers import identifier_model, is_communication_user, raw_id_of
+from apps.core.outbound import check_url
+from apps.events import schemas
+from apps.events.services import NewEvent, publish_events
+
+CONTEXT_SALT = "spool.automation.incoming-call"
+MEDIA_ALIVE_KEY = "automation:media:alive"
+MAX_CONTEXT_LENGTH = 2048
+MAX_OPERATION_CONTEXT = 2048
+MAX_PLAY_SOURCES = 10
+MAX_TEXT_LENGTH = 4000
+MAX_TONES = 50
+# ACS names DTMF tones by word; clients send the key itself.
+TONE_NAMES = {
+    **{
+        str(d): n for d, n in enumerate("zero one two three four five six seven eight nine".split())
+    },
+    "*": "asterisk",
+    "#": "pound",
+    "A": "a",
+    "B": "b",
+    "C": "c",
+    "D": "d",
+}
+TONE_KEYS = {name: key for key, name in TONE_NAMES.items()}
+REJECT_CODES = {"none": 603, "busy": 486, "forbidden": 403}
+END_BY_APPLICATION = 0
+END_TERMINATED = 0
+
+
+# --- Identities and the media plane ---------------------------------------------------------
+def application_raw_id(resource: Resource) -> str:
+    """Who the application is in its calls (ACS shows the application's own identity)."""
+    return f"8:acs:{resource.pk}_callautomation"
+
+
+def media_available() -> bool:
+    """The media process is alive (it refreshes this mark every second)."""
+    return bool(cache.get(MEDIA_ALIVE_KEY))
+
+
+def _require_media() -> None:
+    if not media_available():
+        raise MediaPlaneUnavailable(
+            "The media plane is not running: start Spool with Janus installed "
+            "(manage.py serve starts it), or run manage.py media."
+        )
+
+
+# --- Checks on request bodies ----------------------------------------------------------------
+def _text(body: dict[str, Any], field: str, *, limit: int, required: bool = False) -> str:
+    value = body.get(field)
+    if value is None or value == "":
+        if required:
+            raise InvalidAutomationRequest(f"{field} is required.", target=field)
+        return ""
+    if not isinstance(value, str) or len(value) > limit:
+        raise InvalidAutomationRequest(
+            f"{field} must be a string of at most {limit} characters.", target=field
+        )
+    return value
+
+
+def _callback_uri(
+    body: dict[str, Any], field: str = "callbackUri", *, required: bool = True
+) -> str:
+    value = _text(body, field, limit=2048, required=required)
+    return check_url(value, target=field) if value else ""
+
+
+def _identity_of(resource: Resource, model: Any, field: str) -> str:
+    """The raw id a CommunicationIdentifierModel names, which must be an identity of this
+    resource (phone numbers need SIP trunks, which are not set up here yet)."""
+    raw_id = raw_id_of(model)
+    if raw_id is None:
+        raise InvalidAutomationRequest(
+            f"{field} must name a communication identifier.", target=field
+        )
+    if raw_id.startswith("4:"):
+        raise NotSupported(
+            "Calls to phone numbers need a SIP trunk, which this deployment does not have yet.",
+            target=field,
+        )
+    if not is_communication_user(raw_id):
+        raise NotSupported(f"{field}: only communication users can be called here.", target=field)
+    return accounts.access_identity(resource, raw_id).raw_id
+
+
+def _repeatable(resource: Resource, repeatability_request_id: str) -> CallConnection | None:
+    if not repeatability_request_id:
+        return None
+    return CallConnection.objects.filter(
+        resource=resource, repeatability_request_id=repeatability_request_id[:100]
+    ).first()
+
+
+# --- Incoming calls --------------------------------------------------------------------------
+def offer_incoming_call(call: Call, to: str) -> None:
+    """A caller rang an identity whose calls go to the application: IncomingCall to the
+    resource's event subscriptions, with a context that answer/redirect/reject present back."""
+    context = signing.dumps({"call": str(call.pk), "to": to}, salt=CONTEXT_SALT)
+    caller = call.caller_raw_id
+    data = {
+        "to": _event_identifier(to),
+        "from": _event_identifier(caller),
+        "callerDisplayName": "",
+        "serverCallId": str(call.pk),
+        "incomingCallContext": context,
+        "correlationId": str(call.pk),
+    }
+    publish_events(
+        call.resource,
+        [NewEvent(schemas.PREFIX + "IncomingCall", f"/caller/{caller}/recipient/{to}", data)],
+    )
+
+
+def _event_identifier(raw_id: str) -> dict[str, Any]:
+    model = identifier_model(raw_id)
+    return model
+
+
+def _incoming(resource: Resource, body: dict[str, Any]) -> tuple[Call, str]:
+    """The ringing call an incomingCallContext names (this resource's, not expired)."""
+    context = _text(body, "incomingCallContext", limit=MAX_CONTEXT_LENGTH, required=True)
+    try:
+        claims = signing.loads(
+            context, salt=CONTEXT_SALT, max_age=settings.INCOMING_CALL_SECONDS + 30
+        )
+    except signing.BadSignature:
+        raise InvalidAutomationRequest(
+            "incomingCallContext is not one Spool issued, or it has expired.",
+            target="incomingCallContext",
+        ) from None
+    call = Call.objects.filter(pk=claims.get("call"), resource=resource).first()
+    if call is None:
+        raise CallConnectionNotFound("The incoming call was not found.")
+    if call.state != CallState.RINGING:
+        raise WrongCallState("The incoming call is no longer ringing.")
+    return call, str(claims.get("to", ""))
+
+
+def answer(
+    resource: Resource, body: dict[str, Any], *, repeatability_request_id: str = ""
+) -> CallConnection:
+    earlier = _repeatable(resource, repeatability_request_id)
+    if earlier is not None:
+        return earlier
+    call, to = _incoming(resource, body)
+    callback_uri = _callback_uri(body)
+    context = _text(body, "operationContext", limit=MAX_OPERATION_CONTEXT)
+    _require_media()
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            connection = CallConnection.objects.create(
+                resource=resource,
+                call=call,
+                callback_uri=callback_uri,
+                source_raw_id=to or application_raw_id(resource),
+                targets=[to] if to else [],
+                operation_context=context,
+                created_at=now,
+                repeatability_request_id=repeatability_request_id[:100],
+            )
+            signaling.connect_caller(call)
+    except IntegrityError:
+        earlier = _repeatable(resource, repeatability_request_id)
+        if earlier is None:
+            raise
+        return earlier
+    return connection
+
+
+def reject(resource: Resource, body: dict[str, Any]) -> None:
+    call, to = _incoming(resource, body)
+    reason = body.get("callRejectReason", "none")
+    if reason not in REJECT_CODES:
+        raise InvalidAutomationRequest(
+            "callRejectReason must be none, busy or forbidden.", target="callRejectReason"
+        )
+    signaling.end_call(
+        call, REJECT_CODES[reason], f"Rejected by the application ({reason}).", by=to
+    )
+
+
+def redirect(resource: Resource, body: dict[str, Any]) -> None:
+    """Ring another identity instead: the call goes on as a plain call between browsers
+    (through the media bridge), without the application."""
+    call, _ = _incoming(resource, body)
+    target = _identity_of(resource, body.get("target"), "target")
+    if target == call.caller_raw_id:
+        raise InvalidAutomationRequest(
+            "A call cannot be redirected to its caller.", target="target"
+        )
+    with transaction.atomic():
+        signaling.ring(call, target)
+
+
+# --- Calls the application places ------------------------------------------------------------
+def create_call(
+    resource: Resource, body: dict[str, Any], *, repeatability_request_id: str = ""
+) -> CallConnection:
+    """Ring one or more identities; the call connects when one answers (CallConnected)."""
+    earlier = _repeatable(resource, repeatability_request_id)
+    if earlier is not None:
+        return earlier
+    targets = body.get("targets")
+    if not isinstance(targets, list) or not targets or len(targets) > 10:
+        raise InvalidAutomationRequest("targets must list 1 to 10 identifiers.", target="targets")
+    raw_ids = list(dict.fromkeys(_identity_of(resource, t, "targets") for t in targets))
+    callback_uri = _callback_uri(body)
+    context = _text(body, "operationContext", limit=MAX_OPERATION_CONTEXT)
+    display_name = _text(body, "sourceDisplayName", limit=256)
+    source = application_raw_id(resource)
+    if body.get("source") is not None:
+        source = _identity_of(resource, body["source"], "source")
+    _require_media()
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            call = Call.objects.create(
+                resource=resource,
+                kind=CallKind.GROUP,
+                topology=CallTopology.BRIDGE,
+                caller_raw_id=source,
+                created_at=now,
+            )
+            connection = CallConnection.objects.create(
+                resource=resource,
+                call=call,
+                callback_uri=callback_uri,
+                source_raw_id=source,
+                source_display_name=display_name,
+                targets=raw_ids,
+                operation_context=context,
+                created_at=now,
+                repeatability_request_id=repeatability_request_id[:100],
+            )
+            for raw_id in raw_ids:
+                signaling.ring(call, raw_id)
+    except IntegrityError:
+        earlier = _repeatable(resource, repeatability_request_id)
+        if earlier is None:
+            raise
+        return earlier
+    return connection
+
+
+def connect(resource: Resource, body: dict[str, Any]) -> CallConnection:
+    """Join the application to a live call by server call id (ACS `:connect`)."""
+    locator = body.get("callLocator")
+    call = _call_of_locator(resource, locator)
+    if call.topology != CallTopology.BRIDGE:
+        raise NotSupported(
+            "Only calls through the media bridge (calls with the application in them) can be "
+            "connected to.",
+            target="callLocator",
+        )
+    callback_uri = _callback_uri(body)
+    _require_media()
+    connection = CallConnection.objects.create(
+        resource=resource,
+        call=call,
+        callback_uri=callback_uri,
+        source_raw_id=application_raw_id(resource),
+        operation_context=_text(body, "operationContext", limit=MAX_OPERATION_CONTEXT),
+        created_at=timezone.now(),
+        state=ConnectionState.CONNECTED,
+        connected_at=timezone.now(),
+    )
+    callbacks.emit(connection, "CallConnected", {})
+    return connection
+
+
+def _call_of_locator(resource: Resource, locator: Any) -> Call:
+    if not isinstance(locator, dict):
+        raise InvalidAutomationRequest("callLocator is required.", target="callLocator")
+    kind = locator.get("kind", "serverCallLocator")
+    value = locator.get("serverCallId") or locator.get("id")
+    if kind not in ("serverCallLocator", "ServerCallLocator") or not isinstance(value, str):
+        raise NotSupported("callLocator must be a serverCallLocator here.", target="callLocator")
+    try:
+        key = uuid.UUID(value)
+    except ValueError:
+        raise CallConnectionNotFound(f"Call {value!r} was not found.") from None
+    call = Call.objects.filter(pk=key, resource=resource, ended_at__isnull=True).first()
+    if call is None:
+        raise CallConnectionNotFound(f"Call {value!r} was not found or has ended.")
+    return call
+
+
+# --- Call connections ------------------------------------------------------------------------
+def access_connection(resource: Resource, connection_id: Any) -> CallConnection:
+    try:
+        key = uuid.UUID(str(connection_id))
+    except ValueError:
+        raise CallConnectionNotFound(f"Call connection {connection_id!r} was not found.") from None
+    connection = (
+        CallConnection.objects.select_related("call").filter(pk=key, resource=resource).first()
+    )
+    if connection is None:
+        raise CallConnectionNotFound(f"Call connection {connection_id!r} was not found.")
+    return connection
+
+
+def _live(connection: CallConnection) -> CallConnection:
+    if connection.state != ConnectionState.CONNECTED:
+        raise WrongCallState(
+            f"The call connection is {connection.state}: this needs an established call."
+        )
+    return connection
+
+
+def list_connections(resource: Resource) -> QuerySet[CallConnection]:
+    return CallConnection.objects.filter(resource=resource).select_related("call")
+
+
+def hang_up(connection: CallConnection) -> None:
+    """The application leaves. A call with one participant left ends with it."""
+    if connection.state == ConnectionState.DISCONNECTED:
+        return
+    call = connection.call
+    live = call.participants.filter(state=CallLegState.CONNECTED).count()
+    if live <= 1 or call.state == CallState.RINGING:
+        terminate(connection)
+        return
+    disconnect(connection, "The application hung up.")
+
+
+def terminate(connection: CallConnection) -> None:
+    """End the call for everyone."""
+    if connection.call.ended_at is None:
+        signaling.end_call(
+            connection.call,
+            END_TERMINATED,
+            "Ended by the application.",
+            by=connection.source_raw_id,
+        )
+    disconnect(connection, "The call ended.")
+
+
+def disconnect(
+    connection: CallConnection, reason: str, *, code: int = 200, subcode: int = 0
+) -> None:
+    """The connection is over: CallDisconnected is its last callback; media operations
+    still queued are dropped."""
+    with transaction.atomic():
+        done = (
+            CallConnection.objects.filter(pk=connection.pk)
+            .exclude(state=ConnectionState.DISCONNECTED)
+            .update(state=ConnectionState.DISCONNECTED, ended_at=timezone.now(), end_reason=reason)
+        )
+        if not done:
+            return
+        connection.state = ConnectionState.DISCONNECTED
+        _cancel_operations(connection, emit=False)
+        callbacks.emit(connection, "CallDisconnected", {}, result=(code, subcode, reason))
+        media_link.send_after_commit({"type": "operations", "call": str(connection.call_id)})
+
+
+# --- Participants ----------------------------------------------------------------------------
+def participants(connection: CallConnection) -> list[CallParticipant]:
+    return list(connection.call.participants.filter(state=CallLegState.CONNECTED))
+
+
+def participant_body(leg: CallParticipant) -> dict[str, Any]:
+    return {
+        "identifier": identifier_model(leg.raw_id),
+        "isMuted": leg.is_muted,
+        "isOnHold": False,
+    }
+
+
+def access_participant(connection: CallConnection, raw_id: str) -> CallParticipant:
+    leg = connection.call.participants.filter(raw_id=raw_id, state=CallLegState.CONNECTED).first()
+    if leg is None:
+        raise CallConnectionNotFound(f"Participant {raw_id!r} is not in the call.")
+    return leg
+
+
+def add_participant(connection: CallConnection, body: dict[str, Any]) -> tuple[str, str]:
+    """Ring an identity into the call; AddParticipantSucceeded when it answers (or Failed).
+    Returns (raw id, invitation id)."""
+    _live(connection)
+    raw_id = _identity_of(connection.resource, body.get("participantToAdd"), "participantToAdd")
+    if connection.call.participants.filter(
+        raw_id=raw_id, state__in=[CallLegState.CONNECTED, CallLegState.RINGING]
+    ).exists():
+        raise InvalidAutomationRequest(
+            "That participant is already in or invited to the call.", target="participantToAdd"
+        )
+    context = _text(body, "operationContext", limit=MAX_OPERATION_CONTEXT)
+    with transaction.atomic():
+        leg = signaling.ring(connection.call, raw_id)
+        remember_invitation(connection, leg, "add", context, _operation_uri(body))
+    return raw_id, str(leg.pk)
+
+
+def cancel_add_participant(connection: CallConnection, body: dict[str, Any]) -> str:
+    _live(connection)
+    invitation = _text(body, "invitationId", limit=100, required=True)
+    context = _text(body, "operationContext", limit=MAX_OPERATION_CONTEXT)
+    leg = connection.call.participants.filter(
+        pk=int(invitation) if invitation.isdigit() else -1, state=CallLegState.RINGING
+    ).first()
+    if leg is None:
+        raise InvalidAutomationRequest("No pending invitation has that id.", target="invitationId")
+    with transaction.atomic():
+        take_invitation(connection, leg)
+        signaling.stop_ringing(connection.call, leg, signaling.END_CANCELLED, "Cancelled.")
+        callbacks.emit(
+            connection,
+            "CancelAddParticipantSucceeded",
+            {"invitationId": invitation, "operationContext": context},
+        )
+    return invitation
+
+
+def remove_participant(connection: CallConnection, body: dict[str, Any]) -> None:
+    _live(connection)
+    raw_id = raw_id_of(body.get("participantToRemove")) or ""
+    leg = access_participant(connection, raw_id)
+    context = _text(body, "operationContext", limit=MAX_OPERATION_CONTEXT)
+    with transaction.atomic():
+        signaling.remove_leg(connection.call, leg, signaling.END_REMOVED)
+        callbacks.emit(
+            connection,
+            "RemoveParticipantSucceeded",
+            {"participant": identifier_model(raw_id), "operationContext": context},
+            url=_operation_uri(body),
+        )
+
+
+def mute(connection: CallConnection, body: dict[str, Any]) -> None:
+    _live(connection)
+    targets = body.get("targetParticipants")
+    if not isinstance(targets, list) or len(targets) != 1:
+        raise InvalidAutomationRequest(
+            "targetParticipants must name exactly one participant.", target="targetParticipants"
+        )
+    leg = access_participant(connection, raw_id_of(targets[0]) or "")
+    with transaction.atomic():
+        CallParticipant.objects.filter(pk=leg.pk).update(is_muted=True)
+        media_link.send_after_commit(
+            {"type": "mute", "call": str(connection.call_id), "rawId": leg.raw_id, "muted": True}
+        )
+
+
+def transfer(connection: CallConnection, body: dict[str, Any]) -> None:
+    """Hand the call over to another identity: it rings, and when it answers the application
+    leaves (CallTransferAccepted, then CallDisconnected)."""
+    _live(connection)
+    raw_id = _identity_of(connection.resource, body.get("targetParticipant"), "targetParticipant")
+    context = _text(body, "operationContext", limit=MAX_OPERATION_CONTEXT)
+    if connection.call.participants.filter(raw_id=raw_id, state=CallLegState.CONNECTED).exists():
+        raise InvalidAutomationRequest(
+            "The transfer target is already in the call.", target="targetParticipant"
+        )
+    with transaction.atomic():
+        CallConnection.objects.filter(pk=connection.pk).update(state=ConnectionState.TRANSFERRING)
+        leg = signaling.ring(connection.call, raw_id)
+        remember_invitation(connection, leg, "transfer", context, _operation_uri(body))
+
+
+def _operation_uri(body: dict[str, Any]) -> str:
+    return _callback_uri(body, "operationCallbackUri", required=False)
+
+
+def remember_invitation(
+    connection: CallConnection, leg: CallParticipant, kind: str, context: str, url: str
+) -> None:
+    invitations = dict(connection.invitations)
+    invitations[leg.raw_id] = {"kind": kind, "context": context, "url": url, "id": str(leg.pk)}
+    CallConnection.objects.filter(pk=connection.pk).update(invitations=invitations)
+    connection.invitations = invitations
+
+
+def take_invitation(connection: CallConnection, raw_id: Any) -> dict[str, Any] | None:
+    """The pending invitation of `raw_id` (a raw id, or its leg), which is forgotten."""
+    raw_id = getattr(raw_id, "raw_id", raw_id)
+    connection.refresh_from_db(fields=["invitations"])
+    invitations = dict(connection.invitations)
+    invitation = invitations.pop(raw_id, None)
+    if invitation is not None:
+        CallConnection.objects.filter(pk=connection.pk).update(invitations=invitations)
+        connection.invitations = invitations
+    return invitation
+
+
+# --- Hooks from signaling --------------------------------------------------------------------
+def leg_answered(call: Call, leg: CallParticipant) -> None:
+    """A ringing leg answered: the application hears of it once its media reaches the
+    bridge (media_joined)."""
+
+
+def media_joined(call_id: str, raw_id: str) -> None:
+    """A leg's media reached the bridge (the media process says so): the connection is
+    connected (CallConnected) and hears who is in the call (ParticipantsUpdated); an invitation
+    or transfer to this leg succeeded."""
+    for connection in CallConnection.objects.filter(call_id=call_id).exclude(
+        state=ConnectionState.DISCONNECTED
+    ):
+        with transaction.atomic():
+            if connection.state == ConnectionState.CONNECTING:
+                CallConnection.objects.filter(pk=connection.pk).update(
+                    state=ConnectionState.CONNECTED, connected_at=timezone.now()
+                )
+                connection.state = ConnectionState.CONNECTED
+                callbacks.emit(connection, "CallConnected", {})
+            invitation = take_invitation(connection, raw_id)
+            if invitation is not None:
+                _invitation_answered(connection, raw_id, invitation)
+            callbacks.emit(connection, "ParticipantsUpdated", _roster_data(connection))
+
+
+def _invitation_answered(
+    connection: CallConnection, raw_id: str, invitation: dict[str, Any]
+) -> None:
+    context, url = invitation["context"], invitation["url"]
+    if invitation["kind"] == "add":
+        callbacks.emit(
+            connection,
+            "AddParticipantSucceeded",
+            {"participant": identifier_model(raw_id), "operationContext": context},
+            url=url,
+        )
+        return
+    callbacks.emit(
+        connection,
+        "CallTransferAccepted",
+        {
+            "transferTarget": identifier_model(raw_id),
+            "transferee": identifier_model(connection.call.caller_raw_id),
+            "operationContext": context,
+        },
+        url=url,
+    )
+    disconnect(connection, "The call was transferred.")
+
+
+def leg_ended(call: Call, leg: CallParticipant, code: int) -> None:
+    """A leg left or stopped ringing: a pending invitation failed, the others are told."""
+    for connection in CallConnection.objects.filter(call=call).exclude(
+        state=ConnectionState.DISCONNECTED
+    ):
+        invitation = take_invitation(connection, leg.raw_id)
+        if invitation is not None:
+            name = "AddParticipantFailed" if invitation["kind"] == "add" else "CallTransferFailed"
+            if invitation["kind"] == "transfer":
+                CallConnection.objects.filter(pk=connection.pk).update(
+                    state=ConnectionState.CONNECTED
+                )
+            callbacks.emit(
+                connection,
+                name,
+                {
+                    "participant": identifier_model(leg.raw_id),
+                    "operationContext": invitation["context"],
+                },
+                url=invitation["url"],
+                result=(code if code >= 400 else 487, 0, "The participant did not answer."),
+            )
+        elif connection.state == ConnectionState.CONNECTED:
+            callbacks.emit(connection, "ParticipantsUpdated", _roster_data(connection))
+    media_link.send_after_commit({"type": "leave", "call": str(call.pk), "rawId": leg.raw_id})
+
+
+def call_ended(call: Call) -> None:
+    # A recording ends with its call; the media process writes its file.
+    Recording.objects.filter(call=call).exclude(state=RecordingState.STOPPED).update(
+        state=RecordingState.STOPPED, stopped_at=timezone.now()
+    )
+    for connection in CallConnection.objects.filter(call=call).exclude(
+        state=ConnectionState.DISCONNECTED
+    ):
+        code = 200 if call.end_code in (0, None) else int(call.end_code)
+        disconnect(connection, call.end_reason or "The call ended.", code=code)
+    media_link.send_after_commit({"type": "end", "call": str(call.pk)})
+
+
+def _roster_data(connection: CallConnection) -> dict[str, Any]:
+    return {
+        "participants": [participant_body(leg) for leg in participants(connection)],
+        "sequenceNumber": connection.next_callback_seq,
+    }
+
+
+# --- Media operations ------------------------------------------------------------------------
+def _queue(
+    connection: CallConnection, kind: str, request: dict[str, Any], body: dict[str, Any]
+) -> MediaOperation:
+    _live(connection)
+    with transaction.atomic():
+        if body.get("interruptCallMediaOperation") is True:
+            _cancel_operations(connection, emit=True)
+        operation = MediaOperation.objects.create(
+            connection=connection,
+            kind=kind,
+            request=request,
+            operation_context=_text(body, "operationContext", limit=MAX_OPERATION_CONTEXT),
+            callback_uri=_operation_uri(body),
+            created_at=timezone.now(),
+        )
+        media_link.send_after_commit({"type": "operations", "call": str(connection.call_id)})
+    return operation
+
+
+def check_play_source(source: Any, field: str) -> dict[str, Any]:
+    """A PlaySource reduced to what the media process plays: {"file": url} or {"text", "voice",
+    "locale"}. Raises InvalidAutomationRequest."""
+    if not isinstance(source, dict):
+        raise InvalidAutomationRequest(f"{field} must be a play source.", target=field)
+    kind = str(source.get("kind", "")).lower()
+    if kind == "file":
+        url = (
+            (source.get("file") or {}).get("uri") if isinstance(source.get("file"), dict) else None
+        )
+        return {"file": check_url(url, target=f"{field}.file.uri")}
+    if kind in ("text", "ssml"):
+        inner = source.get(kind)
+        if not isinstance(inner, dict):
+            raise InvalidAutomationRequest(f"{field}.{kind} is required.", target=field)
+        text = inner.get("text") if kind == "text" else inner.get("ssmlText")
+        if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT_LENGTH:
+            raise InvalidAutomationRequest(
+                f"{field}: the text must be 1 to {MAX_TEXT_LENGTH} characters.", target=field
+            )
+        return {
+            kind: text,
+            "voice": str(inner.get("voiceName") or ""),
+            "locale": str(inner.get("sourceLocale") or ""),
+        }
+    raise InvalidAutomationRequest(f"{field}.kind must be file, text or ssml.", target=field)
+
+
+def play(connection: CallConnection, body: dict[str, Any]) -> MediaOperation:
+    sources = body.get("playSources")
+    if not isinstance(sources, list) or not 1 <= len(sources) <= MAX_PLAY_SOURCES:
+        raise InvalidAutomationRequest(
+            f"playSources must list 1 to {MAX_PLAY_SOURCES} sources.", target="playSources"
+        )
+    checked = [check_play_source(s, f"playSources[{i}]") for i, s in enumerate(sources)]
+    _check_play_to(connection, body.get("playTo"))
+    options = body.get("playOptions") or {}
+    loop = bool(options.get("loop")) if isinstance(options, dict) else False
+    return _queue(connection, OperationKind.PLAY, {"sources": checked, "loop": loop}, body)
+
+
+def _check_play_to(connection: CallConnection, play_to: Any) -> None:
+    """The bridge plays to the whole call: playTo may name everyone, or be left out."""
+    if not play_to:
+        return
+    if not isinstance(play_to, list):
+        raise InvalidAutomationRequest("playTo must be a list of identifiers.", target="playTo")
+    named = {raw_id_of(model) for model in play_to}
+    everyone = {leg.raw_id for leg in participants(connection)}
+    if named != everyone:
+        raise NotSupported(
+            "Spool plays to the whole call: leave playTo out, or name every participant.",
+            target="playTo",
+        )
+
+
+def recognize(connection: CallConnection, body: dict[str, Any]) -> MediaOperation:
+    kind = body.get("recognizeInputType")
+    if kind != "dtmf":
+        raise NotSupported(
+            "recognizeInputType must be dtmf here (speech recognition is not offered).",
+            target="recognizeInputType",
+        )
+    options = body.get("recognizeOptions")
+    if not isinstance(options, dict):
+        raise InvalidAutomationRequest("recognizeOptions is required.", target="recognizeOptions")
+    target = access_participant(connection, raw_id_of(options.get("targetParticipant")) or "")
+    dtmf = options.get("dtmfOptions") or {}
+    if not isinstance(dtmf, dict):
+        raise InvalidAutomationRequest("dtmfOptions must be an object.", target="dtmfOptions")
+    prompts = body.get("playPrompts") or ([body["playPrompt"]] if body.get("playPrompt") else [])
+    if not isinstance(prompts, list) or len(prompts) > MAX_PLAY_SOURCES:
+        raise InvalidAutomationRequest("playPrompts must be a list.", target="playPrompts")
+    stop_tones = dtmf.get("stopTones") or []
+    if not isinstance(stop_tones, list) or any(t not in TONE_KEYS for t in stop_tones):
+        raise InvalidAutomationRequest(
+            "stopTones must list tones (zero ... nine, asterisk, pound, a ... d).",
+            target="stopTones",
+        )
+    request = {
+        "target": target.raw_id,
+        "prompts": [check_play_source(p, f"playPrompts[{i}]") for i, p in enumerate(prompts)],
+        "interruptPrompt": bool(options.get("interruptPrompt", False)),
+        "initialSilenceSeconds": _seconds(options, "initialSilenceTimeoutInSeconds", 5, 300),
+        "interToneSeconds": _seconds(dtmf, "interToneTimeoutInSeconds", 2, 60),
+        "maxTones": _seconds(dtmf, "maxTonesToCollect", 1, MAX_TONES),
+        "stopTones": [TONE_KEYS[t] for t in stop_tones],
+    }
+    return _queue(connection, OperationKind.RECOGNIZE, request, body)
+
+
+def _seconds(options: dict[str, Any], field: str, default: int, most: int) -> int:
+    value = options.get(field, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+        raise InvalidAutomationRequest(f"{field} must be 1 to {most}.", target=field)
+    return value
+
+
+def send_dtmf(connection: CallConnection, body: dict[str, Any]) -> MediaOperation:
+    tones = body.get("tones")
+    if (
+        not isinstance(tones, list)
+        or not 1 <= len(tones) <= 18
+        or any(t not in TONE_KEYS for t in tones)
+    ):
+        raise InvalidAutomationRequest(
+            "tones must list 1 to 18 tones (zero ... nine, asterisk, pound, a ... d).",
+            target="tones",
+        )
+    access_participant(connection, raw_id_of(body.get("targetParticipant")) or "")
+    return _queue(
+        connection, OperationKind.SEND_DTMF, {"tones": "".join(TONE_KEYS[t] for t in tones)}, body
+    )
+
+
+def cancel_all(connection: CallConnection) -> None:
+    _live(connection)
+    with transaction.atomic():
+        _cancel_operations(connection, emit=True)
+        media_link.send_after_commit({"type": "cancel", "call": str(connection.call_id)})
+
+
+def _cancel_operations(connection: CallConnection, *, emit: bool) -> None:
+    """Cancel queued operations here; a running one is stopped by the media process, which
+    sends its Canceled callback."""
+    queued = list(connection.operations.filter(state=OperationState.QUEUED))
+    now = timezone.now()
+    MediaOperation.objects.filter(pk__in=[op.pk for op in queued]).update(
+        state=OperationState.CANCELED, ended_at=now
+    )
+    if emit:
+        for operation in queued:
+            callbacks.emit_operation_end(operation, OperationState.CANCELED)
+    media_link.send_after_commit({"type": "cancel", "call": str(connection.call_id)})
+
+
+def set_continuous_dtmf(connection: CallConnection, body: dict[str, Any], on: bool) -> None:
+    _live(connection)
+    access_participant(connection, raw_id_of(body.get("targetParticipant")) or "")
+    CallConnection.objects.filter(pk=connection.pk).update(continuous_dtmf=on)
+
+
+def hold(connection: CallConnection, body: dict[str, Any], on: bool) -> None:
+    """Hold: the participant is not heard (muted on the bridge) until unheld."""
+    _live(connection)
+    leg = access_participant(connection, raw_id_of(body.get("targetParticipant")) or "")
+    media_link.send_after_commit(
+        {"type": "mute", "call": str(connection.call_id), "rawId": leg.raw_id, "muted": on}
+    )
+    with transaction.atomic():
+        CallParticipant.objects.filter(pk=leg.pk).update(is_muted=on)
+
+
+def operation_done(operation: MediaOperation) -> bool:
+    return operation.state in FINAL_OPERATION_STATES
+
+
+# --- Recordings ------------------------------------------------------------------------------
+def start_recording(resource: Resource, body: dict[str, Any]) -> Recording:
+    connection_id = body.get("callConnectionId")
+    if connection_id:
+        connection: CallConnection | None = access_connection(resource, connection_id)
+        assert connection is not None
+        call = connection.call
+    else:
+        call = _call_of_locator(resource, body.get("callLocator"))
+        connection = call.connections.exclude(state=ConnectionState.DISCONNECTED).first()
+    if call.topology != CallTopology.BRIDGE or call.ended_at is not None:
+        raise WrongCallState("Only a live call through the media bridge can be recorded.")
+    audio_format = str(body.get("recordingFormatType") or "wav").lower()
+    if audio_format not in ("wav", "mp3"):
+        raise NotSupported("recordingFormatType must be wav or mp3.", target="recordingFormatType")
+    if str(body.get("recordingContentType") or "audio").lower() != "audio":
+        raise NotSupported("recordingContentType must be audio.", target="recordingContentType")
+    if str(body.get("recordingChannelType") or "mixed").lower() != "mixed":
+        raise NotSupported("recordingChannelType must be mixed.", target="recordingChannelType")
+    state_uri = _callback_uri(body, "recordingStateCallbackUri", required=False)
+    if Recording.objects.filter(call=call).exclude(state=RecordingState.STOPPED).exists():
+        raise WrongCallState("The call is already being recorded.")
+    paused = body.get("pauseOnStart") is True
+    with transaction.atomic():
+        recording = Recording.objects.create(
+            id=uuid.uuid4().hex,
+            resource=resource,
+            call=call,
+            connection=connection,
+            state=RecordingState.INACTIVE if paused else RecordingState.ACTIVE,
+            state_callback_uri=state_uri,
+            audio_format=audio_format,
+            started_at=timezone.now(),
+        )
+        media_link.send_after_commit({"type": "recording", "recording": recording.pk})
+    return recording
+
+
+def access_recording(resource: Resource, recording_id: Any) -> Recording:
+    recording = Recording.objects.filter(
+        pk=str(recording_id)[:64], resource=resource, deleted_at__isnull=True
+    ).first()
+    if recording is None:
+        raise RecordingNotFound(f"Recording {recording_id!r} was not found.")
+    return recording
+
+
+def set_recording_state(recording: Recording, state: str) -> Recording:
+    """Pause (inactive), resume (active) or stop a recording; the media process follows."""
+    if recording.state == RecordingState.STOPPED:
+        raise WrongCallState("The recording has stopped.")
+    with transaction.atomic():
+        Recording.objects.filter(pk=recording.pk).update(
+            state=state, stopped_at=timezone.now() if state == RecordingState.STOPPED else None
+        )
+        recording.state = state
+        media_link.send_after_commit({"type": "recording", "recording": recording.pk})
+    return recording
+
+
+def recording_path(recording: Recording) -> Any:
+    return settings.RECORDINGS_DIR / recording.file_name
+
+
+def delete_recording_file(recording: Recording) -> None:
+    if recording.file_name:
+        recording_path(recording).unlink(missing_ok=True)
+    Recording.objects.filter(pk=recording.pk).update(deleted_at=timezone.now())
+
+
+def prune_recordings() -> int:
+    """Delete recordings older than SPOOL_RECORDING_RETENTION_DAYS (0 keeps them)."""
+    if settings.RECORDING_RETENTION_DAYS <= 0:
+        return 0
+    cutoff = timezone.now() - timedelta(days=settings.RECORDING_RETENTION_DAYS)
+    old = Recording.objects.filter(started_at__lt=cutoff, deleted_at__isnull=True)
+    count = 0
+    for recording in old:
+        delete_recording_file(recording)
+        count += 1
+    return count

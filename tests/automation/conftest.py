@@ -1,0 +1,103 @@
+"""Call Automation tests: sockets on the identity WebSocket (as tests/calls), a real callback
+receiver on 127.0.0.1 (as tests/events), the ACS API signed like the SDK, and the media
+process's side seen through its channel."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core.cache import cache
+
+from apps.accounts import services as accounts
+from apps.accounts.models import IncomingCalls
+from apps.automation import services
+from apps.events.models import Event
+from tests.calls.conftest import Socket, close_thread_connections, connect  # noqa: F401
+from tests.conftest import AcsClient
+from tests.events.conftest import Receiver
+
+API = "2026-03-12"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    r.start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture(autouse=True)
+def quick_callbacks(settings: Any) -> None:
+    settings.CALLBACK_TIMEOUT_SECONDS = 2
+    settings.CALLBACK_RETRY_SECONDS = (30, 60)
+
+
+@pytest.fixture
+def media_alive() -> Iterator[None]:
+    """As if the media process were running (it refreshes this mark)."""
+    cache.set(services.MEDIA_ALIVE_KEY, 1, 600)
+    yield
+    cache.delete(services.MEDIA_ALIVE_KEY)
+
+
+def callbacks_of(receiver: Receiver) -> list[dict[str, Any]]:
+    """The CloudEvents the receiver was sent, in arrival order."""
+    events = []
+    for received in receiver.received:
+        if received.method == "POST":
+            events.extend(json.loads(received.body))
+    return events
+
+
+def types_of(receiver: Receiver) -> list[str]:
+    return [event["type"].removeprefix("Microsoft.Communication.") for event in callbacks_of(receiver)]
+
+
+async def wait_for_callback(receiver: Receiver, name: str, timeout: float = 5) -> dict[str, Any]:
+    for _ in range(int(timeout / 0.05)):
+        for event in callbacks_of(receiver):
+            if event["type"] == f"Microsoft.Communication.{name}":
+                return event
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no {name} callback; got {types_of(receiver)}")
+
+
+async def api(acs: AcsClient, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
+    return await database_sync_to_async(acs.call)(method, path, body, api_version=API, **kwargs)
+
+
+async def route_to_application(socket: Socket, resource: Any) -> None:
+    identity = await database_sync_to_async(accounts.access_identity)(resource, socket.raw_id)
+    identity.incoming_calls = IncomingCalls.APPLICATION
+    await database_sync_to_async(identity.save)()
+
+
+async def incoming_call_event(timeout: float = 5) -> dict[str, Any]:
+    for _ in range(int(timeout / 0.05)):
+        event = await database_sync_to_async(
+            lambda: Event.objects.filter(event_type="Microsoft.Communication.IncomingCall")
+            .order_by("-event_time")
+            .first()
+        )()
+        if event is not None:
+            return dict(event.data)
+        await asyncio.sleep(0.05)
+    raise AssertionError("no IncomingCall event")
+
+
+async def media_message(kind: str, timeout: float = 3) -> dict[str, Any]:
+    """The next message of `kind` the media process would have received."""
+    layer = get_channel_layer()
+    assert layer is not None
+    while True:
+        message = await asyncio.wait_for(layer.receive(settings.MEDIA_CHANNEL), timeout)
+        if message.get("type") == kind:
+            return dict(message)
