@@ -34,10 +34,18 @@ from apps.accounts.exceptions import (
     TokenRefused,
     UserNotFound,
 )
-from apps.accounts.models import CommunicationIdentity, Membership, Resource, Role, new_access_key
+from apps.accounts.models import (
+    CommunicationIdentity,
+    IncomingCalls,
+    Membership,
+    Resource,
+    Role,
+    new_access_key,
+)
 from apps.accounts.token_times import token_times
 from apps.core import realtime
 from apps.core import services as core_services
+from apps.core.errors import ApiError
 from apps.core.parsers import is_single_line
 
 User = get_user_model()
@@ -439,6 +447,15 @@ def _sign_token(
         "exp": int(expires_on.timestamp()),
     }
     return IssuedToken(token=tokens.sign(claims), expires_on=expires_on)
+
+
+def set_incoming_calls(identity: CommunicationIdentity, where: str) -> CommunicationIdentity:
+    """Route calls to the identity to its calling clients or to the resource's application."""
+    if where not in IncomingCalls.values:
+        raise ApiError("incoming_calls must be client or application.", target="incoming_calls")
+    identity.incoming_calls = where
+    identity.save(update_fields=["incoming_calls"])
+    return identity
 
 
 def revoke_tokens(identity: CommunicationIdentity) -> None:

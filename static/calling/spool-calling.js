@@ -40,6 +40,12 @@
   const END_SOCKET_GONE = { code: 410, subCode: 0 };
   const END_NORMAL = { code: 0, subCode: 0 };
   const SFU = "sfu";
+  const MEDIA = "media"; // the media bridge of a call with an application in it (Call Automation)
+  // The ACS calling SDK's DtmfTone names, and the keys they stand for.
+  const DTMF_KEYS = {
+    Num0: "0", Num1: "1", Num2: "2", Num3: "3", Num4: "4", Num5: "5", Num6: "6", Num7: "7",
+    Num8: "8", Num9: "9", Star: "*", Pound: "#", A: "A", B: "B", C: "C", D: "D",
+  };
   /** Each command and the reply type that answers it (replies carry no request id: they come
    * back in order, one per command). `call.signal` has no reply: only an error if refused. */
   const REPLIES = {
@@ -640,15 +646,16 @@
       };
       pc.ontrack = (event) => {
         if (this.participant) this.participant._addTrack(event.track, call._deviceManager.selectedSpeaker);
+        else if (key === MEDIA && event.track.kind === "audio") call._playBridge(event.track);
       };
       pc.onconnectionstatechange = () => call._onPeerState(this);
     }
 
     /** Add the audio and video transceivers (video negotiated now even with no camera, so
      * starting video later is replaceTrack, without renegotiation). */
-    addTransceivers(direction) {
+    addTransceivers(direction, kinds = ["audio", "video"]) {
       const media = this._call._media;
-      for (const kind of ["audio", "video"]) {
+      for (const kind of kinds) {
         const track = direction === "recvonly" ? null : media[kind];
         this.pc.addTransceiver(track || kind, { direction, streams: [media.stream] });
       }
@@ -850,6 +857,15 @@
       await this._sendUpdate({ videoOn: false });
     }
 
+    /** Press a key (`DtmfTone`: "Num0".."Num9", "Star", "Pound", "A".."D"), as the ACS calling
+     * SDK's `sendDtmf`. Carried on signaling: an application's recognize hears it. */
+    async sendDtmf(dtmfTone) {
+      const tone = DTMF_KEYS[dtmfTone] || (Object.values(DTMF_KEYS).includes(dtmfTone) ? dtmfTone : null);
+      if (!tone) throw new CallingError(`Not a DTMF tone: ${dtmfTone}`, { code: "BadRequest" });
+      if (this.state !== "Connected") throw new CallingError("The call is not connected.", { code: "InvalidState" });
+      await this._agent._request("call.sendDtmf", { callId: this.id, tone });
+    }
+
     /** Leave the call; `forEveryone` ends a group call for all (a room's Presenters, anyone in
      * a group). */
     async hangUp({ forEveryone = false } = {}) {
@@ -1030,7 +1046,7 @@
 
     /** The participant a peer key stands for ("sfu" publishes: nobody). */
     _participantOfKey(key) {
-      if (key === SFU) return null;
+      if (key === SFU || key === MEDIA) return null;
       const rawId = key.startsWith(`${SFU}:`) ? key.slice(SFU.length + 1) : key;
       return this._participant(rawId) || this._addParticipants([{ rawId }])[0];
     }
@@ -1058,6 +1074,13 @@
     /** Start media once the call is live: offer to whoever this side must offer to. */
     async _startMedia(offerTo) {
       await this._openMedia();
+      if (this.topology === "bridge") {
+        // Everyone's audio meets in the media bridge: one connection, audio only.
+        const bridge = this._newPeer(MEDIA);
+        bridge.addTransceivers(this.canSend ? "sendrecv" : "recvonly", ["audio"]);
+        await bridge.offer();
+        return;
+      }
       if (this.topology === "sfu") {
         // One send-only connection publishes; the SFU offers each participant's media apart.
         if (!this.canSend) return;
@@ -1126,6 +1149,12 @@
         const participant = this._participant(entry.rawId);
         if (participant) participant._update(entry);
       }
+      if (frame.topology === "bridge") {
+        // A call with an application in it: both directions send their media to the bridge.
+        this.topology = "bridge";
+        await this._startMedia([]);
+        return;
+      }
       // In a 1:1 call the caller offers once the callee has answered.
       if (this.direction === "Outgoing") await this._startMedia(this.remoteParticipants.map((p) => p.rawId));
     }
@@ -1155,9 +1184,27 @@
       }
     }
 
+    /** The bridge's mix (the application's prompts and the other participants). */
+    _playBridge(track) {
+      if (this._bridgeAudio) this._bridgeAudio.pause();
+      if (typeof root.Audio !== "function") return;
+      const audio = new root.Audio();
+      audio.autoplay = true;
+      audio.srcObject = new MediaStream([track]);
+      audio.play().catch(() => {
+        root.document.addEventListener("click", () => audio.play().catch(() => {}), { once: true });
+      });
+      this._bridgeAudio = audio;
+    }
+
     /** The call is over (a Disconnected frame, a lost socket, or a failed start). */
     _end(reason) {
       if (this.state === "Disconnected") return;
+      if (this._bridgeAudio) {
+        this._bridgeAudio.pause();
+        this._bridgeAudio.srcObject = null;
+        this._bridgeAudio = null;
+      }
       clearTimeout(this._hangUpTimer);
       for (const key of [...this._peers.keys()]) this._closePeer(key);
       for (const participant of this.remoteParticipants) {

@@ -257,3 +257,16 @@ def test_the_schema_documents_every_operations_errors(as_user, owner) -> None:
         assert {"400", "401", "403", "404", "413", "429"} <= set(operation["responses"])
     error = schema["components"]["schemas"]["Error"]
     assert error["properties"]["error"]["required"] == ["code", "message"]
+
+
+def test_an_identity_s_calls_can_go_to_the_application(as_user, owner, resource) -> None:
+    client = as_user(owner)
+    base = f"/api/v1/resources/{resource.slug}/identities/"
+    raw_id = client.post(base, {}, format="json").json()["identity"]["id"]
+
+    routed = client.patch(f"{base}{raw_id}/", {"incoming_calls": "application"}, format="json")
+    bad = client.patch(f"{base}{raw_id}/", {"incoming_calls": "elsewhere"}, format="json")
+
+    assert routed.status_code == 200 and routed.json()["incoming_calls"] == "application"
+    assert bad.status_code == 400
+    assert CommunicationIdentity.objects.get().incoming_calls == "application"

@@ -7,7 +7,7 @@ from typing import Any
 from rest_framework import serializers
 
 from apps.accounts import services
-from apps.accounts.models import CommunicationIdentity, Membership, Resource, Role
+from apps.accounts.models import CommunicationIdentity, IncomingCalls, Membership, Resource, Role
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -96,7 +96,11 @@ class IdentitySerializer(serializers.ModelSerializer[CommunicationIdentity]):
 
     class Meta:
         model = CommunicationIdentity
-        fields = ["id", "created_at", "last_token_issued_at", "tokens_revoked_at"]
+        fields = ["id", "created_at", "last_token_issued_at", "tokens_revoked_at", "incoming_calls"]
+
+
+class IdentityUpdateSerializer(serializers.Serializer[Any]):
+    incoming_calls = serializers.ChoiceField(choices=IncomingCalls.choices)
 
 
 class TokenRequestSerializer(serializers.Serializer[Any]):

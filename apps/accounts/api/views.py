@@ -138,6 +138,17 @@ class IdentityDetail(APIView):
         resource = services.access_resource(request.user, slug)
         return Response(s.IdentitySerializer(services.access_identity(resource, raw_id)).data)
 
+    @extend_schema(request=s.IdentityUpdateSerializer, responses=s.IdentitySerializer)
+    def patch(self, request: Request, slug: str, raw_id: str) -> Response:
+        """Where calls to the identity go: `client` (its calling clients ring) or `application`
+        (the resource's application gets IncomingCall: Call Automation)."""
+        resource = services.access_resource(request.user, slug, services.MANAGE_IDENTITIES)
+        data = _valid(s.IdentityUpdateSerializer, request)
+        identity = services.set_incoming_calls(
+            services.access_identity(resource, raw_id), data["incoming_calls"]
+        )
+        return Response(s.IdentitySerializer(identity).data)
+
     @extend_schema(responses={204: None})
     def delete(self, request: Request, slug: str, raw_id: str) -> Response:
         resource = services.access_resource(request.user, slug, services.MANAGE_IDENTITIES)
