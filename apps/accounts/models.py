@@ -68,6 +68,8 @@ class Membership(models.Model):
 class IncomingCalls(models.TextChoices):
     CLIENT = "client", "Ring the identity's calling clients"
     APPLICATION = "application", "Raise IncomingCall for the resource's application"
+    # The console's "Try IVR": Spool's own small IVR answers (apps/automation/ivr.py).
+    BUILT_IN_IVR = "ivr", "Answer with the built-in IVR (Try IVR)"
 
 
 class CommunicationIdentity(models.Model):

@@ -14,8 +14,11 @@ class AutomationConfig(AppConfig):
         from apps.automation import services
         from apps.calls import signals
 
-        def offered(sender: Any, call: Any, to: str, **kwargs: Any) -> None:
-            services.offer_incoming_call(call, to)
+        def offered(sender: Any, call: Any, to: str, built_in_ivr: bool, **kwargs: Any) -> None:
+            if built_in_ivr:
+                services.answer_with_built_in_ivr(call, to)
+            else:
+                services.offer_incoming_call(call, to)
 
         def answered(sender: Any, call: Any, leg: Any, **kwargs: Any) -> None:
             services.leg_answered(call, leg)

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PREFIX = "Microsoft.Communication."
+# The callback URI of connections the built-in IVR holds: handled in the worker, not POSTed.
+BUILT_IN_IVR_URI = "spool://built-in-ivr"
 CLAIM_MARGIN_SECONDS = 10
 SWEEP_BATCH = 200
 # resultInformation of media operations, as ACS reports them (code, subCode, message).
@@ -196,6 +198,14 @@ def authorization(callback: Callback) -> str:
 def _attempt(callback: Callback) -> bool:
     """POST one callback; record what happened. True when delivered or given up (the next one
     may go), False when it waits for a retry."""
+    if callback.url == BUILT_IN_IVR_URI:
+        from apps.automation import ivr
+
+        ivr.handle(cloud_event(callback))
+        Callback.objects.filter(pk=callback.pk).update(
+            state=CallbackState.DELIVERED, delivered_at=timezone.now(), lease_until=None
+        )
+        return True
     body = json.dumps([cloud_event(callback)])
     answer = outbound.request(
         "POST",

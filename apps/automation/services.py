@@ -217,6 +217,32 @@ def answer(
     return connection
 
 
+def answer_with_built_in_ivr(call: Call, to: str) -> None:
+    """The console's Try IVR: Spool's own IVR (apps/automation/ivr.py) answers at once; its
+    callbacks are handled in the worker rather than POSTed (BUILT_IN_IVR_URI)."""
+    if not media_available():
+        signaling.end_call(call, 503, "The media plane is not running.", by=to)
+        return
+    transaction.on_commit(lambda: _answer_built_in(call, to))
+
+
+def _answer_built_in(call: Call, to: str) -> None:
+    call.refresh_from_db()
+    if call.state != CallState.RINGING:
+        return
+    with transaction.atomic():
+        CallConnection.objects.create(
+            resource=call.resource,
+            call=call,
+            callback_uri=callbacks.BUILT_IN_IVR_URI,
+            source_raw_id=to,
+            targets=[to],
+            operation_context="try-ivr",
+            created_at=timezone.now(),
+        )
+        signaling.connect_caller(call)
+
+
 def reject(resource: Resource, body: dict[str, Any]) -> None:
     call, to = _incoming(resource, body)
     reason = body.get("callRejectReason", "none")

@@ -156,8 +156,11 @@ def invite(principal: TokenPrincipal, body: dict[str, Any], channel_name: str) -
     callee = accounts.access_identity(principal.identity.resource, to)
     check_call_allowance(principal, placing=True)
     now = timezone.now()
-    if callee.incoming_calls == IncomingCalls.APPLICATION:
-        return _offer_to_application(principal, callee.raw_id, channel_name, video, muted, now)
+    if callee.incoming_calls in (IncomingCalls.APPLICATION, IncomingCalls.BUILT_IN_IVR):
+        built_in_ivr = callee.incoming_calls == IncomingCalls.BUILT_IN_IVR
+        return _offer_to_application(
+            principal, callee.raw_id, channel_name, video, muted, now, built_in_ivr
+        )
     with transaction.atomic():
         call = Call.objects.create(
             resource=principal.identity.resource,
@@ -195,7 +198,13 @@ def invite(principal: TokenPrincipal, body: dict[str, Any], channel_name: str) -
 
 
 def _offer_to_application(
-    principal: TokenPrincipal, to: str, channel_name: str, video: bool, muted: bool, now: Any
+    principal: TokenPrincipal,
+    to: str,
+    channel_name: str,
+    video: bool,
+    muted: bool,
+    now: Any,
+    built_in_ivr: bool = False,
 ) -> Call:
     """A call to an identity whose calls go to the application: nothing rings; the resource's
     application hears of it (IncomingCall) and answers, redirects or rejects it. Its media
@@ -219,7 +228,9 @@ def _offer_to_application(
             is_muted=muted,
         )
         _push([(principal.raw_id, _frame(call, "stateChanged", state="Ringing"))])
-        call_signals.call_offered.send(Call, call=call, to=to, video=video)
+        call_signals.call_offered.send(
+            Call, call=call, to=to, video=video, built_in_ivr=built_in_ivr
+        )
     return call
 
 
