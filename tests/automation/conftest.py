@@ -58,7 +58,9 @@ def callbacks_of(receiver: Receiver) -> list[dict[str, Any]]:
 
 
 def types_of(receiver: Receiver) -> list[str]:
-    return [event["type"].removeprefix("Microsoft.Communication.") for event in callbacks_of(receiver)]
+    return [
+        event["type"].removeprefix("Microsoft.Communication.") for event in callbacks_of(receiver)
+    ]
 
 
 async def wait_for_callback(receiver: Receiver, name: str, timeout: float = 5) -> dict[str, Any]:
@@ -83,9 +85,11 @@ async def route_to_application(socket: Socket, resource: Any) -> None:
 async def incoming_call_event(timeout: float = 5) -> dict[str, Any]:
     for _ in range(int(timeout / 0.05)):
         event = await database_sync_to_async(
-            lambda: Event.objects.filter(event_type="Microsoft.Communication.IncomingCall")
-            .order_by("-event_time")
-            .first()
+            lambda: (
+                Event.objects.filter(event_type="Microsoft.Communication.IncomingCall")
+                .order_by("-event_time")
+                .first()
+            )
         )()
         if event is not None:
             return dict(event.data)

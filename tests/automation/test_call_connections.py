@@ -204,7 +204,10 @@ async def test_reject_tells_the_caller_why(
         acs,
         "POST",
         f"{C}:answer",
-        {"incomingCallContext": incoming["incomingCallContext"], "callbackUri": "http://127.0.0.1/x"},
+        {
+            "incomingCallContext": incoming["incomingCallContext"],
+            "callbackUri": "http://127.0.0.1/x",
+        },
     )
     assert again.status_code == 400
 
@@ -358,7 +361,9 @@ async def test_play_and_recognize_are_queued_for_the_media_process(
         "POST",
         f"{C}/{connection_id}:play",
         {
-            "playSources": [{"kind": "text", "text": {"text": "Welcome", "voiceName": "en-US-JennyNeural"}}],
+            "playSources": [
+                {"kind": "text", "text": {"text": "Welcome", "voiceName": "en-US-JennyNeural"}}
+            ],
             "operationContext": "welcome",
         },
     )
@@ -381,7 +386,9 @@ async def test_play_and_recognize_are_queued_for_the_media_process(
     )()
     assert operations == [("play", "queued"), ("recognize", "queued")]
     # cancel drops what is queued, each with its Canceled callback
-    assert (await api(acs, "POST", f"{C}/{connection_id}:cancelAllMediaOperations")).status_code == 202
+    assert (
+        await api(acs, "POST", f"{C}/{connection_id}:cancelAllMediaOperations")
+    ).status_code == 202
     await wait_for_callback(receiver, "RecognizeCanceled")
     assert "PlayCanceled" in types_of(receiver)
 
@@ -390,7 +397,11 @@ async def test_play_and_recognize_are_queued_for_the_media_process(
     "path, body, target",
     [
         (":play", {"playSources": []}, "playSources"),
-        (":play", {"playSources": [{"kind": "file", "file": {"uri": "http://10.1.1.1/a.wav"}}]}, None),
+        (
+            ":play",
+            {"playSources": [{"kind": "file", "file": {"uri": "http://10.1.1.1/a.wav"}}]},
+            None,
+        ),
         (":play", {"playSources": [{"kind": "video"}]}, None),
         (":recognize", {"recognizeInputType": "speech", "recognizeOptions": {}}, None),
         (":sendDtmfTones", {"tones": ["eleven"], "targetParticipant": {"rawId": "x"}}, "tones"),
