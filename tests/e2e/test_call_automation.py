@@ -77,6 +77,15 @@ class App:
             time.sleep(0.05)
         raise AssertionError(f"no {name}; got {self.callback_types()}")
 
+    def last_callback(self, name: str) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for received in self.callbacks.received:
+            if received.method == "POST":
+                for event in json.loads(received.body):
+                    if event["type"].endswith("." + name):
+                        found = dict(event)
+        return found
+
     def wait_event(self, name: str, timeout: float = 20) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -86,6 +95,44 @@ class App:
                         return dict(event["data"])
             time.sleep(0.05)
         raise AssertionError(f"no {name} event")
+
+
+_servers: list[Any] = []
+
+
+def serve_files(folder: Path) -> str:
+    """A 1 kHz tone as WAV and MP3 on a local HTTP server (what an app's prompts are)."""
+    import functools
+    import subprocess
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    folder.mkdir()
+    with wave.open(str(folder / "tone.wav"), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        rate = 16000
+        tone = array.array(
+            "h", (int(8000 * math.sin(2 * math.pi * 1000 * i / rate)) for i in range(rate))
+        )
+        out.writeframes(tone.tobytes())
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-i", str(folder / "tone.wav"), str(folder / "tone.mp3")],
+        check=True,
+    )
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(folder))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _servers.append(server)
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def stop_serving() -> None:
+    while _servers:
+        server = _servers.pop()
+        server.shutdown()
+        server.server_close()
 
 
 def subscribe(live: LiveSpool, connection: str, url: str, types: list[str]) -> None:
@@ -117,6 +164,7 @@ def test_an_ivr_answers_prompts_collects_keys_records_and_transfers(
     from azure.communication.callautomation import (
         CallAutomationClient,
         DtmfTone,
+        FileSource,
         RecognizeInputType,
         TextSource,
     )
@@ -137,6 +185,7 @@ def test_an_ivr_answers_prompts_collects_keys_records_and_transfers(
             "Microsoft.Communication.RecordingFileStatusUpdated",
         ],
     )
+    files = serve_files(tmp_path / "files")
     client = CallAutomationClient.from_connection_string(
         connection, connection_verify=live_spool.cert
     )
@@ -180,6 +229,21 @@ def test_an_ivr_answers_prompts_collects_keys_records_and_transfers(
             await asyncio.to_thread(app.wait_callback, "PlayStarted")
             await asyncio.to_thread(app.wait_callback, "PlayCompleted", 30)
             assert caller.frames_received > frames_before + 50
+
+            # audio files by URL, WAV and MP3, fetched through the outbound module
+            await asyncio.to_thread(
+                call.play_media,
+                [FileSource(url=f"{files}/tone.wav"), FileSource(url=f"{files}/tone.mp3")],
+                operation_context="files",
+            )
+            for _ in range(300):
+                if (
+                    app.last_callback("PlayCompleted").get("data", {}).get("operationContext")
+                    == "files"
+                ):
+                    break
+                await asyncio.sleep(0.1)
+            assert app.callback_types().count("PlayCompleted") == 2
 
             # the caller's keys are collected
             await asyncio.to_thread(
@@ -231,6 +295,7 @@ def test_an_ivr_answers_prompts_collects_keys_records_and_transfers(
         result = asyncio.run(scenario())
     finally:
         app.stop()
+        stop_serving()
 
     # then the keys were heard, in the ACS shape
     data = result["recognized"]["data"]
@@ -239,10 +304,15 @@ def test_an_ivr_answers_prompts_collects_keys_records_and_transfers(
     assert data["operationContext"] == "menu"
     assert [p.identifier.raw_id for p in result["participants"]] == [caller_id]
 
+    # and the caller heard the tones sent to it (9: 852 + 1477 Hz)
+    [heard] = [path for path in caller.recordings if path.name.endswith("-media.wav")]
+    samples, rate = wav_samples(heard)
+    assert tone_energy(samples, rate, 1477.0) > 20 * max(tone_energy(samples, rate, 1234.0), 1e-9)
+
     # and callbacks came in order, each once
     types = app.callback_types()
     assert types.index("CallConnected") < types.index("PlayStarted") < types.index("PlayCompleted")
-    assert types.count("PlayCompleted") == 1
+    assert types.count("PlayCompleted") == types.count("PlayStarted") == 2
 
     # and the recording holds the caller's 440 Hz tone and the spoken prompt, downloadable with
     # a signed GET (SDK 1.6 refuses non-Microsoft hosts: docs/automation.md)
@@ -252,7 +322,8 @@ def test_an_ivr_answers_prompts_collects_keys_records_and_transfers(
     samples, rate = wav_samples(path)
     assert len(samples) / rate > 3
     quiet = tone_energy(samples, rate, 1234.0)
-    assert tone_energy(samples, rate, 440.0) > 20 * max(quiet, 1e-9)
+    assert tone_energy(samples, rate, 440.0) > 20 * max(quiet, 1e-9)  # the caller
+    assert tone_energy(samples, rate, 1000.0) > 20 * max(quiet, 1e-9)  # the played files
 
 
 def signed_get(connection: str, url: str, cert: str) -> bytes:
