@@ -46,6 +46,7 @@ from apps.core.api import body_flag
 from apps.core.identifiers import identifier_kind, identifier_model
 from apps.events import schemas
 from apps.events.services import NewEvent, publish_events
+from apps.numbers import orders as numbers
 
 FRAME_TYPE = "call"
 CALL_SCOPES = frozenset({"voip", "voip.join"})
@@ -153,6 +154,11 @@ def invite(principal: TokenPrincipal, body: dict[str, Any], channel_name: str) -
         raise InvalidCallRequest("An identity cannot call itself.", target="to")
     video = body_flag(body, "video") or False
     muted = body_flag(body, "muted") or False
+    if to.startswith("4:"):
+        to = _number_destination(principal, to)
+        if to.startswith("4:"):  # the number's calls go to the application
+            check_call_allowance(principal, placing=True)
+            return _offer_to_application(principal, to, channel_name, video, muted, timezone.now())
     callee = accounts.access_identity(principal.identity.resource, to)
     check_call_allowance(principal, placing=True)
     now = timezone.now()
@@ -195,6 +201,22 @@ def invite(principal: TokenPrincipal, body: dict[str, Any], channel_name: str) -
             ]
         )
     return call
+
+
+def _number_destination(principal: TokenPrincipal, to: str) -> str:
+    """Where a call to one of the resource's own numbers goes: the identity its inbound
+    destination names, or the number itself when the application takes its calls. Numbers
+    elsewhere need a SIP trunk. Raises NumberNotFound or InvalidCallRequest."""
+    owned = numbers.access_owned_number(principal.identity.resource, to[2:])
+    destination = owned.inbound_destination
+    if destination == numbers.APPLICATION_DESTINATION:
+        return f"4:{owned.number}"
+    if destination.startswith("8:"):
+        return destination
+    raise InvalidCallRequest(
+        "This number takes no calls: set its inbound destination to an identity or to application.",
+        target="to",
+    )
 
 
 def _offer_to_application(

@@ -50,6 +50,8 @@ logger = logging.getLogger(__name__)
 
 MAX_SEARCH_QUANTITY = 100
 MAX_DESTINATION_LENGTH = 2048  # the column's size
+# A number's inbound destination that hands its calls to the resource's application.
+APPLICATION_DESTINATION = "application"
 
 # The capabilities a number must support to serve a request for each value.
 COVERS: dict[str, list[str]] = {
@@ -337,8 +339,9 @@ def check_update_capabilities(
 
 
 def set_inbound_destination(resource: Resource, number: str, destination: str) -> PhoneNumber:
-    """Point an owned number's inbound traffic at one of the resource's identities or at an
-    http(s) URL; an empty value clears it. Raises NumberNotFound or ApiError (400)."""
+    """Point an owned number's inbound traffic at one of the resource's identities, at an
+    http(s) URL, or (calls) at the resource's application ("application"); an empty value
+    clears it. Raises NumberNotFound or ApiError (400)."""
     destination = (destination or "").strip()
     if len(destination) > MAX_DESTINATION_LENGTH or not is_single_line(destination):
         raise ApiError(
@@ -348,11 +351,14 @@ def set_inbound_destination(resource: Resource, number: str, destination: str) -
         )
     if destination.startswith("8:"):
         accounts.access_identity(resource, destination)
+    elif destination == APPLICATION_DESTINATION:
+        pass  # calls raise IncomingCall for the resource's application (Call Automation)
     elif destination:
         parts = urlsplit(destination)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ApiError(
-                "The destination must be an identity of this resource (8:acs:...) or an http(s) URL.",
+                "The destination must be an identity of this resource (8:acs:...), an http(s) "
+                "URL, or application.",
                 target="inboundDestination",
             )
     with transaction.atomic():

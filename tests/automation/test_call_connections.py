@@ -448,3 +448,30 @@ async def test_a_connection_that_is_not_there_is_404(acs: AcsClient) -> None:
         answer = await api(acs, "GET", path)
         assert answer.status_code == 404
         assert answer.json()["error"]["code"]
+
+
+async def test_a_number_routed_to_the_application_raises_incoming_call(
+    connect: Any, resource: Any, acs: AcsClient, receiver: Receiver, make_numbers: Any
+) -> None:
+    from apps.numbers import orders
+    from apps.numbers.models import NumberStatus
+
+    [number] = await database_sync_to_async(make_numbers)(1)
+    number.owner, number.status = resource, NumberStatus.OWNED
+    await database_sync_to_async(number.save)()
+    await database_sync_to_async(orders.set_inbound_destination)(
+        resource, number.number, "application"
+    )
+    caller = await connect()
+    await caller.send({"type": "call.invite", "to": f"4:{number.number}"})
+    await caller.until(type="call", event="stateChanged", state="Ringing")
+    incoming = await incoming_call_event()
+    assert incoming["to"]["kind"] == "phoneNumber"
+    assert incoming["to"]["phoneNumber"]["value"] == number.number
+
+    # a number with no destination takes no calls; another resource's number is not found
+    await database_sync_to_async(orders.set_inbound_destination)(resource, number.number, "")
+    await caller.send({"type": "call.invite", "to": f"4:{number.number}"})
+    assert (await caller.until(type="error"))["code"] == "BadRequest"
+    await caller.send({"type": "call.invite", "to": "4:+14255550999"})
+    assert (await caller.until(type="error"))["code"] == "PhoneNumberNotFound"
