@@ -90,7 +90,6 @@ class FakeRoom:
 @pytest.fixture
 def fake_media(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> media.MediaProcess:
     monkeypatch.setattr(media, "AudioBridgeRoom", FakeRoom)
-    FakeRoom.refuse_joins = False
 
     def named(name: str) -> Path:
         path = tmp_path / name
@@ -333,8 +332,9 @@ async def test_a_leg_the_bridge_refuses_leaves_the_call(
     receiver: Receiver,
     media_alive: None,
     fake_media: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    FakeRoom.refuse_joins = True
+    monkeypatch.setattr(FakeRoom, "refuse_joins", True)
     caller, callee = await connect(), await connect()
     await route_to_application(callee, resource)
     incoming = await ring_application(caller, callee, resource)
