@@ -55,3 +55,22 @@ class InvalidExpiry(ApiError):
 class TokenRefused(ApiError):
     status = 401
     code = "InvalidToken"
+
+
+class SignUpLinkInvalid(ApiError):
+    code = "SignUpLinkInvalid"
+
+
+class SignUpLinkExpired(ApiError):
+    status = 410
+    code = "SignUpLinkExpired"
+
+
+class SignUpLinkUsed(ApiError):
+    status = 409
+    code = "SignUpLinkUsed"
+
+
+class SignUpConflict(ApiError):
+    status = 409
+    code = "SignUpConflict"

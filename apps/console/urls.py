@@ -8,6 +8,7 @@ from apps.console import (
     events_views,
     logs_views,
     numbers_views,
+    signup_views,
     sms_views,
     views,
 )
@@ -16,7 +17,9 @@ app_name = "console"
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("signup/", views.signup, name="signup"),
+    path("signup/", signup_views.signup, name="signup"),
+    path("signup/sent/", signup_views.signup_sent, name="signup-sent"),
+    path("signup/confirm/<str:token>/", signup_views.signup_confirm, name="signup-confirm"),
     path("resources/", views.resource_list, name="resource-list"),
     path("resources/<slug:slug>/", views.resource_overview, name="resource-overview"),
     path("resources/<slug:slug>/rename/", views.resource_rename, name="resource-rename"),

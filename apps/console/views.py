@@ -7,13 +7,8 @@ from datetime import datetime
 from functools import wraps
 from typing import Any
 
-from django import forms
-from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.forms import UserCreationForm
-from django.contrib.auth.models import User
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
@@ -23,49 +18,10 @@ from django.views.decorators.http import require_POST
 
 from apps.accounts import services
 from apps.accounts.models import Resource, Role
-from apps.core import quotas
 from apps.core.api import check_request_edges
 from apps.core.errors import ApiError, refusal_response
 
 PAGE_SIZE = 25
-
-
-class SignUpForm(UserCreationForm[User]):
-    email = forms.EmailField(required=True, help_text="Used to reset your password.")
-
-    class Meta(UserCreationForm.Meta):
-        model = User
-        fields = ("username", "email")
-
-    def clean_email(self) -> str:
-        email = self.cleaned_data["email"]
-        if User.objects.filter(email__iexact=email).exists():
-            raise forms.ValidationError("An account with this email already exists.")
-        return str(email)
-
-
-def signup(request: HttpRequest) -> HttpResponse:
-    if request.user.is_authenticated:
-        return redirect("console:resource-list")
-    form = SignUpForm(request.POST or None)
-    if request.method == "POST":
-        # A few sign-ups an hour per address: the form says when a name or email is taken,
-        # which must not become a way to list the accounts.
-        try:
-            quotas.spend(
-                "sign-ups",
-                request.META.get("REMOTE_ADDR", ""),
-                settings.QUOTAS["sign-ups"],
-                what="sign-ups from one address",
-            )
-        except quotas.QuotaExceeded as refused:
-            form.add_error(None, refused.message)
-    if request.method == "POST" and form.is_valid():
-        user = form.save()
-        login(request, user, backend="apps.accounts.signin.ThrottledModelBackend")
-        messages.success(request, f"Welcome, {user.username}. Create your first resource below.")
-        return redirect("console:resource-list")
-    return render(request, "registration/signup.html", {"form": form})
 
 
 ResourceView = Callable[..., HttpResponse]

@@ -6,8 +6,11 @@ Screenshots of each major step land in tests/screenshots/ (gitignored) for a hum
 from __future__ import annotations
 
 import base64
+import email
 import json
 import re
+import tempfile
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +44,7 @@ def messages(page: Page) -> str:
 
 
 def sign_up(page: Page, username: str, password: str = PASSWORD, shot: str | None = None) -> None:
+    """Signs up as `username` <username@example.com>, then follows the mailed link: signed in."""
     page.goto("/signup/")
     assert page.locator("h1").inner_text() == "Create your Spool account"
     page.fill("input[name=username]", username)
@@ -50,9 +54,58 @@ def sign_up(page: Page, username: str, password: str = PASSWORD, shot: str | Non
     if shot:
         screenshot(page, shot)
     page.get_by_role("button", name="Sign up").click()
+    page.wait_for_url("**/signup/sent/")
+    assert page.locator("h1").inner_text() == "Check your email"
+    assert page.locator(".sent-to").inner_text() == f"{username}@example.com"
+    if shot:
+        screenshot(page, shot.replace(".png", "-sent.png"))
+    page.goto(mailed_link(f"{username}@example.com", "/signup/confirm/"))
+    assert page.locator("h1").inner_text() == "Confirm your Spool account"
+    assert page.locator(".username").inner_text() == username
+    if shot:
+        screenshot(page, shot.replace(".png", "-confirm.png"))
+    page.get_by_role("button", name="Confirm and sign in").click()
     page.wait_for_url("**/resources/")
     assert f"Welcome, {username}." in messages(page)
     assert page.locator(".topbar .who").inner_text() == username
+
+
+def mailed_link(address: str, path: str, timeout: float = 20) -> str:
+    """The link under `path` in the newest mail to `address` that a live server wrote.
+
+    Live servers write mail as files in their data dir's mail/ (no EMAIL_HOST), and their
+    worker sends sign-up mail, so it may take a moment. Every test's addresses are unique, so
+    the mail folders of all live servers (data dirs `spool-e2e-*` in the temp dir, made by
+    tests/conftest.py start_spool) hold one answer, whichever server the page is on.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        links = [
+            link
+            for message in _mails_to(address)
+            for link in re.findall(rf"https?://[^/\s]+{re.escape(path)}\S+/", message)
+        ]
+        if links:
+            return links[-1]
+        assert time.monotonic() < deadline, f"no mail to {address} with a {path} link"
+        time.sleep(0.2)
+
+
+def _mails_to(address: str) -> list[str]:
+    """Bodies of the mails to `address` in the live servers' mail folders, oldest first."""
+    files = sorted(
+        Path(tempfile.gettempdir()).glob("spool-e2e-*/mail/*"), key=lambda f: f.stat().st_mtime
+    )
+    bodies = []
+    for file in files:
+        # The file backend appends each message to its connection's file, then a line of dashes.
+        for raw in file.read_text(errors="replace").split("\n" + "-" * 79 + "\n"):
+            message = email.message_from_string(raw.strip())
+            if message["To"] == address and not message.is_multipart():
+                payload = message.get_payload(decode=True)
+                if isinstance(payload, bytes):
+                    bodies.append(payload.decode(errors="replace"))
+    return bodies
 
 
 def sign_in(page: Page, username: str, password: str) -> None:
