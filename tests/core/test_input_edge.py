@@ -28,7 +28,9 @@ from rest_framework.test import APIClient
 
 from apps.accounts import services as accounts
 from apps.accounts.models import Resource
+from apps.automation.models import CallConnection, ConnectionState, Recording, RecordingState
 from apps.calls import rooms
+from apps.calls.models import Call, CallKind, CallLegState, CallParticipant, CallState, CallTopology
 from apps.chat import services as chat
 from apps.core import parsers
 from apps.numbers import orders
@@ -314,6 +316,30 @@ class World:
         member = accounts.add_member(self.resource, self._make_user("reader").username, "reader")
         self.names["member"] = str(member.pk)
 
+    def _make_connection(self) -> None:
+        """A call between an identity and the application, connected, with a stopped
+        recording."""
+        now = timezone.now()
+        call = Call.objects.create(
+            resource=self.resource, kind=CallKind.GROUP, topology=CallTopology.BRIDGE,
+            caller_raw_id=self.name("identity"), state=CallState.CONNECTED, created_at=now,
+        )  # fmt: skip
+        CallParticipant.objects.create(
+            call=call, raw_id=self.name("identity"), is_caller=True, state=CallLegState.CONNECTED,
+            joined_at=now,
+        )  # fmt: skip
+        connection = CallConnection.objects.create(
+            resource=self.resource, call=call, callback_uri="https://app.example/cb",
+            source_raw_id=self.name("identity"), state=ConnectionState.CONNECTED, created_at=now,
+        )  # fmt: skip
+        recording = Recording.objects.create(
+            id=uuid.uuid4().hex, resource=self.resource, call=call, connection=connection,
+            state=RecordingState.ACTIVE, started_at=now,
+        )  # fmt: skip
+        self.names.update(connection=str(connection.pk), call=str(call.pk), recording=recording.pk)
+
+    _make_call = _make_recording = _make_connection
+
     def _make_opt_out(self) -> None:
         opt_out = OptOut.objects.create(
             resource=self.resource, sender=self.name("sender"), recipient="+14255550199",
@@ -337,6 +363,7 @@ def world(resource: Resource, make_numbers: Any, owner: Any, make_user: Any) -> 
 
 
 # --- Routes -------------------------------------------------------------------------------------
+AUTOMATION, CALLS = "2026-03-12", "/calling/callConnections"
 IDENTITY, SMS, OPT_OUT, NUMBERS, ROOMS, RELAY, CHAT = (
     "2023-10-01", "2021-03-07", "2025-01-15-preview", "2025-06-01", "2025-03-13",
     "2022-03-01-preview", "2024-03-07",
@@ -436,6 +463,40 @@ ROUTES: list[Route] = [
     acs("update room participants", "PATCH", "/rooms/{room}/participants", ROOMS, {"participants": {"{identity}": {"role": "Attendee"}}},
         fields=("participants.{identity}.role",), keys=("participants.{identity}=>participants",)),
     acs("relay configuration", "POST", "/networkTraversal/:issueRelayConfiguration", RELAY, {"id": "{identity}", "routeType": "any", "ttl": 3600}, fields=("id", "routeType")),
+    # Call Automation
+    acs("create call", "POST", CALLS, AUTOMATION, {"targets": [{"rawId": "{identity}"}], "callbackUri": "https://app.example/cb", "operationContext": "o", "sourceDisplayName": "d"},
+        fields=("targets[0].rawId=>targets[0]", "callbackUri", "operationContext", "sourceDisplayName")),
+    acs("answer call", "POST", f"{CALLS}:answer", AUTOMATION, {"incomingCallContext": "c", "callbackUri": "https://app.example/cb"}, fields=("incomingCallContext", "callbackUri")),
+    acs("redirect call", "POST", f"{CALLS}:redirect", AUTOMATION, {"incomingCallContext": "c", "target": {"rawId": "{identity}"}}, fields=("incomingCallContext", "target.rawId=>target")),
+    acs("reject call", "POST", f"{CALLS}:reject", AUTOMATION, {"incomingCallContext": "c", "callRejectReason": "busy"}, fields=("incomingCallContext", "callRejectReason")),
+    acs("connect call", "POST", f"{CALLS}:connect", AUTOMATION, {"callLocator": {"kind": "serverCallLocator", "serverCallId": "{call}"}, "callbackUri": "https://app.example/cb"}, fields=("callLocator.serverCallId", "callbackUri")),
+    acs("call connection", "GET", f"{CALLS}/{{connection}}", AUTOMATION),
+    acs("hang up", "DELETE", f"{CALLS}/{{connection}}", AUTOMATION),
+    acs("terminate", "POST", f"{CALLS}/{{connection}}:terminate", AUTOMATION),
+    acs("transfer", "POST", f"{CALLS}/{{connection}}:transferToParticipant", AUTOMATION, {"targetParticipant": {"rawId": "{identity}"}, "operationContext": "o"}, fields=("targetParticipant.rawId=>targetParticipant", "operationContext")),
+    acs("play", "POST", f"{CALLS}/{{connection}}:play", AUTOMATION, {"playSources": [{"kind": "text", "text": {"text": "hi", "voiceName": "en-US-JennyNeural"}}], "operationContext": "o"},
+        fields=("playSources[0].kind", "playSources[0].text.text", "playSources[0].text.voiceName", "operationContext")),
+    acs("recognize", "POST", f"{CALLS}/{{connection}}:recognize", AUTOMATION, {"recognizeInputType": "dtmf", "recognizeOptions": {"targetParticipant": {"rawId": "{identity}"}, "dtmfOptions": {"stopTones": ["pound"]}}},
+        fields=("recognizeInputType", "recognizeOptions.targetParticipant.rawId=>recognizeOptions.targetParticipant", "recognizeOptions.dtmfOptions.stopTones[0]")),
+    acs("cancel media", "POST", f"{CALLS}/{{connection}}:cancelAllMediaOperations", AUTOMATION),
+    acs("send tones", "POST", f"{CALLS}/{{connection}}:sendDtmfTones", AUTOMATION, {"tones": ["one"], "targetParticipant": {"rawId": "{identity}"}}, fields=("tones[0]", "targetParticipant.rawId=>targetParticipant")),
+    *[acs(f"{action}", "POST", f"{CALLS}/{{connection}}:{action}", AUTOMATION, {"targetParticipant": {"rawId": "{identity}"}}, fields=("targetParticipant.rawId=>targetParticipant",))
+      for action in ("startContinuousDtmfRecognition", "stopContinuousDtmfRecognition", "hold", "unhold")],
+    *[acs(f"{action}", "POST", f"{CALLS}/{{connection}}:{action}", AUTOMATION)
+      for action in ("startMediaStreaming", "stopMediaStreaming", "startTranscription", "stopTranscription", "updateTranscription")],
+    acs("call participants", "GET", f"{CALLS}/{{connection}}/participants", AUTOMATION),
+    acs("call participant", "GET", f"{CALLS}/{{connection}}/participants/{{identity}}", AUTOMATION),
+    acs("add call participant", "POST", f"{CALLS}/{{connection}}/participants:add", AUTOMATION, {"participantToAdd": {"rawId": "{identity}"}, "operationContext": "o"}, fields=("participantToAdd.rawId=>participantToAdd", "operationContext")),
+    acs("remove call participant", "POST", f"{CALLS}/{{connection}}/participants:remove", AUTOMATION, {"participantToRemove": {"rawId": "{identity}"}}, fields=("participantToRemove.rawId=>participantToRemove",)),
+    acs("mute call participant", "POST", f"{CALLS}/{{connection}}/participants:mute", AUTOMATION, {"targetParticipants": [{"rawId": "{identity}"}]}, fields=("targetParticipants[0].rawId=>targetParticipants[0]",)),
+    acs("cancel add participant", "POST", f"{CALLS}/{{connection}}/participants:cancelAddParticipant", AUTOMATION, {"invitationId": "1"}, fields=("invitationId",)),
+    acs("move participants", "POST", f"{CALLS}/{{connection}}/participants:moveHere", AUTOMATION),
+    acs("start recording", "POST", "/calling/recordings", AUTOMATION, {"callLocator": {"kind": "serverCallLocator", "serverCallId": "{call}"}, "recordingFormatType": "wav"}, fields=("callLocator.serverCallId", "recordingFormatType")),
+    acs("recording", "GET", "/calling/recordings/{recording}", AUTOMATION),
+    acs("pause recording", "POST", "/calling/recordings/{recording}:pause", AUTOMATION),
+    acs("resume recording", "POST", "/calling/recordings/{recording}:resume", AUTOMATION),
+    acs("recording content", "GET", "/recordings/{recording}/content", AUTOMATION),
+    acs("recording metadata", "GET", "/recordings/{recording}/metadata", AUTOMATION),
     # Chat (its own matrices are in tests/chat; here: the reader, ids in paths, queries)
     chat_route("create thread", "POST", "/threads", {"topic": "t", "metadata": {"k": "v"}, "participants": [{"communicationIdentifier": {"rawId": "{identity}", "communicationUser": {"id": "{identity}"}}, "displayName": "d", "metadata": {"k": "v"}}]},
         fields=("topic", "metadata.k=>metadata", "participants[0].communicationIdentifier.rawId=>participants[0].communicationIdentifier", "participants[0].communicationIdentifier.communicationUser.id=>participants[0].communicationIdentifier", "participants[0].displayName", "participants[0].metadata.k=>participants[0].metadata"),
