@@ -38,14 +38,16 @@ def handle(event: dict[str, Any]) -> None:
     try:
         connection = (
             CallConnection.objects.select_related("call", "resource")
-            .filter(pk=data.get("callConnectionId"))
+            .filter(pk=str(data.get("callConnectionId", "")))
             .first()
         )
         if connection is None or connection.state == ConnectionState.DISCONNECTED:
             return
         _step(connection, name, data)
     except Exception:
-        logger.exception("built-in IVR: %s of call connection %s", name, data.get("callConnectionId"))
+        logger.exception(
+            "built-in IVR: %s of call connection %s", name, data.get("callConnectionId")
+        )
 
 
 def _step(connection: CallConnection, name: str, data: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.urls import path
 
 from apps.console import (
+    automation_views,
     calls_views,
     chat_views,
     events_views,
@@ -56,6 +57,32 @@ urlpatterns = [
     path("resources/<slug:slug>/calls/try/", calls_views.calls_try, name="calls-try"),
     path("resources/<slug:slug>/calls/try/token/", calls_views.calls_token, name="calls-token"),
     path("resources/<slug:slug>/calls/group/", calls_views.calls_group, name="calls-group"),
+    path(
+        "resources/<slug:slug>/calls/automation/",
+        automation_views.connections,
+        name="calls-automation",
+    ),
+    path(
+        "resources/<slug:slug>/calls/automation/<str:connection_id>/",
+        automation_views.connection,
+        name="calls-connection",
+    ),
+    path(
+        "resources/<slug:slug>/calls/recordings/",
+        automation_views.recordings,
+        name="calls-recordings",
+    ),
+    path(
+        "resources/<slug:slug>/calls/recordings/<str:recording_id>/file/",
+        automation_views.recording_file,
+        name="calls-recording-file",
+    ),
+    path("resources/<slug:slug>/calls/ivr/", automation_views.try_ivr, name="calls-ivr"),
+    path(
+        "resources/<slug:slug>/calls/ivr/token/",
+        automation_views.try_ivr_token,
+        name="calls-ivr-token",
+    ),
     # Keep last among the calls/ paths, or it takes their place (calls/try/ would be a call id).
     # Any id reaches the view, so a malformed one gets the console's not-found page.
     path("resources/<slug:slug>/calls/<str:call_id>/", calls_views.call, name="call"),

@@ -55,6 +55,7 @@
     "call.join": "call.joined",
     "call.hangup": "call.hungUp",
     "call.update": "call.updated",
+    "call.sendDtmf": "call.dtmfSent",
     "token.renew": "token.renewed",
   };
   const COMMAND_OF_REPLY = Object.fromEntries(Object.entries(REPLIES).map(([c, r]) => [r, c]));
