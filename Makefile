@@ -56,6 +56,7 @@ bench: install
 	$(PY) bench/sms.py
 	$(PY) bench/chat.py
 	$(PY) bench/calls.py
+	$(PY) bench/automation.py
 	@if [ -n "$$DATABASE_URL" ]; then $(PY) bench/phone_numbers.py; \
 	else echo "bench/phone_numbers.py needs DATABASE_URL (PostgreSQL): skipped."; fi
 
