@@ -299,6 +299,11 @@ MEDIA_CHANNEL = os.environ.get("SPOOL_MEDIA_CHANNEL", "automation.media")
 MEDIA_JANUS_URL = os.environ.get("SPOOL_MEDIA_JANUS_URL", "")
 RECORDINGS_DIR = Path(os.environ.get("SPOOL_RECORDINGS_DIR", str(DATA_DIR / "recordings")))
 RECORDING_RETENTION_DAYS = int(os.environ.get("SPOOL_RECORDING_RETENTION_DAYS", "30"))
+# Finished recordings go to this S3-compatible bucket when set (apps/automation/storage.py).
+RECORDINGS_S3_BUCKET = os.environ.get("SPOOL_RECORDINGS_S3_BUCKET", "")
+RECORDINGS_S3_ENDPOINT = os.environ.get("SPOOL_RECORDINGS_S3_ENDPOINT", "")
+RECORDINGS_S3_REGION = os.environ.get("SPOOL_RECORDINGS_S3_REGION", "")
+RECORDINGS_S3_PREFIX = os.environ.get("SPOOL_RECORDINGS_S3_PREFIX", "recordings/")
 # Files the application asks Spool to play are fetched once, at most this big, then cached.
 MEDIA_FILE_MAX_BYTES = int(os.environ.get("SPOOL_MEDIA_FILE_MAX_BYTES", str(20 * 1024 * 1024)))
 MEDIA_FILE_FETCH_SECONDS = float(os.environ.get("SPOOL_MEDIA_FILE_FETCH_SECONDS", "15"))
