@@ -475,3 +475,146 @@ async def test_a_number_routed_to_the_application_raises_incoming_call(
     assert (await caller.until(type="error"))["code"] == "BadRequest"
     await caller.send({"type": "call.invite", "to": "4:+14255550999"})
     assert (await caller.until(type="error"))["code"] == "PhoneNumberNotFound"
+
+
+async def test_add_participant_rings_and_succeeds_when_its_media_joins(
+    connect: Any, resource: Any, acs: AcsClient, receiver: Receiver, media_alive: None
+) -> None:
+    caller, connection_id, call_id = await answered_call(connect, resource, acs, receiver)
+    guest = await connect()
+    added = await api(
+        acs,
+        "POST",
+        f"{C}/{connection_id}/participants:add",
+        {"participantToAdd": {"rawId": guest.raw_id}, "operationContext": "add-guest"},
+    )
+    assert added.status_code == 202, added.content
+    assert added.json()["participant"]["identifier"]["rawId"] == guest.raw_id
+    ring = await guest.until(type="call", event="incomingCall")
+    assert ring["callId"] == call_id
+    await guest.send({"type": "call.accept", "callId": call_id})
+    connected = await guest.until(type="call", event="stateChanged", state="Connected")
+    assert connected["topology"] == "bridge"
+    await caller.until(type="call", event="participantsUpdated")
+    await database_sync_to_async(services.media_joined)(call_id, guest.raw_id)
+    event = await wait_for_callback(receiver, "AddParticipantSucceeded")
+    assert event["data"]["participant"]["rawId"] == guest.raw_id
+    assert event["data"]["operationContext"] == "add-guest"
+    listed = await api(acs, "GET", f"{C}/{connection_id}/participants")
+    assert {p["identifier"]["rawId"] for p in listed.json()["value"]} == {
+        caller.raw_id,
+        guest.raw_id,
+    }
+    # adding someone already in the call is refused and changes nothing
+    again = await api(
+        acs,
+        "POST",
+        f"{C}/{connection_id}/participants:add",
+        {"participantToAdd": {"rawId": guest.raw_id}},
+    )
+    assert again.status_code == 400
+
+    # removing them takes them out; the caller stays
+    removed = await api(
+        acs,
+        "POST",
+        f"{C}/{connection_id}/participants:remove",
+        {"participantToRemove": {"rawId": guest.raw_id}, "operationContext": "bye-guest"},
+    )
+    assert removed.status_code == 202
+    gone = await guest.until(type="call", event="stateChanged", state="Disconnected")
+    assert gone["callEndReason"]["code"] == 403
+    event = await wait_for_callback(receiver, "RemoveParticipantSucceeded")
+    assert event["data"]["operationContext"] == "bye-guest"
+    got = await api(acs, "GET", f"{C}/{connection_id}")
+    assert got.json()["callConnectionState"] == "connected"
+
+
+async def test_an_invitation_declined_or_cancelled_fails_in_the_acs_way(
+    connect: Any, resource: Any, acs: AcsClient, receiver: Receiver, media_alive: None
+) -> None:
+    _, connection_id, call_id = await answered_call(connect, resource, acs, receiver)
+    declining, cancelled = await connect(), await connect()
+    await api(
+        acs,
+        "POST",
+        f"{C}/{connection_id}/participants:add",
+        {"participantToAdd": {"rawId": declining.raw_id}},
+    )
+    await declining.until(type="call", event="incomingCall")
+    await declining.send({"type": "call.decline", "callId": call_id})
+    failed = await wait_for_callback(receiver, "AddParticipantFailed")
+    assert failed["data"]["resultInformation"]["code"] == 603
+
+    invited = await api(
+        acs,
+        "POST",
+        f"{C}/{connection_id}/participants:add",
+        {"participantToAdd": {"rawId": cancelled.raw_id}},
+    )
+    invitation = invited.json()["invitationId"]
+    await cancelled.until(type="call", event="incomingCall")
+    answer = await api(
+        acs,
+        "POST",
+        f"{C}/{connection_id}/participants:cancelAddParticipant",
+        {"invitationId": invitation, "operationContext": "never-mind"},
+    )
+    assert answer.status_code == 202
+    stopped = await cancelled.until(type="call", event="stateChanged", state="Disconnected")
+    assert stopped["callEndReason"]["code"] == 487
+    event = await wait_for_callback(receiver, "CancelAddParticipantSucceeded")
+    assert event["data"]["invitationId"] == invitation
+    assert "AddParticipantFailed" in types_of(receiver)
+    assert types_of(receiver).count("AddParticipantFailed") == 1  # the cancel is not a failure too
+
+
+async def test_a_declined_transfer_fails_and_the_application_stays(
+    connect: Any, resource: Any, acs: AcsClient, receiver: Receiver, media_alive: None
+) -> None:
+    _, connection_id, call_id = await answered_call(connect, resource, acs, receiver)
+    agent = await connect()
+    answer = await api(
+        acs,
+        "POST",
+        f"{C}/{connection_id}:transferToParticipant",
+        {"targetParticipant": {"rawId": agent.raw_id}, "operationContext": "to-agent"},
+    )
+    assert answer.status_code == 202 and answer.json()["operationContext"] == "to-agent"
+    await agent.until(type="call", event="incomingCall")
+    await agent.send({"type": "call.decline", "callId": call_id})
+    failed = await wait_for_callback(receiver, "CallTransferFailed")
+    assert failed["data"]["operationContext"] == "to-agent"
+    got = await api(acs, "GET", f"{C}/{connection_id}")
+    assert got.json()["callConnectionState"] == "connected"
+
+
+async def test_mute_and_hold_reach_the_media_process(
+    connect: Any, resource: Any, acs: AcsClient, receiver: Receiver, media_alive: None
+) -> None:
+    caller, connection_id, call_id = await answered_call(connect, resource, acs, receiver)
+    listening = asyncio.ensure_future(media_message("mute"))
+    await asyncio.sleep(0.1)
+    muted = await api(
+        acs,
+        "POST",
+        f"{C}/{connection_id}/participants:mute",
+        {"targetParticipants": [{"rawId": caller.raw_id}]},
+    )
+    assert muted.status_code == 200
+    message = await listening
+    assert message["rawId"] == caller.raw_id and message["muted"] is True
+    one = await api(acs, "GET", f"{C}/{connection_id}/participants/{quote_id(caller.raw_id)}")
+    assert one.json()["isMuted"] is True
+    for action, status in ((":hold", 200), (":unhold", 200)):
+        answer = await api(
+            acs,
+            "POST",
+            f"{C}/{connection_id}{action}",
+            {"targetParticipant": {"rawId": caller.raw_id}},
+        )
+        assert answer.status_code == status
+    stranger = await api(
+        acs, "POST", f"{C}/{connection_id}:hold", {"targetParticipant": {"rawId": "8:acs:nobody"}}
+    )
+    assert stranger.status_code == 404
