@@ -5,10 +5,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # The official ACS JavaScript SDKs that tests/e2e/test_js_sdks.py drives (Node 20 and npm).
 JS_STAMP := tests/js/node_modules/.installed
+# azure-communication-callautomation 1.5 beside the 1.6 of requirements-dev.txt (same import
+# name): tests/e2e/test_call_automation_sdk15.py puts this folder first on PYTHONPATH.
+SDK15_VERSION := 1.5.0
+SDK15 := $(VENV)/sdk15
+SDK15_STAMP := $(SDK15)/.installed-$(SDK15_VERSION)
 
 .PHONY: install run serve migrate test test-embedded test-services lint typecheck bench clean
 
-install: $(STAMP) $(JS_STAMP)
+install: $(STAMP) $(JS_STAMP) $(SDK15_STAMP)
 
 # Reinstalls when a requirements file changes; safe to rerun after a failure.
 $(STAMP): requirements.txt requirements-dev.txt
@@ -16,6 +21,14 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
+
+# Its dependencies are 1.6's, already in the venv. Starts from an empty folder each time, so a
+# half-finished install or another version never lingers.
+$(SDK15_STAMP): | $(STAMP)
+	rm -rf $(SDK15)
+	$(PY) -m pip install --quiet --no-deps --target $(SDK15) \
+		azure-communication-callautomation==$(SDK15_VERSION)
+	touch $(SDK15_STAMP)
 
 $(JS_STAMP): tests/js/package.json tests/js/package-lock.json
 	@if command -v npm >/dev/null; then \

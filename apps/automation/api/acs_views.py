@@ -302,7 +302,7 @@ class RecordingContent(AutomationView):
     def delete(self, request: Request, slug: str, recording_id: str) -> Response:
         recording = services.access_recording(request_resource(request), recording_id)
         services.delete_recording_file(recording)
-        return Response(status=204)
+        return Response(status=200)  # the SDKs' delete_recording accepts 200 only
 
 
 class RecordingMetadata(RecordingContent):
