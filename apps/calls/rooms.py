@@ -39,6 +39,17 @@ def _time(body: dict[str, Any], field: str) -> datetime | None:
     return parsed
 
 
+def _longest_from(valid_from: datetime) -> datetime:
+    """The default validUntil: validFrom plus the longest validity. Raises InvalidRoomRequest
+    when that is past the last date there is (a validFrom in December 9999)."""
+    try:
+        return valid_from + MAX_VALIDITY
+    except OverflowError:
+        raise InvalidRoomRequest(
+            "validFrom is too far in the future.", target="validFrom"
+        ) from None
+
+
 def _check_window(valid_from: datetime, valid_until: datetime) -> None:
     if valid_until <= valid_from:
         raise InvalidRoomRequest("validUntil must be after validFrom.", target="validUntil")
@@ -115,7 +126,7 @@ def create_room(
             return earlier
     now = timezone.now()
     valid_from = _time(body, "validFrom") or now
-    valid_until = _time(body, "validUntil") or valid_from + MAX_VALIDITY
+    valid_until = _time(body, "validUntil") or _longest_from(valid_from)
     _check_window(valid_from, valid_until)
     dial_out = body_flag(body, "pstnDialOutEnabled") or False
     changes = _check_participants(resource, body.get("participants"), removals=False)

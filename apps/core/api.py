@@ -130,17 +130,24 @@ def rfc3339(value: Any) -> str:
 
 
 def parse_rfc3339(value: Any) -> datetime | None:
-    """An aware datetime from an RFC 3339 string (UTC when it names no zone), or None when
-    the value is not one, including well-formed impossible dates such as February 30."""
+    """An aware datetime in UTC from an RFC 3339 string (UTC when it names no zone), or None
+    when the value is not one, including well-formed impossible dates such as February 30 and
+    instants outside years 1-9999 in UTC. In UTC because RFC 3339 allows offsets up to ±23:59
+    and PostgreSQL refuses past ±15:59 (a server error on `+16:00`)."""
     if not isinstance(value, str):
         return None
     try:
         parsed = parse_datetime(value)
     except ValueError:
         return None
-    if parsed is not None and parsed.tzinfo is None:
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is in year 0 in UTC
+        return None
 
 
 MAX_PAGE_SIZE = 500

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -64,6 +64,8 @@ def test_a_room_defaults_to_now_for_180_days_and_takes_participants(acs: AcsClie
     [
         ({"validUntil": "yesterday"}, "validUntil"),
         ({"validFrom": "2024-02-30T00:00:00Z"}, "validFrom"),
+        ({"validFrom": "9999-12-01T00:00:00Z"}, "validFrom"),
+        ({"validUntil": "9999-12-31T23:30:00-01:00"}, "validUntil"),
         (
             {
                 "validFrom": iso(datetime.now(UTC) + timedelta(days=2)),
@@ -87,6 +89,8 @@ def test_a_room_defaults_to_now_for_180_days_and_takes_participants(acs: AcsClie
     ids=[
         "bad time",
         "impossible date",
+        "no default validUntil after year 9999",
+        "after year 9999 in UTC",
         "ends before it starts",
         "over 180 days",
         "already over",
@@ -110,6 +114,30 @@ def test_bad_rooms_are_refused_and_change_nothing(
     error = response.json()["error"]
     assert error["code"] and error["message"] and error["target"] == target
     assert state() == before
+
+
+def test_a_window_with_any_rfc_3339_offset_is_kept_in_utc(acs: AcsClient) -> None:
+    # given times at +16:00, which RFC 3339 allows and PostgreSQL does not store (a server
+    # error there, found by tests/core/test_fuzz_acs.py)
+    opens = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+    plus_16 = timezone(timedelta(hours=16))
+
+    # when a room is created with them
+    response = call(
+        acs,
+        "POST",
+        "/rooms",
+        {
+            "validFrom": opens.astimezone(plus_16).isoformat(),
+            "validUntil": (opens + timedelta(days=1)).astimezone(plus_16).isoformat(),
+        },
+    )
+
+    # then the window is the same instants, in UTC
+    assert response.status_code == 201, response.content
+    assert response.json()["validFrom"] == iso(opens)
+    assert response.json()["validUntil"] == iso(opens + timedelta(days=1))
+    assert Room.objects.get().valid_from == opens
 
 
 def test_a_bad_role_refuses_the_whole_participant_update(acs: AcsClient) -> None:

@@ -600,6 +600,27 @@ def test_share_history_time_hides_older_messages_from_the_added_participant(
     assert next(p for p in listed if p["displayName"] == "Bob")["shareHistoryTime"] == rfc3339(cut)
 
 
+def test_a_share_history_time_with_any_rfc_3339_offset_is_kept_in_utc(
+    alice: ChatUser, bob: ChatUser, make_thread: MakeThread
+) -> None:
+    # given a thread
+    thread_id = make_thread(alice)
+
+    # when bob is added with a time at +16:00, which RFC 3339 allows and PostgreSQL does not
+    # store (a server error there, found by tests/core/test_fuzz_acs.py)
+    added = alice.call(
+        "POST",
+        thread_path(thread_id, "/participants/:add"),
+        {"participants": [member(bob, "Bob", shareHistoryTime="2026-01-02T00:00:00+16:00")]},
+    )
+
+    # then it is the same instant, in UTC
+    assert added.status_code == 201, added.content
+    listed = alice.call("GET", thread_path(thread_id, "/participants")).json()["value"]
+    bob_listed = next(p for p in listed if p["displayName"] == "Bob")
+    assert bob_listed["shareHistoryTime"] == "2026-01-01T08:00:00Z"
+
+
 def test_adding_a_participant_again_updates_its_display_name(
     alice: ChatUser, bob: ChatUser, make_thread: MakeThread
 ) -> None:
@@ -793,6 +814,8 @@ BAD_INPUT: list[tuple[str, str, str, Any, dict[str, Any], int, str, str | None]]
     ("list threads: maxPageSize not a number", "GET", "/threads", None, {"maxPageSize": "ten"}, 400, "InvalidRequest", "maxPageSize"),
     ("list threads: bad startTime", "GET", "/threads", None, {"startTime": "soon"}, 400, "InvalidRequest", "startTime"),
     ("list threads: impossible startTime", "GET", "/threads", None, {"startTime": "2024-13-45T00:00:00Z"}, 400, "InvalidRequest", "startTime"),
+    ("list threads: startTime before year 1 in UTC", "GET", "/threads", None, {"startTime": "0001-01-01T00:30:00+01:00"}, 400, "InvalidRequest", "startTime"),
+    ("list messages: startTime after year 9999 in UTC", "GET", f"/threads/{THREAD}/messages", None, {"startTime": "9999-12-31T23:30:00-01:00"}, 400, "InvalidRequest", "startTime"),
     ("list participants: negative skip", "GET", f"/threads/{THREAD}/participants", None, {"skip": "-1"}, 400, "InvalidRequest", "skip"),
     ("list messages: bad before", "GET", f"/threads/{THREAD}/messages", None, {"before": "x"}, 400, "InvalidRequest", "before"),
     ("list messages: bad startTime", "GET", f"/threads/{THREAD}/messages", None, {"startTime": "x"}, 400, "InvalidRequest", "startTime"),
