@@ -6,9 +6,6 @@ apps/automation/ivr.py, through static/calling/spool-calling.js)."""
 from __future__ import annotations
 
 import json
-import mimetypes
-import re
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
-from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
@@ -25,7 +22,7 @@ from django.views.decorators.http import require_POST
 
 from apps.accounts import services as accounts
 from apps.accounts.models import CommunicationIdentity, IncomingCalls, Resource
-from apps.automation import callbacks, services
+from apps.automation import callbacks, downloads, services
 from apps.automation.models import (
     Callback,
     CallbackState,
@@ -40,9 +37,6 @@ from apps.console.chat_views import TRY_TOKEN_MINUTES
 from apps.console.views import _page, resource_page
 from apps.core.errors import ApiError, error_response
 
-RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-CHUNK = 64 * 1024
-AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg"}
 # Try IVR's two identities per resource, kept in the console session: {resource id: {"caller":
 # raw id, "line": raw id}}.
 TRY_IVR_KEY = "console-try-ivr"
@@ -225,8 +219,8 @@ def _file_status(recording: Recording) -> tuple[str, str]:
         return "writing", "The file is being written…"
     if recording.file_name == "-":
         return "empty", "Nothing was recorded"
-    if not services.recording_path(recording).is_file():
-        return "missing", "The file is missing from the recordings folder"
+    if downloads.ready_size(recording) is None:
+        return "missing", "The file is missing from where recordings are kept"
     return "ready", ""
 
 
@@ -267,55 +261,12 @@ def recording_file(request: HttpRequest, resource: Resource, recording_id: str) 
     status, says = _file_status(recording)
     if status != "ready":
         return render(request, "console/not_found.html", {"message": f"{says}."}, status=404)
-    path = Path(services.recording_path(recording))
-    content_type = AUDIO_TYPES.get(recording.audio_format) or (
-        mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    )
-    response = _ranged(request, path, content_type)
+    response = downloads.recording_response(recording, request.headers.get("Range", ""))
     disposition = "attachment" if request.GET.get("download") else "inline"
-    response["Content-Disposition"] = (
-        f'{disposition}; filename="recording-{recording.pk}{path.suffix}"'
-    )
+    suffix = Path(recording.file_name).suffix
+    response["Content-Disposition"] = f'{disposition}; filename="recording-{recording.pk}{suffix}"'
     response["Cache-Control"] = "private, no-store"
     return response
-
-
-def _ranged(request: HttpRequest, path: Path, content_type: str) -> HttpResponse:
-    """The file, or the one byte range a `Range: bytes=a-b` header asks for (206, or 416 when
-    it lies outside the file). Other Range forms get the whole file, as HTTP allows."""
-    size = path.stat().st_size
-    wanted = RANGE.match(request.headers.get("Range", "").strip())
-    if not wanted or not (wanted[1] or wanted[2]):
-        whole: HttpResponse = FileResponse(path.open("rb"), content_type=content_type)  # type: ignore[assignment]
-        whole["Accept-Ranges"] = "bytes"
-        return whole
-    if wanted[1]:
-        start = int(wanted[1])
-        end = min(int(wanted[2]), size - 1) if wanted[2] else size - 1
-    else:  # the last N bytes
-        start, end = max(0, size - int(wanted[2])), size - 1
-    if start >= size or start > end:
-        refused = HttpResponse(status=416)
-        refused["Content-Range"] = f"bytes */{size}"
-        return refused
-    part: HttpResponse = StreamingHttpResponse(  # type: ignore[assignment]
-        _read(path, start, end - start + 1), status=206, content_type=content_type
-    )
-    part["Content-Range"] = f"bytes {start}-{end}/{size}"
-    part["Content-Length"] = str(end - start + 1)
-    part["Accept-Ranges"] = "bytes"
-    return part
-
-
-def _read(path: Path, start: int, length: int) -> Iterator[bytes]:
-    with path.open("rb") as file:
-        file.seek(start)
-        while length > 0:
-            chunk = file.read(min(CHUNK, length))
-            if not chunk:
-                return
-            length -= len(chunk)
-            yield chunk
 
 
 # --- Try IVR ---------------------------------------------------------------------------------

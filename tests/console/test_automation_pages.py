@@ -378,7 +378,7 @@ def test_recordings_list_shows_a_player_and_says_why_a_file_cannot_play(
     assert f'<audio controls preload="none" src="{url}">' in row(ready)
     assert f'href="{url}?download=1"' in row(ready) and "10.0\xa0KB" in row(ready)
     assert "Deleted" in row(deleted) and "<audio" not in row(deleted)
-    assert "missing from the recordings folder" in row(missing)
+    assert "missing from where recordings are kept" in row(missing)
     assert "Nothing was recorded" in row(empty)
     assert "Recording…" in row(live)
 
@@ -449,7 +449,7 @@ def test_a_deleted_or_missing_recording_file_is_not_found(
 
     # then
     assert gone.status_code == 404 and lost.status_code == 404
-    assert "missing from the recordings folder" in lost.content.decode()
+    assert "missing from where recordings are kept" in lost.content.decode()
 
 
 # --- Try IVR ---------------------------------------------------------------------------------
