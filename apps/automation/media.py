@@ -31,7 +31,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.accounts.services import identity_group
-from apps.automation import audio, callbacks, services
+from apps.automation import audio, callbacks, services, speech, streaming
 from apps.automation.bridge import AudioBridgeRoom
 from apps.automation.models import (
     CallConnection,
@@ -44,6 +44,7 @@ from apps.automation.models import (
 )
 from apps.calls import signaling
 from apps.calls.models import Call, CallLegState, CallState, CallTopology
+from apps.calls.sfu import JanusError
 from apps.core import outbound
 from apps.events import schemas
 from apps.events.services import NewEvent, publish_events
@@ -66,6 +67,11 @@ RECOGNIZE_PROMPT_FAILED = (
     8511,
     "Action failed, encountered failure while trying to play the prompt.",
 )
+RECOGNIZE_SPEECH_MATCHED = (200, 8545, "Action completed, speech option matched.")
+RECOGNIZE_TONE_MATCHED = (200, 8533, "Action completed, DTMF option matched.")
+RECOGNIZE_NOT_MATCHED = (400, 8547, "Action failed, speech option not matched.")
+RECOGNIZE_WRONG_TONE = (400, 8534, "Action failed, incorrect tone detected.")
+RECOGNIZE_NO_AUDIO = (500, 8500, "Action failed, the participant's audio could not be reached.")
 
 
 class PlayFailure(Exception):
@@ -89,6 +95,7 @@ class CallMedia:
     playing: dict[str, asyncio.Event] = field(default_factory=dict)
     recording_id: str = ""
     recording_segment: Path | None = None
+    streams: dict[str, streaming.MediaStream] = field(default_factory=dict)  # by subscription
 
 
 class MediaProcess:
@@ -98,6 +105,7 @@ class MediaProcess:
         self.files: dict[str, tuple[Path, float]] = {}  # file URL -> (prompt, fetched at)
         self.layer = get_channel_layer()
         self.stopping = asyncio.Event()
+        self.background: set[asyncio.Task[None]] = set()  # stream starts and stops
 
     # --- the loops ---------------------------------------------------------------------------
     async def run(self) -> None:
@@ -141,6 +149,8 @@ class MediaProcess:
                     await self._apply_recording(recording_id)
                 for call_id in work["ended"]:
                     await self._end(call_id)
+                for call_id in await database_sync_to_async(services.streaming_due)():
+                    await self._apply_streaming(call_id)
                 await database_sync_to_async(_ring_timeouts)()
             except Exception:
                 logger.exception("media round failed")
@@ -155,6 +165,7 @@ class MediaProcess:
             if media is not None and media.legs.pop(str(message["rawId"]), None) is not None:
                 with contextlib.suppress(Exception):
                     await media.room.leave(str(message["rawId"]))
+                await self._legs_changed(media)
         elif kind == "end":
             await self._end(call_id)
         elif kind == "dtmf":
@@ -171,6 +182,8 @@ class MediaProcess:
                 await media.room.mute(str(message["rawId"]), bool(message["muted"]))
         elif kind == "recording":
             await self._apply_recording(str(message["recording"]))
+        elif kind == "streaming":
+            await self._apply_streaming(call_id)
 
     # --- legs ----------------------------------------------------------------------------------
     async def _media(self, call_id: str) -> CallMedia:
@@ -212,6 +225,8 @@ class MediaProcess:
         await self._to_socket(message, answer)
         await database_sync_to_async(services.media_joined)(call_id, raw_id)
         await self._start_runner(call_id)
+        await self._legs_changed(media, rejoined=raw_id)
+        await self._apply_streaming(call_id)  # a stream wanted from the answer starts now
 
     async def _to_socket(self, message: dict[str, Any], data: dict[str, Any]) -> None:
         assert self.layer is not None
@@ -237,6 +252,7 @@ class MediaProcess:
             raw_id = str(event.get("display", ""))
             if media.legs.pop(raw_id, None) is not None:
                 await database_sync_to_async(_leg_lost)(media.call_id, raw_id)
+                await self._legs_changed(media)
         elif kind == "connectionLost":
             media.opened = False
             for done in media.playing.values():
@@ -252,6 +268,12 @@ class MediaProcess:
         for task in (media.current, media.runner):
             if task is not None:
                 task.cancel()
+        for subscription_id in list(media.streams):
+            stream = media.streams.pop(subscription_id)
+            await stream.stop()
+            await database_sync_to_async(services.media_streaming_ended)(
+                subscription_id, callback=False
+            )
         if media.recording_segment is not None:
             with contextlib.suppress(Exception):
                 await media.room.stop_recording()
@@ -375,6 +397,9 @@ class MediaProcess:
 
     async def _recognize(self, media: CallMedia, operation: MediaOperation) -> None:
         request = operation.request
+        if request.get("inputType") == "choices":
+            await self._recognize_choices(media, operation)
+            return
         target = request["target"]
         while not media.tones.empty():  # keys pressed before the recognize do not count
             media.tones.get_nowait()
@@ -477,6 +502,224 @@ class MediaProcess:
                         return tone
                 elif prompt is not None and prompt.done():
                     return ""
+
+    # --- recognize choices (speech, or a choice's tone) ---------------------------------------
+    async def _recognize_choices(self, media: CallMedia, operation: MediaOperation) -> None:
+        """Listen to the target for one of the choices (apps/automation/speech.py) while the
+        prompt plays; a key picks the choice whose tone it is. One utterance decides."""
+        request = operation.request
+        while not media.tones.empty():  # keys pressed before the recognize do not count
+            media.tones.get_nowait()
+        choices = [speech.Choice(c["label"], c["phrases"], c["tone"]) for c in request["choices"]]
+        listener = speech.ChoiceListener(media.room, request["target"], choices)
+        prompt: asyncio.Task[None] | None = None
+        try:
+            try:
+                await listener.open()
+            except JanusError as error:
+                logger.warning("cannot listen to %s: %s", request["target"], error)
+                await database_sync_to_async(_finish)(
+                    operation, OperationState.FAILED, result=RECOGNIZE_NO_AUDIO
+                )
+                return
+            try:
+                prompt = await self._prompt_task(media, request["prompts"])
+            except PlayFailure:
+                await database_sync_to_async(_finish)(
+                    operation, OperationState.FAILED, result=RECOGNIZE_PROMPT_FAILED
+                )
+                return
+            result, data = await self._hear(media, request, listener, choices, prompt)
+        finally:
+            if prompt is not None and not prompt.done():
+                prompt.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await prompt
+            await listener.close()
+        state = OperationState.COMPLETED if result[0] < 300 else OperationState.FAILED
+        await database_sync_to_async(_finish)(operation, state, result=result, data=data)
+
+    async def _prompt_task(
+        self, media: CallMedia, sources: list[dict[str, Any]]
+    ) -> asyncio.Task[None] | None:
+        """The prompts, playing in the background (None without prompts). Raises
+        PlayFailure."""
+        if not sources:
+            return None
+        paths = [await self._prompt(source) for source in sources]
+
+        async def play_prompts() -> None:
+            for path in paths:
+                await self._play(media, path)
+
+        return asyncio.create_task(play_prompts())
+
+    async def _hear(
+        self,
+        media: CallMedia,
+        request: dict[str, Any],
+        listener: speech.ChoiceListener,
+        choices: list[speech.Choice],
+        prompt: asyncio.Task[None] | None,
+    ) -> tuple[tuple[int, int, str], dict[str, Any] | None]:
+        speaking = False
+        while True:
+            if speaking:
+                timeout = speech.MAX_SPEECH_SECONDS + 5
+            elif prompt is not None and not prompt.done():
+                timeout = 3600.0  # the initial silence counts from the prompt's end
+            else:
+                timeout = float(request["initialSilenceSeconds"])
+            kind, value = await self._next_input(
+                media, request["target"], listener, prompt, timeout
+            )
+            if kind == "timeout":
+                return (RECOGNIZE_NOT_MATCHED if speaking else RECOGNIZE_SILENCE), None
+            if kind == "prompt":
+                prompt = None
+            elif kind == "speech":
+                speaking = True
+                if prompt is not None and not prompt.done() and request["interruptPrompt"]:
+                    prompt.cancel()
+            elif kind == "heard":
+                if not isinstance(value, speech.Heard):
+                    return RECOGNIZE_NOT_MATCHED, None
+                heard = {
+                    "label": value.label,
+                    "recognizedPhrase": value.phrase,
+                    "confidence": value.confidence,
+                }
+                return RECOGNIZE_SPEECH_MATCHED, _choice_data(heard)
+            elif kind == "tone":
+                for choice in choices:
+                    if choice.tone and choice.tone == value:
+                        return RECOGNIZE_TONE_MATCHED, _choice_data({"label": choice.label})
+                return RECOGNIZE_WRONG_TONE, None
+
+    async def _next_input(
+        self,
+        media: CallMedia,
+        target: str,
+        listener: speech.ChoiceListener,
+        prompt: asyncio.Task[None] | None,
+        timeout: float,
+    ) -> tuple[str, Any]:
+        """The next of: ("tone", key) of the target, ("speech", None), ("heard", Heard | None),
+        ("prompt", None) when the prompt ends, ("timeout", None)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return "timeout", None
+            tone = asyncio.ensure_future(media.tones.get())
+            heard = asyncio.ensure_future(listener.events.get())
+            waiters: set[asyncio.Future[Any]] = {tone, heard}
+            if prompt is not None and not prompt.done():
+                waiters.add(asyncio.ensure_future(asyncio.shield(prompt)))
+            done, pending = await asyncio.wait(
+                waiters, timeout=left, return_when=asyncio.FIRST_COMPLETED
+            )
+            for waiter in pending:
+                waiter.cancel()
+            if heard in done:
+                if tone in done:  # not lost: the next round takes it
+                    media.tones.put_nowait(tone.result())
+                kind, value = heard.result()
+                return kind, value
+            if tone in done:
+                raw_id, key = tone.result()
+                if raw_id == target:
+                    return "tone", key
+                continue
+            if done and prompt is not None and prompt.done():
+                return "prompt", None
+
+    # --- media streaming ----------------------------------------------------------------------
+    def _background(self, work: Any) -> None:
+        task = asyncio.create_task(work)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def _apply_streaming(self, call_id: str) -> None:
+        """Start or stop the call's streams as their applications want (apps/automation/
+        streaming.py), in the background: connecting to an application never holds this
+        process's messages."""
+        media = self.calls.get(call_id)
+        if media is None:
+            # Not held here (it ended, or a media process before this one held it): nothing
+            # streams it, whatever the row says.
+            for plan in await database_sync_to_async(services.media_streaming_plans)(call_id):
+                if plan["active"] and not plan["wanted"]:
+                    await database_sync_to_async(services.media_streaming_ended)(plan["id"])
+            return
+        if not media.opened:
+            return  # the rounds look again
+        plans = await database_sync_to_async(services.media_streaming_plans)(call_id)
+        for plan in plans:
+            subscription_id = plan["id"]
+            stream = media.streams.get(subscription_id)
+            if plan["wanted"] and stream is None:
+                options = streaming.StreamOptions(
+                    url=plan["url"],
+                    subscription_id=subscription_id,
+                    unmixed=plan["unmixed"],
+                    rate=streaming.RATES[plan["format"]],
+                    bidirectional=plan["bidirectional"],
+                    headers=plan["headers"],
+                )
+                stream = streaming.MediaStream(
+                    media.room, options, self._on_stream_failed(media, subscription_id)
+                )
+                media.streams[subscription_id] = stream
+                self._background(self._start_stream(media, subscription_id, stream))
+            elif not plan["wanted"] and stream is not None and stream.running:
+                media.streams.pop(subscription_id)
+                self._background(self._stop_stream(subscription_id, stream))
+            elif not plan["wanted"] and stream is None and plan["active"]:
+                # Streamed by a media process that is gone, or already stopped here.
+                await database_sync_to_async(services.media_streaming_ended)(subscription_id)
+
+    async def _start_stream(
+        self, media: CallMedia, subscription_id: str, stream: streaming.MediaStream
+    ) -> None:
+        try:
+            await stream.start()
+        except streaming.StreamFailed as failure:
+            if media.streams.get(subscription_id) is stream:
+                del media.streams[subscription_id]
+                await database_sync_to_async(services.media_streaming_ended)(
+                    subscription_id, details=failure.details, message=str(failure)
+                )
+            return
+        if media.streams.get(subscription_id) is not stream:  # the call ended meanwhile
+            await stream.stop()
+            return
+        await database_sync_to_async(services.media_streaming_started)(subscription_id)
+        await stream.follow(list(media.legs))
+        await self._apply_streaming(media.call_id)  # it may have been stopped meanwhile
+
+    def _on_stream_failed(self, media: CallMedia, subscription_id: str) -> streaming.OnFailed:
+        async def failed(failure: streaming.StreamFailed) -> None:
+            stream = media.streams.get(subscription_id)
+            if stream is None:
+                return
+            del media.streams[subscription_id]
+            await stream.stop()
+            await database_sync_to_async(services.media_streaming_ended)(
+                subscription_id, details=failure.details, message=str(failure)
+            )
+
+        return failed
+
+    async def _stop_stream(self, subscription_id: str, stream: streaming.MediaStream) -> None:
+        await stream.stop()
+        await database_sync_to_async(services.media_streaming_ended)(subscription_id)
+
+    async def _legs_changed(self, media: CallMedia, rejoined: str = "") -> None:
+        """Streams follow the legs: one forward each (a replaced leg gets a new one)."""
+        for stream in list(media.streams.values()):
+            if stream.running:
+                await stream.follow(list(media.legs), rejoined=rejoined)
 
     # --- recordings ---------------------------------------------------------------------------
     async def _apply_recording(self, recording_id: str) -> None:
@@ -606,6 +849,10 @@ def _finish(
         ).update(**fields)
         if finished:
             callbacks.emit_operation_end(operation, state, result=result, data=data)
+
+
+def _choice_data(result: dict[str, Any]) -> dict[str, Any]:
+    return {"recognitionType": "choices", "choiceResult": result}
 
 
 def _continuous_tone(call_id: str, raw_id: str, tone: str) -> None:

@@ -202,3 +202,39 @@ class Recording(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+
+class StreamingState(models.TextChoices):
+    # The ACS MediaStreamingSubscriptionState values a configured subscription takes.
+    INACTIVE = "inactive"
+    ACTIVE = "active"
+
+
+class MediaStreaming(models.Model):
+    """A connection's media streaming subscription (`mediaStreamingOptions` on answer, create
+    or connect): the call's audio to the application's WebSocket, and with `bidirectional` the
+    application's audio back into the call. The API sets `wanted`; the media process
+    (apps/automation/streaming.py) follows it and sets `state`."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    connection = models.OneToOneField(
+        CallConnection, on_delete=models.CASCADE, related_name="media_streaming"
+    )
+    transport_url = models.CharField(max_length=2048)  # ws(s), checked again when connecting
+    audio_channel_type = models.CharField(max_length=8, default="mixed")  # mixed | unmixed
+    audio_format = models.CharField(max_length=16, default="pcm16KMono")
+    bidirectional = models.BooleanField(default=False)
+    wanted = models.BooleanField(default=False)
+    state = models.CharField(
+        max_length=16, choices=StreamingState.choices, default=StreamingState.INACTIVE
+    )
+    # The last start/stop request's operationContext and operationCallbackUri: its callbacks.
+    operation_context = models.CharField(max_length=2048, blank=True, default="")
+    callback_uri = models.URLField(max_length=2048, blank=True, default="")
+    created_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    failure = models.CharField(max_length=300, blank=True, default="")
+
+    def __str__(self) -> str:
+        return f"media streaming {self.id}"

@@ -10,6 +10,7 @@ comes back as callbacks (apps/automation/callbacks.py), which go out in order pe
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -18,7 +19,7 @@ from django.conf import settings
 from django.core import signing
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from apps.accounts import services as accounts
@@ -37,15 +38,17 @@ from apps.automation.models import (
     CallConnection,
     ConnectionState,
     MediaOperation,
+    MediaStreaming,
     OperationKind,
     OperationState,
     Recording,
     RecordingState,
+    StreamingState,
 )
 from apps.calls import media_link, signaling
 from apps.calls.models import Call, CallKind, CallLegState, CallParticipant, CallState, CallTopology
 from apps.core.identifiers import identifier_model, is_communication_user, raw_id_of
-from apps.core.outbound import check_url
+from apps.core.outbound import WEBSOCKET_SCHEMES, check_url
 from apps.events import schemas
 from apps.events.services import NewEvent, publish_events
 
@@ -194,6 +197,7 @@ def answer(
     call, to = _incoming(resource, body)
     callback_uri = _callback_uri(body)
     context = _text(body, "operationContext", limit=MAX_OPERATION_CONTEXT)
+    streaming = check_media_streaming_options(body.get("mediaStreamingOptions"))
     _require_media()
     now = timezone.now()
     try:
@@ -208,6 +212,7 @@ def answer(
                 created_at=now,
                 repeatability_request_id=repeatability_request_id[:100],
             )
+            _create_media_streaming(connection, streaming)
             signaling.connect_caller(call)
     except IntegrityError:
         earlier = _repeatable(resource, repeatability_request_id)
@@ -286,6 +291,7 @@ def create_call(
     source = application_raw_id(resource)
     if body.get("source") is not None:
         source = _identity_of(resource, body["source"], "source")
+    streaming = check_media_streaming_options(body.get("mediaStreamingOptions"))
     _require_media()
     now = timezone.now()
     try:
@@ -308,6 +314,7 @@ def create_call(
                 created_at=now,
                 repeatability_request_id=repeatability_request_id[:100],
             )
+            _create_media_streaming(connection, streaming)
             for raw_id in raw_ids:
                 signaling.ring(call, raw_id)
     except IntegrityError:
@@ -329,18 +336,21 @@ def connect(resource: Resource, body: dict[str, Any]) -> CallConnection:
             target="callLocator",
         )
     callback_uri = _callback_uri(body)
+    streaming = check_media_streaming_options(body.get("mediaStreamingOptions"))
     _require_media()
-    connection = CallConnection.objects.create(
-        resource=resource,
-        call=call,
-        callback_uri=callback_uri,
-        source_raw_id=application_raw_id(resource),
-        operation_context=_text(body, "operationContext", limit=MAX_OPERATION_CONTEXT),
-        created_at=timezone.now(),
-        state=ConnectionState.CONNECTED,
-        connected_at=timezone.now(),
-    )
-    callbacks.emit(connection, "CallConnected", {})
+    with transaction.atomic():
+        connection = CallConnection.objects.create(
+            resource=resource,
+            call=call,
+            callback_uri=callback_uri,
+            source_raw_id=application_raw_id(resource),
+            operation_context=_text(body, "operationContext", limit=MAX_OPERATION_CONTEXT),
+            created_at=timezone.now(),
+            state=ConnectionState.CONNECTED,
+            connected_at=timezone.now(),
+        )
+        callbacks.emit(connection, "CallConnected", {})
+        _create_media_streaming(connection, streaming)
     return connection
 
 
@@ -426,6 +436,8 @@ def disconnect(
             return
         connection.state = ConnectionState.DISCONNECTED
         _cancel_operations(connection, emit=False)
+        MediaStreaming.objects.filter(connection=connection).update(wanted=False)
+        media_link.send_after_commit({"type": "streaming", "call": str(connection.call_id)})
         callbacks.emit(connection, "CallDisconnected", {}, result=(code, subcode, reason))
         media_link.send_after_commit({"type": "operations", "call": str(connection.call_id)})
 
@@ -735,9 +747,11 @@ def _check_play_to(connection: CallConnection, play_to: Any) -> None:
 
 def recognize(connection: CallConnection, body: dict[str, Any]) -> MediaOperation:
     kind = body.get("recognizeInputType")
+    if kind == "choices":
+        return _recognize_choices(connection, body)
     if kind != "dtmf":
         raise NotSupported(
-            "recognizeInputType must be dtmf here (speech recognition is not offered).",
+            "recognizeInputType must be dtmf or choices here (free speech is not offered).",
             target="recognizeInputType",
         )
     options = body.get("recognizeOptions")
@@ -917,3 +931,333 @@ def prune_recordings() -> int:
         delete_recording_file(recording)
         count += 1
     return count
+
+
+# --- Recognize choices by speech -------------------------------------------------------------
+MAX_CHOICES = 30
+MAX_PHRASES = 20
+MAX_PHRASE_LENGTH = 100
+MAX_CHOICE_SILENCE = 20  # seconds: ACS's most for choices
+PHRASE_REFUSED = re.compile(r"[^A-Za-z' ,.?!-]")  # the recognizer's dictionary is English words
+SPEECH_LANGUAGES = ("en-us", "en")
+
+
+def _recognize_choices(connection: CallConnection, body: dict[str, Any]) -> MediaOperation:
+    """Recognize one of the application's choices, said (pocketsphinx, offline, en-US) or
+    keyed (a choice's `tone`). The media process runs it (apps/automation/speech.py)."""
+    from apps.automation import speech
+
+    options = body.get("recognizeOptions")
+    if not isinstance(options, dict):
+        raise InvalidAutomationRequest("recognizeOptions is required.", target="recognizeOptions")
+    target = access_participant(connection, raw_id_of(options.get("targetParticipant")) or "")
+    language = options.get("speechLanguage") or "en-US"
+    if not isinstance(language, str) or language.lower() not in SPEECH_LANGUAGES:
+        raise NotSupported(
+            "speechLanguage: choices are recognized in en-US only here.", target="speechLanguage"
+        )
+    if options.get("speechRecognitionModelEndpointId"):
+        raise NotSupported(
+            "Custom speech models are not offered here.",
+            target="speechRecognitionModelEndpointId",
+        )
+    raw = options.get("choices")
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_CHOICES:
+        raise InvalidAutomationRequest(
+            f"choices must list 1 to {MAX_CHOICES} choices.", target="choices"
+        )
+    choices, labels, tones = [], set(), set()
+    for index, choice in enumerate(raw):
+        field = f"choices[{index}]"
+        if not isinstance(choice, dict):
+            raise InvalidAutomationRequest(f"{field} must be an object.", target=field)
+        label = _text(choice, "label", limit=MAX_PHRASE_LENGTH, required=True)
+        if label in labels:
+            raise InvalidAutomationRequest(f"{field}.label is not unique.", target=field)
+        labels.add(label)
+        phrases = _choice_phrases(choice.get("phrases"), f"{field}.phrases", speech)
+        tone = choice.get("tone")
+        if tone is not None and tone not in TONE_KEYS:
+            raise InvalidAutomationRequest(
+                f"{field}.tone must be a tone (zero ... nine, asterisk, pound, a ... d).",
+                target=field,
+            )
+        if tone is not None and tone in tones:
+            raise InvalidAutomationRequest(f"{field}.tone is not unique.", target=field)
+        if tone is not None:
+            tones.add(tone)
+        if not phrases and tone is None:
+            raise InvalidAutomationRequest(f"{field} needs phrases or a tone.", target=field)
+        choices.append(
+            {"label": label, "phrases": phrases, "tone": TONE_KEYS[tone] if tone else ""}
+        )
+    prompts = body.get("playPrompts") or ([body["playPrompt"]] if body.get("playPrompt") else [])
+    if not isinstance(prompts, list) or len(prompts) > MAX_PLAY_SOURCES:
+        raise InvalidAutomationRequest("playPrompts must be a list.", target="playPrompts")
+    request = {
+        "inputType": "choices",
+        "target": target.raw_id,
+        "prompts": [check_play_source(p, f"playPrompts[{i}]") for i, p in enumerate(prompts)],
+        "interruptPrompt": bool(options.get("interruptPrompt", False)),
+        "initialSilenceSeconds": _seconds(
+            options, "initialSilenceTimeoutInSeconds", 5, MAX_CHOICE_SILENCE
+        ),
+        "choices": choices,
+    }
+    return _queue(connection, OperationKind.RECOGNIZE, request, body)
+
+
+def _choice_phrases(value: Any, field: str, speech: Any) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > MAX_PHRASES:
+        raise InvalidAutomationRequest(
+            f"{field} must list at most {MAX_PHRASES} phrases.", target=field
+        )
+    phrases: list[str] = []
+    for phrase in value:
+        if not isinstance(phrase, str) or not 1 <= len(phrase) <= MAX_PHRASE_LENGTH:
+            raise InvalidAutomationRequest(
+                f"{field}: each phrase is 1 to {MAX_PHRASE_LENGTH} characters.", target=field
+            )
+        normalized = speech.normalize(phrase)
+        if not normalized or PHRASE_REFUSED.search(phrase):
+            raise InvalidAutomationRequest(
+                f"{field}: {phrase!r} must be words of letters (spell numbers as words).",
+                target=field,
+            )
+        unknown = speech.unknown_words(normalized)
+        if unknown:
+            raise InvalidAutomationRequest(
+                f"{field}: the recognizer does not know {', '.join(unknown)!r}.", target=field
+            )
+        if normalized not in phrases:
+            phrases.append(normalized)
+    return phrases
+
+
+# --- Media streaming -------------------------------------------------------------------------
+AUDIO_FORMATS = ("pcm16KMono", "pcm24KMono")
+
+
+def check_media_streaming_options(options: Any) -> dict[str, Any] | None:
+    """ACS mediaStreamingOptions, checked; None when absent. Raises InvalidAutomationRequest,
+    NotSupported, UnsafeUrl (the transport URL must be a ws(s) URL; its address is checked when
+    the media process connects)."""
+    if options is None:
+        return None
+    field = "mediaStreamingOptions"
+    if not isinstance(options, dict):
+        raise InvalidAutomationRequest(f"{field} must be an object.", target=field)
+    if str(options.get("transportType") or "websocket").lower() != "websocket":
+        raise NotSupported(f"{field}.transportType must be websocket.", target=field)
+    url = check_url(
+        options.get("transportUrl"), target=f"{field}.transportUrl", schemes=WEBSOCKET_SCHEMES
+    )
+    channel = str(options.get("audioChannelType") or "mixed").lower()
+    if channel not in ("mixed", "unmixed"):
+        raise InvalidAutomationRequest(
+            f"{field}.audioChannelType must be mixed or unmixed.", target=field
+        )
+    if str(options.get("contentType") or "audio").lower() != "audio":
+        raise NotSupported(f"{field}.contentType must be audio.", target=field)
+    audio_format = str(options.get("audioFormat") or AUDIO_FORMATS[0])
+    matched = [f for f in AUDIO_FORMATS if f.lower() == audio_format.lower()]
+    if not matched:
+        raise InvalidAutomationRequest(
+            f"{field}.audioFormat must be pcm16KMono or pcm24KMono.", target=field
+        )
+    flags = {}
+    for name in ("enableBidirectional", "startMediaStreaming", "enableDtmfTones"):
+        value = options.get(name)
+        if value is not None and not isinstance(value, bool):
+            raise InvalidAutomationRequest(f"{field}.{name} must be true or false.", target=field)
+        flags[name] = bool(value)
+    if flags["enableDtmfTones"]:
+        raise NotSupported(f"{field}.enableDtmfTones is not offered here.", target=field)
+    return {
+        "url": url,
+        "channel": channel,
+        "format": matched[0],
+        "bidirectional": flags["enableBidirectional"],
+        "start": flags["startMediaStreaming"],
+    }
+
+
+def _create_media_streaming(connection: CallConnection, options: dict[str, Any] | None) -> None:
+    if options is None:
+        return
+    MediaStreaming.objects.create(
+        connection=connection,
+        transport_url=options["url"],
+        audio_channel_type=options["channel"],
+        audio_format=options["format"],
+        bidirectional=options["bidirectional"],
+        wanted=options["start"],
+        created_at=timezone.now(),
+    )
+    # A connection still connecting streams once connected (the media process looks then).
+    media_link.send_after_commit({"type": "streaming", "call": str(connection.call_id)})
+
+
+def streaming_subscription(connection: CallConnection) -> dict[str, Any] | None:
+    """The connection's mediaStreamingSubscription, as ACS shows it in the call connection."""
+    streaming = MediaStreaming.objects.filter(connection=connection).first()
+    if streaming is None:
+        return None
+    return {
+        "id": str(streaming.pk),
+        "state": streaming.state,
+        "subscribedContentTypes": ["audio"],
+    }
+
+
+def set_media_streaming(connection: CallConnection, body: dict[str, Any], on: bool) -> None:
+    """Start or stop the connection's media streaming (configured by mediaStreamingOptions on
+    answer, create or connect); MediaStreamingStarted / Stopped / Failed follow from the media
+    process. Raises WrongCallState, InvalidAutomationRequest."""
+    _live(connection)
+    context = _text(body, "operationContext", limit=MAX_OPERATION_CONTEXT)
+    url = _operation_uri(body)
+    with transaction.atomic():
+        streaming = MediaStreaming.objects.select_for_update().filter(connection=connection).first()
+        if streaming is None:
+            raise InvalidAutomationRequest(
+                "Media streaming is not set up for this call: pass mediaStreamingOptions when "
+                "answering, creating or connecting it."
+            )
+        if streaming.wanted == on:
+            raise InvalidAutomationRequest(
+                "Media streaming is already " + ("started." if on else "stopped.")
+            )
+        MediaStreaming.objects.filter(pk=streaming.pk).update(
+            wanted=on, operation_context=context, callback_uri=url
+        )
+        media_link.send_after_commit({"type": "streaming", "call": str(connection.call_id)})
+
+
+def media_streaming_plans(call_id: str) -> list[dict[str, Any]]:
+    """For the media process: each live connection's streaming of this call, what the
+    application wants, and what the stream needs (its URL, headers, options)."""
+    from apps.accounts.tokens import sign
+
+    plans = []
+    for streaming in MediaStreaming.objects.filter(connection__call_id=call_id).select_related(
+        "connection__resource"
+    ):
+        connection = streaming.connection
+        now = int(timezone.now().timestamp())
+        # As ACS does, the application can tell it is Spool calling: a token signed with the
+        # keys at /.well-known/jwks.json, as callbacks carry.
+        token = sign(
+            {
+                "iss": settings.PUBLIC_URL or "spool",
+                "aud": accounts.resource_endpoint(connection.resource),
+                "sub": f"calling/callConnections/{connection.pk}",
+                "jti": uuid.uuid4().hex,
+                "iat": now,
+                "exp": now + 300,
+            }
+        )
+        plans.append(
+            {
+                "id": str(streaming.pk),
+                "connection": str(connection.pk),
+                "wanted": streaming.wanted and connection.state == ConnectionState.CONNECTED,
+                "active": streaming.state == StreamingState.ACTIVE,
+                "url": streaming.transport_url,
+                "unmixed": streaming.audio_channel_type == "unmixed",
+                "format": streaming.audio_format,
+                "bidirectional": streaming.bidirectional,
+                "headers": {
+                    "Authorization": f"Bearer {token}",
+                    "x-ms-call-connection-id": str(connection.pk),
+                    "x-ms-call-correlation-id": str(connection.correlation_id),
+                },
+            }
+        )
+    return plans
+
+
+def streaming_due() -> list[str]:
+    """Calls whose streaming is not as the application wants it (for the media process)."""
+    rows = MediaStreaming.objects.filter(
+        Q(wanted=True, state=StreamingState.INACTIVE, connection__state=ConnectionState.CONNECTED)
+        | Q(wanted=False, state=StreamingState.ACTIVE)
+    )
+    return sorted({str(call_id) for call_id in rows.values_list("connection__call_id", flat=True)})
+
+
+def _streaming_update(streaming: MediaStreaming, status: str, details: str) -> dict[str, Any]:
+    return {
+        "mediaStreamingUpdate": {
+            "contentType": "Audio",
+            "mediaStreamingStatus": status,
+            "mediaStreamingStatusDetails": details,
+        },
+        "operationContext": streaming.operation_context or None,
+    }
+
+
+def media_streaming_started(subscription_id: str) -> None:
+    """The media process streams: active, then MediaStreamingStarted (a stop asked for
+    meanwhile is applied after it, so Stopped follows)."""
+    with transaction.atomic():
+        streaming = (
+            MediaStreaming.objects.select_for_update()
+            .select_related("connection")
+            .filter(pk=subscription_id)
+            .first()
+        )
+        if streaming is None:
+            return
+        MediaStreaming.objects.filter(pk=streaming.pk).update(
+            state=StreamingState.ACTIVE, started_at=timezone.now(), failure=""
+        )
+        if streaming.connection.state == ConnectionState.CONNECTED:
+            callbacks.emit(
+                streaming.connection,
+                "MediaStreamingStarted",
+                _streaming_update(streaming, "mediaStreamingStarted", "subscriptionStarted"),
+                url=streaming.callback_uri,
+                result=(200, 0, "Action completed successfully."),
+            )
+
+
+def media_streaming_ended(
+    subscription_id: str, *, details: str = "", message: str = "", callback: bool = True
+) -> None:
+    """The media process stopped streaming: inactive, then MediaStreamingStopped, or (with
+    `details`, a failure) MediaStreamingFailed, unless the connection has ended (CallDisconnected
+    is its last callback) or `callback` is False."""
+    with transaction.atomic():
+        streaming = (
+            MediaStreaming.objects.select_for_update()
+            .select_related("connection")
+            .filter(pk=subscription_id)
+            .first()
+        )
+        if streaming is None:
+            return
+        fields: dict[str, Any] = {"state": StreamingState.INACTIVE, "stopped_at": timezone.now()}
+        if details:
+            fields.update(wanted=False, failure=message[:300])
+        MediaStreaming.objects.filter(pk=streaming.pk).update(**fields)
+        if not callback or streaming.connection.state != ConnectionState.CONNECTED:
+            return
+        if details:
+            callbacks.emit(
+                streaming.connection,
+                "MediaStreamingFailed",
+                _streaming_update(streaming, "mediaStreamingFailed", details),
+                url=streaming.callback_uri,
+                result=(400, 8603, message or "Action failed, media streaming failed."),
+            )
+        else:
+            callbacks.emit(
+                streaming.connection,
+                "MediaStreamingStopped",
+                _streaming_update(streaming, "mediaStreamingStopped", "subscriptionStopped"),
+                url=streaming.callback_uri,
+                result=(200, 0, "Action completed successfully."),
+            )

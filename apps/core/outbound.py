@@ -15,7 +15,10 @@ Every such URL is hostile, so:
   from a closed one or a filtered one (the cause goes to the log for operators).
 
 It runs in workers (never inside a web request), through `request()`, or `request_async()`
-from asyncio code.
+from asyncio code. WebSockets to a tenant's ws(s) URL (media streaming) open through
+`connect_websocket()`, under the same rules: the address checked after DNS and pinned (TLS and
+the Host header keep the name), no proxy, no redirects, a deadline on the opening handshake, a
+cap on each message.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ from urllib.parse import urlsplit
 
 import h11
 from django.conf import settings
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as websocket_connect
+from websockets.exceptions import InvalidStatus, WebSocketException
 
 from apps.core.errors import ApiError
 
@@ -40,12 +46,16 @@ USER_AGENT = "Spool/1.0"
 MAX_BODY_BYTES = 64 * 1024
 EXCERPT_CHARS = 200
 MAX_URL_LENGTH = 2048
+HTTP_SCHEMES = ("http", "https")
+WEBSOCKET_SCHEMES = ("ws", "wss")
+MAX_WEBSOCKET_MESSAGE = 1024 * 1024
 
 # What a tenant is told; the precise cause is logged.
 NOT_ALLOWED = "the endpoint's address is not allowed (loopback, private or reserved)"
 NOT_FOUND = "the endpoint's host name was not found"
 # One message for a refused connection, a silent port, a reset or a non-HTTP answer alike.
 NO_ANSWER = "the endpoint gave no HTTP answer within the deadline"
+NO_WEBSOCKET = "the endpoint accepted no WebSocket within the deadline"
 
 # IPv6 prefixes that carry an IPv4 address in their last 32 bits (NAT64).
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -81,12 +91,14 @@ class Answer:
         return "".join(c if c.isprintable() else " " for c in text)[:EXCERPT_CHARS]
 
 
-def check_url(url: object, *, target: str = "url") -> str:
+def check_url(url: object, *, target: str = "url", schemes: tuple[str, ...] = HTTP_SCHEMES) -> str:
     """A URL that may be requested later (its address is checked when it is). Raises UnsafeUrl
-    (400) naming `target` for anything but a plain http(s) URL with a host."""
+    (400) naming `target` for anything but a plain http(s) URL with a host (ws(s) with
+    `schemes=WEBSOCKET_SCHEMES`)."""
+    kind = "an http(s)" if schemes == HTTP_SCHEMES else f"a {schemes[0]}(s)"
     if not isinstance(url, str) or not url.strip() or len(url) > MAX_URL_LENGTH:
         raise UnsafeUrl(
-            f"{target} must be an http(s) URL of at most {MAX_URL_LENGTH} characters.",
+            f"{target} must be {kind} URL of at most {MAX_URL_LENGTH} characters.",
             target=target,
         )
     url = url.strip()
@@ -99,8 +111,10 @@ def check_url(url: object, *, target: str = "url") -> str:
         port = parts.port
     except ValueError:
         raise UnsafeUrl(f"{target} is not a valid URL.", target=target) from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UnsafeUrl(f"{target} must be an http or https URL with a host.", target=target)
+    if parts.scheme not in schemes or not parts.hostname:
+        names = " or ".join(schemes)
+        article = "an" if schemes[0][0] in "aeiouh" else "a"
+        raise UnsafeUrl(f"{target} must be {article} {names} URL with a host.", target=target)
     if parts.username is not None or parts.password is not None or "@" in parts.netloc:
         raise UnsafeUrl(f"{target} must not carry credentials (user@host).", target=target)
     if port == 0:
@@ -269,3 +283,78 @@ async def _read_answer(
         elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
             break
     answer.body = bytes(body)
+
+
+class WebSocketRefused(Exception):
+    """A WebSocket that was not opened; `str()` is what the tenant may be told."""
+
+
+async def connect_websocket(
+    url: str,
+    *,
+    deadline: float,
+    max_size: int = MAX_WEBSOCKET_MESSAGE,
+    headers: dict[str, str] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    send_buffer: int | None = None,
+) -> ClientConnection:
+    """Open a WebSocket to a tenant's ws(s) URL within `deadline` seconds (DNS, TCP, TLS and
+    the upgrade): its address must be allowed (as for request()), the TCP connection goes to
+    that checked address while TLS and the Host header keep the name, no proxy is used, a
+    redirect is an error, and a message over `max_size` bytes closes the connection (1009).
+    `send_buffer` caps the kernel's send buffer, so a receiver that stops reading makes
+    send() wait soon rather than after megabytes. Raises WebSocketRefused."""
+    try:
+        check_url(url, schemes=WEBSOCKET_SCHEMES)
+    except UnsafeUrl:
+        raise WebSocketRefused(NOT_ALLOWED) from None
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    secure = parts.scheme == "wss"
+    port = parts.port or (443 if secure else 80)
+    sock: socket.socket | None = None
+    try:
+        async with asyncio.timeout(deadline):
+            address = await _public_address(host, port)
+            family = socket.AF_INET6 if ":" in address else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            if send_buffer is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+            await asyncio.get_running_loop().sock_connect(sock, (address, port))
+            # A connected socket: websockets neither resolves the name again nor follows a
+            # redirect with it (it raises instead), and uses no proxy.
+            return await websocket_connect(
+                url,
+                sock=sock,
+                ssl=(ssl_context or ssl.create_default_context()) if secure else None,
+                server_hostname=host if secure else None,
+                open_timeout=None,  # the deadline above covers the handshake
+                close_timeout=2,
+                max_size=max_size,
+                compression=None,
+                additional_headers=headers,
+                user_agent_header=USER_AGENT,
+            )
+    except _Refused as refusal:
+        _close_quietly(sock)
+        raise WebSocketRefused(str(refusal)) from None
+    except (TimeoutError, OSError, ssl.SSLError, WebSocketException, ValueError) as error:
+        _close_quietly(sock)
+        logger.info("websocket %s failed: %r", url, error)
+        # A redirect is refused as websockets' ValueError, caused by the 3xx.
+        answered = error if isinstance(error, InvalidStatus) else error.__cause__
+        if isinstance(answered, InvalidStatus):
+            status = answered.response.status_code
+            raise WebSocketRefused(
+                f"the endpoint answered HTTP {status}, not a WebSocket"
+            ) from None
+        raise WebSocketRefused(NO_WEBSOCKET) from None
+
+
+def _close_quietly(sock: socket.socket | None) -> None:
+    if sock is not None:
+        try:
+            sock.close()
+        except OSError:
+            pass

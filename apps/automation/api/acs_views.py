@@ -61,6 +61,7 @@ def connection_body(connection: CallConnection) -> dict[str, Any]:
     }
     if connection.source_display_name:
         body["sourceDisplayName"] = connection.source_display_name
+    body["mediaStreamingSubscription"] = services.streaming_subscription(connection)
     return {key: value for key, value in body.items() if value is not None}
 
 
@@ -165,6 +166,16 @@ class Hold(AutomationView):
     def post(self, request: Request, slug: str, connection_id: str) -> Response:
         services.hold(self.connection(request, connection_id), json_object(request), self.on)
         return Response(status=200)
+
+
+class MediaStreaming(AutomationView):
+    on = True
+
+    def post(self, request: Request, slug: str, connection_id: str) -> Response:
+        services.set_media_streaming(
+            self.connection(request, connection_id), json_object(request), self.on
+        )
+        return Response(status=202)
 
 
 class NotOffered(AutomationView):
