@@ -31,7 +31,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.accounts.services import identity_group
-from apps.automation import audio, callbacks, services, speech, streaming
+from apps.automation import audio, callbacks, services, speech, storage, streaming
 from apps.automation.bridge import AudioBridgeRoom
 from apps.automation.models import (
     CallConnection,
@@ -921,13 +921,22 @@ def _finish_recording_if_stopped(recording_id: str) -> None:
     folder = settings.RECORDINGS_DIR
     segments = [folder / name for name in recording.segments if (folder / name).exists()]
     name = f"{recording.pk}.{recording.audio_format}"
+    joined = folder / name
     if segments:
-        audio.join_recording(segments, folder / name, recording.audio_format)
+        audio.join_recording(segments, joined, recording.audio_format)
         for segment in segments:
             segment.unlink(missing_ok=True)
-    else:
+    elif not joined.exists():
         name = ""
-    size = (folder / name).stat().st_size if name else 0
+    size = 0
+    if name:
+        try:
+            size = storage.keep(joined).size
+        except Exception:
+            # The bucket refused: the file stays here and the next round tries again.
+            logger.exception("could not keep recording %s; will try again", recording.pk)
+            Recording.objects.filter(pk=recording.pk).update(segments=[])
+            return
     with transaction.atomic():
         Recording.objects.filter(pk=recording.pk).update(
             file_name=name or "-",

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from apps.accounts import services as accounts
 from apps.accounts.models import Resource
-from apps.automation import callbacks
+from apps.automation import callbacks, storage
 from apps.automation.exceptions import (
     CallConnectionNotFound,
     InvalidAutomationRequest,
@@ -916,7 +916,7 @@ def recording_path(recording: Recording) -> Any:
 
 def delete_recording_file(recording: Recording) -> None:
     if recording.file_name:
-        recording_path(recording).unlink(missing_ok=True)
+        storage.remove(recording.file_name)
     Recording.objects.filter(pk=recording.pk).update(deleted_at=timezone.now())
 
 

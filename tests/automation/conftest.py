@@ -7,20 +7,23 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.cache import cache
+from moto.server import ThreadedMotoServer
 
 from apps.accounts import services as accounts
 from apps.accounts.models import IncomingCalls
-from apps.automation import services
+from apps.automation import services, storage
 from apps.events.models import Event
 from tests.calls.conftest import Socket, close_thread_connections, connect  # noqa: F401
-from tests.conftest import AcsClient
+from tests.conftest import AcsClient, free_port
 from tests.events.conftest import Receiver
 
 API = "2026-03-12"
@@ -105,3 +108,22 @@ async def media_message(kind: str, timeout: float = 3) -> dict[str, Any]:
         message = await asyncio.wait_for(layer.receive(settings.MEDIA_CHANNEL), timeout)
         if message.get("type") == kind:
             return dict(message)
+
+
+@pytest.fixture
+def bucket(settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "spool")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "spool-secret")
+    settings.RECORDINGS_DIR = tmp_path
+    settings.RECORDINGS_S3_BUCKET = "calls"
+    settings.RECORDINGS_S3_ENDPOINT = f"http://127.0.0.1:{port}"
+    settings.RECORDINGS_S3_REGION = "us-east-1"
+    storage._client.cache_clear()
+    s3 = boto3.client("s3", endpoint_url=settings.RECORDINGS_S3_ENDPOINT, region_name="us-east-1")
+    s3.create_bucket(Bucket="calls")
+    yield s3
+    storage._client.cache_clear()
+    server.stop()

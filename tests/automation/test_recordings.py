@@ -117,7 +117,7 @@ async def test_a_paused_recording_is_one_file_announced_and_downloadable(
     part = await database_sync_to_async(acs.call)(
         "GET", path, query="", headers={"Range": "bytes=0-99"}
     )
-    assert part.status_code == 206 and part.content == data[:100]
+    assert part.status_code == 206 and b"".join(part.streaming_content) == data[:100]
     assert part["Content-Range"] == f"bytes 0-99/{len(data)}"
     beyond = await database_sync_to_async(acs.call)(
         "GET", path, query="", headers={"Range": f"bytes={len(data) + 10}-"}
@@ -207,3 +207,25 @@ async def test_recording_requests_that_make_no_sense_are_refused(
     twice = await api(acs, "POST", "/calling/recordings", locator)
     assert twice.status_code == 400
     assert "RecordingStateChanged" not in types_of(receiver)  # nothing ran for refusals
+
+
+async def test_a_recording_kept_in_a_bucket_downloads_and_deletes_the_same(
+    connect: Any,
+    resource: Any,
+    acs: AcsClient,
+    receiver: Receiver,
+    media_alive: None,
+    recording_media: Any,
+    bucket: Any,
+) -> None:
+    recording_id, _ = await recorded_call(connect, resource, acs, receiver, recording_media)
+    keys = [o["Key"] for o in bucket.list_objects_v2(Bucket="calls")["Contents"]]
+    assert keys == [f"recordings/{recording_id}.wav"]
+    path = f"/recordings/{recording_id}/content"
+    part = await database_sync_to_async(acs.call)(
+        "GET", path, query="", headers={"Range": "bytes=0-3"}
+    )
+    assert part.status_code == 206 and b"".join(part.streaming_content) == b"RIFF"
+    deleted = await database_sync_to_async(acs.call)("DELETE", path, query="")
+    assert deleted.status_code == 200
+    assert "Contents" not in bucket.list_objects_v2(Bucket="calls")

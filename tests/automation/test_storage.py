@@ -3,35 +3,12 @@ kept, sized, read by range, removed; and a bucket that refuses leaves the file w
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from apps.automation import storage
-from tests.conftest import free_port
-
-
-@pytest.fixture
-def bucket(settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "spool")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "spool-secret")
-    settings.RECORDINGS_DIR = tmp_path
-    settings.RECORDINGS_S3_BUCKET = "calls"
-    settings.RECORDINGS_S3_ENDPOINT = f"http://127.0.0.1:{port}"
-    settings.RECORDINGS_S3_REGION = "us-east-1"
-    storage._client.cache_clear()
-    s3 = boto3.client("s3", endpoint_url=settings.RECORDINGS_S3_ENDPOINT, region_name="us-east-1")
-    s3.create_bucket(Bucket="calls")
-    yield s3
-    storage._client.cache_clear()
-    server.stop()
 
 
 def test_a_recording_moves_to_the_bucket_and_is_read_back_by_range(

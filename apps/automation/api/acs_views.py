@@ -3,17 +3,15 @@ it (HMAC). Status codes are the SDK's: it raises on any other (voice-lab README)
 
 from __future__ import annotations
 
-import mimetypes
 import re
 from typing import Any
 
-from django.http import FileResponse, HttpResponse
 from django.http.response import HttpResponseBase
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.accounts.auth import HmacAuthentication, IsResourceCaller, request_resource
-from apps.automation import services
+from apps.automation import downloads, services
 from apps.automation.exceptions import NotSupported, RecordingNotFound
 from apps.automation.models import CallConnection, Recording
 from apps.automation.models import RecordingState as State
@@ -285,30 +283,7 @@ class RecordingContent(AutomationView):
 
     def get(self, request: Request, slug: str, recording_id: str) -> HttpResponseBase:
         recording = services.access_recording(request_resource(request), recording_id)
-        path = services.recording_path(recording)
-        if not recording.file_name or not path.exists():
-            raise RecordingNotFound("The recording's file is not ready yet.")
-        size = path.stat().st_size
-        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        wanted = RANGE.match(request.headers.get("Range", ""))
-        if not wanted or (not wanted.group(1) and not wanted.group(2)):
-            response = FileResponse(path.open("rb"), content_type=content_type)
-            response["Accept-Ranges"] = "bytes"
-            return response
-        first, last = wanted.group(1), wanted.group(2)
-        start = int(first) if first else max(0, size - int(last))
-        end = min(int(last), size - 1) if first and last else size - 1
-        if start >= size or start > end:
-            answer = HttpResponse(status=416)
-            answer["Content-Range"] = f"bytes */{size}"
-            return answer
-        with path.open("rb") as file:
-            file.seek(start)
-            chunk = file.read(end - start + 1)
-        answer = HttpResponse(chunk, status=206, content_type=content_type)
-        answer["Content-Range"] = f"bytes {start}-{end}/{size}"
-        answer["Accept-Ranges"] = "bytes"
-        return answer
+        return downloads.recording_response(recording, request.headers.get("Range", ""))
 
     def delete(self, request: Request, slug: str, recording_id: str) -> Response:
         recording = services.access_recording(request_resource(request), recording_id)
