@@ -452,7 +452,9 @@ def _sign_token(
 def set_incoming_calls(identity: CommunicationIdentity, where: str) -> CommunicationIdentity:
     """Route calls to the identity to its calling clients or to the resource's application."""
     if where not in IncomingCalls.values:
-        raise ApiError("incoming_calls must be client or application.", target="incoming_calls")
+        raise ApiError(
+            "incoming_calls must be client, application or ivr.", target="incoming_calls"
+        )
     identity.incoming_calls = where
     identity.save(update_fields=["incoming_calls"])
     return identity

@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from apps.accounts import services
-from apps.accounts.models import Resource, Role
+from apps.accounts.models import IncomingCalls, Resource, Role
 from apps.core.api import check_request_edges
 from apps.core.errors import ApiError, refusal_response
 
@@ -249,6 +249,7 @@ def identities(request: HttpRequest, resource: Resource) -> HttpResponse:
             (1440, "24 hours"),
         ],
         issued=issued,
+        incoming_call_choices=IncomingCalls.choices,
     )
     return render(request, "console/identities.html", context)
 
@@ -287,6 +288,10 @@ def _identity_action(request: HttpRequest, resource: Resource) -> dict[str, Any]
             messages.success(
                 request, f"Every token of {identity.raw_id} issued so far is now refused."
             )
+        elif action == "incoming_calls":
+            services.set_incoming_calls(identity, request.POST.get("incoming_calls", ""))
+            label = IncomingCalls(identity.incoming_calls).label
+            messages.success(request, f"Calls to {identity.raw_id}: {label}.")
         elif action == "delete":
             raw_id = identity.raw_id  # the id is gone once the row is deleted
             services.delete_identity(identity)

@@ -190,6 +190,28 @@ def test_identities_page_issues_revokes_and_deletes(browser, resource) -> None:
     assert not CommunicationIdentity.objects.exists()
 
 
+def test_identities_page_routes_an_identity_s_calls(browser, resource) -> None:
+    identity, _ = services.create_identity(resource)
+    url = f"/resources/{resource.slug}/identities/"
+
+    page = browser.post(
+        url,
+        {"action": "incoming_calls", "identity": identity.raw_id, "incoming_calls": "application"},
+        follow=True,
+    )
+    bad = browser.post(
+        url,
+        {"action": "incoming_calls", "identity": identity.raw_id, "incoming_calls": "elsewhere"},
+        follow=True,
+    )
+
+    identity.refresh_from_db()
+    assert identity.incoming_calls == "application"
+    assert b"Raise IncomingCall for the resource&#x27;s application" in page.content
+    assert b"must be client, application or ivr" in bad.content
+    assert b'<option value="application" selected>' in bad.content
+
+
 def test_identities_page_reports_bad_expiry_without_writing(browser, resource) -> None:
     response = browser.post(
         f"/resources/{resource.slug}/identities/",
