@@ -44,4 +44,5 @@ def prepare(folder: Path, port: int, *, api_secret: str = "") -> str:
 
 def command(folder: Path, log: Path) -> list[str]:
     binary = janus_binary() or "janus"
-    return [binary, "-F", str(folder), "-L", str(log), "-o"]
+    # -N: its log goes to the file only, not into serve's output.
+    return [binary, "-F", str(folder), "-L", str(log), "-N", "-o"]
