@@ -203,7 +203,10 @@ def _attempt(callback: Callback) -> bool:
 
         ivr.handle(cloud_event(callback))
         Callback.objects.filter(pk=callback.pk).update(
-            state=CallbackState.DELIVERED, delivered_at=timezone.now(), lease_until=None
+            state=CallbackState.DELIVERED,
+            delivered_at=timezone.now(),
+            lease_until=None,
+            attempt_count=callback.attempt_count + 1,
         )
         return True
     body = json.dumps([cloud_event(callback)])
