@@ -20,9 +20,6 @@ class AutomationConfig(AppConfig):
             else:
                 services.offer_incoming_call(call, to)
 
-        def answered(sender: Any, call: Any, leg: Any, **kwargs: Any) -> None:
-            services.leg_answered(call, leg)
-
         def ended(sender: Any, call: Any, leg: Any, code: int, **kwargs: Any) -> None:
             services.leg_ended(call, leg, code)
 
@@ -30,6 +27,5 @@ class AutomationConfig(AppConfig):
             services.call_ended(call)
 
         signals.call_offered.connect(offered, weak=False)
-        signals.leg_answered.connect(answered, weak=False)
         signals.leg_ended.connect(ended, weak=False)
         signals.call_ended.connect(call_ended, weak=False)

@@ -30,6 +30,7 @@ from apps.accounts import services as accounts
 from apps.accounts.tokens import sign
 from apps.automation.models import Callback, CallbackState, CallConnection
 from apps.core import outbound
+from apps.core.api import rfc3339
 
 if TYPE_CHECKING:
     from apps.automation.models import MediaOperation
@@ -173,7 +174,7 @@ def cloud_event(callback: Callback) -> dict[str, Any]:
         "type": callback.event_type,
         "specversion": "1.0",
         "datacontenttype": "application/json",
-        "time": callback.created_at.isoformat().replace("+00:00", "Z"),
+        "time": rfc3339(callback.created_at),
         "subject": f"calling/callConnections/{callback.connection_id}",
         "data": callback.data,
     }

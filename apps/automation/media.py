@@ -46,6 +46,7 @@ from apps.calls import signaling
 from apps.calls.models import Call, CallLegState, CallState, CallTopology
 from apps.calls.sfu import JanusError
 from apps.core import outbound
+from apps.core.api import rfc3339
 from apps.events import schemas
 from apps.events.services import NewEvent, publish_events
 
@@ -904,7 +905,7 @@ def _recording_changed(recording_id: str, segment: str, state: str) -> None:
                 {
                     "recordingId": recording_id,
                     "state": state,
-                    "startDateTime": recording.started_at.isoformat().replace("+00:00", "Z"),
+                    "startDateTime": rfc3339(recording.started_at),
                     "recordingKind": "AzureCommunicationServices",
                 },
                 url=recording.state_callback_uri,
@@ -966,7 +967,7 @@ def _file_status_event(recording: Recording, name: str) -> NewEvent:
                 }
             ]
         },
-        "recordingStartTime": recording.started_at.isoformat().replace("+00:00", "Z"),
+        "recordingStartTime": rfc3339(recording.started_at),
         "recordingDurationMs": int((stopped - recording.started_at).total_seconds() * 1000),
         "recordingContentType": "Audio",
         "recordingChannelType": "Mixed",

@@ -34,7 +34,6 @@ from apps.automation.exceptions import (
     WrongCallState,
 )
 from apps.automation.models import (
-    FINAL_OPERATION_STATES,
     CallConnection,
     ConnectionState,
     MediaOperation,
@@ -73,7 +72,6 @@ TONE_NAMES = {
 }
 TONE_KEYS = {name: key for key, name in TONE_NAMES.items()}
 REJECT_CODES = {"none": 603, "busy": 486, "forbidden": 403}
-END_BY_APPLICATION = 0
 END_TERMINATED = 0
 
 
@@ -150,8 +148,8 @@ def offer_incoming_call(call: Call, to: str) -> None:
     context = signing.dumps({"call": str(call.pk), "to": to}, salt=CONTEXT_SALT)
     caller = call.caller_raw_id
     data = {
-        "to": _event_identifier(to),
-        "from": _event_identifier(caller),
+        "to": identifier_model(to),
+        "from": identifier_model(caller),
         "callerDisplayName": "",
         "serverCallId": str(call.pk),
         "incomingCallContext": context,
@@ -161,11 +159,6 @@ def offer_incoming_call(call: Call, to: str) -> None:
         call.resource,
         [NewEvent(schemas.PREFIX + "IncomingCall", f"/caller/{caller}/recipient/{to}", data)],
     )
-
-
-def _event_identifier(raw_id: str) -> dict[str, Any]:
-    model = identifier_model(raw_id)
-    return model
 
 
 def _incoming(resource: Resource, body: dict[str, Any]) -> tuple[Call, str]:
@@ -572,9 +565,6 @@ def take_invitation(connection: CallConnection, raw_id: Any) -> dict[str, Any] |
 
 
 # --- Hooks from signaling --------------------------------------------------------------------
-def leg_answered(call: Call, leg: CallParticipant) -> None:
-    """A ringing leg answered: the application hears of it once its media reaches the
-    bridge (media_joined)."""
 
 
 def media_joined(call_id: str, raw_id: str) -> None:
@@ -844,10 +834,6 @@ def hold(connection: CallConnection, body: dict[str, Any], on: bool) -> None:
     )
     with transaction.atomic():
         CallParticipant.objects.filter(pk=leg.pk).update(is_muted=on)
-
-
-def operation_done(operation: MediaOperation) -> bool:
-    return operation.state in FINAL_OPERATION_STATES
 
 
 # --- Recordings ------------------------------------------------------------------------------

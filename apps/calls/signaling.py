@@ -375,7 +375,6 @@ def _accept_bridged(call: Call, leg: CallParticipant, channel_name: str, muted: 
         if started:
             events.insert(0, _started_event(call))
         publish_events(call.resource, events)
-        call_signals.leg_answered.send(Call, call=call, leg=leg)
     return call
 
 

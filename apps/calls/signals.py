@@ -8,8 +8,6 @@ from django.dispatch import Signal
 
 # A caller rang an identity whose incoming calls go to the application: `call`, `to` (raw id).
 call_offered = Signal()
-# A ringing leg of a bridged call was answered on a socket: `call`, `leg`.
-leg_answered = Signal()
 # A leg of a bridged call stopped ringing unanswered or left: `call`, `leg`, `code`.
 leg_ended = Signal()
 # A bridged call ended for everyone: `call`.

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from apps.calls.agent import CallAgent
+from tests.automation.tones import read_wav
 from tests.conftest import LiveSpool
 from tests.e2e.test_call_agents import socket_url, voip_user
 from tests.events.conftest import Receiver
@@ -34,15 +35,6 @@ def tone_energy(samples: array.array[int], rate: int, frequency: float) -> float
         previous, before = sample + coefficient * previous - before, previous
     power = previous * previous + before * before - coefficient * previous * before
     return power / max(1, len(samples)) ** 2
-
-
-def wav_samples(path: Path) -> tuple[array.array[int], int]:
-    with wave.open(str(path)) as audio:
-        assert audio.getsampwidth() == 2
-        frames = audio.readframes(audio.getnframes())
-        rate, channels = audio.getframerate(), audio.getnchannels()
-    samples = array.array("h", frames)
-    return (samples[::channels] if channels > 1 else samples), rate
 
 
 class App:
@@ -306,7 +298,7 @@ def test_an_ivr_answers_prompts_collects_keys_records_and_transfers(
 
     # and the caller heard the tones sent to it (9: 852 + 1477 Hz)
     [heard] = [path for path in caller.recordings if path.name.endswith("-media.wav")]
-    samples, rate = wav_samples(heard)
+    samples, rate = read_wav(heard)
     assert tone_energy(samples, rate, 1477.0) > 20 * max(tone_energy(samples, rate, 1234.0), 1e-9)
 
     # and callbacks came in order, each once
@@ -319,7 +311,7 @@ def test_an_ivr_answers_prompts_collects_keys_records_and_transfers(
     chunk = result["file_status"]["recordingStorageInfo"]["recordingChunks"][0]
     path = tmp_path / "recording.wav"
     path.write_bytes(signed_get(connection, chunk["contentLocation"], live_spool.cert))
-    samples, rate = wav_samples(path)
+    samples, rate = read_wav(path)
     assert len(samples) / rate > 3
     quiet = tone_energy(samples, rate, 1234.0)
     assert tone_energy(samples, rate, 440.0) > 20 * max(quiet, 1e-9)  # the caller

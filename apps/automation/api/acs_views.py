@@ -3,7 +3,6 @@ it (HMAC). Status codes are the SDK's: it raises on any other (voice-lab README)
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from django.http.response import HttpResponseBase
@@ -28,7 +27,6 @@ API_VERSIONS = (
     "2025-06-15",
     "2026-03-12",
 )
-RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
 class AutomationView(AcsApiView):
