@@ -5,9 +5,10 @@ that Janus AudioBridge's `play_file` plays, and recording segments joined into o
     path = prompt_file(wav_or_mp3_bytes)          # bytes fetched through apps/core/outbound
     path = dtmf_file("12#")
     join_recording([part0, part1], out, "mp3")
+    join_unmixed_recording([Stretch(start, end, [Track(0, leg.mjr), ...]), ...], out, 2)
 
-The tools are espeak-ng (speech) and ffmpeg (everything else), run as subprocesses with
-timeouts, never through a shell. Every prompt is cached under DATA_DIR/media-cache, named by a
+The tools are espeak-ng (speech), janus-pp-rec (Janus's .mjr recordings of single legs) and
+ffmpeg (everything else), run as subprocesses with timeouts, never through a shell. Every prompt is cached under DATA_DIR/media-cache, named by a
 hash of what made it, and written atomically (a temporary file renamed into place), so callers
 in several processes may ask for the same prompt at once. The functions block: async callers
 run them in a thread (asyncio.to_thread).
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import xml.parsers.expat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,11 @@ MAX_TONES = 100
 MAX_TONE_SECONDS = 600.0
 SPEECH_TIMEOUT = 60.0  # seconds for espeak-ng to speak MAX_TEXT_LENGTH characters
 CONVERT_TIMEOUT = 120.0  # seconds for any one ffmpeg run
+RECORDING_TIMEOUT = 600.0  # seconds to make an unmixed recording (hours of several channels)
+RECORDING_RATE = 16000  # the AudioBridge mix's rate: unmixed channels line up with it
+# A WAV of more than two channels names a speaker per channel: layouts without an LFE (which
+# players would low-pass), so every participant's channel plays as it is.
+UNMIXED_LAYOUTS = {2: "stereo", 3: "3.0", 4: "4.0", 5: "5.0"}
 # Bump when the way a prompt is made changes, so cached files made the old way are not used.
 CACHE_VERSION = "1"
 
@@ -312,6 +319,156 @@ def join_recording(segments: list[Path], out: Path, audio_format: str) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+@dataclass(frozen=True)
+class Track:
+    """One leg's own audio in one active stretch of an unmixed recording: a Janus .mjr."""
+
+    channel: int
+    mjr: Path
+
+
+@dataclass(frozen=True)
+class Stretch:
+    """An active stretch of an unmixed recording (from a start or resume to a pause or stop),
+    in epoch microseconds; `end` None when the media process died meanwhile (the tracks' last
+    writes end it then)."""
+
+    start: int
+    end: int | None
+    tracks: list[Track]
+
+
+def mjr_header(path: Path) -> dict[str, Any] | None:
+    """The JSON header of a Janus recording (.mjr): "c" the codec, "u" when its first packet
+    was written (epoch µs). None when Janus wrote no packet (a leg muted throughout)."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(10)
+            if len(head) < 10 or not head.startswith(b"MJR0000"):
+                return None
+            size = int.from_bytes(head[8:10], "big")
+            header = json.loads(file.read(size))
+    except (OSError, ValueError):
+        return None
+    return header if isinstance(header, dict) and "u" in header and "c" in header else None
+
+
+def join_unmixed_recording(stretches: list[Stretch], out: Path, channels: int) -> None:
+    """Write an unmixed recording: a 16-bit WAV at the mix's rate (16 kHz) with `channels`
+    channels, each holding its participant's tracks where they fall in time (a track starts at
+    its first packet), silence elsewhere; the stretches follow one another as the segments of a
+    mixed recording do, so the channels line up with the mixed timeline. Written atomically.
+    Raises AudioError when there are no stretches or the tools fail."""
+    if not stretches or not 1 <= channels <= 5:
+        raise AudioError("There is nothing to join.")
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".unmixed-") as folder:
+        inputs: list[str] = []
+        graph: list[str] = []
+        for k, stretch in enumerate(stretches):
+            end = stretch.end or max([stretch.start, *(_mtime_us(t.mjr) for t in stretch.tracks)])
+            seconds = max(0.02, (end - stretch.start) / 1e6)
+            placed: dict[int, list[str]] = {}
+            for track in stretch.tracks:
+                decoded = _mjr_audio(track.mjr, Path(folder) / f"{len(inputs) // 2}")
+                if decoded is None or not 0 <= track.channel < channels:
+                    continue
+                path, first = decoded
+                index = len(inputs) // 2
+                inputs += ["-i", str(path)]
+                offset = (first - stretch.start) / 1e6
+                label = f"t{index}"
+                shift = (
+                    f"adelay=delays={round(offset * 1000)}:all=1"
+                    if offset >= 0
+                    else f"atrim=start={-offset:.3f},asetpts=PTS-STARTPTS"
+                )
+                graph.append(
+                    f"[{index}:a]aformat=sample_fmts=s16:sample_rates={RECORDING_RATE}"
+                    f":channel_layouts=mono,{shift}[{label}]"
+                )
+                placed.setdefault(track.channel, []).append(f"[{label}]")
+            for channel in range(channels):
+                labels = placed.get(channel, [])
+                name = f"[s{channel}_{k}]"
+                trim = f"apad=whole_dur={seconds:.3f},atrim=end={seconds:.3f}"
+                if not labels:
+                    graph.append(
+                        f"anullsrc=r={RECORDING_RATE}:cl=mono,atrim=end={seconds:.3f}{name}"
+                    )
+                elif len(labels) == 1:
+                    graph.append(f"{labels[0]}{trim}{name}")
+                else:  # the leg left and came back within the stretch
+                    graph.append(
+                        f"{''.join(labels)}amix=inputs={len(labels)}:normalize=0"
+                        f":duration=longest,{trim}{name}"
+                    )
+        for channel in range(channels):
+            parts = "".join(f"[s{channel}_{k}]" for k in range(len(stretches)))
+            graph.append(
+                f"{parts}concat=n={len(stretches)}:v=0:a=1,aformat=sample_fmts=s16"
+                f":sample_rates={RECORDING_RATE}:channel_layouts=mono[c{channel}]"
+            )
+        if channels == 1:
+            graph.append("[c0]anull[out]")
+        else:
+            merged = "".join(f"[c{c}]" for c in range(channels))
+            layout = UNMIXED_LAYOUTS[channels]
+            graph.append(f"{merged}join=inputs={channels}:channel_layout={layout}[out]")
+        descriptor, temporary = tempfile.mkstemp(dir=out.parent, prefix=".", suffix=".tmp")
+        os.close(descriptor)
+        try:
+            _run(
+                [
+                    _tool("ffmpeg"), "-hide_banner", "-loglevel", "error", "-nostdin",
+                    *inputs,
+                    "-filter_complex", ";".join(graph),
+                    "-map", "[out]", "-c:a", "pcm_s16le",
+                    "-map_metadata", "-1", "-bitexact",
+                    "-f", "wav", "-y", temporary,
+                ],
+                None,
+                timeout=RECORDING_TIMEOUT,
+                what="joining the recording's channels",
+                output=False,
+            )  # fmt: skip
+            os.replace(temporary, out)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+
+def _mjr_audio(mjr: Path, base: Path) -> tuple[Path, int] | None:
+    """A .mjr as a file ffmpeg reads (janus-pp-rec: Opus to Ogg, G.711 to WAV, gaps in the RTP
+    timestamps filled with silence) and when its first packet came (epoch µs); None when it
+    holds no audio."""
+    header = mjr_header(mjr)
+    if header is None:
+        return None
+    extension = {"opus": ".opus", "pcma": ".wav", "pcmu": ".wav", "g722": ".wav"}.get(
+        str(header["c"])
+    )
+    if extension is None:
+        return None
+    target = base.with_suffix(extension)
+    _run(
+        [_tool("janus-pp-rec"), "-d", "0", "-o", str(mjr), str(target)],
+        None,
+        timeout=RECORDING_TIMEOUT,
+        what="converting a participant's recording",
+        output=False,
+    )
+    if not target.exists() or target.stat().st_size == 0:
+        return None
+    return target, int(header["u"])
+
+
+def _mtime_us(path: Path) -> int:
+    try:
+        return int(path.stat().st_mtime * 1e6)
+    except OSError:
+        return 0
 
 
 def ogg_opus_seconds(data: bytes) -> float:

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from apps.automation.sideroom import GROUP_LEG, GROUP_LINK, SideRoom
 from apps.calls.sfu import CONNECTION_LOST, TIMEOUT, JanusError, OnEvent, _Session
 
 logger = logging.getLogger(__name__)
@@ -78,6 +79,9 @@ class _Leg:
     id: str  # its AudioBridge participant id
     handle: int
     group: str = GROUP_ALL
+    muted: bool = False
+    side: SideRoom | None = None  # in a side room of its own (apps/automation/sideroom.py)
+    recording: Path | None = None  # the .mjr its own audio goes to (start_leg_recording)
 
 
 class AudioBridgeRoom:
@@ -103,6 +107,7 @@ class AudioBridgeRoom:
         self._record_dir: Path | None = None
         self._legs: dict[str, _Leg] = {}  # by display
         self._playing: dict[str, bool] = {}  # file id -> started
+        self._play_rooms: dict[str, str] = {}  # file id -> the room it plays in
         self._forwards: dict[str, str | None] = {}  # stream id -> its group (None: the mix)
         self._recording: Path | None = None
         self._keepalive_task: asyncio.Task[None] | None = None
@@ -210,6 +215,7 @@ class AudioBridgeRoom:
         leg = self._legs.pop(display, None)
         if leg is None or self._session is None:
             return
+        await self._close_side(leg)
         with contextlib.suppress(JanusError):  # it may be gone already
             await self._session.message(leg.handle, {"request": "leave"})
         with contextlib.suppress(JanusError):
@@ -218,28 +224,46 @@ class AudioBridgeRoom:
     async def mute(self, display: str, muted: bool) -> None:
         """Keep a leg's audio out of the mix (it still hears the room), or let it back in."""
         leg = self._leg(display)
+        leg.muted = muted
+        if leg.side is not None:  # heard through its link, if at all
+            await leg.side.mute(self._live(), muted)
+            return
         await self._request({"request": "mute" if muted else "unmute", "id": leg.id})
 
-    async def play(self, path: Path, file_id: str, *, loop: bool = False) -> None:
+    async def play(
+        self, path: Path, file_id: str, *, loop: bool = False, to: str | None = None
+    ) -> None:
         """Play an Ogg Opus file (mono, 20 ms frames: apps/automation/audio.py makes them)
-        into the mix, for everyone; `file_id` names it in events and stop_play(). Raises
-        JanusError if Janus cannot read the file or the id is playing already."""
-        self._live()
+        into the mix, for everyone, or `to` one leg set aside; `file_id` names it in events
+        and stop_play(). Raises JanusError if Janus cannot read the file, the id is playing
+        already or the leg is not set aside."""
+        session = self._live()
+        assert self._control is not None
+        room, group = self.room, GROUP_ALL
+        if to is not None:
+            side = self._leg(to).side
+            if side is None:
+                raise JanusError(NO_SUCH_USER, f"{to} is not set aside")
+            room, group = side.room, GROUP_LINK
         if file_id in self._playing:
             raise JanusError(ID_EXISTS, f"{file_id!r} is playing already")
         self._playing[file_id] = False  # before the request: its events may come first
+        self._play_rooms[file_id] = room
         try:
-            await self._request(
+            await session.message(
+                self._control,
                 {
                     "request": "play_file",
+                    "room": room,
                     "file_id": file_id,
                     "filename": str(Path(path).absolute()),
                     "loop": loop,
-                    "group": GROUP_ALL,
-                }
+                    "group": group,
+                },
             )
         except BaseException:
             self._playing.pop(file_id, None)
+            self._play_rooms.pop(file_id, None)
             raise
 
     async def stop_play(self, file_id: str) -> None:
@@ -247,7 +271,11 @@ class AudioBridgeRoom:
         session = self._live()
         if file_id not in self._playing:
             return  # ended already
-        await self._request({"request": "stop_file", "file_id": file_id})
+        assert self._control is not None
+        room = self._play_rooms.get(file_id, self.room)
+        await session.message(
+            self._control, {"request": "stop_file", "room": room, "file_id": file_id}
+        )
         # Janus says "announcement-stopped" only for a file its mixer had started; anything it
         # did say came before its answer. This marker, queued behind it, ends the others.
         session.events.put_nowait({"spool": "stopped", "file_id": file_id})
@@ -289,6 +317,43 @@ class AudioBridgeRoom:
         await self._until(lambda: wav.exists() and not _partial(wav).exists(), f"{wav} to close")
         return wav
 
+    @property
+    def leg_recordings(self) -> dict[str, Path]:
+        """The legs whose own audio is being recorded, and to which .mjr file."""
+        return {leg.display: leg.recording for leg in self._legs.values() if leg.recording}
+
+    async def start_leg_recording(self, display: str, path_without_ext: Path) -> Path:
+        """Record one leg's own audio, as it arrives (before the mix, in its codec: Opus or
+        G.711), to `path_without_ext` + "-audio.mjr", a Janus recording that janus-pp-rec
+        converts; returns that path. The file holds only packets the mix took (none while the
+        leg is muted; the RTP timestamps keep the gaps). It closes with stop_leg_recording(),
+        or when the leg leaves. Raises JanusError (also for an unknown leg)."""
+        leg = self._leg(display)
+        target = Path(path_without_ext)
+        if not target.is_absolute():
+            target = (self._record_dir or Path.cwd()) / target
+        mjr = target.with_name(target.name + "-audio.mjr")
+        if len(str(mjr).encode()) > MAX_PATH:
+            raise ValueError(f"the recording path is too long for Janus: {mjr}")
+        if leg.recording is not None:
+            await self.stop_leg_recording(display)
+        await self._live().message(
+            leg.handle, {"request": "configure", "record": True, "filename": str(target)}
+        )
+        leg.recording = mjr
+        return mjr
+
+    async def stop_leg_recording(self, display: str) -> Path | None:
+        """Stop recording a leg's audio; returns its .mjr, closed once Janus has answered (None
+        if the leg was not recorded or is gone: Janus closed its file when it left). Raises
+        JanusError."""
+        leg = self._legs.get(display)
+        if leg is None or leg.recording is None:
+            return None
+        mjr, leg.recording = leg.recording, None
+        await self._live().message(leg.handle, {"request": "configure", "record": False})
+        return mjr
+
     async def forward(
         self, host: str, port: int, *, display: str | None = None, codec: str = "pcma"
     ) -> str:
@@ -297,7 +362,7 @@ class AudioBridgeRoom:
         stop_forward(). At most four legs are forwarded apart at once. Raises JanusError."""
         if codec not in RTP_CODECS:
             raise ValueError(f"forwards are {', '.join(RTP_CODECS)}, not {codec!r}")
-        session = self._live()
+        self._live()
         group: str | None = None
         if display is not None:
             leg = self._leg(display)
@@ -309,7 +374,7 @@ class AudioBridgeRoom:
                     raise JanusError(NO_SUCH_GROUP, "four legs are forwarded apart already")
                 leg.group = free[0]  # taken now: a concurrent forward() picks another
                 try:
-                    await session.message(leg.handle, {"request": "configure", "group": free[0]})
+                    await self._regroup(leg)
                 except BaseException:
                     leg.group = GROUP_ALL
                     raise
@@ -340,9 +405,43 @@ class AudioBridgeRoom:
             if leg.group == group and self._session is not None:
                 leg.group = GROUP_ALL
                 with contextlib.suppress(JanusError):
-                    await self._session.message(
-                        leg.handle, {"request": "configure", "group": GROUP_ALL}
-                    )
+                    await self._regroup(leg)
+
+    async def set_aside(self, display: str, *, linked: bool) -> None:
+        """Move a leg into a side room of its own, where play(..., to=display) reaches it
+        alone. Linked, it still hears the call and the call hears it; unlinked (hold), it hears
+        only its side room and nobody hears it. A leg set aside already stays as it is.
+        Raises JanusError (the leg stays in the call's room)."""
+        session = self._live()
+        assert self._control is not None
+        leg = self._leg(display)
+        if leg.side is not None:
+            return
+        side = await SideRoom.open(
+            session,
+            self._control,
+            self.room,
+            leg.group,
+            linked=linked,
+            sampling_rate=self.sampling_rate,
+        )
+        try:
+            await self._change_room(leg, side.room, GROUP_LEG)
+        except BaseException:
+            await side.close(session, self._control)
+            raise
+        leg.side = side
+        if leg.muted:
+            await side.mute(session, True)
+
+    async def bring_back(self, display: str) -> None:
+        """Bring a leg set aside back into the call's room; what played to it alone stops.
+        Unknown legs, and legs not set aside, are fine. Raises JanusError."""
+        leg = self._legs.get(display)
+        if leg is None or leg.side is None:
+            return
+        await self._change_room(leg, self.room, leg.group)
+        await self._close_side(leg)
 
     async def close(self) -> None:
         """Stop the recording, destroy the room (dropping every leg) and end the session.
@@ -354,6 +453,8 @@ class AudioBridgeRoom:
                 await self.stop_recording()
             except JanusError as error:
                 logger.warning("stopping the recording of room %s: %s", self.room, error)
+        for leg in list(self._legs.values()):
+            await self._close_side(leg)
         if self._control is not None and not self._lost:
             try:
                 await self._session.message(
@@ -408,6 +509,57 @@ class AudioBridgeRoom:
                 await session.detach(handle)
             raise
 
+    async def _change_room(self, leg: _Leg, room: str, group: str) -> None:
+        # A new id in each room, taken before asking: the "leaving" of the old one (which may
+        # come before the answer) then matches no leg.
+        old_id, leg.id = leg.id, uuid.uuid4().hex
+        try:
+            await self._live().message(
+                leg.handle,
+                {
+                    "request": "changeroom",
+                    "room": room,
+                    "id": leg.id,
+                    "display": leg.display,
+                    "group": group,
+                    "muted": leg.muted and room == self.room,
+                },
+            )
+        except BaseException:
+            leg.id = old_id
+            raise
+
+    async def _close_side(self, leg: _Leg) -> None:
+        side, leg.side = leg.side, None
+        if side is None:
+            return
+        for file_id, room in list(self._play_rooms.items()):
+            if room == side.room:  # it went with its room: Janus will not say so
+                await self._played(file_id)
+        if self._session is not None and self._control is not None and not self._lost:
+            await side.close(self._session, self._control)
+        else:
+            for relay in side.relays:
+                relay.close()
+
+    async def _regroup(self, leg: _Leg) -> None:
+        """Put a leg's voice in its forwarding group: the leg itself, or its link while it is
+        set aside (a held leg has no voice in the call)."""
+        if leg.side is not None:
+            await leg.side.regroup(self._live(), leg.group)
+        else:
+            await self._live().message(leg.handle, {"request": "configure", "group": leg.group})
+
+    def _heard_from(self, sender: Any, data: dict[str, Any]) -> bool:
+        """Whose copy of a room event counts: the controller's for the call's room (legs'
+        handles get copies too), a set-aside leg's for its side room."""
+        if sender == self._control:
+            return True
+        for leg in self._legs.values():
+            if leg.side is not None and leg.handle == sender:
+                return str(data.get("room")) == leg.side.room
+        return False
+
     async def _until(self, condition: Callable[[], bool], what: str) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
@@ -451,9 +603,9 @@ class AudioBridgeRoom:
                 if leg.handle == sender:
                     await self._gone(leg, str(message.get("reason") or kind))
             return
-        if kind != "event" or sender != self._control:
-            return  # legs' handles get copies of the room's events: the controller's suffice
         data = message.get("plugindata", {}).get("data", {})
+        if kind != "event" or not self._heard_from(sender, data):
+            return
         event = data.get("audiobridge")
         if event == "announcement-started":
             file_id = str(data.get("file_id"))
@@ -467,11 +619,12 @@ class AudioBridgeRoom:
             for leg in list(self._legs.values()):
                 if leg.id == gone:
                     await self._gone(leg, "leaving" if "leaving" in data else "kicked")
-        elif event == "destroyed":  # by someone else: we destroy it only in close()
+        elif event == "destroyed" and str(data.get("room")) == self.room:  # only in close()
             self._lost = True
             await self._emit({"kind": "connectionLost", "reason": "room destroyed"})
 
     async def _played(self, file_id: str) -> None:
+        self._play_rooms.pop(file_id, None)
         if self._playing.pop(file_id, None) is not None:
             await self._emit({"kind": "playStopped", "fileId": file_id})
 
@@ -479,6 +632,7 @@ class AudioBridgeRoom:
         if self._legs.get(leg.display) is not leg:
             return  # left through leave(), or told already
         del self._legs[leg.display]
+        await self._close_side(leg)
         if self._session is not None:
             with contextlib.suppress(JanusError):  # detached already, after "detached"
                 await self._session.detach(leg.handle)
@@ -493,8 +647,13 @@ class AudioBridgeRoom:
     async def _teardown(self) -> None:
         session, self._session, self._control = self._session, None, None
         self._lost = False
+        for leg in self._legs.values():
+            if leg.side is not None:  # its room went with the session
+                for relay in leg.side.relays:
+                    relay.close()
         self._legs.clear()
         self._playing.clear()
+        self._play_rooms.clear()
         self._forwards.clear()
         self._recording = None
         if self._keepalive_task is not None:

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -43,7 +44,7 @@ from apps.automation.models import (
     RecordingState,
 )
 from apps.calls import signaling
-from apps.calls.models import Call, CallLegState, CallState, CallTopology
+from apps.calls.models import Call, CallLegState, CallParticipant, CallState, CallTopology
 from apps.calls.sfu import JanusError
 from apps.core import outbound
 from apps.core.api import rfc3339
@@ -73,6 +74,10 @@ RECOGNIZE_TONE_MATCHED = (200, 8533, "Action completed, DTMF option matched.")
 RECOGNIZE_NOT_MATCHED = (400, 8547, "Action failed, speech option not matched.")
 RECOGNIZE_WRONG_TONE = (400, 8534, "Action failed, incorrect tone detected.")
 RECOGNIZE_NO_AUDIO = (500, 8500, "Action failed, the participant's audio could not be reached.")
+# Free speech: the ACS SDKs' reason codes have no subcode of their own for speech recognized
+# (MediaEventReasonCode: CompletedSuccessfully 0; RecognizeSpeechNotRecognized 8563).
+RECOGNIZE_SPEECH_RECOGNIZED = (200, 0, "Action completed successfully.")
+RECOGNIZE_SPEECH_NOT_RECOGNIZED = (400, 8563, "Action failed, speech could not be recognized.")
 
 
 class PlayFailure(Exception):
@@ -94,8 +99,10 @@ class CallMedia:
     current: asyncio.Task[None] | None = None
     tones: asyncio.Queue[tuple[str, str]] = field(default_factory=asyncio.Queue)
     playing: dict[str, asyncio.Event] = field(default_factory=dict)
+    held: dict[str, str] = field(default_factory=dict)  # raw id -> its hold music's file id
     recording_id: str = ""
     recording_segment: Path | None = None
+    recording_unmixed: bool = False  # the segment is each leg's own .mjr, not the mix
     streams: dict[str, streaming.MediaStream] = field(default_factory=dict)  # by subscription
 
 
@@ -181,6 +188,8 @@ class MediaProcess:
             media = self.calls.get(call_id)
             if media is not None and str(message["rawId"]) in media.legs:
                 await media.room.mute(str(message["rawId"]), bool(message["muted"]))
+        elif kind == "hold":
+            await self._hold(message)
         elif kind == "recording":
             await self._apply_recording(str(message["recording"]))
         elif kind == "streaming":
@@ -227,6 +236,7 @@ class MediaProcess:
         await database_sync_to_async(services.media_joined)(call_id, raw_id)
         await self._start_runner(call_id)
         await self._legs_changed(media, rejoined=raw_id)
+        await self._record_leg(media, raw_id)  # an unmixed recording takes in a new leg
         await self._apply_streaming(call_id)  # a stream wanted from the answer starts now
 
     async def _to_socket(self, message: dict[str, Any], data: dict[str, Any]) -> None:
@@ -251,6 +261,7 @@ class MediaProcess:
                 done.set()
         elif kind == "participantLeft":
             raw_id = str(event.get("display", ""))
+            media.held.pop(raw_id, None)
             if media.legs.pop(raw_id, None) is not None:
                 await database_sync_to_async(_leg_lost)(media.call_id, raw_id)
                 await self._legs_changed(media)
@@ -277,7 +288,10 @@ class MediaProcess:
             )
         if media.recording_segment is not None:
             with contextlib.suppress(Exception):
-                await media.room.stop_recording()
+                if media.recording_unmixed:
+                    await self._stop_unmixed(media)
+                else:
+                    await media.room.stop_recording()
             media.recording_segment = None
             await database_sync_to_async(_finish_recording_if_stopped)(media.recording_id)
         with contextlib.suppress(Exception):
@@ -325,7 +339,8 @@ class MediaProcess:
             await self._recognize(media, operation)
         elif operation.kind == OperationKind.SEND_DTMF:
             path = await asyncio.to_thread(audio.dtmf_file, operation.request["tones"])
-            await self._play(media, path)
+            async with self._set_aside(media, operation.request.get("to")) as to:
+                await self._play(media, path, to)
             await database_sync_to_async(_finish)(operation, OperationState.COMPLETED)
 
     async def _play_operation(self, media: CallMedia, operation: MediaOperation) -> None:
@@ -339,27 +354,83 @@ class MediaProcess:
                 data={"failedPlaySourceIndex": failure.index},
             )
             return
-        await database_sync_to_async(_emit)(operation, "PlayStarted")
-        while True:
-            for path in paths:
-                await self._play(media, path)
-            if not operation.request.get("loop"):
-                break
+        async with self._set_aside(media, operation.request.get("to")) as to:
+            await database_sync_to_async(_emit)(operation, "PlayStarted")
+            while True:
+                for path in paths:
+                    await self._play(media, path, to)
+                if not operation.request.get("loop"):
+                    break
         await database_sync_to_async(_finish)(operation, OperationState.COMPLETED)
 
-    async def _play(self, media: CallMedia, path: Path) -> None:
-        """Play one file to the room and wait for its end; stop it when cancelled."""
-        file_id = uuid.uuid4().hex
-        done = media.playing[file_id] = asyncio.Event()
+    @contextlib.asynccontextmanager
+    async def _set_aside(
+        self, media: CallMedia, targets: list[str] | None
+    ) -> AsyncIterator[list[str] | None]:
+        """For a play to some participants only: set each of them aside (still in the
+        conversation; apps/automation/sideroom.py) for the while, and yield those to play to
+        (None: the whole room). Targets that left are skipped; held ones are aside already."""
+        if targets is None or set(targets) >= set(media.legs):
+            yield None
+            return
+        present = [raw_id for raw_id in targets if raw_id in media.legs]
+        moved: list[str] = []
         try:
-            await media.room.play(path, file_id)
-            await done.wait()
+            for raw_id in present:
+                if raw_id not in media.held:
+                    await media.room.set_aside(raw_id, linked=True)
+                    moved.append(raw_id)
+            yield present
+        finally:
+            for raw_id in moved:
+                if raw_id not in media.held:  # held meanwhile: it stays aside
+                    with contextlib.suppress(Exception):
+                        await media.room.bring_back(raw_id)
+
+    async def _play(self, media: CallMedia, path: Path, to: list[str] | None = None) -> None:
+        """Play one file to the room (or to the legs `to`, set aside) and wait for its end;
+        stop it when cancelled."""
+        targets: list[str | None] = list(to) if to is not None else [None]
+        plays = {uuid.uuid4().hex: raw_id for raw_id in targets}
+        waits = {file_id: asyncio.Event() for file_id in plays}
+        media.playing.update(waits)
+        try:
+            for file_id, raw_id in plays.items():
+                await media.room.play(path, file_id, to=raw_id)
+            await asyncio.gather(*(done.wait() for done in waits.values()))
         except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                await media.room.stop_play(file_id)
+            for file_id in plays:
+                with contextlib.suppress(Exception):
+                    await media.room.stop_play(file_id)
             raise
         finally:
-            media.playing.pop(file_id, None)
+            for file_id in plays:
+                media.playing.pop(file_id, None)
+
+    async def _hold(self, message: dict[str, Any]) -> None:
+        """Hold a leg (set apart, unlinked, with its music looping) or take it off hold."""
+        media = self.calls.get(str(message["call"]))
+        raw_id = str(message["rawId"])
+        if media is None or raw_id not in media.legs:
+            return
+        if not message["on"]:
+            if media.held.pop(raw_id, None) is not None:
+                await media.room.bring_back(raw_id)
+            return
+        if raw_id in media.held:
+            return
+        try:
+            music = message.get("music")
+            path = await self._prompt(music) if music else None
+            await media.room.bring_back(raw_id)  # from a targeted play, if one is running
+            await media.room.set_aside(raw_id, linked=False)
+            media.held[raw_id] = uuid.uuid4().hex
+            if path is not None:
+                await media.room.play(path, media.held[raw_id], loop=True, to=raw_id)
+        except (PlayFailure, JanusError) as error:
+            logger.info("holding %s in call %s failed: %s", raw_id, media.call_id, error)
+            result = error.result if isinstance(error, PlayFailure) else PLAY_FAILED_MEDIA
+            await database_sync_to_async(_hold_failed)(message, result)
 
     async def _prompt(self, source: dict[str, Any], index: int = 0) -> Path:
         """The Ogg Opus file a play source sounds as (speech made offline, files fetched
@@ -398,7 +469,7 @@ class MediaProcess:
 
     async def _recognize(self, media: CallMedia, operation: MediaOperation) -> None:
         request = operation.request
-        if request.get("inputType") == "choices":
+        if request.get("inputType") in ("choices", "speech", "speechOrDtmf"):
             await self._recognize_choices(media, operation)
             return
         target = request["target"]
@@ -443,8 +514,10 @@ class MediaProcess:
         target: str,
         tones: list[str],
         prompt: asyncio.Task[None] | None,
+        first: str | None = None,
     ) -> tuple[int, int, str]:
-        """Wait for the target's keys under the ACS rules; returns the result."""
+        """Wait for the target's keys under the ACS rules (`first`: a key already taken);
+        returns the result."""
         while True:
             if tones:
                 timeout: float = request["interToneSeconds"]
@@ -452,7 +525,11 @@ class MediaProcess:
                 timeout = 3600.0  # the initial silence counts from the prompt's end
             else:
                 timeout = request["initialSilenceSeconds"]
-            tone = await self._next_tone(media, target, timeout, prompt if not tones else None)
+            if first is not None:
+                tone: str | None = first
+                first = None
+            else:
+                tone = await self._next_tone(media, target, timeout, prompt if not tones else None)
             if tone is None:
                 if prompt is not None and not prompt.done() and not tones:
                     continue
@@ -504,15 +581,25 @@ class MediaProcess:
                 elif prompt is not None and prompt.done():
                     return ""
 
-    # --- recognize choices (speech, or a choice's tone) ---------------------------------------
+    # --- recognize by speech: choices (or a choice's tone), free speech (or keys) --------------
     async def _recognize_choices(self, media: CallMedia, operation: MediaOperation) -> None:
-        """Listen to the target for one of the choices (apps/automation/speech.py) while the
-        prompt plays; a key picks the choice whose tone it is. One utterance decides."""
+        """Listen to the target (apps/automation/speech.py) while the prompt plays, for one of
+        the choices (a key picks the choice whose tone it is) or for free speech (speechOrDtmf:
+        a first key turns it into a DTMF recognize). One utterance decides."""
         request = operation.request
         while not media.tones.empty():  # keys pressed before the recognize do not count
             media.tones.get_nowait()
-        choices = [speech.Choice(c["label"], c["phrases"], c["tone"]) for c in request["choices"]]
-        listener = speech.ChoiceListener(media.room, request["target"], choices)
+        choices = None
+        if request["inputType"] == "choices":
+            choices = [
+                speech.Choice(c["label"], c["phrases"], c["tone"]) for c in request["choices"]
+            ]
+        listener = speech.Listener(
+            media.room,
+            request["target"],
+            choices,
+            end_silence=request.get("endSilenceMs", 0) / 1000,
+        )
         prompt: asyncio.Task[None] | None = None
         try:
             try:
@@ -530,7 +617,7 @@ class MediaProcess:
                     operation, OperationState.FAILED, result=RECOGNIZE_PROMPT_FAILED
                 )
                 return
-            result, data = await self._hear(media, request, listener, choices, prompt)
+            result, data = await self._hear(media, request, listener, choices or [], prompt)
         finally:
             if prompt is not None and not prompt.done():
                 prompt.cancel()
@@ -538,7 +625,10 @@ class MediaProcess:
                     await prompt
             await listener.close()
         state = OperationState.COMPLETED if result[0] < 300 else OperationState.FAILED
-        await database_sync_to_async(_finish)(operation, state, result=result, data=data)
+        tones = data["dtmfResult"]["tones"] if data and "dtmfResult" in data else None
+        await database_sync_to_async(_finish)(
+            operation, state, result=result, data=data, tones=tones
+        )
 
     async def _prompt_task(
         self, media: CallMedia, sources: list[dict[str, Any]]
@@ -559,10 +649,14 @@ class MediaProcess:
         self,
         media: CallMedia,
         request: dict[str, Any],
-        listener: speech.ChoiceListener,
+        listener: speech.Listener,
         choices: list[speech.Choice],
         prompt: asyncio.Task[None] | None,
     ) -> tuple[tuple[int, int, str], dict[str, Any] | None]:
+        kind_of_input = request["inputType"]
+        unheard = (
+            RECOGNIZE_NOT_MATCHED if kind_of_input == "choices" else RECOGNIZE_SPEECH_NOT_RECOGNIZED
+        )
         speaking = False
         while True:
             if speaking:
@@ -572,10 +666,10 @@ class MediaProcess:
             else:
                 timeout = float(request["initialSilenceSeconds"])
             kind, value = await self._next_input(
-                media, request["target"], listener, prompt, timeout
+                media, request["target"], listener, prompt, timeout, keys=kind_of_input != "speech"
             )
             if kind == "timeout":
-                return (RECOGNIZE_NOT_MATCHED if speaking else RECOGNIZE_SILENCE), None
+                return (unheard if speaking else RECOGNIZE_SILENCE), None
             if kind == "prompt":
                 prompt = None
             elif kind == "speech":
@@ -583,14 +677,27 @@ class MediaProcess:
                 if prompt is not None and not prompt.done() and request["interruptPrompt"]:
                     prompt.cancel()
             elif kind == "heard":
+                if isinstance(value, speech.Said) and value.text:
+                    said: dict[str, Any] = {"speech": value.text}
+                    if value.confidence is not None:
+                        said["confidence"] = value.confidence
+                    return RECOGNIZE_SPEECH_RECOGNIZED, _speech_data(said)
                 if not isinstance(value, speech.Heard):
-                    return RECOGNIZE_NOT_MATCHED, None
+                    return unheard, None
                 heard = {
                     "label": value.label,
                     "recognizedPhrase": value.phrase,
                     "confidence": value.confidence,
                 }
                 return RECOGNIZE_SPEECH_MATCHED, _choice_data(heard)
+            elif kind == "tone" and kind_of_input == "speechOrDtmf":
+                # The first key makes it a DTMF recognize, collected by the DTMF rules.
+                tones: list[str] = []
+                result = await self._collect(
+                    media, request, request["target"], tones, prompt, first=value
+                )
+                names = [services.TONE_NAMES[tone] for tone in tones]
+                return result, {"recognitionType": "dtmf", "dtmfResult": {"tones": names}}
             elif kind == "tone":
                 for choice in choices:
                     if choice.tone and choice.tone == value:
@@ -601,18 +708,25 @@ class MediaProcess:
         self,
         media: CallMedia,
         target: str,
-        listener: speech.ChoiceListener,
+        listener: speech.Listener,
         prompt: asyncio.Task[None] | None,
         timeout: float,
+        *,
+        keys: bool = True,
     ) -> tuple[str, Any]:
-        """The next of: ("tone", key) of the target, ("speech", None), ("heard", Heard | None),
-        ("prompt", None) when the prompt ends, ("timeout", None)."""
+        """The next of: ("tone", key) of the target (unless not `keys`), ("speech", None),
+        ("heard", Heard | Said | None), ("prompt", None) when the prompt ends,
+        ("timeout", None)."""
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 return "timeout", None
-            tone = asyncio.ensure_future(media.tones.get())
+            tone: asyncio.Future[tuple[str, str]] = (
+                asyncio.ensure_future(media.tones.get())
+                if keys
+                else asyncio.get_running_loop().create_future()  # keys are not listened for
+            )
             heard = asyncio.ensure_future(listener.events.get())
             waiters: set[asyncio.Future[Any]] = {tone, heard}
             if prompt is not None and not prompt.done():
@@ -737,6 +851,9 @@ class MediaProcess:
                 await database_sync_to_async(_finish_recording_if_stopped)(recording_id)
             return
         media.recording_id = recording_id
+        if recording.channel_type == "unmixed":
+            await self._apply_unmixed(media, recording)
+            return
         if want and media.recording_segment is None:
             index = len(recording.segments)
             base = settings.RECORDINGS_DIR / f"{recording_id}-{index}"
@@ -752,6 +869,59 @@ class MediaProcess:
                 await database_sync_to_async(_finish_recording_if_stopped)(recording_id)
         elif recording.state == RecordingState.STOPPED:
             await database_sync_to_async(_finish_recording_if_stopped)(recording_id)
+
+    async def _apply_unmixed(self, media: CallMedia, recording: Recording) -> None:
+        """An unmixed recording: while active, every leg's own audio goes to a .mjr of its own
+        (Janus, before the mix); each start or resume opens a stretch, each pause or stop
+        closes it, and the stretches' tracks are lined up into one WAV when it stops."""
+        want = recording.state == RecordingState.ACTIVE
+        if want and media.recording_segment is None:
+            index = len(recording.segments)
+            settings.RECORDINGS_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+            media.recording_segment = settings.RECORDINGS_DIR / f"{recording.pk}-{index}"
+            media.recording_unmixed = True
+            await database_sync_to_async(_unmixed_stretch)(recording.pk, start=_now_us())
+            for raw_id in list(media.legs):
+                await self._record_leg(media, raw_id)
+            await database_sync_to_async(_recording_changed)(recording.pk, "", "active")
+        elif not want and media.recording_segment is not None:
+            await self._stop_unmixed(media)
+            await database_sync_to_async(_recording_changed)(recording.pk, "", "inactive")
+            if recording.state == RecordingState.STOPPED:
+                await database_sync_to_async(_finish_recording_if_stopped)(recording.pk)
+        elif recording.state == RecordingState.STOPPED:
+            await database_sync_to_async(_finish_recording_if_stopped)(recording.pk)
+
+    async def _record_leg(self, media: CallMedia, raw_id: str) -> None:
+        """Record a leg's own audio on its channel, if an unmixed recording is active (and has
+        a channel for it: at most five)."""
+        base = media.recording_segment
+        if base is None or not media.recording_unmixed or raw_id not in media.legs:
+            return
+        channel = await database_sync_to_async(services.recording_channel)(
+            media.recording_id, raw_id
+        )
+        if channel is None:
+            return
+        name = f"{base.name}-{channel}-{uuid.uuid4().hex[:8]}"
+        try:
+            mjr = await media.room.start_leg_recording(raw_id, base.with_name(name))
+        except JanusError as error:
+            logger.warning("could not record %s in call %s: %s", raw_id, media.call_id, error)
+            return
+        await database_sync_to_async(_unmixed_stretch)(
+            media.recording_id, track={"participant": raw_id, "file": mjr.name}
+        )
+
+    async def _stop_unmixed(self, media: CallMedia) -> None:
+        for raw_id in list(media.room.leg_recordings):
+            try:
+                await media.room.stop_leg_recording(raw_id)
+            except JanusError as error:  # its file closes when it leaves, or with the room
+                logger.warning("stopping %s's recording: %s", raw_id, error)
+        media.recording_segment = None
+        media.recording_unmixed = False
+        await database_sync_to_async(_unmixed_stretch)(media.recording_id, end=_now_us())
 
 
 # --- Database steps (sync; run through database_sync_to_async) --------------------------------
@@ -852,8 +1022,28 @@ def _finish(
             callbacks.emit_operation_end(operation, state, result=result, data=data)
 
 
+def _hold_failed(message: dict[str, Any], result: tuple[int, int, str]) -> None:
+    connection = CallConnection.objects.filter(pk=message["connection"]).first()
+    if connection is None:
+        return
+    CallParticipant.objects.filter(call_id=connection.call_id, raw_id=message["rawId"]).update(
+        is_on_hold=False
+    )
+    callbacks.emit(
+        connection,
+        "HoldFailed",
+        {"operationContext": message.get("operationContext") or None},
+        url=message.get("callbackUri") or "",
+        result=result,
+    )
+
+
 def _choice_data(result: dict[str, Any]) -> dict[str, Any]:
     return {"recognitionType": "choices", "choiceResult": result}
+
+
+def _speech_data(result: dict[str, Any]) -> dict[str, Any]:
+    return {"recognitionType": "speech", "speechResult": result}
 
 
 def _continuous_tone(call_id: str, raw_id: str, tone: str) -> None:
@@ -912,6 +1102,58 @@ def _recording_changed(recording_id: str, segment: str, state: str) -> None:
             )
 
 
+def _now_us() -> int:
+    return time.time_ns() // 1000  # the clock Janus stamps .mjr files with (same host)
+
+
+def _unmixed_stretch(
+    recording_id: str,
+    *,
+    start: int | None = None,
+    end: int | None = None,
+    track: dict[str, str] | None = None,
+) -> None:
+    """Open a stretch of an unmixed recording (`start`), add a leg's file to the open one
+    (`track`), or close it (`end`)."""
+    with transaction.atomic():
+        recording = Recording.objects.select_for_update().filter(pk=recording_id).first()
+        if recording is None:
+            return
+        stretches = [s for s in recording.segments if isinstance(s, dict)]
+        if start is not None:
+            stretches.append({"start": start, "end": None, "tracks": []})
+        elif stretches and stretches[-1]["end"] is None:
+            if track is not None:
+                stretches[-1]["tracks"].append(track)
+            if end is not None:
+                stretches[-1]["end"] = end
+        Recording.objects.filter(pk=recording_id).update(segments=stretches)
+
+
+def _join_unmixed(recording: Recording, out: Path) -> None:
+    """Line up an unmixed recording's stretches into `out`, one channel per participant (as
+    many channels as the highest one given), and remove the legs' .mjr files."""
+    folder = settings.RECORDINGS_DIR
+    channel_of = {entry["participant"]: int(entry["channel"]) for entry in recording.channels}
+    stretches = [
+        audio.Stretch(
+            int(stretch["start"]),
+            int(stretch["end"]) if stretch.get("end") else None,
+            [
+                audio.Track(channel_of[track["participant"]], folder / track["file"])
+                for track in stretch["tracks"]
+                if track["participant"] in channel_of and (folder / track["file"]).exists()
+            ],
+        )
+        for stretch in recording.segments
+        if isinstance(stretch, dict)
+    ]
+    audio.join_unmixed_recording(stretches, out, max(channel_of.values(), default=0) + 1)
+    for stretch in stretches:
+        for track in stretch.tracks:
+            track.mjr.unlink(missing_ok=True)
+
+
 def _finish_recording_if_stopped(recording_id: str) -> None:
     """Join a stopped recording's segments into its file; RecordingFileStatusUpdated."""
     if not recording_id:
@@ -920,10 +1162,16 @@ def _finish_recording_if_stopped(recording_id: str) -> None:
     if recording is None or recording.state != RecordingState.STOPPED or recording.file_name:
         return
     folder = settings.RECORDINGS_DIR
-    segments = [folder / name for name in recording.segments if (folder / name).exists()]
+    segments = [
+        folder / name
+        for name in recording.segments
+        if isinstance(name, str) and (folder / name).exists()
+    ]
     name = f"{recording.pk}.{recording.audio_format}"
     joined = folder / name
-    if segments:
+    if recording.channel_type == "unmixed" and recording.segments:
+        _join_unmixed(recording, joined)
+    elif segments:
         audio.join_recording(segments, joined, recording.audio_format)
         for segment in segments:
             segment.unlink(missing_ok=True)
@@ -970,7 +1218,7 @@ def _file_status_event(recording: Recording, name: str) -> NewEvent:
         "recordingStartTime": rfc3339(recording.started_at),
         "recordingDurationMs": int((stopped - recording.started_at).total_seconds() * 1000),
         "recordingContentType": "Audio",
-        "recordingChannelType": "Mixed",
+        "recordingChannelType": recording.channel_type.capitalize(),
         "recordingFormatType": recording.audio_format.capitalize(),
         "sessionEndReason": "CallEnded",
     }

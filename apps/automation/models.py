@@ -189,7 +189,15 @@ class Recording(models.Model):
     )
     state_callback_uri = models.URLField(max_length=2048, blank=True, default="")
     audio_format = models.CharField(max_length=8, default="wav")
-    segments = models.JSONField(default=list)  # file names under the recordings folder
+    # mixed: one channel, the call's mix. unmixed: one channel per participant, each leg's own
+    # audio recorded apart and lined up when the recording stops.
+    channel_type = models.CharField(max_length=8, default="mixed")
+    # unmixed: who is on which channel, [{"channel": 0-4, "participant": raw id}], pinned or
+    # ordered ones from the start, the others added as their audio is first recorded.
+    channels = models.JSONField(default=list, blank=True)
+    # File names under the recordings folder; unmixed, one entry per active stretch:
+    # {"start": µs, "end": µs or None, "tracks": [{"participant", "file"}]} (epoch µs).
+    segments = models.JSONField(default=list)
     file_name = models.CharField(max_length=200, blank=True, default="")
     size_bytes = models.PositiveBigIntegerField(null=True, blank=True)
     started_at = models.DateTimeField()

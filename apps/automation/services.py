@@ -58,6 +58,7 @@ MAX_OPERATION_CONTEXT = 2048
 MAX_PLAY_SOURCES = 10
 MAX_TEXT_LENGTH = 4000
 MAX_TONES = 50
+MAX_PLAY_TO = 50
 # ACS names DTMF tones by word; clients send the key itself.
 TONE_NAMES = {
     **{
@@ -444,7 +445,7 @@ def participant_body(leg: CallParticipant) -> dict[str, Any]:
     return {
         "identifier": identifier_model(leg.raw_id),
         "isMuted": leg.is_muted,
-        "isOnHold": False,
+        "isOnHold": leg.is_on_hold,
     }
 
 
@@ -714,62 +715,84 @@ def play(connection: CallConnection, body: dict[str, Any]) -> MediaOperation:
             f"playSources must list 1 to {MAX_PLAY_SOURCES} sources.", target="playSources"
         )
     checked = [check_play_source(s, f"playSources[{i}]") for i, s in enumerate(sources)]
-    _check_play_to(connection, body.get("playTo"))
+    to = _play_to(connection, body.get("playTo"))
     options = body.get("playOptions") or {}
     loop = bool(options.get("loop")) if isinstance(options, dict) else False
-    return _queue(connection, OperationKind.PLAY, {"sources": checked, "loop": loop}, body)
+    request = {"sources": checked, "loop": loop, "to": to}
+    return _queue(connection, OperationKind.PLAY, request, body)
 
 
-def _check_play_to(connection: CallConnection, play_to: Any) -> None:
-    """The bridge plays to the whole call: playTo may name everyone, or be left out."""
+def _play_to(connection: CallConnection, play_to: Any) -> list[str] | None:
+    """The raw ids a play is for; None for the whole call (playTo left out or naming everyone).
+    The media process sets the others' way apart (apps/automation/sideroom.py)."""
     if not play_to:
-        return
-    if not isinstance(play_to, list):
-        raise InvalidAutomationRequest("playTo must be a list of identifiers.", target="playTo")
-    named = {raw_id_of(model) for model in play_to}
-    everyone = {leg.raw_id for leg in participants(connection)}
-    if named != everyone:
-        raise NotSupported(
-            "Spool plays to the whole call: leave playTo out, or name every participant.",
-            target="playTo",
+        return None
+    if not isinstance(play_to, list) or len(play_to) > MAX_PLAY_TO:
+        raise InvalidAutomationRequest(
+            f"playTo must list 1 to {MAX_PLAY_TO} participants.", target="playTo"
         )
+    named = []
+    for index, model in enumerate(play_to):
+        raw_id = raw_id_of(model) if isinstance(model, dict) else None
+        if not raw_id:
+            raise InvalidAutomationRequest(
+                f"playTo[{index}] must be a communication identifier.", target="playTo"
+            )
+        named.append(access_participant(connection, raw_id).raw_id)
+    everyone = {leg.raw_id for leg in participants(connection)}
+    return None if set(named) == everyone else sorted(set(named))
 
 
 def recognize(connection: CallConnection, body: dict[str, Any]) -> MediaOperation:
+    """Queue a recognize: DTMF keys; or, by speech (pocketsphinx, offline, en-US), choices, free
+    speech, or free speech or keys, whichever the target gives first. Raises
+    InvalidAutomationRequest, NotSupported, CallConnectionNotFound; nothing is queued then."""
     kind = body.get("recognizeInputType")
-    if kind == "choices":
-        return _recognize_choices(connection, body)
+    if kind in ("choices", "speech", "speechOrDtmf"):
+        return _recognize_by_speech(connection, body, kind)
     if kind != "dtmf":
         raise NotSupported(
-            "recognizeInputType must be dtmf or choices here (free speech is not offered).",
+            "recognizeInputType must be dtmf, speech, speechOrDtmf or choices.",
             target="recognizeInputType",
         )
     options = body.get("recognizeOptions")
     if not isinstance(options, dict):
         raise InvalidAutomationRequest("recognizeOptions is required.", target="recognizeOptions")
     target = access_participant(connection, raw_id_of(options.get("targetParticipant")) or "")
-    dtmf = options.get("dtmfOptions") or {}
-    if not isinstance(dtmf, dict):
-        raise InvalidAutomationRequest("dtmfOptions must be an object.", target="dtmfOptions")
+    request = {
+        "target": target.raw_id,
+        "prompts": _prompts(body),
+        "interruptPrompt": bool(options.get("interruptPrompt", False)),
+        "initialSilenceSeconds": _seconds(options, "initialSilenceTimeoutInSeconds", 5, 300),
+        **_dtmf_request(options),
+    }
+    return _queue(connection, OperationKind.RECOGNIZE, request, body)
+
+
+def _prompts(body: dict[str, Any]) -> list[dict[str, Any]]:
     prompts = body.get("playPrompts") or ([body["playPrompt"]] if body.get("playPrompt") else [])
     if not isinstance(prompts, list) or len(prompts) > MAX_PLAY_SOURCES:
         raise InvalidAutomationRequest("playPrompts must be a list.", target="playPrompts")
+    return [check_play_source(p, f"playPrompts[{i}]") for i, p in enumerate(prompts)]
+
+
+def _dtmf_request(options: dict[str, Any]) -> dict[str, Any]:
+    """How keys are collected (dtmf, and the keys of speechOrDtmf), from dtmfOptions."""
+    dtmf = options.get("dtmfOptions")
+    dtmf = {} if dtmf is None else dtmf
+    if not isinstance(dtmf, dict):
+        raise InvalidAutomationRequest("dtmfOptions must be an object.", target="dtmfOptions")
     stop_tones = dtmf.get("stopTones") or []
     if not isinstance(stop_tones, list) or any(t not in TONE_KEYS for t in stop_tones):
         raise InvalidAutomationRequest(
             "stopTones must list tones (zero ... nine, asterisk, pound, a ... d).",
             target="stopTones",
         )
-    request = {
-        "target": target.raw_id,
-        "prompts": [check_play_source(p, f"playPrompts[{i}]") for i, p in enumerate(prompts)],
-        "interruptPrompt": bool(options.get("interruptPrompt", False)),
-        "initialSilenceSeconds": _seconds(options, "initialSilenceTimeoutInSeconds", 5, 300),
+    return {
         "interToneSeconds": _seconds(dtmf, "interToneTimeoutInSeconds", 2, 60),
         "maxTones": _seconds(dtmf, "maxTonesToCollect", 1, MAX_TONES),
         "stopTones": [TONE_KEYS[t] for t in stop_tones],
     }
-    return _queue(connection, OperationKind.RECOGNIZE, request, body)
 
 
 def _seconds(options: dict[str, Any], field: str, default: int, most: int) -> int:
@@ -792,10 +815,9 @@ def send_dtmf(connection: CallConnection, body: dict[str, Any]) -> MediaOperatio
             "tones must list 1 to 18 tones (zero ... nine, asterisk, pound, a ... d).",
             target="tones",
         )
-    access_participant(connection, raw_id_of(body.get("targetParticipant")) or "")
-    return _queue(
-        connection, OperationKind.SEND_DTMF, {"tones": "".join(TONE_KEYS[t] for t in tones)}, body
-    )
+    target = access_participant(connection, raw_id_of(body.get("targetParticipant")) or "")
+    request = {"tones": "".join(TONE_KEYS[t] for t in tones), "to": [target.raw_id]}
+    return _queue(connection, OperationKind.SEND_DTMF, request, body)
 
 
 def cancel_all(connection: CallConnection) -> None:
@@ -826,17 +848,33 @@ def set_continuous_dtmf(connection: CallConnection, body: dict[str, Any], on: bo
 
 
 def hold(connection: CallConnection, body: dict[str, Any], on: bool) -> None:
-    """Hold: the participant is not heard (muted on the bridge) until unheld."""
+    """Hold: the participant neither hears the call nor is heard, and hears the hold music
+    (playSourceInfo) if any, looped, until unheld. HoldFailed follows if the media plane
+    cannot set the participant apart or the music cannot be played."""
     _live(connection)
     leg = access_participant(connection, raw_id_of(body.get("targetParticipant")) or "")
-    media_link.send_after_commit(
-        {"type": "mute", "call": str(connection.call_id), "rawId": leg.raw_id, "muted": on}
-    )
+    music = None
+    if on and body.get("playSourceInfo") is not None:
+        music = check_play_source(body["playSourceInfo"], "playSourceInfo")
+    message = {
+        "type": "hold",
+        "call": str(connection.call_id),
+        "rawId": leg.raw_id,
+        "on": on,
+        "music": music,
+        "connection": str(connection.pk),
+        "operationContext": _text(body, "operationContext", limit=MAX_OPERATION_CONTEXT),
+        "callbackUri": _operation_uri(body),
+    }
     with transaction.atomic():
-        CallParticipant.objects.filter(pk=leg.pk).update(is_muted=on)
+        CallParticipant.objects.filter(pk=leg.pk).update(is_on_hold=on)
+        media_link.send_after_commit(message)
 
 
 # --- Recordings ------------------------------------------------------------------------------
+MAX_RECORDING_CHANNELS = 5  # ACS: an unmixed recording has at most five channels
+
+
 def start_recording(resource: Resource, body: dict[str, Any]) -> Recording:
     connection_id = body.get("callConnectionId")
     if connection_id:
@@ -853,8 +891,25 @@ def start_recording(resource: Resource, body: dict[str, Any]) -> Recording:
         raise NotSupported("recordingFormatType must be wav or mp3.", target="recordingFormatType")
     if str(body.get("recordingContentType") or "audio").lower() != "audio":
         raise NotSupported("recordingContentType must be audio.", target="recordingContentType")
-    if str(body.get("recordingChannelType") or "mixed").lower() != "mixed":
-        raise NotSupported("recordingChannelType must be mixed.", target="recordingChannelType")
+    channel_type = str(body.get("recordingChannelType") or "mixed").lower()
+    if channel_type not in ("mixed", "unmixed"):
+        raise NotSupported(
+            "recordingChannelType must be mixed or unmixed.", target="recordingChannelType"
+        )
+    channels: list[dict[str, Any]] = []
+    if channel_type == "unmixed":
+        if audio_format != "wav":
+            # MP3 holds at most two channels: a participant per channel needs WAV.
+            raise NotSupported(
+                "Unmixed recordings are wav; mp3 holds at most two channels.",
+                target="recordingFormatType",
+            )
+        channels = _recording_channels(call, body)
+    elif body.get("channelAffinity") or body.get("audioChannelParticipantOrdering"):
+        raise InvalidAutomationRequest(
+            "channelAffinity and audioChannelParticipantOrdering need an unmixed recording.",
+            target="recordingChannelType",
+        )
     state_uri = _callback_uri(body, "recordingStateCallbackUri", required=False)
     if Recording.objects.filter(call=call).exclude(state=RecordingState.STOPPED).exists():
         raise WrongCallState("The call is already being recorded.")
@@ -868,10 +923,97 @@ def start_recording(resource: Resource, body: dict[str, Any]) -> Recording:
             state=RecordingState.INACTIVE if paused else RecordingState.ACTIVE,
             state_callback_uri=state_uri,
             audio_format=audio_format,
+            channel_type=channel_type,
+            channels=channels,
             started_at=timezone.now(),
         )
         media_link.send_after_commit({"type": "recording", "recording": recording.pk})
     return recording
+
+
+def _recording_channels(call: Call, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The channels an unmixed recording starts with: `channelAffinity` pins participants to
+    channels (one given without a channel takes the lowest free one), then
+    `audioChannelParticipantOrdering` gives the lowest free channels in its order. Everyone
+    must be a participant of the call, once; the others get channels as they are heard.
+    Raises InvalidAutomationRequest."""
+    affinity = body.get("channelAffinity") or []
+    ordering = body.get("audioChannelParticipantOrdering") or []
+    for field, value in (
+        ("channelAffinity", affinity),
+        ("audioChannelParticipantOrdering", ordering),
+    ):
+        if not isinstance(value, list):
+            raise InvalidAutomationRequest(f"{field} must be a list.", target=field)
+    if len(affinity) + len(ordering) > MAX_RECORDING_CHANNELS:
+        raise InvalidAutomationRequest(
+            f"An unmixed recording has at most {MAX_RECORDING_CHANNELS} channels.",
+            target="channelAffinity",
+        )
+    in_call = set(call.participants.values_list("raw_id", flat=True))
+    pinned: dict[str, int | None] = {}
+    for item in affinity:
+        model = item.get("participant") if isinstance(item, dict) else None
+        raw_id = _recording_participant(model, in_call, "channelAffinity", pinned)
+        channel = item.get("channel")
+        if channel is not None and (
+            not isinstance(channel, int)
+            or isinstance(channel, bool)
+            or not 0 <= channel < MAX_RECORDING_CHANNELS
+        ):
+            raise InvalidAutomationRequest(
+                f"channelAffinity channels are 0 to {MAX_RECORDING_CHANNELS - 1}.",
+                target="channelAffinity",
+            )
+        if channel is not None and channel in pinned.values():
+            raise InvalidAutomationRequest(
+                f"Channel {channel} is given twice in channelAffinity.", target="channelAffinity"
+            )
+        pinned[raw_id] = channel
+    for model in ordering:
+        field = "audioChannelParticipantOrdering"
+        pinned[_recording_participant(model, in_call, field, pinned)] = None
+    taken = {c for c in pinned.values() if c is not None}
+    free = (c for c in range(MAX_RECORDING_CHANNELS) if c not in taken)
+    channels = [
+        {"channel": channel if channel is not None else next(free), "participant": raw_id}
+        for raw_id, channel in pinned.items()
+    ]
+    return sorted(channels, key=lambda entry: int(entry["channel"]))
+
+
+def _recording_participant(model: Any, in_call: set[str], field: str, seen: dict[str, Any]) -> str:
+    raw_id = raw_id_of(model)
+    if raw_id is None:
+        raise InvalidAutomationRequest(f"{field} names a participant without an id.", target=field)
+    if raw_id not in in_call:
+        raise InvalidAutomationRequest(
+            f"{field} names {raw_id}, who is not a participant of the call.", target=field
+        )
+    if raw_id in seen:
+        raise InvalidAutomationRequest(f"{field} names {raw_id} twice.", target=field)
+    return raw_id
+
+
+def recording_channel(recording_id: str, raw_id: str) -> int | None:
+    """The channel of an unmixed recording that `raw_id`'s audio goes to: the one it has, or
+    the lowest free one (ACS's "next channel" for participants heard later); None when the
+    recording is not unmixed or all its channels are taken. Locks the recording's row."""
+    with transaction.atomic():
+        recording = Recording.objects.select_for_update().filter(pk=recording_id).first()
+        if recording is None or recording.channel_type != "unmixed":
+            return None
+        for entry in recording.channels:
+            if entry["participant"] == raw_id:
+                return int(entry["channel"])
+        taken = {int(entry["channel"]) for entry in recording.channels}
+        free = [c for c in range(MAX_RECORDING_CHANNELS) if c not in taken]
+        if not free:
+            return None
+        channels = [*recording.channels, {"channel": free[0], "participant": raw_id}]
+        channels.sort(key=lambda entry: int(entry["channel"]))
+        Recording.objects.filter(pk=recording_id).update(channels=channels)
+        return free[0]
 
 
 def access_recording(resource: Resource, recording_id: Any) -> Recording:
@@ -923,16 +1065,20 @@ def prune_recordings() -> int:
 MAX_CHOICES = 30
 MAX_PHRASES = 20
 MAX_PHRASE_LENGTH = 100
-MAX_CHOICE_SILENCE = 20  # seconds: ACS's most for choices
+MAX_CHOICE_SILENCE = 20  # seconds: ACS's most for choices (and here for all speech)
+MAX_END_SILENCE_MS = 10000
+DEFAULT_END_SILENCE_MS = 500  # pocketsphinx's endpointer window (300 ms) is the least in effect
 PHRASE_REFUSED = re.compile(r"[^A-Za-z' ,.?!-]")  # the recognizer's dictionary is English words
 SPEECH_LANGUAGES = ("en-us", "en")
 
 
-def _recognize_choices(connection: CallConnection, body: dict[str, Any]) -> MediaOperation:
-    """Recognize one of the application's choices, said (pocketsphinx, offline, en-US) or
-    keyed (a choice's `tone`). The media process runs it (apps/automation/speech.py)."""
-    from apps.automation import speech
-
+def _recognize_by_speech(
+    connection: CallConnection, body: dict[str, Any], kind: str
+) -> MediaOperation:
+    """Recognize by speech (pocketsphinx, offline, en-US; apps/automation/speech.py in the
+    media process): `choices`, one of the application's choices, said or keyed (a choice's
+    `tone`); `speech`, free speech to text, one utterance ended by `endSilenceTimeoutInMs`;
+    `speechOrDtmf`, that or keys collected under dtmfOptions, whichever comes first."""
     options = body.get("recognizeOptions")
     if not isinstance(options, dict):
         raise InvalidAutomationRequest("recognizeOptions is required.", target="recognizeOptions")
@@ -940,13 +1086,54 @@ def _recognize_choices(connection: CallConnection, body: dict[str, Any]) -> Medi
     language = options.get("speechLanguage") or "en-US"
     if not isinstance(language, str) or language.lower() not in SPEECH_LANGUAGES:
         raise NotSupported(
-            "speechLanguage: choices are recognized in en-US only here.", target="speechLanguage"
+            "speechLanguage: speech is recognized in en-US only here.", target="speechLanguage"
         )
     if options.get("speechRecognitionModelEndpointId"):
         raise NotSupported(
             "Custom speech models are not offered here.",
             target="speechRecognitionModelEndpointId",
         )
+    request: dict[str, Any] = {
+        "inputType": kind,
+        "target": target.raw_id,
+        "prompts": _prompts(body),
+        "interruptPrompt": bool(options.get("interruptPrompt", False)),
+        "initialSilenceSeconds": _seconds(
+            options, "initialSilenceTimeoutInSeconds", 5, MAX_CHOICE_SILENCE
+        ),
+    }
+    if kind == "choices":
+        request["choices"] = _choices(options)
+    else:
+        request["endSilenceMs"] = _end_silence_ms(options)
+    if kind == "speechOrDtmf":
+        request.update(_dtmf_request(options))
+    return _queue(connection, OperationKind.RECOGNIZE, request, body)
+
+
+def _end_silence_ms(options: dict[str, Any]) -> int:
+    speech_options = options.get("speechOptions")
+    speech_options = {} if speech_options is None else speech_options
+    if not isinstance(speech_options, dict):
+        raise InvalidAutomationRequest("speechOptions must be an object.", target="speechOptions")
+    value = speech_options.get("endSilenceTimeoutInMs")
+    if value is None:
+        return DEFAULT_END_SILENCE_MS
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not 1 <= value <= MAX_END_SILENCE_MS
+    ):
+        raise InvalidAutomationRequest(
+            f"endSilenceTimeoutInMs must be 1 to {MAX_END_SILENCE_MS}.",
+            target="endSilenceTimeoutInMs",
+        )
+    return value
+
+
+def _choices(options: dict[str, Any]) -> list[dict[str, Any]]:
+    from apps.automation import speech
+
     raw = options.get("choices")
     if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_CHOICES:
         raise InvalidAutomationRequest(
@@ -977,20 +1164,7 @@ def _recognize_choices(connection: CallConnection, body: dict[str, Any]) -> Medi
         choices.append(
             {"label": label, "phrases": phrases, "tone": TONE_KEYS[tone] if tone else ""}
         )
-    prompts = body.get("playPrompts") or ([body["playPrompt"]] if body.get("playPrompt") else [])
-    if not isinstance(prompts, list) or len(prompts) > MAX_PLAY_SOURCES:
-        raise InvalidAutomationRequest("playPrompts must be a list.", target="playPrompts")
-    request = {
-        "inputType": "choices",
-        "target": target.raw_id,
-        "prompts": [check_play_source(p, f"playPrompts[{i}]") for i, p in enumerate(prompts)],
-        "interruptPrompt": bool(options.get("interruptPrompt", False)),
-        "initialSilenceSeconds": _seconds(
-            options, "initialSilenceTimeoutInSeconds", 5, MAX_CHOICE_SILENCE
-        ),
-        "choices": choices,
-    }
-    return _queue(connection, OperationKind.RECOGNIZE, request, body)
+    return choices
 
 
 def _choice_phrases(value: Any, field: str, speech: Any) -> list[str]:

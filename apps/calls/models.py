@@ -152,6 +152,7 @@ class CallParticipant(models.Model):
     role = models.CharField(max_length=16, choices=RoomRole.choices, default=RoomRole.ATTENDEE)
     # What the participant's client says of its own media, for everyone's roster.
     is_muted = models.BooleanField(default=False)
+    is_on_hold = models.BooleanField(default=False)  # Call Automation hold (apps/automation)
     is_video_on = models.BooleanField(default=False)
     # The socket that holds this leg (a Channels channel name), so signals reach one device.
     channel_name = models.CharField(max_length=200, blank=True, default="")

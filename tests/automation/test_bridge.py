@@ -14,6 +14,7 @@ import os
 import random
 import signal
 import struct
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,9 +31,12 @@ from apps.calls.sfu import JanusError
 from tests.automation.tones import (
     alaw_decode,
     alaw_encode,
+    channel_count,
+    channel_of,
     pcm_samples,
     read_wav,
     require_tool,
+    rms,
     tone_energy,
 )
 from tests.janus import require_janus, run_janus
@@ -327,6 +331,80 @@ async def test_plain_rtp_leg_forwards_of_the_mix_and_of_one_leg_and_mute(janus_u
         for leg in (phone, mix, solo):
             assert leg.transport is not None
             leg.transport.close()
+
+
+@pytest.mark.timeout(30)
+async def test_each_leg_is_recorded_apart_and_lined_up_on_its_own_channel(
+    janus_url: str, tmp_path: Path
+) -> None:
+    # given a room with a WebRTC leg sending 440 Hz, its own audio recorded
+    require_tool("janus-pp-rec")
+    room = AudioBridgeRoom(janus_url, str(uuid.uuid4()), Events())
+    peer = Peer(440)
+    phone, phone_port = await rtp_socket()
+    await room.open(record_dir=tmp_path)
+    sending: asyncio.Task[None] | None = None
+    try:
+        await joined(room, "8:acs:web", peer)
+        start = time.time_ns() // 1000
+        web = await room.start_leg_recording("8:acs:web", Path("rec-0-0"))
+        assert web == tmp_path / "rec-0-0-audio.mjr"
+        assert room.leg_recordings == {"8:acs:web": web}
+        await asyncio.sleep(1.0)
+
+        # when a plain-RTP leg sending 1 kHz joins a second later and is recorded too
+        janus_rtp = await room.join_rtp("4:+15550001111", "127.0.0.1", phone_port)
+        sending = asyncio.create_task(phone.send_tone(janus_rtp, 1000, 4))
+        rtp = await room.start_leg_recording("4:+15550001111", tmp_path / "rec-0-1")
+        await asyncio.sleep(1.2)
+        # and the web leg is muted for a while
+        muted_at = (time.time_ns() // 1000 - start) / 1e6
+        await room.mute("8:acs:web", True)
+        await asyncio.sleep(0.8)
+        await room.mute("8:acs:web", False)
+        unmuted_at = (time.time_ns() // 1000 - start) / 1e6
+        await asyncio.sleep(0.8)
+        assert await room.stop_leg_recording("8:acs:web") == web
+        assert await room.stop_leg_recording("4:+15550001111") == rtp
+        end = time.time_ns() // 1000
+        assert await room.stop_leg_recording("8:acs:web") is None  # not recorded now
+        assert room.leg_recordings == {}
+
+        # and the two files are lined up into one two-channel WAV
+        out = tmp_path / "rec.wav"
+        tracks = [audio.Track(0, web), audio.Track(1, rtp)]
+        await asyncio.to_thread(
+            audio.join_unmixed_recording, [audio.Stretch(start, end, tracks)], out, 2
+        )
+    finally:
+        if sending is not None:
+            sending.cancel()
+        await room.close()
+        await peer.pc.close()
+        assert phone.transport is not None
+        phone.transport.close()
+
+    # then each channel holds its own leg only, in time with the recording's clock
+    rate = 16000
+    first, second = channel_of(out, 0, rate), channel_of(out, 1, rate)
+    seconds = (end - start) / 1e6
+    assert channel_count(out) == 2
+    assert abs(len(first) / rate - seconds) < 0.05 and len(second) == len(first)
+
+    def part(samples: Any, begin: float, until: float) -> Any:
+        return samples[int(begin * rate) : int(until * rate)]
+
+    web_alone = part(first, 0.1, 0.9)
+    assert has_tone(web_alone, rate, 440) and not has_tone(web_alone, rate, 1000, at_least=200)
+    assert rms(part(second, 0.0, 0.9)) < 100  # the phone was not there yet
+    both = (1.4, muted_at - 0.1)
+    assert has_tone(part(first, *both), rate, 440)
+    assert not has_tone(part(first, *both), rate, 1000, at_least=200)
+    assert has_tone(part(second, *both), rate, 1000)
+    assert not has_tone(part(second, *both), rate, 440, at_least=200)
+    # and the web leg's channel is silent while it was muted, and has it again after
+    assert rms(part(first, muted_at + 0.15, unmuted_at - 0.1)) < 100
+    assert has_tone(part(first, unmuted_at + 0.2, seconds - 0.1), rate, 440)
 
 
 @pytest.mark.timeout(20)

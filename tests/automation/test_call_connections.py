@@ -403,7 +403,7 @@ async def test_play_and_recognize_are_queued_for_the_media_process(
             None,
         ),
         (":play", {"playSources": [{"kind": "video"}]}, None),
-        (":recognize", {"recognizeInputType": "speech", "recognizeOptions": {}}, None),
+        (":recognize", {"recognizeInputType": "telepathy", "recognizeOptions": {}}, None),
         (":sendDtmfTones", {"tones": ["eleven"], "targetParticipant": {"rawId": "x"}}, "tones"),
         (":sendDtmfTones", {"tones": [], "targetParticipant": {"rawId": "x"}}, "tones"),
     ],

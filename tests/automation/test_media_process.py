@@ -42,6 +42,24 @@ class FakeRoom:
         self.stopped: list[str] = []
         self.muted: dict[str, bool] = {}
         self.timers: dict[str, asyncio.TimerHandle] = {}
+        self.played_to: list[str | None] = []
+        self.to_of: dict[str, str | None] = {}
+        self.aside: dict[str, bool] = {}  # set-aside legs -> linked
+        self.moves: list[tuple[str, str]] = []  # ("aside" | "linked" | "back", raw id)
+
+    async def set_aside(self, display: str, *, linked: bool) -> None:
+        if display not in self.aside:
+            self.aside[display] = linked
+            self.moves.append(("linked" if linked else "aside", display))
+
+    async def bring_back(self, display: str) -> None:
+        if self.aside.pop(display, None) is not None:
+            self.moves.append(("back", display))
+            for file_id, timer in list(self.timers.items()):  # what played there stops
+                if self.to_of.get(file_id) == display:
+                    timer.cancel()
+                    del self.timers[file_id]
+                    await self._stopped(file_id)
 
     async def open(self, **kwargs: Any) -> None:
         pass
@@ -60,8 +78,14 @@ class FakeRoom:
     async def mute(self, display: str, muted: bool) -> None:
         self.muted[display] = muted
 
-    async def play(self, path: Path, file_id: str, *, loop: bool = False) -> None:
+    async def play(
+        self, path: Path, file_id: str, *, loop: bool = False, to: str | None = None
+    ) -> None:
+        if to is not None and to not in self.aside:
+            raise RuntimeError(f"{to} is not set aside")
         self.played.append(path.name)
+        self.played_to.append(to)
+        self.to_of[file_id] = to
         loop_ = asyncio.get_running_loop()
         self.timers[file_id] = loop_.call_later(
             self.seconds, lambda: asyncio.ensure_future(self._stopped(file_id))

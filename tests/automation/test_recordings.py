@@ -6,8 +6,12 @@ never reaching another's recordings."""
 from __future__ import annotations
 
 import array
+import asyncio
 import io
+import json
 import math
+import struct
+import time
 import wave
 from datetime import timedelta
 from pathlib import Path
@@ -22,7 +26,14 @@ from apps.automation.models import Recording
 from apps.events.models import Event
 from tests.automation.conftest import api, callbacks_of, types_of, wait_for_callback
 from tests.automation.test_media_process import FakeRoom, connected_call
-from tests.automation.tones import require_tool
+from tests.automation.tones import (
+    alaw_encode,
+    channel_count,
+    channel_of,
+    require_tool,
+    rms,
+    tone_energy,
+)
 from tests.conftest import AcsClient
 from tests.events.conftest import Receiver
 
@@ -195,7 +206,7 @@ async def test_recording_requests_that_make_no_sense_are_refused(
     for body, status in [
         ({"callLocator": {"kind": "serverCallLocator", "serverCallId": "nope"}}, 404),
         ({**locator, "recordingFormatType": "ogg"}, 400),
-        ({**locator, "recordingChannelType": "unmixed"}, 400),
+        ({**locator, "recordingChannelType": "stereo"}, 400),
         ({}, 400),
     ]:
         answer = await api(acs, "POST", "/calling/recordings", body)
@@ -229,3 +240,216 @@ async def test_a_recording_kept_in_a_bucket_downloads_and_deletes_the_same(
     deleted = await database_sync_to_async(acs.call)("DELETE", path, query="")
     assert deleted.status_code == 200
     assert "Contents" not in bucket.list_objects_v2(Bucket="calls")
+
+
+def pcma_mjr(path: Path, frequency: float, first_us: int, seconds: float) -> None:
+    """A Janus .mjr of a G.711 A-law leg sending `frequency`, as AudioBridge writes one: the
+    JSON header ("u": its first packet), then "MEET" + time + length + RTP per 20 ms packet."""
+    header = json.dumps({"t": "a", "c": "pcma", "s": first_us, "u": first_us}).encode()
+    out = bytearray(b"MJR00002" + len(header).to_bytes(2, "big") + header)
+    for n in range(int(seconds * 50)):
+        samples = [
+            int(8000 * math.sin(2 * math.pi * frequency * (n * 160 + i) / 8000)) for i in range(160)
+        ]
+        rtp = struct.pack("!BBHII", 0x80, 8, n & 0xFFFF, n * 160, 4321) + alaw_encode(samples)
+        out += b"MEET" + struct.pack("!IH", n * 20, len(rtp)) + rtp
+    path.write_bytes(out)
+
+
+class UnmixedRoom(RecordingRoom):
+    """Each leg sends its own tone (TONES, by raw id); a leg's .mjr is written when its
+    recording stops, covering the time it was recorded."""
+
+    tones: dict[str, float] = {}
+
+    def __init__(self, url: str, room: str, on_event: Any) -> None:
+        super().__init__(url, room, on_event)
+        self.recordings: dict[str, tuple[Path, int]] = {}
+
+    @property
+    def leg_recordings(self) -> dict[str, Path]:
+        return {display: path for display, (path, _) in self.recordings.items()}
+
+    async def start_leg_recording(self, display: str, base: Path) -> Path:
+        path = base.with_name(base.name + "-audio.mjr")
+        self.recordings[display] = (path, time.time_ns() // 1000)
+        return path
+
+    async def stop_leg_recording(self, display: str) -> Path | None:
+        path, started = self.recordings.pop(display)
+        seconds = (time.time_ns() // 1000 - started) / 1e6
+        pcma_mjr(path, self.tones[display], started, seconds)
+        return path
+
+
+async def signal_offer(process: media.MediaProcess, call_id: str, raw_id: str) -> None:
+    await process.handle(
+        {
+            "type": "signal",
+            "call": call_id,
+            "rawId": raw_id,
+            "identity": raw_id.rsplit("_", 1)[-1],
+            "channel": "test",
+            "data": {"type": "offer", "sdp": "v=0"},
+        }
+    )
+
+
+@pytest.fixture
+def unmixed_media(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, settings: Any
+) -> media.MediaProcess:
+    require_tool("ffmpeg")
+    require_tool("janus-pp-rec")
+    settings.RECORDINGS_DIR = tmp_path / "recordings"
+    monkeypatch.setattr(media, "AudioBridgeRoom", UnmixedRoom)
+    return media.MediaProcess("ws://fake")
+
+
+@pytest.mark.timeout(30)
+async def test_an_unmixed_recording_has_a_channel_per_participant_lined_up_in_time(
+    connect: Any,
+    resource: Any,
+    acs: AcsClient,
+    receiver: Receiver,
+    media_alive: None,
+    unmixed_media: media.MediaProcess,
+) -> None:
+    # given a call with the caller's media in, and a guest invited (ringing, media not yet in)
+    process = unmixed_media
+    caller, connection_id, call_id = await connected_call(connect, resource, acs, receiver, process)
+    guest = await connect()
+    added = await api(
+        acs,
+        "POST",
+        f"/calling/callConnections/{connection_id}/participants:add",
+        {"participantToAdd": {"rawId": guest.raw_id}},
+    )
+    assert added.status_code == 202, added.content
+    await guest.until(type="call", event="incomingCall")
+    await guest.send({"type": "call.accept", "callId": call_id})
+    await guest.until(type="call", event="stateChanged", state="Connected")
+    UnmixedRoom.tones = {caller.raw_id: 440.0, guest.raw_id: 1000.0}
+
+    # when an unmixed recording starts with the guest pinned to channel 1
+    started = await api(
+        acs,
+        "POST",
+        "/calling/recordings",
+        {
+            "callLocator": {"kind": "serverCallLocator", "serverCallId": call_id},
+            "recordingChannelType": "unmixed",
+            "recordingFormatType": "wav",
+            "channelAffinity": [{"channel": 1, "participant": {"rawId": guest.raw_id}}],
+        },
+    )
+    assert started.status_code == 200, started.content
+    recording_id = started.json()["recordingId"]
+    await process.handle({"type": "recording", "recording": recording_id})
+    await asyncio.sleep(1.0)  # the caller alone, on the next free channel (0)
+    # and it is paused and resumed, and the guest's media joins while it records
+    for action in (":pause", ":resume"):
+        answer = await api(acs, "POST", f"/calling/recordings/{recording_id}{action}")
+        assert answer.status_code == 202
+        await process.handle({"type": "recording", "recording": recording_id})
+    await signal_offer(process, call_id, guest.raw_id)
+    await asyncio.sleep(1.0)  # both
+    assert (await api(acs, "DELETE", f"/calling/recordings/{recording_id}")).status_code == 204
+    await process.handle({"type": "recording", "recording": recording_id})
+
+    # then the file is one WAV, two channels, two stretches long
+    recording = await database_sync_to_async(Recording.objects.get)(pk=recording_id)
+    path = services.recording_path(recording)
+    assert path.name == f"{recording_id}.wav" and channel_count(path) == 2
+    first, second = recording.segments
+    assert len(first["tracks"]) == 1 and len(second["tracks"]) == 2
+    assert not list(path.parent.glob("*.mjr"))  # the legs' files are gone
+    rate = 16000
+    caller_channel, guest_channel = channel_of(path, 0), channel_of(path, 1)
+    assert 1.9 < len(caller_channel) / rate < 2.4
+    # and the caller's channel holds the caller throughout, never the guest
+    cut = int((first["end"] - first["start"]) / 1e6 * rate)
+    for part in (caller_channel[: cut - 1600], caller_channel[cut + 1600 :]):
+        assert tone_energy(part, rate, 440) > 2000
+        assert tone_energy(part, rate, 1000) < 200
+    # and the guest's channel is silent before the guest joined, then holds the guest only
+    assert rms(guest_channel[: cut - 1600]) < 50
+    later = guest_channel[cut + 3200 :]
+    assert tone_energy(later, rate, 1000) > 2000 and tone_energy(later, rate, 440) < 200
+
+    # and the metadata says who is on which channel, and the event says unmixed
+    metadata = await database_sync_to_async(acs.call)(
+        "GET", f"/recordings/{recording_id}/metadata", query=""
+    )
+    assert metadata.status_code == 200
+    body = metadata.json()
+    assert body["recordingInfo"]["channelType"] == "unmixed"
+    assert body["recordingInfo"]["audioConfiguration"]["channels"] == 2
+    assert body["participants"] == [
+        {"participantId": caller.raw_id, "channel": 0},
+        {"participantId": guest.raw_id, "channel": 1},
+    ]
+    event = await database_sync_to_async(
+        lambda: Event.objects.get(event_type="Microsoft.Communication.RecordingFileStatusUpdated")
+    )()
+    assert event.data["recordingChannelType"] == "Unmixed"
+    assert event.data["recordingFormatType"] == "Wav"
+    states = [
+        e["data"]["state"]
+        for e in callbacks_of(receiver)
+        if e["type"].endswith("RecordingStateChanged")
+    ]
+    assert states == ["active", "inactive", "active", "inactive"]
+
+
+async def test_unmixed_requests_that_make_no_sense_are_refused(
+    connect: Any,
+    resource: Any,
+    acs: AcsClient,
+    receiver: Receiver,
+    media_alive: None,
+    unmixed_media: media.MediaProcess,
+) -> None:
+    caller, _, call_id = await connected_call(connect, resource, acs, receiver, unmixed_media)
+    locator = {"callLocator": {"kind": "serverCallLocator", "serverCallId": call_id}}
+    unmixed = {**locator, "recordingChannelType": "unmixed"}
+    me = {"rawId": caller.raw_id}
+
+    def pin(*channels: Any, who: dict[str, Any] = me) -> list[dict[str, Any]]:
+        return [{"channel": channel, "participant": who} for channel in channels]
+
+    stranger = {"rawId": "8:acs:00000000-0000-0000-0000-000000000000_0000-nobody"}
+    for body, target in [
+        ({**unmixed, "recordingFormatType": "mp3"}, "recordingFormatType"),
+        ({**unmixed, "channelAffinity": pin(5)}, "channelAffinity"),
+        ({**unmixed, "channelAffinity": pin(-1)}, "channelAffinity"),
+        ({**unmixed, "channelAffinity": pin("0")}, "channelAffinity"),
+        ({**unmixed, "channelAffinity": pin(1, 1)}, "channelAffinity"),  # twice
+        ({**unmixed, "channelAffinity": pin(0, who=stranger)}, "channelAffinity"),
+        ({**unmixed, "channelAffinity": pin(0, 1, 2, 3, 4, None)}, "channelAffinity"),
+        ({**unmixed, "channelAffinity": [{"channel": 0}]}, "channelAffinity"),
+        ({**unmixed, "audioChannelParticipantOrdering": [stranger]}, None),
+        ({**unmixed, "channelAffinity": pin(0), "audioChannelParticipantOrdering": [me]}, None),
+        ({**locator, "channelAffinity": pin(0)}, "recordingChannelType"),  # mixed
+        ({**unmixed, "channelAffinity": {"channel": 0}}, "channelAffinity"),
+    ]:
+        answer = await api(acs, "POST", "/calling/recordings", body)
+        assert answer.status_code == 400, (body, answer.content)
+        error = answer.json()["error"]
+        assert error["code"] in ("BadRequest", "NotSupported") and error["message"]
+        if target:
+            assert error.get("target") == target, (body, error)
+    assert await database_sync_to_async(Recording.objects.count)() == 0
+    assert "RecordingStateChanged" not in types_of(receiver)
+
+    # and the right shape is taken: the ordering gives the lowest free channels
+    good = await api(
+        acs,
+        "POST",
+        "/calling/recordings",
+        {**unmixed, "channelAffinity": pin(0), "recordingFormatType": "wav"},
+    )
+    assert good.status_code == 200, good.content
+    recording = await database_sync_to_async(Recording.objects.get)()
+    assert recording.channel_type == "unmixed"
+    assert recording.channels == [{"channel": 0, "participant": caller.raw_id}]

@@ -114,3 +114,22 @@ _ALAW_TABLE = tuple(_alaw_decode_one(code) for code in range(256))
 
 def alaw_decode(data: bytes) -> list[int]:
     return [_ALAW_TABLE[code] for code in data]
+
+
+def channel_of(path: Path, channel: int, rate: int = 16000) -> array.array[int]:
+    """One channel of a multichannel audio file (an unmixed recording), as 16-bit samples."""
+    done = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(path)]
+        + ["-af", f"pan=mono|c0=c{channel}", "-ar", str(rate), "-f", "s16le", "pipe:1"],
+        capture_output=True,
+        timeout=30,
+        check=True,
+    )
+    return pcm_samples(done.stdout)
+
+
+def channel_count(path: Path) -> int:
+    """How many channels a WAV file has (its fmt chunk, WAVE_FORMAT_EXTENSIBLE too)."""
+    data = path.read_bytes()[:64]
+    at = data.find(b"fmt ")
+    return int.from_bytes(data[at + 10 : at + 12], "little")

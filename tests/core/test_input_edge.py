@@ -478,6 +478,8 @@ ROUTES: list[Route] = [
         fields=("playSources[0].kind", "playSources[0].text.text", "playSources[0].text.voiceName", "operationContext")),
     acs("recognize", "POST", f"{CALLS}/{{connection}}:recognize", AUTOMATION, {"recognizeInputType": "dtmf", "recognizeOptions": {"targetParticipant": {"rawId": "{identity}"}, "dtmfOptions": {"stopTones": ["pound"]}}},
         fields=("recognizeInputType", "recognizeOptions.targetParticipant.rawId=>recognizeOptions.targetParticipant", "recognizeOptions.dtmfOptions.stopTones[0]")),
+    acs("recognize speech", "POST", f"{CALLS}/{{connection}}:recognize", AUTOMATION, {"recognizeInputType": "speechOrDtmf", "recognizeOptions": {"targetParticipant": {"rawId": "{identity}"}, "speechLanguage": "en-US", "speechOptions": {"endSilenceTimeoutInMs": 1000}, "dtmfOptions": {"stopTones": ["pound"]}}},
+        fields=("recognizeInputType", "recognizeOptions.targetParticipant.rawId=>recognizeOptions.targetParticipant", "recognizeOptions.speechLanguage", "recognizeOptions.dtmfOptions.stopTones[0]")),
     acs("cancel media", "POST", f"{CALLS}/{{connection}}:cancelAllMediaOperations", AUTOMATION),
     acs("send tones", "POST", f"{CALLS}/{{connection}}:sendDtmfTones", AUTOMATION, {"tones": ["one"], "targetParticipant": {"rawId": "{identity}"}}, fields=("tones[0]", "targetParticipant.rawId=>targetParticipant")),
     *[acs(f"{action}", "POST", f"{CALLS}/{{connection}}:{action}", AUTOMATION, {"targetParticipant": {"rawId": "{identity}"}}, fields=("targetParticipant.rawId=>targetParticipant",))

@@ -292,6 +292,20 @@ class RecordingContent(AutomationView):
 class RecordingMetadata(RecordingContent):
     def get(self, request: Request, slug: str, recording_id: str) -> HttpResponseBase:
         recording = services.access_recording(request_resource(request), recording_id)
+        participants: list[dict[str, Any]]
+        if recording.channel_type == "unmixed":
+            # Who is on which channel of the file (channels nobody took hold silence).
+            participants = [
+                {"participantId": entry["participant"], "channel": entry["channel"]}
+                for entry in recording.channels
+            ]
+            channels = max((int(entry["channel"]) for entry in recording.channels), default=0) + 1
+        else:
+            participants = [
+                {"participantId": leg.raw_id}
+                for leg in recording.call.participants.exclude(joined_at=None)
+            ]
+            channels = 1
         return Response(
             {
                 "resourceId": str(recording.resource_id),
@@ -306,13 +320,10 @@ class RecordingMetadata(RecordingContent):
                 ),
                 "recordingInfo": {
                     "contentType": "audio",
-                    "channelType": "mixed",
+                    "channelType": recording.channel_type,
                     "format": recording.audio_format,
-                    "audioConfiguration": {"sampleRate": 16000, "channels": 1},
+                    "audioConfiguration": {"sampleRate": 16000, "channels": channels},
                 },
-                "participants": [
-                    {"participantId": leg.raw_id}
-                    for leg in recording.call.participants.exclude(joined_at=None)
-                ],
+                "participants": participants,
             }
         )
