@@ -568,10 +568,13 @@ class MediaStream:
     async def _send(self) -> None:
         assert self._ws is not None
         ws = self._ws
-        while True:
+        while not self._closed:
             message = await self._queue.get()
             try:
-                await asyncio.wait_for(ws.send(message), STALL_SECONDS)
+                # Not wait_for: on Python 3.11 it can swallow a cancel that races the send's
+                # end, and this loop would then wait on an empty queue while stop() waits on it.
+                async with asyncio.timeout(STALL_SECONDS):
+                    await ws.send(message)
             except TimeoutError:
                 self._fail(
                     "streamConnectionInterrupted",

@@ -104,6 +104,40 @@ async def test_a_play_to_one_participant_sets_it_aside_for_the_while(
     assert room.played_to[-1] == caller.raw_id
 
 
+async def test_a_recognize_prompt_reaches_its_target_alone(
+    connect: Any,
+    resource: Any,
+    acs: AcsClient,
+    receiver: Receiver,
+    media_alive: None,
+    fake_media: Any,  # noqa: F811
+) -> None:
+    caller, guest, connection_id, call_id = await two_party_call(
+        connect, resource, acs, receiver, fake_media
+    )
+    body = {
+        "recognizeInputType": "dtmf",
+        "playPrompt": SPEECH,
+        "recognizeOptions": {
+            "targetParticipant": {"rawId": caller.raw_id},
+            "dtmfOptions": {"maxTonesToCollect": 1},
+        },
+    }
+    answer = await api(acs, "POST", f"{C}/{connection_id}:recognize", body)
+    assert answer.status_code == 202, answer.content
+    await fake_media.handle({"type": "operations", "call": call_id})
+    room = fake_media.calls[call_id].room
+    for _ in range(50):
+        if room.played_to:
+            break
+        await asyncio.sleep(0.02)
+    assert room.played_to == [caller.raw_id] and room.aside == {caller.raw_id: True}
+    await fake_media.handle({"type": "dtmf", "call": call_id, "rawId": caller.raw_id, "tone": "7"})
+    completed = await wait_for_callback(receiver, "RecognizeCompleted")
+    assert completed["data"]["dtmfResult"]["tones"] == ["seven"]
+    assert room.aside == {} and room.moves == [("linked", caller.raw_id), ("back", caller.raw_id)]
+
+
 async def test_cancel_brings_the_target_back(
     connect: Any,
     resource: Any,

@@ -366,6 +366,14 @@ def test_recordings_list_shows_a_player_and_says_why_a_file_cannot_play(
     live = make_recording(
         resource, recordings_dir, state=RecordingState.ACTIVE, file_name="", stopped_at=None
     )
+    unmixed = make_recording(resource, recordings_dir)
+    Recording.objects.filter(pk=unmixed.pk).update(
+        channel_type="unmixed",
+        channels=[
+            {"channel": 0, "participant": "8:acs:caller"},
+            {"channel": 1, "participant": "8:acs:agent"},
+        ],
+    )
 
     # when
     html = signed_in(owner).get(f"/resources/{resource.slug}/calls/recordings/").content.decode()
@@ -381,6 +389,8 @@ def test_recordings_list_shows_a_player_and_says_why_a_file_cannot_play(
     assert "missing from where recordings are kept" in row(missing)
     assert "Nothing was recorded" in row(empty)
     assert "Recording…" in row(live)
+    assert "Unmixed: channel 0 <code" in row(unmixed) and "8:acs:agent" in row(unmixed)
+    assert "Unmixed" not in row(ready)
 
 
 def test_a_recording_downloads_whole_or_by_range(
