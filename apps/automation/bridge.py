@@ -200,6 +200,20 @@ class AudioBridgeRoom:
             raise JanusError(-1, f"Janus gave no RTP address: {data}")
         return str(rtp["ip"]), int(rtp["port"])
 
+    async def join_offering(self, display: str, codec: str = "pcma") -> dict[str, Any]:
+        """Add a leg that Janus offers ({"type": "offer", "sdp"}): for a gateway that needs an
+        offer to call out (a phone leg: apps/pstn/sip.py). complete_leg() takes the answer.
+        Raises JanusError."""
+        _, jsep = await self._join(display, {"codec": codec, "generate_offer": True}, None)
+        if jsep is None:
+            raise JanusError(INVALID_SDP, "Janus made no offer")
+        return {"type": jsep["type"], "sdp": jsep["sdp"]}
+
+    async def complete_leg(self, display: str, answer: dict[str, Any]) -> None:
+        """The answer to a join_offering() leg's offer. Raises JanusError."""
+        leg = self._leg(display)
+        await self._live().message(leg.handle, {"request": "configure"}, answer)
+
     async def trickle(self, display: str, candidate: dict[str, Any] | None) -> None:
         """Pass one of a WebRTC leg's ICE candidates ({"candidate", "sdpMid",
         "sdpMLineIndex"}); None when it has no more. Candidates of unknown legs are dropped."""
