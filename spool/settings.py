@@ -285,6 +285,8 @@ QUOTAS = {
 # Limits on what one holds at once.
 MAX_SOCKETS_PER_IDENTITY = env_int("SPOOL_MAX_SOCKETS_PER_IDENTITY", 20, minimum=1)
 MAX_CALLS_PER_IDENTITY = env_int("SPOOL_MAX_CALLS_PER_IDENTITY", 5, minimum=1)
+# Phone calls (through SIP trunks) a resource has at once: a toll-fraud and capacity guard.
+PSTN_MAX_CALLS = env_int("SPOOL_PSTN_MAX_CALLS", 10, minimum=0)
 MAX_HELD_NUMBERS = env_int("SPOOL_MAX_HELD_NUMBERS", 100, minimum=1)
 
 # A 1:1 call nobody answers stops ringing after this long (end code 408).
@@ -376,6 +378,7 @@ INSTALLED_APPS = [
     "apps.chat",
     "apps.calls",
     "apps.automation",
+    "apps.pstn",
     "apps.console",
 ]
 

@@ -19,6 +19,7 @@ urlpatterns = [
     path("r/<slug:slug>/", include("apps.chat.api.acs_urls")),
     path("r/<slug:slug>/", include("apps.calls.api.acs_urls")),
     path("r/<slug:slug>/", include("apps.automation.api.acs_urls")),
+    path("r/<slug:slug>/", include("apps.pstn.api.acs_urls")),
     path("api/v1/", include("apps.accounts.api.urls")),
     path("api/v1/", include("apps.numbers.api.urls")),
     path("api/v1/", include("apps.events.api.urls")),

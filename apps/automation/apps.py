@@ -26,6 +26,12 @@ class AutomationConfig(AppConfig):
         def call_ended(sender: Any, call: Any, **kwargs: Any) -> None:
             services.call_ended(call)
 
+        def phone_dialed(
+            sender: Any, call: Any, leg: Any, caller_id: str, trunks: list[str], **kwargs: Any
+        ) -> None:
+            services.dial_phone(call, leg, caller_id, trunks)
+
         signals.call_offered.connect(offered, weak=False)
+        signals.phone_dialed.connect(phone_dialed, weak=False)
         signals.leg_ended.connect(ended, weak=False)
         signals.call_ended.connect(call_ended, weak=False)

@@ -202,7 +202,7 @@ class AudioBridgeRoom:
 
     async def join_offering(self, display: str, codec: str = "pcma") -> dict[str, Any]:
         """Add a leg that Janus offers ({"type": "offer", "sdp"}): for a gateway that needs an
-        offer to call out (a phone leg: apps/pstn/sip.py). complete_leg() takes the answer.
+        offer to call out (a phone leg: apps/automation/sip.py). complete_leg() takes the answer.
         Raises JanusError."""
         _, jsep = await self._join(display, {"codec": codec, "generate_offer": True}, None)
         if jsep is None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from apps.automation import streaming
 from apps.automation.bridge import AudioBridgeRoom
+from apps.automation.sip import PhoneCall
 
 
 class PlayFailure(Exception):
@@ -35,3 +36,4 @@ class CallMedia:
     recording_segment: Path | None = None
     recording_unmixed: bool = False  # the segment is each leg's own .mjr, not the mix
     streams: dict[str, streaming.MediaStream] = field(default_factory=dict)  # by subscription
+    phones: dict[str, PhoneCall] = field(default_factory=dict)  # phone legs, by raw id

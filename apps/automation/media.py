@@ -49,6 +49,7 @@ from apps.automation.media_steps import (
     recover,
 )
 from apps.automation.models import MediaOperation, OperationKind, OperationState
+from apps.automation.phoning import Phoning
 from apps.automation.recognizing import Recognizing
 from apps.automation.recorder import Recorder
 from apps.calls import signaling
@@ -65,7 +66,7 @@ PLAY_FAILED_FORMAT = (400, 8535, "Action failed, file format is invalid.")
 PLAY_FAILED_MEDIA = (500, 8500, "Action failed, the media server refused to play.")
 
 
-class MediaProcess(Recognizing, Recorder):
+class MediaProcess(Recognizing, Recorder, Phoning):
     def __init__(self, janus_url: str) -> None:
         self.janus_url = janus_url
         self.calls: dict[str, CallMedia] = {}
@@ -153,6 +154,8 @@ class MediaProcess(Recognizing, Recorder):
             await self._apply_recording(str(message["recording"]))
         elif kind == "streaming":
             await self._apply_streaming(call_id)
+        elif kind == "dial":
+            await self._dial(message)
 
     # --- legs ----------------------------------------------------------------------------------
     async def _media(self, call_id: str) -> CallMedia:
@@ -253,6 +256,8 @@ class MediaProcess(Recognizing, Recorder):
                     await media.room.stop_recording()
             media.recording_segment = None
             await database_sync_to_async(_finish_recording_if_stopped)(media.recording_id)
+        with contextlib.suppress(Exception):
+            await self._hang_up_phones(media)
         with contextlib.suppress(Exception):
             await media.room.close()
 

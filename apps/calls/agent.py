@@ -130,10 +130,14 @@ class CallAgent:
         self.raw_id = hello["identity"]
         self._reader = asyncio.ensure_future(self._read())
 
-    async def call(self, raw_id: str, *, video: bool = False) -> str:
-        """Ring `raw_id`; returns the call id. The offer goes out once the callee answers."""
+    async def call(self, raw_id: str, *, video: bool = False, caller_id: str = "") -> str:
+        """Ring `raw_id` (an identity, or `4:+E.164` with `caller_id`, one of the resource's
+        numbers); returns the call id. The offer goes out once the callee answers."""
         await self._new_call()
-        await self._send({"type": "call.invite", "to": raw_id, "video": video})
+        invite: dict[str, Any] = {"type": "call.invite", "to": raw_id, "video": video}
+        if caller_id:
+            invite["alternateCallerId"] = caller_id
+        await self._send(invite)
         reply = await self._reply("call.invited")
         self.call_id, self.participants, self.is_caller = reply["callId"], {raw_id}, True
         return str(self.call_id)

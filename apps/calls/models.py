@@ -153,6 +153,9 @@ class CallParticipant(models.Model):
     # What the participant's client says of its own media, for everyone's roster.
     is_muted = models.BooleanField(default=False)
     is_on_hold = models.BooleanField(default=False)  # Call Automation hold (apps/automation)
+    # A phone leg's trunk (its FQDN) and SIP Call-ID (apps/calls/phones.py).
+    sip_trunk = models.CharField(max_length=253, blank=True, default="")
+    sip_call_id = models.CharField(max_length=200, blank=True, default="")
     is_video_on = models.BooleanField(default=False)
     # The socket that holds this leg (a Channels channel name), so signals reach one device.
     channel_name = models.CharField(max_length=200, blank=True, default="")

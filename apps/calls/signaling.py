@@ -28,7 +28,7 @@ from django.utils import timezone
 from apps.accounts import services as accounts
 from apps.accounts.models import IncomingCalls
 from apps.accounts.services import TokenPrincipal, identity_group
-from apps.calls import rooms, sfu
+from apps.calls import phones, rooms, sfu
 from apps.calls import signals as call_signals
 from apps.calls.exceptions import CallNotAllowed, CallNotFound, InvalidCallRequest, TooManyCalls
 from apps.calls.models import (
@@ -54,6 +54,7 @@ PLACE_CALLS = frozenset({"voip"})
 MAX_SIGNAL_BYTES = 64 * 1024
 END_NORMAL, END_REMOVED, END_UNANSWERED, END_GONE = 0, 403, 408, 410
 END_CANCELLED, END_MEDIA_LOST, END_DECLINED = 487, 503, 603
+PHONE_PREFIX = "4:"  # a phone leg's raw id: 4:+E.164 (apps/calls/phones.py)
 # An SDP media section that sends: what a Consumer (receive-only role) may not offer or answer.
 SENDING_DIRECTION = re.compile(r"^a=(sendrecv|sendonly)\s*$", re.MULTILINE)
 SFU_PEER = "sfu"
@@ -73,9 +74,14 @@ def _identity_id(raw_id: str) -> str:
 
 
 def _push(messages: list[tuple[str, dict[str, Any]]]) -> None:
-    """Send (raw id, frame) pairs to each identity's sockets after commit."""
+    """Send (raw id, frame) pairs to each identity's sockets after commit (phone legs have
+    no sockets: their frames are dropped)."""
     realtime.send_after_commit(
-        [(identity_group(_identity_id(raw_id)), frame) for raw_id, frame in messages]
+        [
+            (identity_group(_identity_id(raw_id)), frame)
+            for raw_id, frame in messages
+            if not raw_id.startswith(PHONE_PREFIX)
+        ]
     )
 
 
@@ -154,7 +160,10 @@ def invite(principal: TokenPrincipal, body: dict[str, Any], channel_name: str) -
         raise InvalidCallRequest("An identity cannot call itself.", target="to")
     video = body_flag(body, "video") or False
     muted = body_flag(body, "muted") or False
-    if to.startswith("4:"):
+    if to.startswith(PHONE_PREFIX) and not numbers.is_owned(principal.identity.resource, to[2:]):
+        check_call_allowance(principal, placing=True)
+        return phones.dial(principal, to, body, channel_name, muted)
+    if to.startswith(PHONE_PREFIX):
         to = _number_destination(principal, to)
         if to.startswith("4:"):  # the number's calls go to the application
             check_call_allowance(principal, placing=True)

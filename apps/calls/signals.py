@@ -12,3 +12,6 @@ call_offered = Signal()
 leg_ended = Signal()
 # A bridged call ended for everyone: `call`.
 call_ended = Signal()
+# A client called a phone number: `call`, `leg` (the phone's, ringing), `caller_id` (E.164)
+# and `trunks` (FQDNs, in the route's order) for the media process to place it.
+phone_dialed = Signal()

@@ -9,6 +9,7 @@ from apps.console import (
     events_views,
     logs_views,
     numbers_views,
+    pstn_views,
     signup_views,
     sms_views,
     views,
@@ -39,6 +40,7 @@ urlpatterns = [
         numbers_views.number_operation,
         name="number-operation",
     ),
+    path("resources/<slug:slug>/sip/", pstn_views.sip_trunks, name="sip"),
     path("resources/<slug:slug>/sms/", sms_views.sms_send, name="sms"),
     path("resources/<slug:slug>/sms/messages/", sms_views.sms_messages, name="sms-messages"),
     path(
@@ -94,4 +96,6 @@ urlpatterns = [
     ),
     path("resources/<slug:slug>/logs/", logs_views.request_log, name="request-log"),
     path("staff/numbers/import/", numbers_views.inventory_import, name="inventory-import"),
+    path("staff/sip-trunks/", pstn_views.staff_sip_trunks, name="staff-sip-trunks"),
+    path("staff/sip-trunks/<int:trunk_id>/", pstn_views.staff_sip_trunk, name="staff-sip-trunk"),
 ]

@@ -221,6 +221,14 @@ def access_operation(resource: Resource, operation_id: Any) -> NumberOperation:
     return operation
 
 
+def is_owned(resource: Resource, number: str) -> bool:
+    """Whether `number` (E.164, or digits) is one of the resource's own numbers."""
+    e164 = number if number.startswith("+") else f"+{number}"
+    return PhoneNumber.objects.filter(
+        owner=resource, status=NumberStatus.OWNED, number=e164
+    ).exists()
+
+
 def access_owned_number(resource: Resource, number: str) -> PhoneNumber:
     """The resource's own number, given as E.164 or as ACS ids do (digits only). Raises
     ApiError (400) for something that is not a phone number, NumberNotFound otherwise."""

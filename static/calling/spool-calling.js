@@ -1312,9 +1312,11 @@
     }
 
     /**
-     * Ring one identity. `participants`: one `{communicationUserId}` (or raw id); options:
-     * `videoOptions.localVideoStreams`, `audioOptions.muted`. Answers the Call at once, in state
-     * "Connecting"; it goes "Ringing", then "Connected" or "Disconnected".
+     * Ring one identity, or call a phone number. `participants`: one `{communicationUserId}`,
+     * `{phoneNumber}` (or raw id); options: `videoOptions.localVideoStreams`,
+     * `audioOptions.muted`, and for a phone `alternateCallerId: {phoneNumber}` (one of the
+     * resource's numbers). Answers the Call at once, in state "Connecting"; it goes "Ringing",
+     * then "Connected" or "Disconnected".
      */
     startCall(participants, options = {}) {
       const list = Array.isArray(participants) ? participants : [participants];
@@ -1327,7 +1329,9 @@
       call._ready = (async () => {
         try {
           await call._openMedia();
-          const reply = await this._request("call.invite", { to, video: call.isLocalVideoStarted, muted: call.isMuted });
+          const invite = { to, video: call.isLocalVideoStarted, muted: call.isMuted };
+          if (options.alternateCallerId) invite.alternateCallerId = getIdentifierRawId(options.alternateCallerId);
+          const reply = await this._request("call.invite", invite);
           call._iceServers = reply.iceServers;
           this._register(call, reply.callId);
         } catch (error) {

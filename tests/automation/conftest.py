@@ -100,6 +100,19 @@ async def incoming_call_event(timeout: float = 5) -> dict[str, Any]:
     raise AssertionError("no IncomingCall event")
 
 
+@pytest.fixture(autouse=True)
+async def empty_media_channel() -> None:
+    """Earlier tests' messages to the media process (nobody reads them here) would fill the
+    in-memory channel, and a message sent to a full channel is dropped."""
+    layer = get_channel_layer()
+    assert layer is not None
+    while True:
+        try:
+            await asyncio.wait_for(layer.receive(settings.MEDIA_CHANNEL), 0.01)
+        except TimeoutError:
+            return
+
+
 async def media_message(kind: str, timeout: float = 3) -> dict[str, Any]:
     """The next message of `kind` the media process would have received."""
     layer = get_channel_layer()

@@ -469,12 +469,13 @@ async def test_a_number_routed_to_the_application_raises_incoming_call(
     assert incoming["to"]["kind"] == "phoneNumber"
     assert incoming["to"]["phoneNumber"]["value"] == number.number
 
-    # a number with no destination takes no calls; another resource's number is not found
+    # a number with no destination takes no calls; any other number is a phone call, which
+    # needs a caller id (tests/pstn/test_phone_calls.py)
     await database_sync_to_async(orders.set_inbound_destination)(resource, number.number, "")
     await caller.send({"type": "call.invite", "to": f"4:{number.number}"})
     assert (await caller.until(type="error"))["code"] == "BadRequest"
     await caller.send({"type": "call.invite", "to": "4:+14255550999"})
-    assert (await caller.until(type="error"))["code"] == "PhoneNumberNotFound"
+    assert (await caller.until(type="error"))["code"] == "Forbidden"
 
 
 async def test_add_participant_rings_and_succeeds_when_its_media_joins(

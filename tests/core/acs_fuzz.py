@@ -22,18 +22,20 @@ from apps.calls.models import Room, RoomParticipant
 from apps.chat.models import ChatMessage, ChatParticipant, ChatThread, ReadReceipt
 from apps.events.models import Event
 from apps.numbers.models import NumberOperation, NumberSearch, PhoneNumber
+from apps.pstn.models import SipRoute, SipTrunk
 from apps.sms.models import OptOut, SmsMessage
 from tests.conftest import origin_host, sign_headers
 
 SPECS = Path(__file__).resolve().parents[3] / "shared" / "acs-api" / "specs"
-# The APIs Spool serves, at the version of the spec each is fuzzed with. (CallAutomation and
-# SipRouting are not built yet.)
+# The APIs Spool serves, at the version of the spec each is fuzzed with. (CallAutomation is
+# not fuzzed yet.)
 FUZZED = {
     "Identity": "2023-10-01",
     "Sms": "2021-03-07",
     "Chat": "2024-03-07",
     "PhoneNumbers": "2025-06-01",
     "Rooms": "2025-03-13",
+    "SipRouting": "2023-03-01",
 }
 # Chat is called with a user access token, as ACS has it; the others with an HMAC-signed key.
 BEARER_PREFIX = "/chat/"
@@ -128,6 +130,10 @@ def merged_specs() -> dict[str, Any]:
     return merged
 
 
+# The seeded resource's SIP trunks (test_fuzz_acs.py's seeds), and one more a patch may add.
+SIP_TRUNKS = ["sbc.example.com", "sbc2.example.com"]
+
+
 # --- Aiming at real rows ---------------------------------------------------------------------
 @dataclass
 class Seeds:
@@ -173,6 +179,7 @@ def seed_body(body: Any, seeds: Seeds, key: str = "") -> Any:
         keys = {
             "participants": seeds.raw_ids,  # Rooms: a map keyed by raw id
             "phoneNumbers": seeds.free_digits,  # a reservation: a map keyed by number id
+            "trunks": SIP_TRUNKS,  # SIP routing: a map keyed by FQDN
         }.get(key, [])
         return {_chosen(k, keys): seed_body(v, seeds, k) for k, v in body.items()}
     if not isinstance(body, str):
@@ -184,6 +191,8 @@ def seed_body(body: Any, seeds: Seeds, key: str = "") -> Any:
         "to": seeds.numbers,
         "value": seeds.numbers,  # phoneNumber.value
         "phoneNumbers[]": seeds.numbers,
+        "trunks[]": SIP_TRUNKS,  # a route's trunks
+        "numberPattern": [r"^\+1\d{10}$", r"^\+44"],
         "searchId": [seeds.search_id],
         "chatMessageId": [seeds.message_id],
         # Free text that passes the checks, so that a request gets on to what follows them.
@@ -240,6 +249,8 @@ SNAPSHOT: tuple[type[Model], ...] = (
     NumberOperation,  # orders
     PhoneNumber,
     Event,
+    SipTrunk,
+    SipRoute,
 )
 
 

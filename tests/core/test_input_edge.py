@@ -368,6 +368,7 @@ IDENTITY, SMS, OPT_OUT, NUMBERS, ROOMS, RELAY, CHAT = (
     "2023-10-01", "2021-03-07", "2025-01-15-preview", "2025-06-01", "2025-03-13",
     "2022-03-01-preview", "2024-03-07",
 )  # fmt: skip
+SIP = "2023-03-01"
 
 
 @dataclass(frozen=True)
@@ -462,6 +463,10 @@ ROUTES: list[Route] = [
     acs("room participants", "GET", "/rooms/{room}/participants", ROOMS),
     acs("update room participants", "PATCH", "/rooms/{room}/participants", ROOMS, {"participants": {"{identity}": {"role": "Attendee"}}},
         fields=("participants.{identity}.role",), keys=("participants.{identity}=>participants",)),
+    # SIP routing
+    acs("SIP configuration", "GET", "/sip", SIP),
+    acs("update SIP configuration", "PATCH", "/sip", SIP, {"trunks": {"sbc.example.com": {"sipSignalingPort": 5061}}, "routes": [{"name": "r", "description": "d", "numberPattern": "^\\+1[0-9]+$", "trunks": ["sbc.example.com"]}]},
+        fields=("routes[0].name", "routes[0].description", "routes[0].numberPattern", "routes[0].trunks[0]")),
     acs("relay configuration", "POST", "/networkTraversal/:issueRelayConfiguration", RELAY, {"id": "{identity}", "routeType": "any", "ttl": 3600}, fields=("id", "routeType")),
     # Call Automation
     acs("create call", "POST", CALLS, AUTOMATION, {"targets": [{"rawId": "{identity}"}], "callbackUri": "https://app.example/cb", "operationContext": "o", "sourceDisplayName": "d"},
@@ -832,6 +837,10 @@ FIELD_RULES: list[tuple[str, str, Any, int, str | None]] = [
     ("search (manage)", "areaCode", "4\t2", 400, "areaCode"),
     ("set destination", "inboundDestination", "https://example.com/\x07", 400, "inboundDestination"),
     ("set destination", "inboundDestination", "https://example.com/" + "a" * 2048, 400, "inboundDestination"),
+    ("update SIP configuration", "routes[0].name", "r\x07", 422, "routes[0].name"),
+    ("update SIP configuration", "routes[0].numberPattern", "^\\+1\n", 422, "routes[0].numberPattern"),
+    ("update SIP configuration", "routes[0].description", "d\x1b[31m", 422, "routes[0].description"),
+    ("update SIP configuration", "routes[0].trunks[0]", "sbc.example.com\n", 422, "routes"),
     ("create resource", "name", "New\x07one", 400, "name"),
     ("create resource", "name", "New\u0085one", 400, "name"),
     ("rename resource", "name", "Re\nnamed", 400, "name"),

@@ -1,4 +1,4 @@
-"""apps.pstn.sip against a real Janus (its SIP plugin and AudioBridge) and sipp playing a trunk's
+"""apps.automation.sip against a real Janus (its SIP plugin and AudioBridge) and sipp playing a trunk's
 far end on loopback: a phone leg in a call's room, audio both ways, and a busy number."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from apps.automation.bridge import AudioBridgeRoom
-from apps.pstn.sip import PhoneCall, Trunk
+from apps.automation.sip import PhoneCall, Trunk
 from tests.automation.test_bridge import (  # noqa: F401 (janus_url and tools are fixtures)
     PEER_RATE,
     Events,

@@ -559,6 +559,19 @@ def call_ended(call: Call) -> None:
     media_link.send_after_commit({"type": "end", "call": str(call.pk)})
 
 
+def dial_phone(call: Call, leg: CallParticipant, caller_id: str, trunks: list[str]) -> None:
+    """A client called a phone number: the media process places it through the trunks."""
+    media_link.send_after_commit(
+        {
+            "type": "dial",
+            "call": str(call.pk),
+            "rawId": leg.raw_id,
+            "callerId": caller_id,
+            "trunks": trunks,
+        }
+    )
+
+
 def _roster_data(connection: CallConnection) -> dict[str, Any]:
     return {
         "participants": [participant_body(leg) for leg in participants(connection)],

@@ -1,0 +1,113 @@
+"""A call from a client to a phone number, end to end: the trunk and route set with the official
+SipRoutingClient, the trunk enabled by the operator, a Python call agent calling through
+`manage.py serve` (Janus's SIP plugin, the AudioBridge) to sipp playing the carrier's far end,
+which echoes: the caller hears its own tone back, so audio went both ways. And a busy number."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from apps.calls.agent import CallAgent
+from tests.automation.tones import read_wav, tone_energy
+from tests.conftest import LiveSpool
+from tests.e2e.test_call_agents import socket_url, voip_user
+from tests.janus import require_janus
+from tests.pstn.test_sip_phone_leg import far_end  # noqa: F401 (a fixture)
+
+pytestmark = pytest.mark.e2e
+
+PHONE = "+15550001111"
+FQDN = "sbc.carrier.test"
+
+
+def connect_trunk(live: LiveSpool, connection: str, port: int) -> None:
+    """The tenant sets its trunk and route with the SDK; the operator enables the trunk and
+    points it at sipp."""
+    from azure.communication.phonenumbers.siprouting import (
+        SipRoutingClient,
+        SipTrunk,
+        SipTrunkRoute,
+    )
+
+    client = SipRoutingClient.from_connection_string(connection, connection_verify=live.cert)
+    client.set_trunks([SipTrunk(fqdn=FQDN, sip_signaling_port=port)])
+    client.set_routes([SipTrunkRoute(name="us", number_pattern=r"^\+1\d{10}$", trunks=[FQDN])])
+    assert [route.name for route in client.list_routes()] == ["us"]
+    live.manage(
+        "shell",
+        "-c",
+        "from apps.pstn.models import SipTrunk; "
+        f"SipTrunk.objects.filter(fqdn='{FQDN}').update(enabled=True, address='127.0.0.1')",
+    )
+
+
+def test_a_client_calls_a_phone_through_the_trunk_and_hears_it(
+    live_spool: LiveSpool,
+    tmp_path: Path,
+    far_end: Callable[..., int],  # noqa: F811
+) -> None:
+    require_janus()
+    connection = live_spool.create_resource()
+    caller_id = live_spool.give_number(connection)
+    _, token = voip_user(live_spool, connection)
+    connect_trunk(live_spool, connection, far_end("uas_echo.xml"))
+    caller = CallAgent(socket_url(live_spool.http_url), token, record_dir=tmp_path)
+
+    async def scenario() -> dict[str, object]:
+        await caller.connect()
+        try:
+            await caller.call(f"4:{PHONE}", caller_id=caller_id)
+            await caller.wait_state("Connected", timeout=20)
+            await asyncio.sleep(3)
+            frames = caller.frames_received
+            await caller.hang_up()
+            await caller.wait_state("Disconnected")
+            return {"frames": frames, "end": caller.end_reason}
+        finally:
+            await caller.close()
+
+    result = asyncio.run(scenario())
+
+    # then the caller heard its own 440 Hz tone, echoed by the phone
+    assert int(str(result["frames"])) > 50
+    [heard] = [path for path in caller.recordings if path.name.endswith("-media.wav")]
+    samples, rate = read_wav(heard)
+    quiet = max(tone_energy(samples, rate, 1234.0), 1e-9)
+    assert tone_energy(samples, rate, 440.0) > 20 * quiet
+
+    # and the call log has the phone leg with its trunk and SIP call id
+    script = (
+        "from apps.calls.models import CallParticipant; "
+        f"leg = CallParticipant.objects.get(raw_id='4:{PHONE}'); "
+        "print(leg.sip_trunk, bool(leg.sip_call_id), leg.state)"
+    )
+    out = live_spool.manage("shell", "-c", script).stdout.split()
+    assert out[-3:] == [FQDN, "True", "left"]
+
+
+def test_a_busy_phone_ends_the_call_with_486(
+    live_spool: LiveSpool,
+    far_end: Callable[..., int],  # noqa: F811
+) -> None:
+    require_janus()
+    connection = live_spool.create_resource()
+    caller_id = live_spool.give_number(connection)
+    _, token = voip_user(live_spool, connection)
+    connect_trunk(live_spool, connection, far_end("uas_busy.xml", echo=False))
+    caller = CallAgent(socket_url(live_spool.http_url), token)
+
+    async def scenario() -> object:
+        await caller.connect()
+        try:
+            await caller.call(f"4:{PHONE}", caller_id=caller_id)
+            await caller.wait_state("Disconnected", timeout=20)
+            return caller.end_reason
+        finally:
+            await caller.close()
+
+    end = asyncio.run(scenario())
+    assert isinstance(end, dict) and end["code"] == 486
