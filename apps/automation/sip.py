@@ -103,13 +103,20 @@ class PhoneCall:
             }
             if trunk.username:
                 call.update(authuser=trunk.username, secret=trunk.password)
-            data, _ = await session.message(handle, call, offer)
+            data, jsep = await session.message(handle, call, offer)
             self.sip_call_id = str(data.get("call_id") or "")
         except BaseException:
             await self.close()
             raise
+        # A fast far end's 180 (or 486) can reach Janus before it says "calling": it then
+        # comes as the answer to the request (same transaction), and is the first event.
+        first = None
+        if (data.get("result") or {}).get("event") != "calling":
+            first = {"janus": "event", "sender": handle, "plugindata": {"data": data}}
+            if jsep is not None:
+                first["jsep"] = jsep
         self._tasks = [
-            asyncio.create_task(self._dispatch(session)),
+            asyncio.create_task(self._dispatch(session, first)),
             asyncio.create_task(self._keepalive(session)),
         ]
 
@@ -131,9 +138,13 @@ class PhoneCall:
             await session.destroy()
 
     # --- internals ---------------------------------------------------------------------------
-    async def _dispatch(self, session: _SipSession) -> None:
+    async def _dispatch(self, session: _SipSession, first: dict[str, Any] | None) -> None:
         while not self._ended:
-            message = await session.events.get()
+            message: dict[str, Any] | None = first
+            if first is not None:
+                first = None
+            else:
+                message = await session.events.get()
             if message is None or message.get("janus") == "timeout":
                 await self._end(ENDED_MEDIA_LOST, "The media server went away.")
                 return
