@@ -182,9 +182,10 @@ async def test_hold_plays_music_to_the_held_participant_until_unhold(
     participant = f"{C}/{connection_id}/participants/{quote_id(guest.raw_id)}"
 
     # when the guest is held with music
+    listening = await listen_for_hold(call_id)
     held = await api(acs, "POST", f"{C}/{connection_id}:hold", {**target, "playSourceInfo": SPEECH})
     assert held.status_code == 200
-    await fake_media.handle(await hold_message(call_id))
+    await fake_media.handle(await listening)
     assert room.aside == {guest.raw_id: False}  # apart and unlinked: not heard, not hearing
     assert room.played_to == [guest.raw_id]
     got = await api(acs, "GET", participant)
@@ -197,9 +198,10 @@ async def test_hold_plays_music_to_the_held_participant_until_unhold(
     assert room.moves == [("aside", guest.raw_id)]  # not brought back by the play
 
     # when unheld, it is back in the call and its music stopped
+    listening = await listen_for_hold(call_id)
     unheld = await api(acs, "POST", f"{C}/{connection_id}:unhold", target)
     assert unheld.status_code == 200
-    await fake_media.handle(await hold_message(call_id))
+    await fake_media.handle(await listening)
     assert room.aside == {} and room.moves[-1] == ("back", guest.raw_id)
     got = await api(acs, "GET", participant)
     assert got.json()["isOnHold"] is False
@@ -223,9 +225,10 @@ async def test_hold_music_that_cannot_be_fetched_fails_the_hold(
         "operationContext": "hold-music",
     }
     settings.OUTBOUND_ALLOWED_NETWORKS = [ipaddress.ip_network("127.0.0.0/8")]  # nobody listens
+    listening = await listen_for_hold(call_id)
     held = await api(acs, "POST", f"{C}/{connection_id}:hold", body)
     assert held.status_code == 200, held.content
-    await fake_media.handle(await hold_message(call_id))
+    await fake_media.handle(await listening)
     failed = await wait_for_callback(receiver, "HoldFailed")
     assert failed["data"]["operationContext"] == "hold-music"
     assert failed["data"]["resultInformation"]["subCode"] == 8536
@@ -263,9 +266,17 @@ async def test_bad_play_to_is_refused_and_queues_nothing(
     assert await database_sync_to_async(MediaOperation.objects.count)() == 0
 
 
+async def listen_for_hold(call_id: str) -> asyncio.Future[dict[str, Any]]:
+    """Listen for the hold message the API will send the media process for this call (the fake
+    process is handed it). Listening starts first: Redis's pub/sub layer keeps nothing for a
+    channel nobody listens to."""
+    listening = asyncio.ensure_future(hold_message(call_id))
+    await asyncio.sleep(0.1)
+    return listening
+
+
 async def hold_message(call_id: str) -> dict[str, Any]:
-    """The hold message the API sent the media process for this call (earlier tests' messages
-    may still wait on the channel; the fake process is handed its own)."""
+    """The next hold message for this call (earlier tests' messages may still wait)."""
     while True:
         message = await media_message("hold")
         if message["call"] == call_id:
