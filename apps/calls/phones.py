@@ -26,7 +26,6 @@ from apps.calls.models import (
     CallLegState,
     CallParticipant,
     CallState,
-    CallTopology,
 )
 from apps.events.services import publish_events
 from apps.pstn import dialing
@@ -57,29 +56,11 @@ def dial(
             live_calls=live.count(),
             live_by_trunk=by_trunk,
         )
-        now = timezone.now()
-        call = Call.objects.create(
-            resource=resource,
-            kind=CallKind.ONE_TO_ONE,
-            topology=CallTopology.BRIDGE,
-            caller_raw_id=principal.raw_id,
-            video=False,  # the bridge mixes audio only
-            created_at=now,
-        )
-        CallParticipant.objects.create(
-            call=call,
-            raw_id=principal.raw_id,
-            is_caller=True,
-            state=CallLegState.CONNECTED,
-            channel_name=channel_name,
-            joined_at=now,
-            is_muted=muted,
+        call = signaling.start_bridged_call(
+            principal, CallKind.ONE_TO_ONE, channel_name, muted, timezone.now()
         )
         phone = CallParticipant.objects.create(
             call=call, raw_id=to, state=CallLegState.RINGING, sip_trunk=plan.trunks[0]
-        )
-        signaling._push(
-            [(principal.raw_id, signaling._frame(call, "stateChanged", state="Ringing"))]
         )
         call_signals.phone_dialed.send(
             Call, call=call, leg=phone, caller_id=plan.caller_id, trunks=list(plan.trunks)

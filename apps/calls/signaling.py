@@ -241,27 +241,36 @@ def _offer_to_application(
     application hears of it (IncomingCall) and answers, redirects or rejects it. Its media
     goes through the media bridge once answered."""
     with transaction.atomic():
-        call = Call.objects.create(
-            resource=principal.identity.resource,
-            kind=CallKind.GROUP,
-            topology=CallTopology.BRIDGE,
-            caller_raw_id=principal.raw_id,
-            video=False,  # the bridge mixes audio only
-            created_at=now,
-        )
-        CallParticipant.objects.create(
-            call=call,
-            raw_id=principal.raw_id,
-            is_caller=True,
-            state=CallLegState.CONNECTED,
-            channel_name=channel_name,
-            joined_at=now,
-            is_muted=muted,
-        )
-        _push([(principal.raw_id, _frame(call, "stateChanged", state="Ringing"))])
+        call = start_bridged_call(principal, CallKind.GROUP, channel_name, muted, now)
         call_signals.call_offered.send(
             Call, call=call, to=to, video=video, built_in_ivr=built_in_ivr
         )
+    return call
+
+
+def start_bridged_call(
+    principal: TokenPrincipal, kind: str, channel_name: str, muted: bool, now: Any
+) -> Call:
+    """A call whose media goes through the media process, with its caller connected on this
+    socket and hearing `Ringing` (inside the caller's transaction)."""
+    call = Call.objects.create(
+        resource=principal.identity.resource,
+        kind=kind,
+        topology=CallTopology.BRIDGE,
+        caller_raw_id=principal.raw_id,
+        video=False,  # the bridge mixes audio only
+        created_at=now,
+    )
+    CallParticipant.objects.create(
+        call=call,
+        raw_id=principal.raw_id,
+        is_caller=True,
+        state=CallLegState.CONNECTED,
+        channel_name=channel_name,
+        joined_at=now,
+        is_muted=muted,
+    )
+    _push([(principal.raw_id, _frame(call, "stateChanged", state="Ringing"))])
     return call
 
 
