@@ -289,6 +289,16 @@ MAX_CALLS_PER_IDENTITY = env_int("SPOOL_MAX_CALLS_PER_IDENTITY", 5, minimum=1)
 PSTN_MAX_CALLS = env_int("SPOOL_PSTN_MAX_CALLS", 10, minimum=0)
 MAX_HELD_NUMBERS = env_int("SPOOL_MAX_HELD_NUMBERS", 100, minimum=1)
 
+# Inbound phone calls: the SIP edge (Kamailio) that carriers' trunks call, where the media
+# process's SIP line registers ("host:port"; empty: no inbound calls). `serve` starts its own
+# on SPOOL_BIND at SPOOL_SIP_PORT when Kamailio is installed and no edge is set (0: none).
+SIP_EDGE = os.environ.get("SPOOL_SIP_EDGE", "")
+SIP_PORT = env_int("SPOOL_SIP_PORT", 5060, minimum=0)
+# The address Janus's SIP plugin sends from: the only one the edge takes the line's REGISTER from.
+SIP_LINE_ADDRESS = os.environ.get("SPOOL_SIP_LINE_ADDRESS", "127.0.0.1")
+# Inbound calls one SIP line (one media process) takes at once; more get 486 Busy Here.
+SIP_LINE_MAX_CALLS = env_int("SPOOL_SIP_LINE_MAX_CALLS", 50, minimum=1)
+
 # A 1:1 call nobody answers stops ringing after this long (end code 408).
 RING_TIMEOUT_SECONDS = env_int("SPOOL_RING_TIMEOUT_SECONDS", 60, minimum=1)
 

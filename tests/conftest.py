@@ -338,6 +338,8 @@ def start_spool(extra_env: dict[str, str] | None = None) -> tuple[LiveSpool, lis
             "SPOOL_DATA_DIR": str(data_dir),
             "SPOOL_HTTP_PORT": str(http_port),
             "SPOOL_HTTPS_PORT": str(https_port),
+            # Its own SIP edge (when Kamailio is installed), never the machine's 5060.
+            "SPOOL_SIP_PORT": str(free_port()),
             "SPOOL_WEB_PROCESSES": "1",
             "SPOOL_WORKER_CONCURRENCY": "1",
             "PYTHONUNBUFFERED": "1",

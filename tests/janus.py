@@ -84,6 +84,8 @@ def run_janus(*, debug_level: int = 4, api_secret: str = "") -> Iterator[JanusPr
         transport.write_text(
             re.sub(r"ws_port = \d+", f"ws_port = {port}", transport.read_text(), count=1)
         )
+        sip = folder / "janus.plugin.sip.jcfg"  # phone legs on loopback, as tests use
+        sip.write_text(sip.read_text().replace('#local_ip = "10.0.0.5"', 'local_ip = "127.0.0.1"'))
         if api_secret:
             general = folder / "janus.jcfg"
             general.write_text(

@@ -33,6 +33,7 @@ from django.core.cache import cache
 
 from apps.accounts.services import identity_group
 from apps.automation import audio, services, streaming
+from apps.automation.answering import Answering
 from apps.automation.bridge import AudioBridgeRoom
 from apps.automation.call_media import CallMedia, PlayFailure
 from apps.automation.media_steps import (
@@ -66,10 +67,11 @@ PLAY_FAILED_FORMAT = (400, 8535, "Action failed, file format is invalid.")
 PLAY_FAILED_MEDIA = (500, 8500, "Action failed, the media server refused to play.")
 
 
-class MediaProcess(Recognizing, Recorder, Phoning):
+class MediaProcess(Recognizing, Recorder, Phoning, Answering):
     def __init__(self, janus_url: str) -> None:
         self.janus_url = janus_url
         self.calls: dict[str, CallMedia] = {}
+        self.incoming = {}
         self.files: dict[str, tuple[Path, float]] = {}  # file URL -> (prompt, fetched at)
         self.layer = get_channel_layer()
         self.stopping = asyncio.Event()
@@ -82,6 +84,7 @@ class MediaProcess(Recognizing, Recorder, Phoning):
             asyncio.create_task(self._listen()),
             asyncio.create_task(self._rounds()),
             asyncio.create_task(self._alive()),
+            asyncio.create_task(self._run_line()),
         ]
         try:
             await self.stopping.wait()
@@ -120,6 +123,7 @@ class MediaProcess(Recognizing, Recorder, Phoning):
                 for call_id in await database_sync_to_async(services.streaming_due)():
                     await self._apply_streaming(call_id)
                 await database_sync_to_async(_ring_timeouts)()
+                await self._sweep_incoming()
             except Exception:
                 logger.exception("media round failed")
 
@@ -135,6 +139,7 @@ class MediaProcess(Recognizing, Recorder, Phoning):
                     await media.room.leave(str(message["rawId"]))
                 await self._legs_changed(media)
         elif kind == "end":
+            await self._refuse_unanswered(call_id)
             await self._end(call_id)
         elif kind == "dtmf":
             await self._dtmf(call_id, str(message["rawId"]), str(message["tone"]))
@@ -156,6 +161,8 @@ class MediaProcess(Recognizing, Recorder, Phoning):
             await self._apply_streaming(call_id)
         elif kind == "dial":
             await self._dial(message)
+        elif kind == "answer_phone":
+            await self._answer_phone(message)
 
     # --- legs ----------------------------------------------------------------------------------
     async def _media(self, call_id: str) -> CallMedia:

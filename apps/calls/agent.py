@@ -147,7 +147,8 @@ class CallAgent:
         incoming = await asyncio.wait_for(self._incoming.get(), timeout)
         await self._new_call()
         self.call_id = incoming["callId"]
-        self.participants = {incoming["caller"]["communicationUserId"]}
+        caller = incoming["caller"]
+        self.participants = {caller.get("communicationUserId") or caller.get("rawId", "")}
         await self._send({"type": "call.accept", "callId": self.call_id})
         await self._reply("call.accepted")
         return str(self.call_id)

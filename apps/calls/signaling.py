@@ -316,6 +316,7 @@ def connect_caller(call: Call) -> None:
         caller = call.participants.get(raw_id=call.caller_raw_id)
         _push([_to_leg(caller, connected)])
         publish_events(call.resource, [_started_event(call), _added_event(call, caller)])
+        _answer_phone_caller(call)
 
 
 def accept(
@@ -392,8 +393,16 @@ def _accept_bridged(call: Call, leg: CallParticipant, channel_name: str, muted: 
         events = [_added_event(call, leg)]
         if started:
             events.insert(0, _started_event(call))
+            _answer_phone_caller(call)
         publish_events(call.resource, events)
     return call
+
+
+def _answer_phone_caller(call: Call) -> None:
+    """A call from a phone was answered: its INVITE is accepted now, not before (the carrier
+    bills from the 200 OK)."""
+    if call.caller_raw_id.startswith(PHONE_PREFIX):
+        call_signals.phone_answering.send(Call, call=call, raw_id=call.caller_raw_id)
 
 
 def ring_timeout(call_id: str) -> None:
@@ -408,7 +417,7 @@ def decline(principal: TokenPrincipal, call_id: Any) -> Call:
     call, leg = access_call(principal, call_id)
     if leg.is_caller or leg.state != CallLegState.RINGING:
         raise CallNotAllowed("Only the callee of a ringing call can decline it.")
-    if call.topology == CallTopology.BRIDGE:
+    if call.topology == CallTopology.BRIDGE and call.kind != CallKind.ONE_TO_ONE:
         stop_ringing(call, leg, END_DECLINED, "Declined by the callee.")
         return call
     CallParticipant.objects.filter(pk=leg.pk).update(state=CallLegState.DECLINED)
@@ -571,6 +580,8 @@ def hang_up(principal: TokenPrincipal, call_id: Any, body: dict[str, Any] | None
     if call.state == CallState.DISCONNECTED:
         return call
     if call.topology == CallTopology.BRIDGE and leg.state == CallLegState.RINGING:
+        if call.kind == CallKind.ONE_TO_ONE:  # a phone calling this identity
+            return decline(principal, call_id)
         stop_ringing(call, leg, END_DECLINED, "Declined.")
         return call
     if call.topology == CallTopology.BRIDGE and call.state == CallState.RINGING:

@@ -32,6 +32,14 @@ def prepare(folder: Path, port: int, *, api_secret: str = "") -> str:
     transport.write_text(
         re.sub(r"ws_port = \d+", f"ws_port = {port}", transport.read_text(), count=1)
     )
+    if settings.BIND_ADDRESS not in ("0.0.0.0", "::"):
+        # Nothing listens beyond SPOOL_BIND: the SIP plugin's stacks and RTP bind there too.
+        sip = folder / "janus.plugin.sip.jcfg"
+        sip.write_text(
+            sip.read_text().replace(
+                '#local_ip = "10.0.0.5"', f'local_ip = "{settings.BIND_ADDRESS}"', 1
+            )
+        )
     if api_secret:
         general = folder / "janus.jcfg"
         general.write_text(

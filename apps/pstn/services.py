@@ -455,12 +455,18 @@ def trunk_for_source(address: str) -> SipTrunk | None:
     """The enabled trunk an inbound call from `address` (the peer's IP) came through: the one
     whose allowed networks hold the address most narrowly (the longest prefix; the oldest trunk
     on a tie), or None (the call is refused). Trunks with no allowed networks accept nothing."""
+    trunks = trunks_for_source(address)
+    return trunks[0] if trunks else None
+
+
+def trunks_for_source(address: str) -> list[SipTrunk]:
+    """Every enabled trunk whose allowed networks hold `address`, the narrowest first (then the
+    oldest): a carrier that serves several resources is a trunk of each."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
-        return None
-    best: tuple[int, int] | None = None
-    found: SipTrunk | None = None
+        return []
+    ranked: dict[int, tuple[tuple[int, int], SipTrunk]] = {}
     trunks = SipTrunk.objects.filter(enabled=True).exclude(allowed_networks=[])
     for trunk in trunks.select_related("resource").order_by("id"):
         for network in trunk.allowed_networks:
@@ -470,9 +476,9 @@ def trunk_for_source(address: str) -> SipTrunk | None:
                 continue
             if ip.version == parsed.version and ip in parsed:
                 rank = (-parsed.prefixlen, trunk.pk)
-                if best is None or rank < best:
-                    best, found = rank, trunk
-    return found
+                if trunk.pk not in ranked or rank < ranked[trunk.pk][0]:
+                    ranked[trunk.pk] = (rank, trunk)
+    return [trunk for _, trunk in sorted(ranked.values(), key=lambda item: item[0])]
 
 
 # --- The operator's settings ----------------------------------------------------------------

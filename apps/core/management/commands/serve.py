@@ -307,8 +307,32 @@ class Command(BaseCommand):
             os.environ["SPOOL_MEDIA_JANUS_URL"] = url  # the media process inherits it
             log = folder / "janus.log"
             children.append(Child("janus", engine.command(folder, log), log_file=log))
+        children += self._sip_edge()
         children.append(Child("media", [python, manage, "media"]))
         return children
+
+    def _sip_edge(self) -> list[Child]:
+        """Inbound phone calls: a Kamailio of our own as the SIP edge (unless one is
+        configured, or SPOOL_SIP_PORT is 0), where the media process's SIP line registers."""
+        from apps.core import kamailio
+
+        if settings.SIP_EDGE or not settings.SIP_PORT:
+            return []
+        if kamailio.kamailio_binary() is None:
+            self.stdout.write(
+                "Kamailio is not installed: phone calls cannot come in (apt-get install kamailio)."
+            )
+            return []
+        address = settings.BIND_ADDRESS if settings.BIND_ADDRESS not in ("0.0.0.0", "::") else ""
+        edge_host = address or "127.0.0.1"
+        os.environ["SPOOL_SIP_EDGE"] = f"{edge_host}:{settings.SIP_PORT}"  # for the media process
+        argv = kamailio.command(
+            settings.DATA_DIR / "kamailio",
+            address or "0.0.0.0",
+            settings.SIP_PORT,
+            settings.SIP_LINE_ADDRESS,
+        )
+        return [Child("kamailio", argv)]
 
     def _request_stop(self, signum: int, frame: Any) -> None:
         self.stopping = True

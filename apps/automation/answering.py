@@ -1,0 +1,115 @@
+"""The media process's incoming phone calls (a mixin of MediaProcess): its SIP line
+(apps/automation/sip_line.py) is registered at the SIP edge, and each call a trunk sends in is
+put to apps/calls/incoming_phones.py, which refuses it (with a SIP status) or makes it a ringing
+bridged call. The phone waits, hearing ringback from its carrier, until the call is answered
+(an "answer_phone" message): then it joins the call's AudioBridge room and its INVITE is
+accepted. A call that ends before that refuses the phone with the call's end code."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from apps.automation.call_media import CallMedia
+from apps.automation.sip_line import IncomingPhoneCall, SipLine
+from apps.calls import incoming_phones, phones
+from apps.calls.sfu import JanusError
+from apps.pstn.inbound import InboundRefused
+
+logger = logging.getLogger(__name__)
+
+
+class Answering:
+    """MediaProcess's incoming phone calls; MediaProcess gives the rooms, Phoning the events of
+    a phone leg."""
+
+    janus_url: str
+    incoming: dict[str, IncomingPhoneCall]  # by call id, until answered
+
+    if TYPE_CHECKING:
+
+        async def _media(self, call_id: str) -> CallMedia: ...
+
+        def _on_phone_event(self, media: CallMedia, raw_id: str) -> Any: ...
+
+        async def _start_runner(self, call_id: str) -> None: ...
+
+        async def _legs_changed(self, media: CallMedia, rejoined: str = "") -> None: ...
+
+    async def _run_line(self) -> None:
+        """Take phone calls while the process runs (nothing to do without a SIP edge)."""
+        if not settings.SIP_EDGE:
+            return
+        line = SipLine(
+            self.janus_url,
+            settings.SIP_EDGE,
+            self._on_incoming,
+            max_calls=settings.SIP_LINE_MAX_CALLS,
+        )
+        await line.run()
+
+    async def _on_incoming(self, phone: IncomingPhoneCall) -> None:
+        try:
+            call = await database_sync_to_async(incoming_phones.call_in)(
+                phone.source, phone.caller, phone.number, phone.sip_call_id
+            )
+        except InboundRefused as refusal:
+            logger.info(
+                "refused a call from %s to %s via %s: %s",
+                phone.caller,
+                phone.number,
+                phone.source,
+                refusal,
+            )
+            await phone.decline(refusal.code, refusal.reason)
+            return
+        call_id = str(call.pk)
+        self.incoming[call_id] = phone
+
+        async def hung_up_while_ringing(event: dict[str, Any]) -> None:
+            if self.incoming.get(call_id) is phone:
+                del self.incoming[call_id]
+            await database_sync_to_async(phones.phone_ended)(
+                call_id, phone.raw_id, int(event["code"]), str(event["reason"])
+            )
+
+        phone.on_event = hung_up_while_ringing
+
+    async def _answer_phone(self, message: dict[str, Any]) -> None:
+        call_id = str(message["call"])
+        phone = self.incoming.pop(call_id, None)
+        if phone is None or phone.ended or phone.offer is None:
+            return
+        raw_id = phone.raw_id
+        media = await self._media(call_id)
+        try:
+            answer = await media.room.join(raw_id, phone.offer, codec="pcma")
+            phone.on_event = self._on_phone_event(media, raw_id)
+            await phone.accept(answer)
+        except JanusError as error:
+            logger.warning("could not answer the phone %s in call %s: %s", raw_id, call_id, error)
+            await media.room.leave(raw_id)
+            await phone.decline(500)
+            await database_sync_to_async(phones.phone_ended)(call_id, raw_id, 500, str(error))
+            return
+        media.phones[raw_id] = phone  # type: ignore[assignment]
+        media.legs[raw_id] = ""  # no socket: the phone's signaling is SIP
+        await self._start_runner(call_id)
+        await self._legs_changed(media)
+
+    async def _sweep_incoming(self) -> None:
+        """Refuse the phones of calls that ended while their "end" message was lost."""
+        if self.incoming:
+            ended = await database_sync_to_async(incoming_phones.ended_calls)(list(self.incoming))
+            for call_id in ended:
+                await self._refuse_unanswered(call_id)
+
+    async def _refuse_unanswered(self, call_id: str) -> None:
+        """The call ended before it was answered: refuse the phone with its end code."""
+        phone = self.incoming.pop(call_id, None)
+        if phone is not None:
+            code = await database_sync_to_async(incoming_phones.answer_code)(call_id)
+            await phone.decline(code)

@@ -1,0 +1,158 @@
+"""Spool's SIP edge for tests (Kamailio with docker/kamailio/kamailio.cfg on a free loopback
+port), and trunks calling into it: sipp running tests/pstn/sipp/uac_call.xml (answered calls,
+echoing what it hears), and `invite()`, a bare UDP INVITE that returns the final status (for
+calls the edge or Spool refuses).
+
+    with run_edge() as edge:          # edge.address == "127.0.0.1:PORT"
+        code = invite(edge.address, "+15550001111")
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from apps.core import kamailio
+
+SCENARIOS = Path(__file__).parent / "sipp"
+
+
+@dataclass
+class Edge:
+    address: str  # host:port
+    pid: int
+
+
+def require_kamailio() -> None:
+    import pytest
+
+    if kamailio.kamailio_binary() is None:
+        message = "Kamailio not installed: apt-get install kamailio"
+        if os.environ.get("SPOOL_REQUIRE_TOOLS") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def run_edge() -> Iterator[Edge]:
+    """Start Kamailio and wait until it answers OPTIONS; stop it (by PID) on exit."""
+    folder = Path(tempfile.mkdtemp(prefix="spool-kamailio-"))
+    process: subprocess.Popen[bytes] | None = None
+    try:
+        for _ in range(5):  # a port free a moment ago may be taken when Kamailio binds it
+            port = free_udp_port()
+            argv = kamailio.command(folder, "127.0.0.1", port, "127.0.0.1")
+            process = subprocess.Popen(
+                argv, stdout=subprocess.DEVNULL, stderr=open(folder / "kamailio.log", "wb")
+            )
+            deadline = time.monotonic() + 10
+            while process.poll() is None and time.monotonic() < deadline:
+                if options(f"127.0.0.1:{port}") == 200:
+                    yield Edge(f"127.0.0.1:{port}", process.pid)
+                    return
+                time.sleep(0.1)
+            _stop(process)
+        log = (folder / "kamailio.log").read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"Kamailio did not start:\n{log}")
+    finally:
+        if process is not None:
+            _stop(process)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _request(address: str, text: str, timeout: float) -> int:
+    """Send one SIP request over UDP; the final status (0 if none came in time)."""
+    host, port = address.rsplit(":", 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        local = sock.getsockname()[1]
+        sock.settimeout(0.5)
+        payload = text.replace("LOCALPORT", str(local)).encode()
+        deadline = time.monotonic() + timeout
+        sent_at = 0.0
+        while time.monotonic() < deadline:
+            if time.monotonic() - sent_at > 1.0:  # UDP: send again until something answers
+                sock.sendto(payload, (host, int(port)))
+                sent_at = time.monotonic()
+            try:
+                data = sock.recv(65535).decode(errors="replace")
+            except TimeoutError:
+                continue
+            status = int(data.split(" ", 2)[1])
+            if status >= 200:
+                return status
+            sent_at = float("inf")  # a provisional answer: it was heard
+    return 0
+
+
+def options(address: str, timeout: float = 1.0) -> int:
+    branch = uuid.uuid4().hex
+    return _request(
+        address,
+        f"OPTIONS sip:{address} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:LOCALPORT;branch=z9hG4bK{branch}\r\n"
+        f"From: <sip:probe@127.0.0.1>;tag={branch[:8]}\r\nTo: <sip:{address}>\r\n"
+        f"Call-ID: {branch}@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+        "Content-Length: 0\r\n\r\n",
+        timeout,
+    )
+
+
+def invite(address: str, number: str, caller: str = "+15559990000", timeout: float = 10) -> int:
+    """A call to `number` from `caller`, offering PCMA; the final status it got."""
+    branch = uuid.uuid4().hex
+    sdp = (
+        "v=0\r\no=trunk 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        "m=audio 40000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=sendrecv\r\n"
+    )
+    return _request(
+        address,
+        f"INVITE sip:{number}@{address} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:LOCALPORT;branch=z9hG4bK{branch}\r\n"
+        f"From: <sip:{caller}@127.0.0.1:LOCALPORT>;tag={branch[:8]}\r\n"
+        f"To: <sip:{number}@{address}>\r\nCall-ID: {branch}@127.0.0.1\r\nCSeq: 1 INVITE\r\n"
+        f"Contact: <sip:{caller}@127.0.0.1:LOCALPORT>\r\nMax-Forwards: 70\r\n"
+        f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}",
+        timeout,
+    )
+
+
+def sipp_call(
+    address: str, number: str, workdir: Path, *, seconds: float = 4.0
+) -> subprocess.Popen[bytes]:
+    """sipp calling `number` through the edge (uac_call.xml): once answered it echoes what it
+    hears for `seconds`, then hangs up. The caller stops it (by PID) if it is still running."""
+    command = ["sipp", "-sf", str(SCENARIOS / "uac_call.xml"), "-s", number, address]
+    command += ["-i", "127.0.0.1", "-p", str(free_udp_port()), "-mi", "127.0.0.1"]
+    command += ["-mp", str(free_udp_port()), "-m", "1", "-d", str(int(seconds * 1000))]
+    command += ["-rtp_echo", "-nostdin", "-timeout", "60", "-timeout_error"]
+    command += ["-trace_msg", "-message_file", str(workdir / f"sipp-{uuid.uuid4().hex[:6]}.log")]
+    return subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir
+    )
