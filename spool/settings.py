@@ -7,6 +7,8 @@ real services. See docs/configuration.md for every variable.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import os
 import secrets
@@ -296,6 +298,16 @@ SIP_EDGE = os.environ.get("SPOOL_SIP_EDGE", "")
 SIP_PORT = env_int("SPOOL_SIP_PORT", 5060, minimum=0)
 # The address Janus's SIP plugin sends from: the only one the edge takes the line's REGISTER from.
 SIP_LINE_ADDRESS = os.environ.get("SPOOL_SIP_LINE_ADDRESS", "127.0.0.1")
+# The loopback voice carrier ("loopback"): calls to numbers no SIP route takes stay inside the
+# deployment, to its own numbers or to the console's virtual phones; "sip": trunks only.
+VOICE_CARRIER = os.environ.get("SPOOL_VOICE_CARRIER", "loopback")
+if VOICE_CARRIER not in ("loopback", "sip"):
+    raise ImproperlyConfigured("SPOOL_VOICE_CARRIER must be loopback or sip")
+# What marks the loopback carrier's SIP to the edge (derived from SECRET_KEY unless set).
+SIP_LOOPBACK_SECRET = (
+    os.environ.get("SPOOL_SIP_LOOPBACK_SECRET")
+    or hmac.new(SECRET_KEY.encode(), b"spool-sip-loopback", hashlib.sha256).hexdigest()[:32]
+)
 # Inbound calls one SIP line (one media process) takes at once; more get 486 Busy Here.
 SIP_LINE_MAX_CALLS = env_int("SPOOL_SIP_LINE_MAX_CALLS", 50, minimum=1)
 

@@ -8,11 +8,13 @@ accepted. A call that ends before that refuses the phone with the call's end cod
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from apps.automation import services
 from apps.automation.call_media import CallMedia
 from apps.automation.sip_line import IncomingPhoneCall, SipLine
 from apps.calls import incoming_phones, phones
@@ -21,6 +23,8 @@ from apps.pstn.inbound import InboundRefused
 
 logger = logging.getLogger(__name__)
 
+EARLY_ANSWER_SECONDS = 60.0
+
 
 class Answering:
     """MediaProcess's incoming phone calls; MediaProcess gives the rooms, Phoning the events of
@@ -28,6 +32,9 @@ class Answering:
 
     janus_url: str
     incoming: dict[str, IncomingPhoneCall]  # by call id, until answered
+    # Calls answered before their phone was filed in `incoming` (the built-in IVR answers in
+    # the very transaction that makes the call): call id -> when (forgotten after a minute).
+    early_answers: dict[str, float]
 
     if TYPE_CHECKING:
 
@@ -38,6 +45,8 @@ class Answering:
         async def _start_runner(self, call_id: str) -> None: ...
 
         async def _legs_changed(self, media: CallMedia, rejoined: str = "") -> None: ...
+
+        async def _dtmf(self, call_id: str, raw_id: str, tone: str) -> None: ...
 
     async def _run_line(self) -> None:
         """Take phone calls while the process runs (nothing to do without a SIP edge)."""
@@ -68,6 +77,7 @@ class Answering:
             return
         call_id = str(call.pk)
         self.incoming[call_id] = phone
+        answered_early = self.early_answers.pop(call_id, None) is not None
 
         async def hung_up_while_ringing(event: dict[str, Any]) -> None:
             if self.incoming.get(call_id) is phone:
@@ -77,17 +87,34 @@ class Answering:
             )
 
         phone.on_event = hung_up_while_ringing
+        if answered_early:
+            await self._answer_phone({"call": call_id})
 
     async def _answer_phone(self, message: dict[str, Any]) -> None:
         call_id = str(message["call"])
         phone = self.incoming.pop(call_id, None)
-        if phone is None or phone.ended or phone.offer is None:
+        if phone is None:
+            now = time.monotonic()
+            for early, at in list(self.early_answers.items()):
+                if now - at > EARLY_ANSWER_SECONDS:
+                    del self.early_answers[early]
+            self.early_answers[call_id] = now
+            return
+        if phone.ended or phone.offer is None:
             return
         raw_id = phone.raw_id
         media = await self._media(call_id)
+        on_phone_event = self._on_phone_event(media, raw_id)
+
+        async def on_event(event: dict[str, Any]) -> None:
+            if event["kind"] == "dtmf":  # SIP INFO or RFC 2833, as Janus reports them
+                await self._dtmf(call_id, raw_id, str(event["tone"]))
+            else:
+                await on_phone_event(event)
+
         try:
             answer = await media.room.join(raw_id, phone.offer, codec="pcma")
-            phone.on_event = self._on_phone_event(media, raw_id)
+            phone.on_event = on_event
             await phone.accept(answer)
         except JanusError as error:
             logger.warning("could not answer the phone %s in call %s: %s", raw_id, call_id, error)
@@ -97,6 +124,8 @@ class Answering:
             return
         media.phones[raw_id] = phone  # type: ignore[assignment]
         media.legs[raw_id] = ""  # no socket: the phone's signaling is SIP
+        # The application's CallConnected waits for the caller's media, as for a browser.
+        await database_sync_to_async(services.media_joined)(call_id, raw_id)
         await self._start_runner(call_id)
         await self._legs_changed(media)
 

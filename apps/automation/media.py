@@ -72,6 +72,7 @@ class MediaProcess(Recognizing, Recorder, Phoning, Answering):
         self.janus_url = janus_url
         self.calls: dict[str, CallMedia] = {}
         self.incoming = {}
+        self.early_answers = {}
         self.files: dict[str, tuple[Path, float]] = {}  # file URL -> (prompt, fetched at)
         self.layer = get_channel_layer()
         self.stopping = asyncio.Event()
@@ -309,9 +310,13 @@ class MediaProcess(Recognizing, Recorder, Phoning, Answering):
         elif operation.kind == OperationKind.RECOGNIZE:
             await self._recognize(media, operation)
         elif operation.kind == OperationKind.SEND_DTMF:
-            path = await asyncio.to_thread(audio.dtmf_file, operation.request["tones"])
-            async with self._set_aside(media, operation.request.get("to")) as to:
-                await self._play(media, path, to)
+            tones = operation.request["tones"]
+            # Phones get SIP INFO (apps/automation/phoning.py); the others in-band tones.
+            targets = await self._send_dtmf_to_phones(media, tones, operation.request.get("to"))
+            if targets != []:
+                path = await asyncio.to_thread(audio.dtmf_file, tones)
+                async with self._set_aside(media, targets) as to:
+                    await self._play(media, path, to)
             await database_sync_to_async(_finish)(operation, OperationState.COMPLETED)
 
     async def _play_operation(self, media: CallMedia, operation: MediaOperation) -> None:

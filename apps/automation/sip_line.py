@@ -34,17 +34,20 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from apps.automation.sip import ENDED_MEDIA_LOST, KEEPALIVE_SECONDS, _SipSession
+from apps.automation.sip import KEEPALIVE_SECONDS, _SipSession
 from apps.calls.sfu import CONNECTION_LOST, TIMEOUT, JanusError, OnEvent
 
 logger = logging.getLogger(__name__)
 
-LINE_USER = "spool"  # the user the edge hands calls to (LINE_USER in kamailio.cfg)
+LINE_URI = "sip:spool@line"  # where the edge hands calls to (docker/kamailio/kamailio.cfg)
 REGISTER_SECONDS = 60
+MEDIA_GONE = 503  # the end code of calls whose Janus went away
 SPARE_HELPERS = 4  # idle handles kept ready: how many calls may arrive at the same moment
 RETRY_SECONDS = 2.0  # before registering again after Janus or the edge went away
 HEADER_PREFIX = "X-Spool-"
 NOT_E164 = re.compile(r"[^0-9+]")
+DTMF_RELAY = re.compile(r"Signal\s*=\s*([0-9*#A-Da-d])")
+DTMF_TONES = frozenset("0123456789*#ABCD")
 
 OnCall = Callable[["IncomingPhoneCall"], Awaitable[None]]
 
@@ -58,6 +61,19 @@ def number_of(sip_uri: str) -> str:
     if digits.lstrip("+").isdigit() and 7 <= len(digits.lstrip("+")) <= 15 and user == digits:
         return "+" + digits.lstrip("+")
     return user or "anonymous"
+
+
+def dtmf_of(result: dict[str, Any]) -> str:
+    """The key of a SIP INFO (application/dtmf-relay: "Signal=5") or an RFC 2833 event that
+    Janus reports ("signal": "5"); "" for anything else."""
+    if result.get("event") == "dtmf":
+        tone = str(result.get("signal") or "")
+    elif "dtmf-relay" in str(result.get("type") or ""):
+        match = DTMF_RELAY.search(str(result.get("content") or ""))
+        tone = match.group(1) if match else ""
+    else:
+        return ""
+    return tone.upper() if tone.upper() in DTMF_TONES else ""
 
 
 class IncomingPhoneCall:
@@ -113,6 +129,14 @@ class IncomingPhoneCall:
         """No more events from this call (its handle stays with the line for the next one)."""
         self.ended = True
         self.on_event = None
+
+    async def _dtmf(self, tone: str) -> None:
+        """A key the phone pressed: {"kind": "dtmf", "tone"} (once accepted)."""
+        if self.on_event is not None and self.accepted:
+            try:
+                await self.on_event({"kind": "dtmf", "tone": tone})
+            except Exception:
+                logger.exception("a key from phone call %s failed", self.sip_call_id)
 
     async def _end(self, code: int, reason: str) -> None:
         if self.ended and self.on_event is None:
@@ -185,7 +209,7 @@ class SipLine:
             master,
             {
                 "request": "register",
-                "username": f"sip:{LINE_USER}@{self.edge.rsplit(':', 1)[0]}",
+                "username": LINE_URI,
                 "secret": "unused",  # the edge takes the line by its address
                 "proxy": f"sip:{self.edge}",
                 "register_ttl": REGISTER_SECONDS,
@@ -219,7 +243,7 @@ class SipLine:
             {
                 "request": "register",
                 "type": "helper",
-                "username": f"sip:{LINE_USER}@{self.edge.rsplit(':', 1)[0]}",
+                "username": LINE_URI,
                 "master_id": self._master_id,
                 "incoming_header_prefixes": [HEADER_PREFIX],
             },
@@ -239,6 +263,11 @@ class SipLine:
             event = result.get("event")
             if event == "incomingcall":
                 await self._incoming(int(handle), result, message.get("jsep"))
+            elif event in ("info", "dtmf") and self._handles.get(handle) is not None:
+                tone = dtmf_of(result)
+                call = self._handles[handle]
+                if tone and call is not None:
+                    await call._dtmf(tone)
             elif event == "hangup":
                 call = self._handles.get(handle)
                 self._handles[handle] = None
@@ -290,6 +319,6 @@ class SipLine:
         self._handles = {}
         session, self._session = self._session, None
         for call in calls:  # their Janus session goes with the line's
-            await call._end(ENDED_MEDIA_LOST, "The media server went away.")
+            await call._end(MEDIA_GONE, "The media server went away.")
         if session is not None:
             await session.destroy()

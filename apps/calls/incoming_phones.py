@@ -50,7 +50,8 @@ def call_in(source: str, caller: str, number: str, sip_call_id: str) -> Call:
     now = timezone.now()
     with transaction.atomic():
         admission = inbound.admit(source, number)
-        resource = admission.trunk.resource
+        resource = admission.number.owner
+        assert resource is not None  # admit() takes owned numbers only
         inbound.check_capacity(admission, live_phone_calls(resource.pk))
         destination = admission.number.inbound_destination
         identity = None
@@ -78,7 +79,7 @@ def call_in(source: str, caller: str, number: str, sip_call_id: str) -> Call:
             is_caller=True,
             state=CallLegState.CONNECTED,
             joined_at=now,
-            sip_trunk=admission.trunk.fqdn,
+            sip_trunk=admission.trunk_name,
             sip_call_id=sip_call_id[:200],
         )
         if identity is None:

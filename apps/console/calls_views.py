@@ -30,6 +30,7 @@ CALLS_TABS = [
     ("rooms", "Rooms", "console:rooms"),
     ("try", "Try calling", "console:calls-try"),
     ("group", "Group call", "console:calls-group"),
+    ("phones", "Virtual phones", "console:calls-phones"),
 ]
 # The Try pages' tokens: place, answer and join calls.
 TRY_CALL_SCOPES = ["voip"]

@@ -9,6 +9,7 @@ from apps.console import (
     events_views,
     logs_views,
     numbers_views,
+    phones_views,
     pstn_views,
     signup_views,
     sms_views,
@@ -59,6 +60,12 @@ urlpatterns = [
     path("resources/<slug:slug>/calls/try/", calls_views.calls_try, name="calls-try"),
     path("resources/<slug:slug>/calls/try/token/", calls_views.calls_token, name="calls-token"),
     path("resources/<slug:slug>/calls/group/", calls_views.calls_group, name="calls-group"),
+    path("resources/<slug:slug>/calls/phones/", phones_views.virtual_phones, name="calls-phones"),
+    path(
+        "resources/<slug:slug>/calls/phones/ticket/",
+        phones_views.virtual_phone_ticket,
+        name="calls-phones-ticket",
+    ),
     path(
         "resources/<slug:slug>/calls/automation/",
         automation_views.connections,

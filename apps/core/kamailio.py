@@ -17,14 +17,18 @@ def kamailio_binary() -> str | None:
     return shutil.which("kamailio") or shutil.which("kamailio", path="/usr/sbin:/sbin")
 
 
-def command(folder: Path, address: str, port: int, line_address: str) -> list[str]:
+def command(
+    folder: Path, address: str, port: int, line_address: str, loopback_secret: str = ""
+) -> list[str]:
     """Kamailio in the foreground (-DD), logging to stderr (-E), its control socket and
-    runtime files in `folder`."""
+    runtime files in `folder`; calls carrying `loopback_secret` are the loopback carrier's."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     binary = kamailio_binary() or "kamailio"
     argv = [binary, "-f", str(CONFIG), "-Y", str(folder), "-DD", "-E"]
     argv += ["-l", f"udp:{address}:{port}", "-l", f"tcp:{address}:{port}"]
     argv += ["-A", f'LINE_ADDRESS="{line_address}"']
+    if loopback_secret:
+        argv += ["-A", f'LOOPBACK_SECRET="{loopback_secret}"']
     if Path(MODULES).is_dir():
         argv += ["-L", MODULES]
     return argv

@@ -2,7 +2,9 @@
 hands a call to Spool (apps/automation/sip_line.py) and before anything rings.
 
 - The call must come from the network of an enabled trunk (an operator's `allowedNetworks`):
-  403 otherwise, whatever it claims.
+  403 otherwise, whatever it claims. Or from the loopback carrier (SPOOL_VOICE_CARRIER=loopback:
+  the deployment's own numbers and the console's virtual phones calling in; the SIP edge marks
+  those, as only Spool's Janus can send them), which reaches every number of the deployment.
 - The number called must be one that a resource owning such a trunk owns (404 otherwise), with
   inbound calling (403), and somewhere to go (its inbound destination; 480 without one).
 - The resource's phone calls (SPOOL_PSTN_MAX_CALLS) and the trunk's own limit count inbound
@@ -16,7 +18,8 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from apps.numbers.models import Capability, NumberStatus, PhoneNumber
-from apps.pstn import services
+from apps.pstn import loopback, services
+from apps.pstn.loopback import LOOPBACK
 from apps.pstn.models import SipTrunk
 
 INBOUND = (Capability.INBOUND, Capability.BOTH)
@@ -33,15 +36,25 @@ class InboundRefused(Exception):
 
 @dataclass(frozen=True)
 class Admission:
-    """A call that may come in: through `trunk`, to the resource's `number`."""
+    """A call that may come in: through `trunk` (None: the loopback carrier), to `number`,
+    one of its owner's."""
 
-    trunk: SipTrunk
+    trunk: SipTrunk | None
     number: PhoneNumber
+
+    @property
+    def trunk_name(self) -> str:
+        return self.trunk.fqdn if self.trunk is not None else LOOPBACK
 
 
 def admit(source: str, number: str) -> Admission:
     """Check a call from `source` (the peer's IP, as the edge saw it) to `number` (E.164).
     Raises InboundRefused."""
+    if source == LOOPBACK and loopback.enabled():
+        phone = PhoneNumber.objects.filter(status=NumberStatus.OWNED, number=number).first()
+        if phone is None:
+            raise InboundRefused(404, "Not Found")
+        return _check_number(None, phone)
     trunks = services.trunks_for_source(source)
     if not trunks:
         raise InboundRefused(403, "Forbidden")
@@ -56,7 +69,10 @@ def admit(source: str, number: str) -> Admission:
     trunk = next((trunk for trunk in trunks if trunk.resource_id in owned), None)
     if trunk is None:
         raise InboundRefused(404, "Not Found")
-    phone = owned[trunk.resource_id]
+    return _check_number(trunk, owned[trunk.resource_id])
+
+
+def _check_number(trunk: SipTrunk | None, phone: PhoneNumber) -> Admission:
     if phone.owned_calling not in INBOUND:
         raise InboundRefused(403, "Forbidden")
     if not phone.inbound_destination or phone.inbound_destination.startswith("http"):
@@ -67,8 +83,8 @@ def admit(source: str, number: str) -> Admission:
 def check_capacity(admission: Admission, live_by_trunk: dict[str, int]) -> None:
     """Refuse (486) past the resource's phone calls at once or the trunk's own limit;
     `live_by_trunk`: the resource's phone calls now, by trunk FQDN."""
-    limit = admission.trunk.max_concurrent_calls
+    limit = admission.trunk.max_concurrent_calls if admission.trunk is not None else None
     if sum(live_by_trunk.values()) >= settings.PSTN_MAX_CALLS or (
-        limit is not None and live_by_trunk.get(admission.trunk.fqdn, 0) >= limit
+        limit is not None and live_by_trunk.get(admission.trunk_name, 0) >= limit
     ):
         raise InboundRefused(486, "Busy Here")

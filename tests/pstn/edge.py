@@ -50,14 +50,15 @@ def free_udp_port() -> int:
 
 
 @contextmanager
-def run_edge() -> Iterator[Edge]:
-    """Start Kamailio and wait until it answers OPTIONS; stop it (by PID) on exit."""
+def run_edge(loopback_secret: str = "") -> Iterator[Edge]:
+    """Start Kamailio (taking the loopback carrier's calls when `loopback_secret` is given)
+    and wait until it answers OPTIONS; stop it (by PID) on exit."""
     folder = Path(tempfile.mkdtemp(prefix="spool-kamailio-"))
     process: subprocess.Popen[bytes] | None = None
     try:
         for _ in range(5):  # a port free a moment ago may be taken when Kamailio binds it
             port = free_udp_port()
-            argv = kamailio.command(folder, "127.0.0.1", port, "127.0.0.1")
+            argv = kamailio.command(folder, "127.0.0.1", port, "127.0.0.1", loopback_secret)
             process = subprocess.Popen(
                 argv, stdout=subprocess.DEVNULL, stderr=open(folder / "kamailio.log", "wb")
             )

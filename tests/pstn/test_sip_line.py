@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from apps.automation.bridge import AudioBridgeRoom
-from apps.automation.sip_line import IncomingPhoneCall, SipLine, number_of
+from apps.automation.sip_line import IncomingPhoneCall, SipLine, dtmf_of, number_of
 from tests.automation.test_bridge import (  # noqa: F401 (janus_url and tools are fixtures)
     PEER_RATE,
     Events,
@@ -69,6 +69,16 @@ def test_number_of_reads_the_user_of_a_sip_uri() -> None:
     assert number_of("sip:15550001111@10.0.0.1:5060;user=phone") == "+15550001111"
     assert number_of("sip:anonymous@anonymous.invalid") == "anonymous"
     assert number_of("sip:alice@example.com") == "alice"
+
+
+def test_dtmf_of_reads_sip_info_and_rfc_2833_keys() -> None:
+    info = {"event": "info", "type": "application/dtmf-relay"}
+    assert dtmf_of({**info, "content": "Signal=5\r\nDuration=160\r\n"}) == "5"
+    assert dtmf_of({**info, "content": "Signal= #\r\n"}) == "#"
+    assert dtmf_of({**info, "content": "Signal=x"}) == ""
+    assert dtmf_of({"event": "info", "type": "text/plain", "content": "Signal=5"}) == ""
+    assert dtmf_of({"event": "dtmf", "signal": "a"}) == "A"
+    assert dtmf_of({"event": "dtmf", "signal": "11"}) == ""
 
 
 @pytest.mark.timeout(60)

@@ -331,6 +331,7 @@ class Command(BaseCommand):
             address or "0.0.0.0",
             settings.SIP_PORT,
             settings.SIP_LINE_ADDRESS,
+            settings.SIP_LOOPBACK_SECRET if settings.VOICE_CARRIER == "loopback" else "",
         )
         return [Child("kamailio", argv)]
 
