@@ -119,3 +119,10 @@ def test_a_virtual_phone_calls_a_number_hears_the_ivr_and_presses_a_key(
         timeline.locator("tr.step-operation", has_text="Recognize").locator(".tones")
     ).to_have_text("one")
     shot(page, "03-timeline")
+
+    # and the call log has the phone's leg: inbound through the loopback carrier
+    page.goto(f"/resources/{slug}/calls/")
+    page.locator("td.nowrap a").first.click()
+    expect(page.locator("#participants .phone-leg")).to_contain_text("Phone, inbound via loopback")
+    expect(page.locator(".end-reason")).to_be_visible()
+    shot(page, "04-call-log")
