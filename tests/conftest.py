@@ -327,6 +327,12 @@ def _database_url_for_e2e(stack: list[Any]) -> str | None:
 _REDIS_DATABASES = itertools.cycle([1 + (os.getpid() + n) % 15 for n in range(15)])
 
 
+def _no_core_files() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
 def start_spool(extra_env: dict[str, str] | None = None) -> tuple[LiveSpool, list[Any]]:
     cleanups: list[Any] = []
     data_dir = Path(tempfile.mkdtemp(prefix="spool-e2e-"))
@@ -374,6 +380,8 @@ def start_spool(extra_env: dict[str, str] | None = None) -> tuple[LiveSpool, lis
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
+        # An engine that crashes while tests stop it must not leave a core file in the checkout.
+        preexec_fn=_no_core_files,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

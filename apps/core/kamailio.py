@@ -20,15 +20,21 @@ def kamailio_binary() -> str | None:
 def command(
     folder: Path, address: str, port: int, line_address: str, loopback_secret: str = ""
 ) -> list[str]:
-    """Kamailio in the foreground (-DD), logging to stderr (-E), its control socket and
-    runtime files in `folder`; calls carrying `loopback_secret` are the loopback carrier's."""
+    """Kamailio in the foreground (-DD), logging to stderr (-E), with its configuration, control
+    socket and runtime files in `folder`; calls carrying `loopback_secret` are the loopback
+    carrier's. The defines go in local.cfg beside the configuration (readable by this user
+    only), not on the command line where any local user could read the secret."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    shutil.copyfile(CONFIG, folder / "kamailio.cfg")
+    local = folder / "local.cfg"
+    local.touch(mode=0o600)
+    local.write_text(
+        f'#!define LINE_ADDRESS "{line_address}"\n'
+        + (f'#!define LOOPBACK_SECRET "{loopback_secret}"\n' if loopback_secret else "")
+    )
     binary = kamailio_binary() or "kamailio"
-    argv = [binary, "-f", str(CONFIG), "-Y", str(folder), "-DD", "-E"]
+    argv = [binary, "-f", str(folder / "kamailio.cfg"), "-Y", str(folder), "-DD", "-E"]
     argv += ["-l", f"udp:{address}:{port}", "-l", f"tcp:{address}:{port}"]
-    argv += ["-A", f'LINE_ADDRESS="{line_address}"']
-    if loopback_secret:
-        argv += ["-A", f'LOOPBACK_SECRET="{loopback_secret}"']
     if Path(MODULES).is_dir():
         argv += ["-L", MODULES]
     return argv
