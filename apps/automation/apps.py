@@ -31,7 +31,16 @@ class AutomationConfig(AppConfig):
         ) -> None:
             services.dial_phone(call, leg, caller_id, trunks)
 
+        def phone_answered(sender: Any, call: Any, leg: Any, **kwargs: Any) -> None:
+            # A phone's media is in the bridge once it answers (the media process joined it).
+            services.media_joined(str(call.pk), leg.raw_id)
+
+        def phone_answering(sender: Any, call: Any, raw_id: str, **kwargs: Any) -> None:
+            services.answer_phone(call, raw_id)
+
         signals.call_offered.connect(offered, weak=False)
+        signals.phone_answering.connect(phone_answering, weak=False)
         signals.phone_dialed.connect(phone_dialed, weak=False)
+        signals.phone_answered.connect(phone_answered, weak=False)
         signals.leg_ended.connect(ended, weak=False)
         signals.call_ended.connect(call_ended, weak=False)

@@ -58,6 +58,10 @@ NO_SUCH_GROUP = 494
 # five groups, so four legs can be forwarded apart at once (ACS streams at most four unmixed).
 GROUP_ALL = "all"
 SOLO_GROUPS = ("solo1", "solo2", "solo3", "solo4")
+# A room bridged to a VideoRoom (apps/automation/room_bridge.py) holds the browsers' voices in a
+# group of their own, so that what goes back to the VideoRoom ("all") carries none of them: that
+# group takes the place of the last solo group.
+GROUP_BROWSERS = "browsers"
 RTP_CODECS = {"pcma": 8, "pcmu": 0, "opus": 111}  # codec -> RTP payload type
 # Janus writes the mix to "<file>.part" and renames it on close (record_tmp_ext in
 # docker/janus/janus.plugin.audiobridge.jcfg): the final name means a complete file.
@@ -95,12 +99,16 @@ class AudioBridgeRoom:
         *,
         timeout: float = TIMEOUT,
         sampling_rate: int = SAMPLING_RATE,
+        browsers: bool = False,
     ) -> None:
         self.url = url
         self.room = room
         self.on_event = on_event
         self.timeout = timeout
         self.sampling_rate = sampling_rate
+        # With browsers (a RoomBridge), three legs can be forwarded apart at once, not four.
+        self._solo_groups: tuple[str, ...] = SOLO_GROUPS[:-1] if browsers else SOLO_GROUPS
+        self._groups = [GROUP_ALL, *([GROUP_BROWSERS] if browsers else []), *self._solo_groups]
         self._session: _BridgeSession | None = None
         self._control: int | None = None
         self._lost = False
@@ -143,7 +151,7 @@ class AudioBridgeRoom:
                 "sampling_rate": self.sampling_rate,
                 "allow_rtp_participants": True,
                 "audiolevel_event": False,
-                "groups": [GROUP_ALL, *SOLO_GROUPS],
+                "groups": self._groups,
             }
             if record_dir is not None:
                 create["record_dir"] = str(record_dir)
@@ -373,7 +381,8 @@ class AudioBridgeRoom:
     ) -> str:
         """Send the mix (prompts included), or only one leg's audio, as RTP to host:port
         (pcma/pcmu: 8 kHz, 20 ms; opus: payload type 111); returns the forward's id for
-        stop_forward(). At most four legs are forwarded apart at once. Raises JanusError."""
+        stop_forward(). At most four legs are forwarded apart at once (three with browsers).
+        Raises JanusError."""
         if codec not in RTP_CODECS:
             raise ValueError(f"forwards are {', '.join(RTP_CODECS)}, not {codec!r}")
         self._live()
@@ -383,9 +392,10 @@ class AudioBridgeRoom:
             if leg.group == GROUP_ALL:
                 taken = {other.group for other in self._legs.values()}
                 taken |= {g for g in self._forwards.values() if g}
-                free = [g for g in SOLO_GROUPS if g not in taken]
+                free = [g for g in self._solo_groups if g not in taken]
                 if not free:
-                    raise JanusError(NO_SUCH_GROUP, "four legs are forwarded apart already")
+                    apart = len(self._solo_groups)
+                    raise JanusError(NO_SUCH_GROUP, f"{apart} legs are forwarded apart already")
                 leg.group = free[0]  # taken now: a concurrent forward() picks another
                 try:
                     await self._regroup(leg)

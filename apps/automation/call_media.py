@@ -9,6 +9,7 @@ from pathlib import Path
 
 from apps.automation import streaming
 from apps.automation.bridge import AudioBridgeRoom
+from apps.automation.room_bridge import RoomBridge
 from apps.automation.sip import PhoneCall
 
 
@@ -37,3 +38,5 @@ class CallMedia:
     recording_unmixed: bool = False  # the segment is each leg's own .mjr, not the mix
     streams: dict[str, streaming.MediaStream] = field(default_factory=dict)  # by subscription
     phones: dict[str, PhoneCall] = field(default_factory=dict)  # phone legs, by raw id
+    in_sfu: bool = False  # a group call's: its browsers are in the VideoRoom, bridged here
+    bridge: RoomBridge | None = None  # that bridge, once open

@@ -44,6 +44,7 @@ from apps.automation.media_steps import (
     _finish,
     _finish_recording_if_stopped,
     _hold_failed,
+    _is_sfu_call,
     _leg_lost,
     _media_failed,
     _ring_timeouts,
@@ -53,6 +54,7 @@ from apps.automation.models import MediaOperation, OperationKind, OperationState
 from apps.automation.phoning import Phoning
 from apps.automation.recognizing import Recognizing
 from apps.automation.recorder import Recorder
+from apps.automation.room_bridge import RoomBridge
 from apps.calls import signaling
 from apps.calls.sfu import JanusError
 from apps.core import outbound
@@ -134,11 +136,15 @@ class MediaProcess(Recognizing, Recorder, Phoning, Answering):
         if kind == "signal":
             await self._signal(message)
         elif kind == "leave":
-            media = self.calls.get(call_id)
-            if media is not None and media.legs.pop(str(message["rawId"]), None) is not None:
-                with contextlib.suppress(Exception):
-                    await media.room.leave(str(message["rawId"]))
-                await self._legs_changed(media)
+            raw_id, media = str(message["rawId"]), self.calls.get(call_id)
+            if media is not None:
+                phone = raw_id in media.phones
+                if phone:  # its SIP call too: BYE, or CANCEL while it rings
+                    await self._hang_up_phone(media, raw_id)
+                if media.legs.pop(raw_id, None) is not None or phone:
+                    with contextlib.suppress(Exception):
+                        await media.room.leave(raw_id)
+                    await self._legs_changed(media)
         elif kind == "end":
             await self._refuse_unanswered(call_id)
             await self._end(call_id)
@@ -174,12 +180,33 @@ class MediaProcess(Recognizing, Recorder, Phoning, Answering):
             async def on_event(event: dict[str, Any]) -> None:
                 await self._on_event(holder["media"], event)
 
-            room = AudioBridgeRoom(self.janus_url, call_id, on_event)
+            # A group call's browsers stay in its VideoRoom (the SFU): its AudioBridge room is
+            # bridged to it, so they and the call's phones hear each other.
+            in_sfu = await database_sync_to_async(_is_sfu_call)(call_id)
+            room = AudioBridgeRoom(self.janus_url, call_id, on_event, browsers=in_sfu)
             media = self.calls[call_id] = holder["media"] = CallMedia(call_id, room)
+            media.in_sfu = in_sfu
         if not media.opened:
             await media.room.open(record_dir=settings.RECORDINGS_DIR)
             media.opened = True
+            if media.in_sfu:
+                await self._bridge_to_sfu(media)
         return media
+
+    async def _bridge_to_sfu(self, media: CallMedia) -> None:
+        async def on_event(event: dict[str, Any]) -> None:
+            logger.warning("the bridge to call %s's SFU room broke: %s", media.call_id, event)
+
+        media.bridge = RoomBridge(
+            self.janus_url, videoroom=media.call_id, audiobridge=media.call_id, on_event=on_event
+        )
+        try:
+            await media.bridge.open()
+        except JanusError:
+            media.bridge = None
+            await media.room.close()
+            media.opened = False
+            raise
 
     async def _signal(self, message: dict[str, Any]) -> None:
         call_id, raw_id, channel = (
@@ -266,6 +293,9 @@ class MediaProcess(Recognizing, Recorder, Phoning, Answering):
             await database_sync_to_async(_finish_recording_if_stopped)(media.recording_id)
         with contextlib.suppress(Exception):
             await self._hang_up_phones(media)
+        if media.bridge is not None:
+            with contextlib.suppress(Exception):
+                await media.bridge.close()
         with contextlib.suppress(Exception):
             await media.room.close()
 

@@ -80,6 +80,11 @@ def _due_work() -> dict[str, list[str]]:
     }
 
 
+def _is_sfu_call(call_id: str) -> bool:
+    """Whether the call's browsers are in a VideoRoom (a group call or room through the SFU)."""
+    return Call.objects.filter(pk=call_id, topology=CallTopology.SFU).exists()
+
+
 def _ring_timeouts() -> None:
     """A call the application placed that nobody answered in time ends (408)."""
     cutoff = timezone.now() - timedelta(seconds=settings.RING_TIMEOUT_SECONDS)

@@ -171,6 +171,21 @@ class CallAgent:
                 await self._offer(raw_id)
         return str(self.call_id)
 
+    async def add_participant(self, raw_id: str, *, caller_id: str) -> dict[str, Any]:
+        """Dial a phone (`4:+E.164`) into this group call or room, shown as `caller_id` (one of
+        the resource's numbers); returns its roster entry. It joins when it answers (a
+        `participantsUpdated`); its audio comes in the `sfu:phones` feed."""
+        await self._send(
+            {
+                "type": "call.addParticipant",
+                "callId": self.call_id,
+                "participant": {"rawId": raw_id},
+                "alternateCallerId": caller_id,
+            }
+        )
+        reply = await self._reply("call.participantAdded")
+        return dict(reply["participant"])
+
     async def wait_state(self, wanted: str, timeout: float = 10) -> None:
         while self.state != wanted:
             await asyncio.wait_for(self._states.get(), timeout)

@@ -90,6 +90,20 @@ def _send_dtmf(consumer: IdentityConsumer, frame: dict[str, Any]) -> dict[str, A
     return {"type": "call.dtmfSent", "callId": str(call.pk), "topology": call.topology}
 
 
+def _add_participant(consumer: IdentityConsumer, frame: dict[str, Any]) -> dict[str, Any]:
+    leg = signaling.add_phone(consumer.principal, frame.get("callId"), frame)
+    return {
+        "type": "call.participantAdded",
+        "callId": frame.get("callId"),
+        "participant": signaling.roster_entry(leg),
+    }
+
+
+def _remove_participant(consumer: IdentityConsumer, frame: dict[str, Any]) -> dict[str, Any]:
+    signaling.remove_phone(consumer.principal, frame.get("callId"), frame)
+    return {"type": "call.participantRemoved", "callId": frame.get("callId")}
+
+
 def _check_media_signal(consumer: IdentityConsumer, frame: dict[str, Any]) -> dict[str, Any]:
     return signaling.check_media_signal(consumer.principal, frame.get("callId"), frame)
 
@@ -103,6 +117,8 @@ COMMANDS: dict[str, Callable[[IdentityConsumer, dict[str, Any]], Any]] = {
     "call.join": _join,
     "call.update": _update,
     "call.sendDtmf": _send_dtmf,
+    "call.addParticipant": _add_participant,
+    "call.removeParticipant": _remove_participant,
 }
 
 

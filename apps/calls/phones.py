@@ -1,13 +1,15 @@
 """Calls to phone numbers: a client (browser or call agent) calls `4:+E.164` with one of its
-resource's numbers as caller id; the call goes out through the resource's SIP routes and
-trunks (apps/pstn/dialing.py checks who may call what). Its media goes through the media
-process, where the phone is a leg of the call's AudioBridge room like any other
+resource's numbers as caller id, or the application (Call Automation) creates a call to a phone
+or adds one to its call; the phone's leg goes out through the resource's SIP routes and trunks
+(apps/pstn/dialing.py checks who may call what, ring_phone() for both). Its media goes through
+the media process, where the phone is a leg of the call's AudioBridge room like any other
 (apps/automation/sip.py): the call's topology is `bridge`.
 
-The media process reports the phone's progress here: answered (the caller's client then
-sends its media to the bridge) and ended (busy, no answer, declined, or hung up), with the SIP
-status as the call's end code, as ACS reports it (486 busy, 480 / 408 no answer, 603
-declined; 0 once an answered call ends normally).
+The media process reports the phone's progress here: answered and ended (busy, no answer,
+declined, or hung up), with the SIP status as the end code, as ACS reports it (486 busy, 480 /
+408 no answer, 603 declined; 0 once an answered call ends normally). A client's call to a phone
+(1:1) connects and ends with the phone; in the application's calls the phone is one leg that
+joins and leaves (the `phone_answered` and `leg_ended` signals tell apps/automation).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.accounts.services import TokenPrincipal
-from apps.calls import signaling
+from apps.calls import media_link, signaling
 from apps.calls import signals as call_signals
 from apps.calls.models import (
     Call,
@@ -38,37 +40,57 @@ def dial(
 ) -> Call:
     """Place a call from the principal to the phone number `to` (`4:+...`), shown as
     `alternateCallerId`. Raises dialing's refusals (no caller id, no route, too many)."""
-    resource = principal.identity.resource
     with transaction.atomic():
-        live = CallParticipant.objects.filter(
-            call__resource=resource,
-            call__ended_at=None,
-            raw_id__startswith=signaling.PHONE_PREFIX,
-            state__in=LIVE,
-        )
-        by_trunk: dict[str, int] = {}
-        for fqdn in live.values_list("sip_trunk", flat=True):
-            by_trunk[fqdn] = by_trunk.get(fqdn, 0) + 1
-        plan = dialing.plan_dial(
-            resource,
-            to[len(signaling.PHONE_PREFIX) :],
-            _caller_id(body.get("alternateCallerId")),
-            live_calls=live.count(),
-            live_by_trunk=by_trunk,
-        )
         call = signaling.start_bridged_call(
             principal, CallKind.ONE_TO_ONE, channel_name, muted, timezone.now()
         )
-        phone = CallParticipant.objects.create(
-            call=call, raw_id=to, state=CallLegState.RINGING, sip_trunk=plan.trunks[0]
-        )
-        call_signals.phone_dialed.send(
-            Call, call=call, leg=phone, caller_id=plan.caller_id, trunks=list(plan.trunks)
-        )
+        ring_phone(call, to, caller_id_of(body.get("alternateCallerId")))
     return call
 
 
-def _caller_id(value: Any) -> str | None:
+def ring_phone(call: Call, to: str, caller_id: str | None) -> CallParticipant:
+    """Ring the phone `to` (`4:+E.164`) into the bridged `call`, shown as `caller_id`: a
+    ringing leg, which the media process places through the route's trunks (the
+    `phone_dialed` signal). Checks the toll-fraud rules first, counting the resource's live
+    phone legs (this call's earlier ones too). Raises dialing's refusals (DialRefused,
+    NoRoute, TooManyPhoneCalls); call it inside the transaction that creates or changes the
+    call, so that a refusal changes nothing."""
+    live = CallParticipant.objects.filter(
+        call__resource_id=call.resource_id,
+        call__ended_at=None,
+        raw_id__startswith=signaling.PHONE_PREFIX,
+        state__in=LIVE,
+    )
+    by_trunk: dict[str, int] = {}
+    for fqdn in live.values_list("sip_trunk", flat=True):
+        by_trunk[fqdn] = by_trunk.get(fqdn, 0) + 1
+    plan = dialing.plan_dial(
+        call.resource,
+        to[len(signaling.PHONE_PREFIX) :],
+        caller_id,
+        live_calls=live.count(),
+        live_by_trunk=by_trunk,
+    )
+    # A phone that was in the call before (it left, or did not answer) rings on its old row.
+    phone, _ = CallParticipant.objects.update_or_create(
+        call=call,
+        raw_id=to,
+        defaults={
+            "state": CallLegState.RINGING,
+            "sip_trunk": plan.trunks[0],
+            "sip_call_id": "",
+            "channel_name": "",
+            "joined_at": None,
+            "left_at": None,
+        },
+    )
+    call_signals.phone_dialed.send(
+        Call, call=call, leg=phone, caller_id=plan.caller_id, trunks=list(plan.trunks)
+    )
+    return phone
+
+
+def caller_id_of(value: Any) -> str | None:
     """alternateCallerId as the JS client sends it ({"phoneNumber"} or {"rawId"}) or a string."""
     if isinstance(value, dict):
         value = value.get("phoneNumber") or value.get("rawId")
@@ -77,33 +99,57 @@ def _caller_id(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def phone_placed(call_id: str, raw_id: str, trunk: str, sip_call_id: str) -> None:
-    """The INVITE went out through `trunk`."""
-    CallParticipant.objects.filter(call_id=call_id, raw_id=raw_id).update(
-        sip_trunk=trunk, sip_call_id=sip_call_id[:200]
-    )
+def phone_placed(call_id: str, raw_id: str, trunk: str, sip_call_id: str) -> bool:
+    """The INVITE went out through `trunk`. False when the leg is no longer wanted (its
+    invitation was cancelled or its call ended meanwhile): the media process hangs it up."""
+    legs = CallParticipant.objects.filter(call_id=call_id, raw_id=raw_id)
+    legs.update(sip_trunk=trunk, sip_call_id=sip_call_id[:200])
+    return legs.filter(state=CallLegState.RINGING, call__ended_at=None).exists()
 
 
 def phone_answered(call_id: str, raw_id: str) -> None:
-    """The phone answered: the call connects, and the caller's client joins the bridge."""
+    """The phone answered. A client's call to it connects (the caller's client joins the
+    bridge); in the application's call the phone joins, and apps/automation hears of it (the
+    `phone_answered` signal: CallConnected, AddParticipantSucceeded). A phone no longer wanted
+    (its invitation was cancelled meanwhile) is sent out of the bridge."""
     call = Call.objects.filter(pk=call_id, ended_at=None).first()
     if call is None:
-        return
+        return  # the media process hangs up the phones of a call that ended
+    now = timezone.now()
     with transaction.atomic():
-        leg = call.participants.filter(raw_id=raw_id, state=CallLegState.RINGING).first()
-        if leg is None:
+        leg = call.participants.filter(raw_id=raw_id).first()
+        if leg is None or leg.state == CallLegState.CONNECTED:
             return
-        CallParticipant.objects.filter(pk=leg.pk).update(
-            state=CallLegState.CONNECTED, joined_at=timezone.now()
-        )
-        leg.state = CallLegState.CONNECTED
-        if call.state == CallState.RINGING:
-            signaling.connect_caller(call)
-        publish_events(call.resource, [signaling._added_event(call, leg)])
+        if not CallParticipant.objects.filter(pk=leg.pk, state=CallLegState.RINGING).update(
+            state=CallLegState.CONNECTED, joined_at=now
+        ):
+            media_link.send_after_commit({"type": "leave", "call": str(call.pk), "rawId": raw_id})
+            return
+        leg.state, leg.joined_at = CallLegState.CONNECTED, now
+        events = [signaling._added_event(call, leg)]
+        if call.kind == CallKind.ONE_TO_ONE:
+            if call.state == CallState.RINGING:
+                signaling.connect_caller(call)
+        else:
+            if Call.objects.filter(pk=call.pk, state=CallState.RINGING).update(
+                state=CallState.CONNECTED, connected_at=now
+            ):
+                call.state, call.connected_at = CallState.CONNECTED, now
+                events.insert(0, signaling._started_event(call))
+            added = signaling._frame(
+                call, "participantsUpdated", added=[signaling.roster_entry(leg)], removed=[]
+            )
+            others = call.participants.filter(state=CallLegState.CONNECTED).exclude(pk=leg.pk)
+            signaling._push([signaling._to_leg(other, added) for other in others])
+        publish_events(call.resource, events)
+        call_signals.phone_answered.send(Call, call=call, leg=leg)
 
 
 def phone_ended(call_id: str, raw_id: str, code: int, reason: str) -> None:
-    """The phone's side ended (refused, unanswered, or hung up): so does its 1:1 call."""
+    """The phone's side ended (refused, unanswered, or hung up). A 1:1 call ends with it, and
+    so does a call from the phone that the application has not answered yet; otherwise only the
+    phone's leg goes, and apps/automation hears of it through `leg_ended` (AddParticipantFailed,
+    CreateCallFailed, ParticipantsUpdated; the last leg out ends the call)."""
     call = Call.objects.filter(pk=call_id, ended_at=None).first()
     if call is None:
         return
@@ -111,8 +157,15 @@ def phone_ended(call_id: str, raw_id: str, code: int, reason: str) -> None:
     if leg is None:
         return
     answered = leg.state == CallLegState.CONNECTED
-    if not answered:
-        CallParticipant.objects.filter(pk=leg.pk).update(state=CallLegState.DECLINED)
     end_code = signaling.END_NORMAL if answered and code < 300 else code
     why = reason or ("The phone hung up." if answered else "The phone did not answer.")
+    if call.kind != CallKind.ONE_TO_ONE and not answered:
+        signaling.stop_ringing(call, leg, code, why)  # the application's invitation failed
+        return
+    if call.kind != CallKind.ONE_TO_ONE and call.state == CallState.CONNECTED:
+        signaling.remove_leg(call, leg, end_code)
+        return
+    # A 1:1 call, or a phone calling the application that gives up before it answers.
+    if not answered:
+        CallParticipant.objects.filter(pk=leg.pk).update(state=CallLegState.DECLINED)
     signaling.end_call(call, end_code, why, by=raw_id)

@@ -205,6 +205,18 @@ class _Session:
         finally:
             await self.connection.close()
 
+    async def keep_alive(self, what: str) -> None:
+        """Keep the session from timing out, until the connection is lost (run it as a task;
+        cancel it when done). Failures are logged: whoever reads `events` hears of a loss."""
+        while True:
+            await asyncio.sleep(KEEPALIVE_SECONDS)
+            try:
+                await self.janus("keepalive")
+            except JanusError as error:
+                logger.warning("Janus keepalive for %s failed: %s", what, error)
+                if self.connection.lost:
+                    return
+
     def _on_message(self, message: dict[str, Any] | None) -> None:
         # Late answers to requests that timed out carry a transaction: nobody wants them.
         if message is None or "transaction" not in message:

@@ -28,7 +28,7 @@ from django.utils import timezone
 from apps.accounts import services as accounts
 from apps.accounts.models import IncomingCalls
 from apps.accounts.services import TokenPrincipal, identity_group
-from apps.calls import phones, rooms, sfu
+from apps.calls import media_link, phones, rooms, sfu
 from apps.calls import signals as call_signals
 from apps.calls.exceptions import CallNotAllowed, CallNotFound, InvalidCallRequest, TooManyCalls
 from apps.calls.models import (
@@ -294,6 +294,11 @@ def stop_ringing(call: Call, leg: CallParticipant, code: int, reason: str) -> No
     ):
         frame = _frame(call, "stateChanged", state="Disconnected", callEndReason=_reason(code))
         _push([(leg.raw_id, {**frame, "reason": reason})])
+        if leg.raw_id.startswith(PHONE_PREFIX):  # those in the call saw it "Connecting"
+            gone = _frame(call, "participantsUpdated", added=[], removed=[leg.raw_id])
+            gone["callEndReason"] = _reason(code)
+            connected = call.participants.filter(state=CallLegState.CONNECTED)
+            _push([_to_leg(other, gone) for other in connected])
         call_signals.leg_ended.send(Call, call=call, leg=leg, code=code)
 
 
@@ -542,6 +547,75 @@ def _join_live_call(
         events.append(_added_event(call, leg))
     publish_events(call.resource, events)
     return leg
+
+
+# --- Phones in group calls and rooms ---------------------------------------------------------
+def add_phone(principal: TokenPrincipal, call_id: Any, body: dict[str, Any]) -> CallParticipant:
+    """Dial a phone into the group call or room this principal is in (the calling client's
+    `call.addParticipant({phoneNumber}, {alternateCallerId})`): the phone rings through the
+    resource's SIP routes as any call to a phone does (apps/calls/phones.py), and joins the
+    call's media through the media process's bridge to the VideoRoom when it answers. Raises
+    InvalidCallRequest, CallNotAllowed, or dialing's refusals."""
+    require_scope(principal, PLACE_CALLS)
+    call, leg = _live_leg(principal, call_id)
+    participant = body.get("participant")
+    to = (
+        participant.get("rawId") or participant.get("phoneNumber")
+        if isinstance(participant, dict)
+        else participant
+    )
+    if isinstance(to, str) and to.startswith("+"):
+        to = PHONE_PREFIX + to
+    if not isinstance(to, str) or not to.startswith(PHONE_PREFIX):
+        raise InvalidCallRequest(
+            "participant must be a phone number ({phoneNumber: '+1...'}).", target="participant"
+        )
+    if call.kind == CallKind.ONE_TO_ONE:
+        raise CallNotAllowed("Phones join group calls and rooms; a 1:1 call has its two.")
+    if call.topology != CallTopology.SFU:
+        raise CallNotAllowed(
+            "Phones join group calls through the SFU: this deployment's group calls are a mesh "
+            "(set SPOOL_JANUS_URL)."
+        )
+    if settings.MEDIA_JANUS_URL not in ("", settings.JANUS_URL):
+        raise CallNotAllowed(
+            "Phones join group calls when the media process drives the SFU's Janus "
+            "(SPOOL_MEDIA_JANUS_URL unset or equal to SPOOL_JANUS_URL)."
+        )
+    if leg.role == RoomRole.CONSUMER:
+        raise CallNotAllowed("A Consumer cannot add participants to the call.")
+    if call.kind == CallKind.ROOM and not (call.room and call.room.pstn_dial_out_enabled):
+        raise CallNotAllowed("This room does not allow dialing out to phones (pstnDialOutEnabled).")
+    live = call.participants.filter(
+        raw_id=to, state__in=(CallLegState.RINGING, CallLegState.CONNECTED)
+    )
+    if live.exists():
+        raise InvalidCallRequest("This phone is in the call already.", target="participant")
+    caller_id = phones.caller_id_of(body.get("alternateCallerId"))
+    check_call_allowance(principal, placing=True)
+    with transaction.atomic():
+        return phones.ring_phone(call, to, caller_id)
+
+
+def remove_phone(principal: TokenPrincipal, call_id: Any, body: dict[str, Any]) -> Call:
+    """Hang up a phone in the group call or room this principal is in (ringing or answered)."""
+    require_scope(principal, PLACE_CALLS)
+    call, leg = _live_leg(principal, call_id)
+    raw_id = body.get("rawId")
+    if leg.role == RoomRole.CONSUMER:
+        raise CallNotAllowed("A Consumer cannot remove participants from the call.")
+    phone = call.participants.filter(
+        raw_id=raw_id if isinstance(raw_id, str) else "",
+        state__in=(CallLegState.RINGING, CallLegState.CONNECTED),
+    ).first()
+    if phone is None or not phone.raw_id.startswith(PHONE_PREFIX):
+        raise InvalidCallRequest("rawId must name a phone in the call.", target="rawId")
+    with transaction.atomic():
+        media_link.send_after_commit({"type": "leave", "call": str(call.pk), "rawId": phone.raw_id})
+        if phone.state == CallLegState.RINGING:
+            stop_ringing(call, phone, END_CANCELLED, "Cancelled by a participant.")
+            return call
+        return _leave(call, phone, END_REMOVED)
 
 
 def roster(call: Call, *, without: str = "") -> list[dict[str, Any]]:
@@ -795,7 +869,10 @@ def _end(call: Call, code: int, reason: str, *, by: str) -> Call:
             _push([(leg.raw_id, frame) for leg in legs])
         else:
             _push([_to_leg(leg, frame) for leg in live] + [(leg.raw_id, frame) for leg in ringing])
-        if call.topology == CallTopology.BRIDGE:
+        # The media process holds a bridged call's media, and the phones of a group call.
+        if call.topology == CallTopology.BRIDGE or any(
+            leg.raw_id.startswith(PHONE_PREFIX) for leg in legs
+        ):
             call_signals.call_ended.send(Call, call=call)
         if call.topology == CallTopology.SFU:
             transaction.on_commit(lambda: sfu.destroy_room_in_background(str(call.pk)))

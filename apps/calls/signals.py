@@ -15,3 +15,8 @@ call_ended = Signal()
 # A client called a phone number: `call`, `leg` (the phone's, ringing), `caller_id` (E.164)
 # and `trunks` (FQDNs, in the route's order) for the media process to place it.
 phone_dialed = Signal()
+# A call from a phone (apps/calls/incoming_phones.py) was answered: `call`, `raw_id` (the
+# phone's) for the media process to accept the phone's INVITE.
+phone_answering = Signal()
+# A phone leg of a bridged call answered (apps/calls/phones.py): `call`, `leg` (connected).
+phone_answered = Signal()

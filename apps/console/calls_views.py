@@ -22,6 +22,7 @@ from apps.calls.models import Call
 from apps.console.chat_views import IDENTITY_CHOICES, TRY_TOKEN_MINUTES, issue_try_token
 from apps.console.views import _page, _resource_context, resource_page
 from apps.core.errors import ApiError
+from apps.pstn import dialing
 
 # The Calls section's sub-tabs, in order: (key, label, URL name). A page marks its own tab by
 # passing its key; a new page adds its line here and nothing else changes.
@@ -181,6 +182,7 @@ def calls_group(request: HttpRequest, resource: Resource) -> HttpResponse:
     context = _try_context(request, resource, "group")
     open_rooms = rooms.list_rooms(resource).filter(rooms.open_at(timezone.now()))
     context["rooms"] = open_rooms[:IDENTITY_CHOICES]
+    context["caller_ids"] = dialing.caller_ids(resource)
     return render(request, "console/calls_group.html", context)
 
 

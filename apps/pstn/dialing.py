@@ -19,7 +19,7 @@ from django.conf import settings
 from apps.accounts.models import Resource
 from apps.core.errors import ApiError
 from apps.numbers import orders as numbers
-from apps.numbers.models import Capability
+from apps.numbers.models import Capability, NumberStatus
 from apps.pstn import services
 from apps.pstn.models import SipTrunk
 
@@ -104,3 +104,12 @@ def plan_dial(
 def _has_room(trunk: SipTrunk, live_by_trunk: dict[str, int]) -> bool:
     limit = trunk.max_concurrent_calls
     return limit is None or live_by_trunk.get(trunk.fqdn, 0) < limit
+
+
+def caller_ids(resource: Resource) -> list[str]:
+    """The resource's numbers that may be a phone call's caller id (outbound calling)."""
+    return list(
+        resource.phone_numbers.filter(status=NumberStatus.OWNED, owned_calling__in=OUTBOUND)
+        .order_by("number")
+        .values_list("number", flat=True)
+    )

@@ -41,6 +41,9 @@
   const END_NORMAL = { code: 0, subCode: 0 };
   const SFU = "sfu";
   const MEDIA = "media"; // the media bridge of a call with an application in it (Call Automation)
+  // In a group call through the SFU, the feed that carries the call's phones (the media
+  // process's bridge to the VideoRoom): heard like the media bridge, not a participant.
+  const PHONES_FEED = `${SFU}:phones`;
   // The ACS calling SDK's DtmfTone names, and the keys they stand for.
   const DTMF_KEYS = {
     Num0: "0", Num1: "1", Num2: "2", Num3: "3", Num4: "4", Num5: "5", Num6: "6", Num7: "7",
@@ -56,6 +59,8 @@
     "call.hangup": "call.hungUp",
     "call.update": "call.updated",
     "call.sendDtmf": "call.dtmfSent",
+    "call.addParticipant": "call.participantAdded",
+    "call.removeParticipant": "call.participantRemoved",
     "token.renew": "token.renewed",
   };
   const COMMAND_OF_REPLY = Object.fromEntries(Object.entries(REPLIES).map(([c, r]) => [r, c]));
@@ -647,7 +652,7 @@
       };
       pc.ontrack = (event) => {
         if (this.participant) this.participant._addTrack(event.track, call._deviceManager.selectedSpeaker);
-        else if (key === MEDIA && event.track.kind === "audio") call._playBridge(event.track);
+        else if ((key === MEDIA || key === PHONES_FEED) && event.track.kind === "audio") call._playBridge(event.track);
       };
       pc.onconnectionstatechange = () => call._onPeerState(this);
     }
@@ -867,6 +872,37 @@
       await this._agent._request("call.sendDtmf", { callId: this.id, tone });
     }
 
+    /** Dial a phone into this group call or room, as the ACS calling SDK's `addParticipant`
+     * ({phoneNumber}, {alternateCallerId: {phoneNumber}}, one of the resource's numbers): the
+     * RemoteParticipant comes back at once, "Connecting"; it turns "Connected" when the phone
+     * answers, or "Disconnected" with its callEndReason (486 busy, 480 no answer...). */
+    addParticipant(identifier, options = {}) {
+      const number = identifier && (identifier.phoneNumber || (identifier.rawId || "").replace(/^4:/, ""));
+      if (!number || !number.startsWith("+")) {
+        throw new CallingError("addParticipant takes a phone number ({phoneNumber: '+1...'}).", { code: "BadRequest" });
+      }
+      if (this.state !== "Connected") throw new CallingError("The call is not connected.", { code: "InvalidState" });
+      const rawId = `4:${number}`;
+      const participant = this._participant(rawId) || this._addParticipants([{ rawId }], "Connecting")[0];
+      this._agent
+        ._request("call.addParticipant", {
+          callId: this.id,
+          participant: { rawId },
+          alternateCallerId: options.alternateCallerId || null,
+        })
+        .catch((error) => {
+          this._removeParticipants([rawId], { code: 400, subCode: 0, message: error.message });
+          this.emit("error", error);
+        });
+      return participant;
+    }
+
+    /** Hang up a phone this call dialed (ringing or answered). */
+    async removeParticipant(identifier) {
+      const rawId = identifier.rawId || (identifier.phoneNumber ? `4:${identifier.phoneNumber}` : "");
+      await this._agent._request("call.removeParticipant", { callId: this.id, rawId });
+    }
+
     /** Leave the call; `forEveryone` ends a group call for all (a room's Presenters, anyone in
      * a group). */
     async hangUp({ forEveryone = false } = {}) {
@@ -1047,7 +1083,7 @@
 
     /** The participant a peer key stands for ("sfu" publishes: nobody). */
     _participantOfKey(key) {
-      if (key === SFU || key === MEDIA) return null;
+      if (key === SFU || key === MEDIA || key === PHONES_FEED) return null;
       const rawId = key.startsWith(`${SFU}:`) ? key.slice(SFU.length + 1) : key;
       return this._participant(rawId) || this._addParticipants([{ rawId }])[0];
     }
@@ -1120,7 +1156,7 @@
           return this._onSignal(frame);
         case "participantsUpdated":
           this._addParticipants(frame.added || []);
-          this._removeParticipants(frame.removed || []);
+          this._removeParticipants(frame.removed || [], frame.callEndReason || END_NORMAL);
           return;
         case "participantStateChanged": {
           const participant = frame.participant && this._participant(frame.participant.rawId);

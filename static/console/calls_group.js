@@ -72,6 +72,23 @@
   }
 
   // --- The call --------------------------------------------------------------------------------
+  // Dial a phone into the call (`call.addParticipant`): it shows as a tile when it answers.
+  const dialOut = document.getElementById("dial-out");
+  if (dialOut) {
+    dialOut.addEventListener("submit", (event) => {
+      event.preventDefault();
+      showError("call-error", null);
+      if (!state.call) return;
+      try {
+        const number = document.getElementById("dial-number").value.trim();
+        const callerId = document.getElementById("dial-caller-id").value;
+        state.call.addParticipant({ phoneNumber: number }, { alternateCallerId: { phoneNumber: callerId } });
+      } catch (error) {
+        showError("call-error", error);
+      }
+    });
+  }
+
   function follow(call, byRoom, id) {
     state.call = call;
     window.spoolCall = call;

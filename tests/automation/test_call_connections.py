@@ -342,14 +342,15 @@ async def test_another_resource_never_reaches_the_call(
     assert got.json()["callConnectionState"] == "connected"
 
 
-async def test_calls_to_phone_numbers_need_a_trunk(
+async def test_calls_to_phone_numbers_need_a_caller_id(
     acs: AcsClient, receiver: Receiver, media_alive: None
 ) -> None:
+    # (tests/automation/test_phone_targets.py calls phones through SIP trunks)
     created = await api(
         acs, "POST", C, {"targets": [{"rawId": "4:+15555550100"}], "callbackUri": receiver.url}
     )
     assert created.status_code == 400
-    assert "SIP trunk" in created.json()["error"]["message"]
+    assert created.json()["error"]["target"] == "sourceCallerIdNumber"
 
 
 async def test_play_and_recognize_are_queued_for_the_media_process(

@@ -4,8 +4,8 @@ operations, recordings and media streaming. The API views, the console, the sign
 the media process all call these, as `services.<name>`.
 
 One module per concept:
-- calls.py: incoming calls, calls the application places, call connections, participants, the
-  hooks from signaling;
+- calls.py: incoming calls, calls the application places (to identities and, through the SIP
+  trunks, phone numbers), call connections, participants, the hooks from signaling;
 - media_operations.py: play, recognize (DTMF and by speech), send DTMF, cancel, hold;
 - recordings.py: recordings and their files;
 - media_streaming.py: streaming a call's audio to the application;
@@ -25,10 +25,13 @@ from apps.automation.services.calls import (
     CONTEXT_SALT,
     END_TERMINATED,
     MAX_CONTEXT_LENGTH,
+    PHONE_FAILURES,
     REJECT_CODES,
+    TRUNK_SUBCODE,
     access_connection,
     add_participant,
     answer,
+    answer_phone,
     answer_with_built_in_ivr,
     call_ended,
     cancel_add_participant,
@@ -121,17 +124,20 @@ __all__ = [
     "MAX_TEXT_LENGTH",
     "MAX_TONES",
     "MEDIA_ALIVE_KEY",
+    "PHONE_FAILURES",
     "PHRASE_REFUSED",
     "REJECT_CODES",
     "SPEECH_LANGUAGES",
     "TONE_KEYS",
     "TONE_NAMES",
+    "TRUNK_SUBCODE",
     "access_connection",
     "access_participant",
     "access_recording",
     "accounts",
     "add_participant",
     "answer",
+    "answer_phone",
     "answer_with_built_in_ivr",
     "application_raw_id",
     "call_ended",

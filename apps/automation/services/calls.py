@@ -49,8 +49,9 @@ from apps.automation.services.shared import (
     media_available,
     participants,
 )
-from apps.calls import media_link, signaling
+from apps.calls import media_link, phones, signaling
 from apps.calls.models import Call, CallKind, CallLegState, CallParticipant, CallState, CallTopology
+from apps.core.errors import ApiError
 from apps.core.identifiers import identifier_model, raw_id_of
 from apps.events import schemas
 from apps.events.services import NewEvent, publish_events
@@ -59,6 +60,20 @@ CONTEXT_SALT = "spool.automation.incoming-call"
 MAX_CONTEXT_LENGTH = 2048
 REJECT_CODES = {"none": 603, "busy": 486, "forbidden": 403}
 END_TERMINATED = 0
+PHONE_PREFIX = signaling.PHONE_PREFIX
+LIVE_LEGS = (CallLegState.RINGING, CallLegState.CONNECTED)
+MAX_CALLER_ID_LENGTH = 32
+# A phone that did not answer: ACS direct routing reports the trunk's SIP status as the code
+# and 560000 + the status as the subCode (an outbound call's final response from the SBC).
+TRUNK_SUBCODE = 560000
+PHONE_FAILURES = {
+    404: "The phone number does not exist.",
+    408: "The phone did not answer.",
+    480: "The phone did not answer.",
+    486: "The phone is busy.",
+    487: "The call to the phone was cancelled.",
+    603: "The phone declined the call.",
+}
 
 
 def _repeatable(resource: Resource, repeatability_request_id: str) -> CallConnection | None:
@@ -185,7 +200,7 @@ def redirect(resource: Resource, body: dict[str, Any]) -> None:
     """Ring another identity instead: the call goes on as a plain call between browsers
     (through the media bridge), without the application."""
     call, _ = _incoming(resource, body)
-    target = _identity_of(resource, body.get("target"), "target")
+    target = _target_of(resource, body.get("target"), "target", phones=False)
     if target == call.caller_raw_id:
         raise InvalidAutomationRequest(
             "A call cannot be redirected to its caller.", target="target"
@@ -198,14 +213,19 @@ def redirect(resource: Resource, body: dict[str, Any]) -> None:
 def create_call(
     resource: Resource, body: dict[str, Any], *, repeatability_request_id: str = ""
 ) -> CallConnection:
-    """Ring one or more identities; the call connects when one answers (CallConnected)."""
+    """Ring one or more identities or phone numbers; the call connects when one answers
+    (CallConnected). Phones need `sourceCallerIdNumber` and pass the toll-fraud rules
+    (phones.ring_phone); a refusal creates nothing. When every target has stopped ringing
+    unanswered, CreateCallFailed (leg_ended)."""
     earlier = _repeatable(resource, repeatability_request_id)
     if earlier is not None:
         return earlier
     targets = body.get("targets")
     if not isinstance(targets, list) or not targets or len(targets) > 10:
         raise InvalidAutomationRequest("targets must list 1 to 10 identifiers.", target="targets")
-    raw_ids = list(dict.fromkeys(_identity_of(resource, t, "targets") for t in targets))
+    raw_ids = list(dict.fromkeys(_target_of(resource, t, "targets") for t in targets))
+    calls_phones = any(raw_id.startswith(PHONE_PREFIX) for raw_id in raw_ids)
+    caller_id = _source_caller_id(body) if calls_phones else None
     callback_uri = _callback_uri(body)
     context = _text(body, "operationContext", limit=MAX_OPERATION_CONTEXT)
     display_name = _text(body, "sourceDisplayName", limit=256)
@@ -237,13 +257,62 @@ def create_call(
             )
             _create_media_streaming(connection, streaming)
             for raw_id in raw_ids:
-                signaling.ring(call, raw_id)
+                if raw_id.startswith(PHONE_PREFIX):
+                    _ring_phone(call, raw_id, caller_id, "targets")
+                else:
+                    signaling.ring(call, raw_id)
     except IntegrityError:
         earlier = _repeatable(resource, repeatability_request_id)
         if earlier is None:
             raise
         return earlier
     return connection
+
+
+def _target_of(resource: Resource, model: Any, field: str, *, phones: bool = True) -> str:
+    """The raw id an identifier names: an identity of this resource or, where `phones`, a
+    phone number (`4:+...`, checked by _ring_phone)."""
+    raw_id = raw_id_of(model)
+    if raw_id is None or not raw_id.startswith(PHONE_PREFIX):
+        return _identity_of(resource, model, field)
+    if not phones:
+        raise NotSupported(
+            f"{field}: phone numbers can be called with create call and add participant only.",
+            target=field,
+        )
+    return raw_id
+
+
+def _source_caller_id(body: dict[str, Any]) -> str:
+    """The E.164 number of `sourceCallerIdNumber` (`{"value": "+1..."}`), which a call to a
+    phone shows; ring_phone checks that the resource owns it."""
+    value = body.get("sourceCallerIdNumber")
+    if value is None:
+        raise InvalidAutomationRequest(
+            "sourceCallerIdNumber is required to call a phone number: one of the resource's "
+            "numbers with outbound calling.",
+            target="sourceCallerIdNumber",
+        )
+    number = value.get("value") if isinstance(value, dict) else None
+    if number is None:
+        raw_id = raw_id_of(value)
+        number = raw_id[len(PHONE_PREFIX) :] if raw_id and raw_id.startswith(PHONE_PREFIX) else None
+    if not isinstance(number, str) or not number or len(number) > MAX_CALLER_ID_LENGTH:
+        raise InvalidAutomationRequest(
+            'sourceCallerIdNumber must be a phone number identifier: {"value": "+14255550100"}.',
+            target="sourceCallerIdNumber",
+        )
+    return number
+
+
+def _ring_phone(call: Call, raw_id: str, caller_id: str | None, field: str) -> CallParticipant:
+    """phones.ring_phone, whose refusals name this API's fields."""
+    try:
+        return phones.ring_phone(call, raw_id, caller_id)
+    except ApiError as error:
+        names = {"to": field, "alternateCallerId": "sourceCallerIdNumber"}
+        error.target = names.get(error.target or "", error.target)
+        raise
 
 
 def connect(resource: Resource, body: dict[str, Any]) -> CallConnection:
@@ -367,10 +436,12 @@ def participant_body(leg: CallParticipant) -> dict[str, Any]:
 
 
 def add_participant(connection: CallConnection, body: dict[str, Any]) -> tuple[str, str]:
-    """Ring an identity into the call; AddParticipantSucceeded when it answers (or Failed).
+    """Ring an identity or a phone number into the call; AddParticipantSucceeded when it
+    answers, or AddParticipantFailed (a phone's SIP status as the result). A phone needs
+    `sourceCallerIdNumber` and passes the toll-fraud rules; a refusal changes nothing.
     Returns (raw id, invitation id)."""
     _live(connection)
-    raw_id = _identity_of(connection.resource, body.get("participantToAdd"), "participantToAdd")
+    raw_id = _target_of(connection.resource, body.get("participantToAdd"), "participantToAdd")
     if connection.call.participants.filter(
         raw_id=raw_id, state__in=[CallLegState.CONNECTED, CallLegState.RINGING]
     ).exists():
@@ -378,9 +449,15 @@ def add_participant(connection: CallConnection, body: dict[str, Any]) -> tuple[s
             "That participant is already in or invited to the call.", target="participantToAdd"
         )
     context = _text(body, "operationContext", limit=MAX_OPERATION_CONTEXT)
+    url = _operation_uri(body)
+    phone = raw_id.startswith(PHONE_PREFIX)
+    caller_id = _source_caller_id(body) if phone else None
     with transaction.atomic():
-        leg = signaling.ring(connection.call, raw_id)
-        remember_invitation(connection, leg, "add", context, _operation_uri(body))
+        if phone:
+            leg = _ring_phone(connection.call, raw_id, caller_id, "participantToAdd")
+        else:
+            leg = signaling.ring(connection.call, raw_id)
+        remember_invitation(connection, leg, "add", context, url)
     return raw_id, str(leg.pk)
 
 
@@ -438,7 +515,9 @@ def transfer(connection: CallConnection, body: dict[str, Any]) -> None:
     """Hand the call over to another identity: it rings, and when it answers the application
     leaves (CallTransferAccepted, then CallDisconnected)."""
     _live(connection)
-    raw_id = _identity_of(connection.resource, body.get("targetParticipant"), "targetParticipant")
+    raw_id = _target_of(
+        connection.resource, body.get("targetParticipant"), "targetParticipant", phones=False
+    )
     context = _text(body, "operationContext", limit=MAX_OPERATION_CONTEXT)
     if connection.call.participants.filter(raw_id=raw_id, state=CallLegState.CONNECTED).exists():
         raise InvalidAutomationRequest(
@@ -520,7 +599,10 @@ def _invitation_answered(
 
 
 def leg_ended(call: Call, leg: CallParticipant, code: int) -> None:
-    """A leg left or stopped ringing: a pending invitation failed, the others are told."""
+    """A leg left or stopped ringing: a pending invitation failed, the others are told. A
+    call the application placed whose targets all stopped ringing unanswered fails
+    (CreateCallFailed, then CallDisconnected) and ends with the last one's code."""
+    result = _leg_result(leg.raw_id, code)
     for connection in CallConnection.objects.filter(call=call).exclude(
         state=ConnectionState.DISCONNECTED
     ):
@@ -539,11 +621,32 @@ def leg_ended(call: Call, leg: CallParticipant, code: int) -> None:
                     "operationContext": invitation["context"],
                 },
                 url=invitation["url"],
-                result=(code if code >= 400 else 487, 0, "The participant did not answer."),
+                result=result,
             )
         elif connection.state == ConnectionState.CONNECTED:
             callbacks.emit(connection, "ParticipantsUpdated", _roster_data(connection))
     media_link.send_after_commit({"type": "leave", "call": str(call.pk), "rawId": leg.raw_id})
+    unanswered = Call.objects.filter(pk=call.pk, state=CallState.RINGING, ended_at=None)
+    if unanswered.exists() and not call.participants.filter(state__in=LIVE_LEGS).exists():
+        for connection in CallConnection.objects.filter(
+            call=call, state=ConnectionState.CONNECTING
+        ):
+            _create_call_failed(connection, result)
+        signaling.end_call(call, result[0], result[2], by=leg.raw_id)
+
+
+def _leg_result(raw_id: str, code: int) -> tuple[int, int, str]:
+    """resultInformation of a leg that did not answer (`code`: why it stopped ringing)."""
+    code = code if code >= 400 else 487
+    if raw_id.startswith(PHONE_PREFIX):
+        message = PHONE_FAILURES.get(code, f"The call to the phone failed (SIP {code}).")
+        return code, TRUNK_SUBCODE + code, message
+    return code, 0, "The participant did not answer."
+
+
+def _create_call_failed(connection: CallConnection, result: tuple[int, int, str]) -> None:
+    callbacks.emit(connection, "CreateCallFailed", {}, result=result)
+    disconnect(connection, result[2], code=result[0], subcode=result[1])
 
 
 def call_ended(call: Call) -> None:
@@ -551,11 +654,20 @@ def call_ended(call: Call) -> None:
     Recording.objects.filter(call=call).exclude(state=RecordingState.STOPPED).update(
         state=RecordingState.STOPPED, stopped_at=timezone.now()
     )
+    # A call the application placed that ended before anyone answered (nobody answered in
+    # time, the media failed) failed to be created; one the application ended did not.
+    never_answered = call.end_code not in (0, None) and (
+        Call.objects.filter(pk=call.pk, connected_at=None).exists()
+    )
     for connection in CallConnection.objects.filter(call=call).exclude(
         state=ConnectionState.DISCONNECTED
     ):
         code = 200 if call.end_code in (0, None) else int(call.end_code)
-        disconnect(connection, call.end_reason or "The call ended.", code=code)
+        reason = call.end_reason or "The call ended."
+        if never_answered and connection.state == ConnectionState.CONNECTING:
+            _create_call_failed(connection, (code, 0, reason))
+        else:
+            disconnect(connection, reason, code=code)
     media_link.send_after_commit({"type": "end", "call": str(call.pk)})
 
 
@@ -570,6 +682,11 @@ def dial_phone(call: Call, leg: CallParticipant, caller_id: str, trunks: list[st
             "trunks": trunks,
         }
     )
+
+
+def answer_phone(call: Call, raw_id: str) -> None:
+    """A call from a phone was answered: the media process accepts the phone's INVITE."""
+    media_link.send_after_commit({"type": "answer_phone", "call": str(call.pk), "rawId": raw_id})
 
 
 def _roster_data(connection: CallConnection) -> dict[str, Any]:

@@ -1,0 +1,111 @@
+"""Phones in group calls through the SFU, end to end: two call agents in a group call through
+Janus's VideoRoom (SPOOL_JANUS_URL), one of them dials a phone (a SIP trunk pointed at sipp,
+which echoes) into it. The media process bridges the call's AudioBridge room, where the phone
+is, to the VideoRoom: each agent receives the phones' feed (`sfu:phones`), which carries the
+other agent's tone back from the phone, so the phone heard both browsers and they hear it.
+Hanging the phone up takes it out of everyone's roster; the call goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from apps.calls.agent import CallAgent, ToneTrack
+from tests.automation.tones import read_wav, tone_energy
+from tests.conftest import start_spool, stop_spool
+from tests.e2e.test_call_agents import socket_url, voip_user
+from tests.e2e.test_phone_calls import connect_trunk
+from tests.janus import require_janus, run_janus
+from tests.pstn.test_sip_phone_leg import far_end  # noqa: F401 (a fixture)
+
+pytestmark = pytest.mark.e2e
+
+PHONE = "+15550001111"
+
+
+@pytest.mark.timeout(150)
+def test_a_phone_dialed_into_a_group_call_hears_and_is_heard_by_the_browsers(
+    tmp_path: Path,
+    far_end: Callable[..., int],  # noqa: F811
+) -> None:
+    require_janus()
+    with run_janus() as janus:
+        live, cleanups = start_spool({"SPOOL_JANUS_URL": janus.url})
+        try:
+            connection = live.create_resource()
+            caller_id = live.give_number(connection)
+            connect_trunk(live, connection, far_end("uas_echo.xml"))
+            tokens = [voip_user(live, connection)[1] for _ in range(2)]
+            url = socket_url(live.http_url)
+            alice = CallAgent(url, tokens[0], record_dir=tmp_path)
+            bob = CallAgent(url, tokens[1], audio=lambda: ToneTrack(660.0), record_dir=tmp_path)
+            group = str(uuid.uuid4())
+
+            async def scenario() -> dict[str, object]:
+                for agent in (alice, bob):
+                    await agent.connect()
+                    await agent.join(group_id=group)
+                try:
+                    # when alice dials the phone into the call
+                    entry = await alice.add_participant(f"4:{PHONE}", caller_id=caller_id)
+                    assert entry["rawId"] == f"4:{PHONE}"
+                    # then it answers and joins everyone's roster, and its feed reaches both
+                    for _ in range(300):
+                        if all(
+                            f"4:{PHONE}" in agent.participants
+                            and agent.frames_from.get("sfu:phones", 0) > 150
+                            for agent in (alice, bob)
+                        ):
+                            break
+                        await asyncio.sleep(0.1)
+                    rosters = [set(agent.participants) for agent in (alice, bob)]
+                    # when alice hangs the phone up, it leaves the rosters; the call goes on
+                    await alice._send(
+                        {
+                            "type": "call.removeParticipant",
+                            "callId": alice.call_id,
+                            "rawId": f"4:{PHONE}",
+                        }
+                    )
+                    await alice._reply("call.participantRemoved")
+                    for _ in range(100):
+                        if all(f"4:{PHONE}" not in a.participants for a in (alice, bob)):
+                            break
+                        await asyncio.sleep(0.1)
+                    after = [set(agent.participants) for agent in (alice, bob)]
+                    states = [alice.state, bob.state]
+                    for agent in (alice, bob):
+                        await agent.hang_up()
+                        await agent._reply("call.hungUp")
+                        await agent.wait_state("Disconnected")
+                    return {"rosters": rosters, "after": after, "states": states}
+                finally:
+                    for agent in (alice, bob):
+                        await agent.close()
+
+            result = asyncio.run(scenario())
+            legs = live.manage(
+                "shell",
+                "-c",
+                "from apps.calls.models import CallParticipant; "
+                f"leg = CallParticipant.objects.get(raw_id='4:{PHONE}'); "
+                "print(leg.state, leg.sip_trunk, bool(leg.sip_call_id))",
+            ).stdout.split()
+        finally:
+            stop_spool(live, cleanups)
+
+    assert all(f"4:{PHONE}" in roster for roster in result["rosters"]), result  # type: ignore[attr-defined]
+    assert all(f"4:{PHONE}" not in roster for roster in result["after"]), result  # type: ignore[attr-defined]
+    assert result["states"] == ["Connected", "Connected"]
+    assert legs[-3:] == ["left", "sbc.carrier.test", "True"]
+    # each browser heard, through the phone's echo, the other browser: the phone heard them
+    # both, and they heard the phone
+    for agent, other_tone in ((alice, 660.0), (bob, 440.0)):
+        [feed] = [p for p in agent.recordings if p.name.endswith("-sfu_phones.wav")]
+        samples, rate = read_wav(feed)
+        quiet = max(tone_energy(samples, rate, 1234.0), 1e-9)
+        assert tone_energy(samples, rate, other_tone) > 20 * quiet, feed
