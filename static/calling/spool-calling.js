@@ -731,6 +731,7 @@
         videoBytesSent: 0,
         audioBytesReceived: 0,
         videoBytesReceived: 0,
+        audioEnergyReceived: 0, // the received audio's total energy: 0 for silence
       };
       if (this.closed) return totals;
       const report = await this.pc.getStats();
@@ -742,6 +743,7 @@
         } else if (entry.type === "inbound-rtp") {
           totals.bytesReceived += entry.bytesReceived || 0;
           if (kind === "audio" || kind === "video") totals[`${kind}BytesReceived`] += entry.bytesReceived || 0;
+          if (kind === "audio") totals.audioEnergyReceived += entry.totalAudioEnergy || 0;
         }
       });
       return totals;

@@ -159,7 +159,9 @@
     const node = element("div", "call-tile remote");
     node.dataset.rawId = rawId;
     const box = element("div", "video-box");
-    const placeholder = element("div", "video-placeholder", "Camera off");
+    // A phone (4:+...) has no camera: its tile says so, and its state while it rings.
+    const placeholder = element("div", "video-placeholder", rawId.startsWith("4:") ? `Phone · ${participant.state}` : "Camera off");
+    if (rawId.startsWith("4:")) participant.on("stateChanged", () => { placeholder.textContent = `Phone · ${participant.state}`; });
     box.append(placeholder);
     const name = element("span", "tile-name mono", shortId(rawId));
     name.title = rawId;
