@@ -70,6 +70,7 @@ bench: install
 	$(PY) bench/chat.py
 	$(PY) bench/calls.py
 	$(PY) bench/automation.py
+	$(PY) bench/pstn.py
 	@if [ -n "$$DATABASE_URL" ]; then $(PY) bench/phone_numbers.py; \
 	else echo "bench/phone_numbers.py needs DATABASE_URL (PostgreSQL): skipped."; fi
 

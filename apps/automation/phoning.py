@@ -1,7 +1,10 @@
 """The media process's phone legs (a mixin of MediaProcess): a call a client placed to a phone
 number (apps/calls/phones.py) gets a leg in the call's AudioBridge room that Janus offers, and
-Janus's SIP plugin takes that offer to the trunk (apps/automation/sip.py). The phone's answer
-completes the leg; its end ends the call. No audio passes through this process."""
+Janus's SIP plugin takes that offer to the route's trunks, one after the other until one takes
+the call (apps/automation/sip.py). Early media (a 18x with SDP) completes the leg while the
+phone still rings; the phone's answer connects the call; its end ends the call. Keys the phone
+presses (SIP INFO) reach the call's DTMF, and DTMF sent to the phone goes as SIP INFO. No audio
+passes through this process."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from channels.db import database_sync_to_async
 
 from apps.automation.call_media import CallMedia
-from apps.automation.sip import PhoneCall, Trunk
+from apps.automation.sip import NO_TRUNK, EndReason, PhoneCall, Trunk
 from apps.calls import phones
 from apps.calls.models import Call
 from apps.calls.sfu import JanusError
@@ -19,11 +22,11 @@ from apps.pstn.models import SipTrunk
 
 logger = logging.getLogger(__name__)
 
-END_NO_TRUNK = (503, "No trunk of the route took the call.")
+NO_BRIDGE_LEG = EndReason(503, 510503, "The media server could not take the phone's audio.")
 
 
 class Phoning:
-    """MediaProcess's phone legs; MediaProcess gives the rooms."""
+    """MediaProcess's phone legs; MediaProcess gives the rooms and the DTMF path."""
 
     janus_url: str
 
@@ -31,56 +34,97 @@ class Phoning:
 
         async def _media(self, call_id: str) -> CallMedia: ...
 
+        async def _dtmf(self, call_id: str, raw_id: str, tone: str) -> None: ...
+
     async def _dial(self, message: dict[str, Any]) -> None:
         call_id, raw_id = str(message["call"]), str(message["rawId"])
         number = raw_id.split(":", 1)[1]
         trunks = await database_sync_to_async(_trunks)(call_id, list(message["trunks"]))
+        if not trunks:
+            await _ended(call_id, raw_id, NO_TRUNK)
+            return
         try:
             media = await self._media(call_id)
             offer = await media.room.join_offering(raw_id)
         except JanusError as error:
             logger.warning("no bridge leg for %s in call %s: %s", raw_id, call_id, error)
-            await database_sync_to_async(phones.phone_ended)(call_id, raw_id, 503, str(error))
+            await _ended(call_id, raw_id, NO_BRIDGE_LEG)
             return
-        for fqdn, trunk in trunks:
-            phone = PhoneCall(self.janus_url, self._on_phone_event(media, raw_id))
-            try:
-                await phone.dial(number, str(message["callerId"]), offer, trunk)
-            except JanusError as error:
-                logger.warning("trunk %s refused the call to %s: %s", fqdn, number, error)
-                continue
-            media.phones[raw_id] = phone
-            await database_sync_to_async(phones.phone_placed)(
-                call_id, raw_id, fqdn, phone.sip_call_id
-            )
-            return
-        await media.room.leave(raw_id)
-        await database_sync_to_async(phones.phone_ended)(call_id, raw_id, *END_NO_TRUNK)
+        fqdns = [fqdn for fqdn, _ in trunks]
+        phone = PhoneCall(self.janus_url, self._on_phone_event(media, raw_id, fqdns))
+        media.phones[raw_id] = phone
+        await phone.dial(number, str(message["callerId"]), offer, [trunk for _, trunk in trunks])
 
-    def _on_phone_event(self, media: CallMedia, raw_id: str) -> Any:
+    def _on_phone_event(self, media: CallMedia, raw_id: str, fqdns: list[str] | None = None) -> Any:
+        """on_event for a phone leg: an outbound PhoneCall's (through the trunks `fqdns`), or
+        an answered incoming call's (apps/automation/answering.py)."""
+
         async def on_event(event: dict[str, Any]) -> None:
             kind = event["kind"]
             logger.info("phone %s in call %s: %s", raw_id, media.call_id, kind)
-            if kind == "answered":
-                try:
-                    await media.room.complete_leg(raw_id, event["answer"])
-                except JanusError as error:
-                    logger.warning("the bridge refused %s's answer: %s", raw_id, error)
-                    await self._hang_up_phone(media, raw_id)
+            if kind == "trying" and fqdns:  # each trunk tried overwrites the last one
+                wanted = await database_sync_to_async(phones.phone_placed)(
+                    media.call_id, raw_id, fqdns[int(event["trunk"])], str(event["sipCallId"])
+                )
+                phone = media.phones.get(raw_id)
+                if not wanted and phone is not None:  # cancelled, or its call ended, meanwhile
+                    await phone.hang_up()  # "ended" follows
+            elif kind in ("early_media", "answered"):
+                if "answer" in event and not await self._complete_leg(media, raw_id, event):
                     return
-                media.legs[raw_id] = ""  # no socket: the phone's signaling is SIP
-                await database_sync_to_async(phones.phone_answered)(media.call_id, raw_id)
+                if kind == "answered":
+                    media.legs[raw_id] = ""  # no socket: the phone's signaling is SIP
+                    await database_sync_to_async(phones.phone_answered)(media.call_id, raw_id)
+            elif kind == "dtmf":
+                await self._dtmf(media.call_id, raw_id, str(event["tone"]))
             elif kind == "ended":
                 phone = media.phones.pop(raw_id, None)
-                if phone is not None:
-                    await phone.close()  # its Janus session: nothing more comes
                 media.legs.pop(raw_id, None)
-                await media.room.leave(raw_id)
+                try:
+                    await media.room.leave(raw_id)
+                except Exception as error:  # the room may be closing meanwhile (call ended)
+                    logger.info("%s left call %s's room: %s", raw_id, media.call_id, error)
                 await database_sync_to_async(phones.phone_ended)(
                     media.call_id, raw_id, int(event["code"]), str(event["reason"])
                 )
+                if phone is not None:
+                    await phone.close()  # its Janus session: nothing more comes
 
         return on_event
+
+    async def _complete_leg(self, media: CallMedia, raw_id: str, event: dict[str, Any]) -> bool:
+        """The phone's SDP answer to the bridge leg; False (and the phone hung up) if refused."""
+        try:
+            await media.room.complete_leg(raw_id, event["answer"])
+        except JanusError as error:
+            logger.warning("the bridge refused %s's answer: %s", raw_id, error)
+            phone = media.phones.get(raw_id)
+            if phone is not None:
+                await phone.hang_up()  # "ended" follows
+            return False
+        return True
+
+    async def _send_dtmf_to_phones(
+        self, media: CallMedia, tones: str, targets: list[str] | None
+    ) -> list[str] | None:
+        """Send `tones` as SIP INFO to the answered phones among `targets` (a carrier passes
+        INFO on; in-band tones may not survive its codecs). Returns the targets left for
+        in-band tones: the others, and phones that refused INFO (None: the whole room)."""
+        if targets is None:
+            return None
+        left = []
+        for raw_id in targets:
+            phone = media.phones.get(raw_id)
+            # (An incoming phone, apps/automation/answering.py, gets in-band tones.)
+            if not isinstance(phone, PhoneCall) or not phone.answered:
+                left.append(raw_id)
+                continue
+            try:
+                await phone.send_dtmf(tones)
+            except JanusError as error:
+                logger.info("DTMF as SIP INFO to %s failed (%s): sent in-band", raw_id, error)
+                left.append(raw_id)
+        return left
 
     async def _hang_up_phone(self, media: CallMedia, raw_id: str) -> None:
         phone = media.phones.pop(raw_id, None)
@@ -91,6 +135,10 @@ class Phoning:
     async def _hang_up_phones(self, media: CallMedia) -> None:
         for raw_id in list(media.phones):
             await self._hang_up_phone(media, raw_id)
+
+
+async def _ended(call_id: str, raw_id: str, reason: EndReason) -> None:
+    await database_sync_to_async(phones.phone_ended)(call_id, raw_id, reason.code, reason.message)
 
 
 def _trunks(call_id: str, fqdns: list[str]) -> list[tuple[str, Trunk]]:

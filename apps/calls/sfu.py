@@ -136,8 +136,14 @@ class _Connection:
                     continue
                 answer, ack_is_answer = waiter
                 # A plugin request is acked first; its answer follows as "success" or "event".
-                if (message["janus"] != "ack" or ack_is_answer) and not answer.done():
+                if message["janus"] == "ack" and not ack_is_answer:
+                    continue
+                if not answer.done():
                     answer.set_result(message)
+                else:
+                    # A later event under the same transaction (the SIP plugin's ringing or
+                    # accepted, right after its answer), before the requester resumed.
+                    self.on_message(message)
         except ConnectionClosed:
             pass
         finally:

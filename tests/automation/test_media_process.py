@@ -36,7 +36,7 @@ class FakeRoom:
     seconds = 0.3
     refuse_joins = False
 
-    def __init__(self, url: str, room: str, on_event: Any) -> None:
+    def __init__(self, url: str, room: str, on_event: Any, *, browsers: bool = False) -> None:
         self.on_event = on_event
         self.played: list[str] = []
         self.stopped: list[str] = []
