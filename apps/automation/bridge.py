@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import logging
 import uuid
 from collections.abc import Callable
@@ -215,7 +216,7 @@ class AudioBridgeRoom:
         _, jsep = await self._join(display, {"codec": codec, "generate_offer": True}, None)
         if jsep is None:
             raise JanusError(INVALID_SDP, "Janus made no offer")
-        return {"type": jsep["type"], "sdp": jsep["sdp"]}
+        return {"type": jsep["type"], "sdp": static_payload_type(jsep["sdp"], codec)}
 
     async def complete_leg(self, display: str, answer: dict[str, Any]) -> None:
         """The answer to a join_offering() leg's offer. Raises JanusError."""
@@ -723,3 +724,25 @@ async def room_exists(url: str, room: str, *, timeout: float = TIMEOUT) -> bool:
         return bool(data.get("exists"))
     finally:
         await session.destroy()
+
+
+def static_payload_type(sdp: str, codec: str) -> str:
+    """AudioBridge's offer names G.711 as payload type 111 (`a=rtpmap:111 PCMA/8000`) but its
+    packets carry G.711's static type (8 or 0): a far end that keeps to the SDP (a browser
+    behind Janus's SIP plugin) drops them. The offer is made to say what is sent."""
+    static = RTP_CODECS.get(codec)
+    offered = re.search(r"^a=rtpmap:(\d+) PCM[AU]/8000", sdp, re.MULTILINE)
+    if codec not in ("pcma", "pcmu") or offered is None or int(offered.group(1)) == static:
+        return sdp
+    dynamic, lines = offered.group(1), []
+    for line in sdp.split("\n"):
+        if line.startswith("m=audio "):
+            words = line.rstrip("\r").split(" ")
+            end = "\r" if line.endswith("\r") else ""
+            line = (
+                " ".join(words[:3] + [str(static) if w == dynamic else w for w in words[3:]]) + end
+            )
+        else:
+            line = re.sub(rf"^a=(rtpmap|fmtp|rtcp-fb):{dynamic}\b", rf"a=\1:{static}", line)
+        lines.append(line)
+    return "\n".join(lines)

@@ -12,12 +12,15 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 
 from apps.automation.call_media import CallMedia
 from apps.automation.sip import NO_TRUNK, EndReason, PhoneCall, Trunk
+from apps.automation.virtual_phones import LOOPBACK_HEADER, PHONES_HEADER
 from apps.calls import phones
 from apps.calls.models import Call
 from apps.calls.sfu import JanusError
+from apps.pstn import loopback
 from apps.pstn.models import SipTrunk
 
 logger = logging.getLogger(__name__)
@@ -39,7 +42,7 @@ class Phoning:
     async def _dial(self, message: dict[str, Any]) -> None:
         call_id, raw_id = str(message["call"]), str(message["rawId"])
         number = raw_id.split(":", 1)[1]
-        trunks = await database_sync_to_async(_trunks)(call_id, list(message["trunks"]))
+        trunks = await database_sync_to_async(_trunks)(call_id, list(message["trunks"]), number)
         if not trunks:
             await _ended(call_id, raw_id, NO_TRUNK)
             return
@@ -141,12 +144,15 @@ async def _ended(call_id: str, raw_id: str, reason: EndReason) -> None:
     await database_sync_to_async(phones.phone_ended)(call_id, raw_id, reason.code, reason.message)
 
 
-def _trunks(call_id: str, fqdns: list[str]) -> list[tuple[str, Trunk]]:
+def _trunks(call_id: str, fqdns: list[str], number: str) -> list[tuple[str, Trunk]]:
     """The call's resource's enabled trunks among `fqdns`, in that order, as the SIP plugin
-    needs them."""
-    resource_id = Call.objects.filter(pk=call_id).values_list("resource_id", flat=True).first()
-    if resource_id is None:
+    needs them; "loopback" is the loopback carrier, through Spool's own SIP edge."""
+    call = Call.objects.filter(pk=call_id).select_related("resource").first()
+    if call is None:
         return []
+    resource_id = call.resource_id
+    if fqdns == [loopback.LOOPBACK]:
+        return [(loopback.LOOPBACK, _loopback_trunk(call.resource.slug, number))]
     rows = {
         trunk.fqdn: trunk
         for trunk in SipTrunk.objects.filter(resource_id=resource_id, fqdn__in=fqdns, enabled=True)
@@ -165,3 +171,13 @@ def _trunks(call_id: str, fqdns: list[str]) -> list[tuple[str, Trunk]]:
         for fqdn in fqdns
         if fqdn in rows
     ]
+
+
+def _loopback_trunk(resource_slug: str, number: str) -> Trunk:
+    """The loopback carrier: Spool's SIP edge, with the secret that marks its calls; a number
+    no resource here owns is the calling resource's virtual phone."""
+    host, port = settings.SIP_EDGE.rsplit(":", 1)
+    headers = [(LOOPBACK_HEADER, settings.SIP_LOOPBACK_SECRET)]
+    if not loopback.is_deployment_number(number):
+        headers.append((PHONES_HEADER, resource_slug))
+    return Trunk(host=host, port=int(port), headers=tuple(headers))

@@ -137,6 +137,7 @@ class Trunk:
     transport: str = "udp"  # udp | tcp | tls
     username: str = ""  # digest credentials, when the carrier challenges
     password: str = ""
+    headers: tuple[tuple[str, str], ...] = ()  # added to the INVITE (the loopback carrier's)
 
     def uri(self, number: str) -> str:
         scheme = "sips" if self.transport == "tls" else "sip"
@@ -305,6 +306,8 @@ class PhoneCall:
             }
             if trunk.username:
                 call.update(authuser=trunk.username, secret=trunk.password)
+            if trunk.headers:
+                call["headers"] = dict(trunk.headers)
             data, jsep = await session.message(handle, call, offer)
         except JanusError as error:
             if error.code == CONNECTION_LOST:

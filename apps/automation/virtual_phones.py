@@ -37,6 +37,7 @@ from apps.calls.sfu import CONNECTION_LOST, TIMEOUT, JanusError, OnEvent
 logger = logging.getLogger(__name__)
 
 LOOPBACK_HEADER = "X-Spool-Loopback"  # what the edge knows the loopback carrier by
+PHONES_HEADER = "X-Spool-Phones"  # a loopback call to this resource's virtual phones
 REGISTER_SECONDS = 60
 
 

@@ -20,7 +20,7 @@ from apps.accounts.models import Resource
 from apps.core.errors import ApiError
 from apps.numbers import orders as numbers
 from apps.numbers.models import Capability, NumberStatus
-from apps.pstn import services
+from apps.pstn import loopback, services
 from apps.pstn.models import SipTrunk
 
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
@@ -87,9 +87,13 @@ def plan_dial(
             f"This resource has {live_calls} phone calls, the most it may have at once "
             f"({settings.PSTN_MAX_CALLS})."
         )
+    routed = services.route_call(resource, number)
+    if not routed and loopback.available():
+        # No route takes it: the loopback carrier does (the deployment's numbers, virtual phones).
+        return Dial(number, owned.number, (loopback.LOOPBACK,))
     trunks = [
         trunk
-        for trunk in services.route_call(resource, number)
+        for trunk in routed
         if trunk.allows_destination(number) and _has_room(trunk, live_by_trunk)
     ]
     if not trunks:

@@ -22,6 +22,11 @@ def enabled() -> bool:
     return settings.VOICE_CARRIER == LOOPBACK
 
 
+def available() -> bool:
+    """Whether calls can go out through the loopback carrier: enabled, with a SIP edge."""
+    return enabled() and bool(settings.SIP_EDGE)
+
+
 def is_deployment_number(number: str) -> bool:
     """Whether a resource of this deployment owns `number`."""
     return PhoneNumber.objects.filter(status=NumberStatus.OWNED, number=number).exists()

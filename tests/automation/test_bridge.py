@@ -459,3 +459,17 @@ async def test_janus_going_away_is_reported_as_connection_lost() -> None:
         # then the room says so, and close() does not raise
         await events.wait(kind="connectionLost", timeout=5)
         await room.close()
+
+
+def test_an_offer_names_g711_by_its_static_payload_type() -> None:
+    from apps.automation.bridge import static_payload_type
+
+    offer = (
+        "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 192.0.2.2\r\n"
+        "a=rtpmap:111 PCMA/8000\r\na=sendrecv\r\n"
+    )
+    assert static_payload_type(offer, "pcma") == offer.replace("111", "8")
+    assert static_payload_type(offer.replace("PCMA", "PCMU"), "pcmu").count(" 0") == 1
+    assert static_payload_type(offer, "opus") == offer
+    already = offer.replace("111", "8")
+    assert static_payload_type(already, "pcma") == already
