@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import logging
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
