@@ -406,7 +406,7 @@ class PhoneCall:
                 answered["answer"] = jsep
             await self._emit(answered)
         elif event == "info":
-            tone = _dtmf_tone(str(result.get("type") or ""), str(result.get("content") or ""))
+            tone = dtmf_tone(str(result.get("type") or ""), str(result.get("content") or ""))
             if tone:
                 await self._emit({"kind": "dtmf", "tone": tone})
         elif event == "hangingup" and not self._hanging_up:
@@ -463,7 +463,7 @@ class PhoneCall:
             logger.exception("on_event failed for %s", event.get("kind"))
 
 
-def _dtmf_tone(content_type: str, content: str) -> str:
+def dtmf_tone(content_type: str, content: str) -> str:
     """The key a SIP INFO carries: `application/dtmf-relay` ("Signal=5\\r\\nDuration=160"; some
     gateways send 10 and 11 for * and #) or `application/dtmf` (the key alone); "" for
     anything else."""
@@ -478,3 +478,23 @@ def _dtmf_tone(content_type: str, content: str) -> str:
         value = content.strip()
     value = {"10": "*", "11": "#"}.get(value, value).upper()
     return value if value in DTMF_KEYS else ""
+
+
+async def register(
+    session: _Session, handle: int, body: dict[str, Any], timeout: float
+) -> dict[str, Any]:
+    """Send a SIP plugin `register` request (at Spool's SIP edge, through its `proxy`) and wait
+    until Janus says the handle is registered; returns the plugin's data (`master_id` for a
+    master). Raises JanusError when the edge refuses it or Janus goes away."""
+    data, _ = await session.message(handle, {"request": "register", **body})
+    event = (data.get("result") or {}).get("event")
+    while event not in ("registered", "registration_failed"):
+        message = await asyncio.wait_for(session.events.get(), timeout)
+        if message is None:
+            raise JanusError(CONNECTION_LOST, "the connection to Janus closed")
+        if message.get("sender") == handle:
+            data = message.get("plugindata", {}).get("data", {})
+            event = (data.get("result") or {}).get("event")
+    if event != "registered":
+        raise JanusError(-1, f"the SIP edge refused the REGISTER: {data}")
+    return dict(data)

@@ -34,7 +34,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from apps.automation.sip import KEEPALIVE_SECONDS, _SipSession
+from apps.automation.sip import DTMF_KEYS, KEEPALIVE_SECONDS, _SipSession, dtmf_tone, register
 from apps.calls.sfu import CONNECTION_LOST, TIMEOUT, JanusError, OnEvent
 
 logger = logging.getLogger(__name__)
@@ -46,8 +46,6 @@ SPARE_HELPERS = 4  # idle handles kept ready: how many calls may arrive at the s
 RETRY_SECONDS = 2.0  # before registering again after Janus or the edge went away
 HEADER_PREFIX = "X-Spool-"
 NOT_E164 = re.compile(r"[^0-9+]")
-DTMF_RELAY = re.compile(r"Signal\s*=\s*([0-9*#A-Da-d])")
-DTMF_TONES = frozenset("0123456789*#ABCD")
 
 OnCall = Callable[["IncomingPhoneCall"], Awaitable[None]]
 
@@ -64,16 +62,12 @@ def number_of(sip_uri: str) -> str:
 
 
 def dtmf_of(result: dict[str, Any]) -> str:
-    """The key of a SIP INFO (application/dtmf-relay: "Signal=5") or an RFC 2833 event that
-    Janus reports ("signal": "5"); "" for anything else."""
+    """The key of a SIP INFO (sip.dtmf_tone) or of an RFC 2833 event that Janus reports
+    ("signal": "5"); "" for anything else."""
     if result.get("event") == "dtmf":
-        tone = str(result.get("signal") or "")
-    elif "dtmf-relay" in str(result.get("type") or ""):
-        match = DTMF_RELAY.search(str(result.get("content") or ""))
-        tone = match.group(1) if match else ""
-    else:
-        return ""
-    return tone.upper() if tone.upper() in DTMF_TONES else ""
+        tone = str(result.get("signal") or "").upper()
+        return tone if tone in DTMF_KEYS else ""
+    return dtmf_tone(str(result.get("type") or ""), str(result.get("content") or ""))
 
 
 class IncomingPhoneCall:
@@ -205,28 +199,18 @@ class SipLine:
         await session.create()
         master = await session.attach()
         self._handles[master] = None
-        data, _ = await session.message(
+        data = await register(
+            session,
             master,
             {
-                "request": "register",
                 "username": LINE_URI,
                 "secret": "unused",  # the edge takes the line by its address
                 "proxy": f"sip:{self.edge}",
                 "register_ttl": REGISTER_SECONDS,
                 "incoming_header_prefixes": [HEADER_PREFIX],
             },
+            self.timeout,
         )
-        event = (data.get("result") or {}).get("event")
-        while event not in ("registered", "registration_failed"):
-            message = await asyncio.wait_for(session.events.get(), self.timeout)
-            if message is None:
-                raise JanusError(CONNECTION_LOST, "the connection to Janus closed")
-            if message.get("sender") == master:
-                result = message.get("plugindata", {}).get("data", {}).get("result") or {}
-                event = result.get("event")
-                data = message.get("plugindata", {}).get("data", {})
-        if event != "registered":
-            raise JanusError(-1, f"the edge refused the line's REGISTER: {data}")
         self._master_id = (data.get("result") or {}).get("master_id") or master
         for _ in range(SPARE_HELPERS):
             await self._add_helper()

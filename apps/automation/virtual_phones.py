@@ -30,7 +30,7 @@ from typing import Any
 
 from django.conf import settings
 
-from apps.automation.sip import KEEPALIVE_SECONDS, _SipSession
+from apps.automation.sip import KEEPALIVE_SECONDS, _SipSession, register
 from apps.automation.sip_line import number_of
 from apps.calls.sfu import CONNECTION_LOST, TIMEOUT, JanusError, OnEvent
 
@@ -80,27 +80,18 @@ class VirtualPhone:
         try:
             await session.create()
             handle = self._handle = await session.attach()
-            data, _ = await session.message(
+            await register(
+                session,
                 handle,
                 {
-                    "request": "register",
                     "username": f"sip:{self.number}@{self.domain}",
                     "display_name": self.number,
                     "secret": "unused",  # the edge takes Janus's REGISTERs by its address
                     "proxy": f"sip:{self.edge}",
                     "register_ttl": REGISTER_SECONDS,
                 },
+                self.timeout,
             )
-            event = (data.get("result") or {}).get("event")
-            while event not in ("registered", "registration_failed"):
-                message = await asyncio.wait_for(session.events.get(), self.timeout)
-                if message is None:
-                    raise JanusError(CONNECTION_LOST, "the connection to Janus closed")
-                if message.get("sender") == handle:
-                    data = message.get("plugindata", {}).get("data", {})
-                    event = (data.get("result") or {}).get("event")
-            if event != "registered":
-                raise JanusError(-1, f"the SIP edge refused the virtual phone: {data}")
         except BaseException:
             await self.close()
             raise
