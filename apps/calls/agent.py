@@ -16,6 +16,7 @@ Media is WebRTC (aiortc). ICE uses no public STUN server, and with `loopback=Tru
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
 import json
 import math
@@ -39,6 +40,7 @@ from av import AudioFrame
 
 SAMPLE_RATE = 48000
 FRAME_SAMPLES = 960  # 20 ms
+CLOSE_SECONDS = 5.0  # for a peer connection or a recorder to close
 
 
 class ToneTrack(MediaStreamTrack):
@@ -224,12 +226,18 @@ class CallAgent:
             await self._close_peer(key)
 
     async def _close_peer(self, key: str) -> None:
+        # Bounded: aiortc's close can hang on a peer whose far end went first, and this runs
+        # in the socket's reader, which must go on (a hang-up's reply comes after).
         peer = self._peers.pop(key, None)
         if peer is not None:
-            await peer.close()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_SECONDS):
+                    await peer.close()
         recorder = self._recorders.pop(key, None)
         if recorder is not None:
-            await recorder.stop()  # finishes the file
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_SECONDS):
+                    await recorder.stop()  # finishes the file
 
     def _peer(self, key: str, *, sends: bool = True) -> RTCPeerConnection:
         peer = self._peers.get(key)

@@ -272,5 +272,8 @@ async def _run(
             settings.RING_TIMEOUT_SECONDS, _stop_ringing, reply["callId"]
         )
     if name == "call.hangup":
+        # The client hears it left at once; its Janus session is closed after.
+        await consumer.send_json(_answering(frame, reply))
         await _close_sfu_leg((consumer.channel_name, reply["callId"]))
+        return None
     return reply

@@ -869,11 +869,11 @@ def _end(call: Call, code: int, reason: str, *, by: str) -> Call:
             _push([(leg.raw_id, frame) for leg in legs])
         else:
             _push([_to_leg(leg, frame) for leg in live] + [(leg.raw_id, frame) for leg in ringing])
-        # The media process holds a bridged call's media, and the phones of a group call.
-        if call.topology == CallTopology.BRIDGE or any(
-            leg.raw_id.startswith(PHONE_PREFIX) for leg in legs
-        ):
+        if call.topology == CallTopology.BRIDGE:
             call_signals.call_ended.send(Call, call=call)
+        elif any(leg.raw_id.startswith(PHONE_PREFIX) for leg in legs):
+            # The media process holds the phones of a group call: they hang up.
+            media_link.send_after_commit({"type": "end", "call": str(call.pk)})
         if call.topology == CallTopology.SFU:
             transaction.on_commit(lambda: sfu.destroy_room_in_background(str(call.pk)))
         if was_connected:

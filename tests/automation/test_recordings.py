@@ -262,7 +262,7 @@ class UnmixedRoom(RecordingRoom):
 
     tones: dict[str, float] = {}
 
-    def __init__(self, url: str, room: str, on_event: Any) -> None:
+    def __init__(self, url: str, room: str, on_event: Any, *, browsers: bool = False) -> None:
         super().__init__(url, room, on_event)
         self.recordings: dict[str, tuple[Path, int]] = {}
 

@@ -167,7 +167,9 @@ class RtpRoom(FakeRoom):
     UDP: `speak()` sends a participant's audio to its forward as Opus RTP, as Janus does, and
     what a plain-RTP leg sends (A-law) is kept in `heard`."""
 
-    def __init__(self, url: str = "", room: str = "", on_event: Any = None) -> None:
+    def __init__(
+        self, url: str = "", room: str = "", on_event: Any = None, *, browsers: bool = False
+    ) -> None:
         super().__init__(url, room, on_event)
         self.forwarded: dict[str, tuple[str | None, tuple[str, int]]] = {}
         self.heard: dict[str, list[int]] = {}
