@@ -15,33 +15,16 @@ ends unanswered, the phone is refused with the call's end code as its SIP status
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db import transaction
 from django.utils import timezone
 
 from apps.accounts.models import IncomingCalls
 from apps.accounts.services import IdentityNotFound, access_identity
-from apps.calls import signaling
+from apps.calls import phones, signaling
 from apps.calls import signals as call_signals
 from apps.calls.models import Call, CallKind, CallLegState, CallParticipant, CallTopology
 from apps.numbers.orders import APPLICATION_DESTINATION
 from apps.pstn import inbound
-
-LIVE = (CallLegState.RINGING, CallLegState.CONNECTED)
-
-
-def live_phone_calls(resource_id: Any) -> dict[str, int]:
-    """A resource's phone legs now (either way), by the trunk's FQDN."""
-    by_trunk: dict[str, int] = {}
-    for fqdn in CallParticipant.objects.filter(
-        call__resource_id=resource_id,
-        call__ended_at=None,
-        raw_id__startswith=signaling.PHONE_PREFIX,
-        state__in=LIVE,
-    ).values_list("sip_trunk", flat=True):
-        by_trunk[fqdn] = by_trunk.get(fqdn, 0) + 1
-    return by_trunk
 
 
 def call_in(source: str, caller: str, number: str, sip_call_id: str) -> Call:
@@ -52,7 +35,7 @@ def call_in(source: str, caller: str, number: str, sip_call_id: str) -> Call:
         admission = inbound.admit(source, number)
         resource = admission.number.owner
         assert resource is not None  # admit() takes owned numbers only
-        inbound.check_capacity(admission, live_phone_calls(resource.pk))
+        inbound.check_capacity(admission, phones.live_phone_calls(resource.pk))
         destination = admission.number.inbound_destination
         identity = None
         if destination.startswith("8:"):

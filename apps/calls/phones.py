@@ -48,6 +48,19 @@ def dial(
     return call
 
 
+def live_phone_calls(resource_id: Any) -> dict[str, int]:
+    """A resource's phone legs now (either way, ringing or answered), by the trunk's FQDN."""
+    by_trunk: dict[str, int] = {}
+    for fqdn in CallParticipant.objects.filter(
+        call__resource_id=resource_id,
+        call__ended_at=None,
+        raw_id__startswith=signaling.PHONE_PREFIX,
+        state__in=LIVE,
+    ).values_list("sip_trunk", flat=True):
+        by_trunk[fqdn] = by_trunk.get(fqdn, 0) + 1
+    return by_trunk
+
+
 def ring_phone(call: Call, to: str, caller_id: str | None) -> CallParticipant:
     """Ring the phone `to` (`4:+E.164`) into the bridged `call`, shown as `caller_id`: a
     ringing leg, which the media process places through the route's trunks (the
@@ -55,20 +68,12 @@ def ring_phone(call: Call, to: str, caller_id: str | None) -> CallParticipant:
     phone legs (this call's earlier ones too). Raises dialing's refusals (DialRefused,
     NoRoute, TooManyPhoneCalls); call it inside the transaction that creates or changes the
     call, so that a refusal changes nothing."""
-    live = CallParticipant.objects.filter(
-        call__resource_id=call.resource_id,
-        call__ended_at=None,
-        raw_id__startswith=signaling.PHONE_PREFIX,
-        state__in=LIVE,
-    )
-    by_trunk: dict[str, int] = {}
-    for fqdn in live.values_list("sip_trunk", flat=True):
-        by_trunk[fqdn] = by_trunk.get(fqdn, 0) + 1
+    by_trunk = live_phone_calls(call.resource_id)
     plan = dialing.plan_dial(
         call.resource,
         to[len(signaling.PHONE_PREFIX) :],
         caller_id,
-        live_calls=live.count(),
+        live_calls=sum(by_trunk.values()),
         live_by_trunk=by_trunk,
     )
     # A phone that was in the call before (it left, or did not answer) rings on its old row.
