@@ -57,26 +57,22 @@ class App:
                 found += [e["type"].rsplit(".", 1)[-1] for e in json.loads(received.body)]
         return found
 
-    def wait_callback(self, name: str, timeout: float = 20) -> dict[str, Any]:
+    def wait_callback(
+        self, name: str, timeout: float = 20, *, context: str | None = None
+    ) -> dict[str, Any]:
+        """The first `name` callback (of that operationContext, if given)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for received in self.callbacks.received:
                 if received.method != "POST":
                     continue
                 for event in json.loads(received.body):
-                    if event["type"].endswith("." + name):
+                    if not event["type"].endswith("." + name):
+                        continue
+                    if context is None or event["data"].get("operationContext") == context:
                         return dict(event)
             time.sleep(0.05)
         raise AssertionError(f"no {name}; got {self.callback_types()}")
-
-    def last_callback(self, name: str) -> dict[str, Any]:
-        found: dict[str, Any] = {}
-        for received in self.callbacks.received:
-            if received.method == "POST":
-                for event in json.loads(received.body):
-                    if event["type"].endswith("." + name):
-                        found = dict(event)
-        return found
 
     def wait_event(self, name: str, timeout: float = 20) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -228,13 +224,7 @@ def test_an_ivr_answers_prompts_collects_keys_records_and_transfers(
                 [FileSource(url=f"{files}/tone.wav"), FileSource(url=f"{files}/tone.mp3")],
                 operation_context="files",
             )
-            for _ in range(300):
-                if (
-                    app.last_callback("PlayCompleted").get("data", {}).get("operationContext")
-                    == "files"
-                ):
-                    break
-                await asyncio.sleep(0.1)
+            await asyncio.to_thread(app.wait_callback, "PlayCompleted", 30, context="files")
             assert app.callback_types().count("PlayCompleted") == 2
 
             # the caller's keys are collected

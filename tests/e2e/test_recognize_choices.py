@@ -134,11 +134,9 @@ def test_a_caller_says_a_choice_and_keys_another(live_spool: LiveSpool, tmp_path
             )
             await asyncio.sleep(0.5)
             await caller.send_dtmf("2")
-            for _ in range(200):
-                keyed = app.last_callback("RecognizeCompleted")
-                if keyed["data"]["operationContext"] == "keyed":
-                    break
-                await asyncio.sleep(0.1)
+            keyed = await asyncio.to_thread(
+                app.wait_callback, "RecognizeCompleted", 20, context="keyed"
+            )
             await caller.hang_up()
             return [said, keyed]
         finally:

@@ -26,6 +26,7 @@ pytestmark = pytest.mark.e2e
 # The shipped language model hears this espeak-ng voice far better than the default one
 # (docs/automation.md); "customer service" came back in every run through the media path.
 VOICE = "en-us+f2"
+ATTEMPTS = 3  # times the application asks before the test gives up
 
 
 def spoken(text: str) -> bytes:
@@ -72,7 +73,7 @@ def test_a_caller_says_a_sentence_then_answers_with_keys(
     sentence = spoken("transfer me to customer service")
     silence = bytes(array.array("h", [0] * SAMPLE_RATE).tobytes())
 
-    async def scenario() -> list[dict[str, Any]]:
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any], list[str]]:
         await caller.connect()
         try:
             await caller.call(line_id)
@@ -84,19 +85,29 @@ def test_a_caller_says_a_sentence_then_answers_with_keys(
             await asyncio.to_thread(app.wait_callback, "CallConnected")
             call = client.get_call_connection(answered.call_connection_id)
 
-            # when the application listens for speech and the caller says a sentence
-            await asyncio.to_thread(
-                call.start_recognizing_media,
-                input_type=RecognizeInputType.SPEECH,
-                target_participant=CommunicationUserIdentifier(caller_id),
-                initial_silence_timeout=10,
-                end_silence_timeout=1,
-                speech_language="en-US",
-                operation_context="said",
-            )
-            await asyncio.sleep(1.0)
-            microphone.say(sentence + silence * 2)
-            said = await asyncio.to_thread(app.wait_callback, "RecognizeCompleted", 30)
+            # when the application listens for speech and the caller says a sentence; like an
+            # IVR, it asks again when it heard something else (the shipped language model is
+            # poor, and worse on a loaded 2-core machine: docs/automation.md)
+            heard: list[str] = []
+            for attempt in range(ATTEMPTS):
+                context = f"said-{attempt}"
+                await asyncio.to_thread(
+                    call.start_recognizing_media,
+                    input_type=RecognizeInputType.SPEECH,
+                    target_participant=CommunicationUserIdentifier(caller_id),
+                    initial_silence_timeout=10,
+                    end_silence_timeout=1,
+                    speech_language="en-US",
+                    operation_context=context,
+                )
+                await asyncio.sleep(1.0)
+                microphone.say(sentence + silence * 2)
+                said = await asyncio.to_thread(
+                    app.wait_callback, "RecognizeCompleted", 30, context=context
+                )
+                heard.append(said["data"]["speechResult"]["speech"])
+                if "customer" in heard[-1] and "service" in heard[-1]:
+                    break
 
             # and then listens for speech or keys, and the caller presses 4, 2, #
             await asyncio.to_thread(
@@ -110,27 +121,24 @@ def test_a_caller_says_a_sentence_then_answers_with_keys(
             await asyncio.sleep(0.5)
             for key in "42#":
                 await caller.send_dtmf(key)
-            keyed: dict[str, Any] = {}
-            for _ in range(200):
-                keyed = app.last_callback("RecognizeCompleted")
-                if keyed["data"]["operationContext"] == "keyed":
-                    break
-                await asyncio.sleep(0.1)
+            keyed = await asyncio.to_thread(
+                app.wait_callback, "RecognizeCompleted", 20, context="keyed"
+            )
             await caller.hang_up()
-            return [said, keyed]
+            return said, keyed, heard
         finally:
             await caller.close()
 
     try:
-        said, keyed = asyncio.run(scenario())
+        said, keyed, heard = asyncio.run(scenario())
     finally:
         app.stop()
 
     # then the sentence came back as text, and the keys as a DTMF result
-    assert said["data"]["operationContext"] == "said"
+    assert said["data"]["operationContext"].startswith("said-")
     assert said["data"]["recognitionType"] == "speech"
     text = said["data"]["speechResult"]["speech"]
-    assert "customer" in text and "service" in text, text
+    assert "customer" in text and "service" in text, heard
     assert 0 < said["data"]["speechResult"]["confidence"] <= 1
     assert said["data"]["resultInformation"]["code"] == 200
     assert keyed["data"]["operationContext"] == "keyed"

@@ -87,6 +87,12 @@ def test_an_unmixed_recording_puts_each_participant_on_its_channel(
             await guest.answer()
             await guest.wait_state("Connected")
             await asyncio.to_thread(app.wait_callback, "AddParticipantSucceeded")
+            # the guest's media is flowing (it hears the call) before two seconds of it: on a
+            # loaded machine, DTLS can finish well after "Connected"
+            for _ in range(200):
+                if guest.frames_received > 25:
+                    break
+                await asyncio.sleep(0.05)
             await asyncio.sleep(2.0)
             await asyncio.to_thread(client.stop_recording, recording.recording_id)
             file_status = await asyncio.to_thread(app.wait_event, "RecordingFileStatusUpdated", 30)
