@@ -310,6 +310,10 @@ SIP_LOOPBACK_SECRET = (
 )
 # Inbound calls one SIP line (one media process) takes at once; more get 486 Busy Here.
 SIP_LINE_MAX_CALLS = env_int("SPOOL_SIP_LINE_MAX_CALLS", 50, minimum=1)
+# An answered phone whose audio stops for this long is given up (its trunk vanished without a
+# BYE): the call ends as a silent line (408). 0: never. A phone on hold with `a=inactive`
+# sends nothing either, so keep it above the longest hold you expect.
+PHONE_MEDIA_TIMEOUT_SECONDS = env_int("SPOOL_PHONE_MEDIA_TIMEOUT_SECONDS", 60, minimum=0)
 
 # A 1:1 call nobody answers stops ringing after this long (end code 408).
 RING_TIMEOUT_SECONDS = env_int("SPOOL_RING_TIMEOUT_SECONDS", 60, minimum=1)

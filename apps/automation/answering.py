@@ -31,10 +31,12 @@ class Answering:
     a phone leg."""
 
     janus_url: str
-    incoming: dict[str, IncomingPhoneCall]  # by call id, until answered
-    # Calls answered before their phone was filed in `incoming` (the built-in IVR answers in
-    # the very transaction that makes the call): call id -> when (forgotten after a minute).
-    early_answers: dict[str, float]
+    # By (call id, the phone's raw id), until answered: a group call takes several phones.
+    incoming: dict[tuple[str, str], IncomingPhoneCall]
+    # Phones answered before they were filed in `incoming` (the built-in IVR answers in the
+    # very transaction that makes the call, a group call at once): key -> when (forgotten
+    # after a minute).
+    early_answers: dict[tuple[str, str], float]
 
     if TYPE_CHECKING:
 
@@ -76,29 +78,31 @@ class Answering:
             await phone.decline(refusal.code, refusal.reason)
             return
         call_id = str(call.pk)
-        self.incoming[call_id] = phone
-        answered_early = self.early_answers.pop(call_id, None) is not None
+        key = (call_id, phone.raw_id)
+        self.incoming[key] = phone
+        answered_early = self.early_answers.pop(key, None) is not None
 
         async def hung_up_while_ringing(event: dict[str, Any]) -> None:
-            if self.incoming.get(call_id) is phone:
-                del self.incoming[call_id]
+            if self.incoming.get(key) is phone:
+                del self.incoming[key]
             await database_sync_to_async(phones.phone_ended)(
                 call_id, phone.raw_id, int(event["code"]), str(event["reason"])
             )
 
         phone.on_event = hung_up_while_ringing
         if answered_early:
-            await self._answer_phone({"call": call_id})
+            await self._answer_phone({"call": call_id, "rawId": phone.raw_id})
 
     async def _answer_phone(self, message: dict[str, Any]) -> None:
         call_id = str(message["call"])
-        phone = self.incoming.pop(call_id, None)
+        key = (call_id, str(message["rawId"]))
+        phone = self.incoming.pop(key, None)
         if phone is None:
             now = time.monotonic()
             for early, at in list(self.early_answers.items()):
                 if now - at > EARLY_ANSWER_SECONDS:
                     del self.early_answers[early]
-            self.early_answers[call_id] = now
+            self.early_answers[key] = now
             return
         if phone.ended or phone.offer is None:
             return
@@ -132,13 +136,14 @@ class Answering:
     async def _sweep_incoming(self) -> None:
         """Refuse the phones of calls that ended while their "end" message was lost."""
         if self.incoming:
-            ended = await database_sync_to_async(incoming_phones.ended_calls)(list(self.incoming))
-            for call_id in ended:
+            call_ids = list({call_id for call_id, _ in self.incoming})
+            for call_id in await database_sync_to_async(incoming_phones.ended_calls)(call_ids):
                 await self._refuse_unanswered(call_id)
 
     async def _refuse_unanswered(self, call_id: str) -> None:
-        """The call ended before it was answered: refuse the phone with its end code."""
-        phone = self.incoming.pop(call_id, None)
-        if phone is not None:
+        """The call ended before its phones were answered: refuse them with its end code."""
+        waiting = [key for key in self.incoming if key[0] == call_id]
+        if waiting:
             code = await database_sync_to_async(incoming_phones.answer_code)(call_id)
-            await phone.decline(code)
+            for key in waiting:
+                await self.incoming.pop(key).decline(code)

@@ -21,6 +21,8 @@ Events, one at a time and in order (the callback may call this room's methods):
   connectionLost comes first).
 - {"kind": "participantLeft", "display", "reason"}: a leg went without leave() being called
   (its peer hung up, its DTLS or ICE failed, Janus dropped it).
+- {"kind": "mediaReceiving", "display", "receiving"}: a leg's audio stopped reaching Janus
+  (False, after Janus's `no_media_timer`, 1 s) or came back (True): Janus core's `media` event.
 - {"kind": "connectionLost", "reason"}: Janus, the session or the room is gone; open() again
   starts over with a new room.
 
@@ -627,6 +629,14 @@ class AudioBridgeRoom:
             for leg in list(self._legs.values()):
                 if leg.handle == sender:
                     await self._gone(leg, str(message.get("reason") or kind))
+            return
+        if kind == "media" and message.get("type") == "audio":
+            for leg in list(self._legs.values()):
+                if leg.handle == sender:
+                    receiving = bool(message.get("receiving"))
+                    await self._emit(
+                        {"kind": "mediaReceiving", "display": leg.display, "receiving": receiving}
+                    )
             return
         data = message.get("plugindata", {}).get("data", {})
         if kind != "event" or not self._heard_from(sender, data):

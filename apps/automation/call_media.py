@@ -38,5 +38,7 @@ class CallMedia:
     recording_unmixed: bool = False  # the segment is each leg's own .mjr, not the mix
     streams: dict[str, streaming.MediaStream] = field(default_factory=dict)  # by subscription
     phones: dict[str, PhoneCall] = field(default_factory=dict)  # phone legs, by raw id
+    # Answered phones whose audio stopped: the task that gives each up unless it comes back.
+    silences: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     in_sfu: bool = False  # a group call's: its browsers are in the VideoRoom, bridged here
     bridge: RoomBridge | None = None  # that bridge, once open

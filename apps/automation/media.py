@@ -262,6 +262,8 @@ class MediaProcess(Recognizing, Recorder, Phoning, Answering):
             if media.legs.pop(raw_id, None) is not None:
                 await database_sync_to_async(_leg_lost)(media.call_id, raw_id)
                 await self._legs_changed(media)
+        elif kind == "mediaReceiving":
+            self._phone_media(media, str(event.get("display", "")), bool(event.get("receiving")))
         elif kind == "connectionLost":
             media.opened = False
             for done in media.playing.values():
@@ -274,7 +276,7 @@ class MediaProcess(Recognizing, Recorder, Phoning, Answering):
             await self._close(media)
 
     async def _close(self, media: CallMedia) -> None:
-        for task in (media.current, media.runner):
+        for task in (media.current, media.runner, *media.silences.values()):
             if task is not None:
                 task.cancel()
         for subscription_id in list(media.streams):

@@ -8,6 +8,7 @@ passes through this process."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -128,6 +129,28 @@ class Phoning:
                 logger.info("DTMF as SIP INFO to %s failed (%s): sent in-band", raw_id, error)
                 left.append(raw_id)
         return left
+
+    def _phone_media(self, media: CallMedia, raw_id: str, receiving: bool) -> None:
+        """An answered phone's audio stopped reaching Janus, or came back. A trunk that
+        vanished without a word (no BYE, no ICMP refusal) sends nothing more: after
+        SPOOL_PHONE_MEDIA_TIMEOUT_SECONDS of that, the phone is given up as a silent line."""
+        waiting = media.silences.pop(raw_id, None)
+        if waiting is not None:
+            waiting.cancel()
+        phone = media.phones.get(raw_id)
+        timeout = settings.PHONE_MEDIA_TIMEOUT_SECONDS
+        if receiving or phone is None or raw_id not in media.legs or not timeout:
+            return  # (a phone still ringing with early media is not in `legs`)
+
+        async def give_up() -> None:
+            await asyncio.sleep(timeout)
+            if media.silences.get(raw_id) is asyncio.current_task():
+                del media.silences[raw_id]
+            if media.phones.get(raw_id) is phone:
+                logger.info("phone %s in call %s went silent: given up", raw_id, media.call_id)
+                await phone.silent()  # "ended" follows, as for any end
+
+        media.silences[raw_id] = asyncio.create_task(give_up())
 
     async def _hang_up_phone(self, media: CallMedia, raw_id: str) -> None:
         phone = media.phones.pop(raw_id, None)

@@ -34,7 +34,8 @@ dialog. What it does do: when the trunk's host refuses the call's RTP (ICMP port
 the SBC is gone), its relay gives up after 100 errors (about 2 s) and hangs up by itself
 ("hangingup" without our asking), which ends the call here as LINE_SILENT. A trunk that
 vanishes without a word (a network partition) is seen only as RTP that stops, in the Janus core
-`media` events of the AudioBridge leg, which bridge.py does not pass on (docs/pstn.md).
+`media` events of the AudioBridge leg (bridge.py's mediaReceiving): the media process calls
+silent() when that lasts SPOOL_PHONE_MEDIA_TIMEOUT_SECONDS.
 
 Janus's SIP plugin registers nothing here (a "guest"): trunks take calls from addresses they
 know, or challenge with digest auth, which the trunk's credentials answer.
@@ -234,6 +235,12 @@ class PhoneCall:
             return
         with contextlib.suppress(JanusError):
             await self._session.message(self._handle, {"request": "hangup"})
+
+    async def silent(self) -> None:
+        """The phone's audio stopped for good (the trunk vanished without a word): end now as
+        LINE_SILENT, with a BYE sent but not waited for (nobody may answer it)."""
+        await self.hang_up()
+        await self._end(LINE_SILENT)
 
     async def send_dtmf(self, tones: str) -> None:
         """Send keys ("0"-"9", "*", "#", "A"-"D") to the answered phone as SIP INFO

@@ -34,7 +34,14 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from apps.automation.sip import DTMF_KEYS, KEEPALIVE_SECONDS, _SipSession, dtmf_tone, register
+from apps.automation.sip import (
+    DTMF_KEYS,
+    KEEPALIVE_SECONDS,
+    LINE_SILENT,
+    _SipSession,
+    dtmf_tone,
+    register,
+)
 from apps.calls.sfu import CONNECTION_LOST, TIMEOUT, JanusError, OnEvent
 
 logger = logging.getLogger(__name__)
@@ -118,6 +125,12 @@ class IncomingPhoneCall:
             return
         with contextlib.suppress(JanusError):
             await self.line.request(self.handle, {"request": "hangup"})
+
+    async def silent(self) -> None:
+        """The phone's audio stopped for good (the trunk vanished): BYE, not waited for, and
+        "ended" now as a silent line."""
+        await self.hang_up()
+        await self._end(LINE_SILENT.code, LINE_SILENT.message)
 
     async def close(self) -> None:
         """No more events from this call (its handle stays with the line for the next one)."""

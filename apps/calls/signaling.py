@@ -26,7 +26,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.accounts import services as accounts
-from apps.accounts.models import IncomingCalls
+from apps.accounts.models import IncomingCalls, Resource
 from apps.accounts.services import TokenPrincipal, identity_group
 from apps.calls import media_link, phones, rooms, sfu
 from apps.calls import signals as call_signals
@@ -222,6 +222,11 @@ def _number_destination(principal: TokenPrincipal, to: str) -> str:
         return f"4:{owned.number}"
     if destination.startswith("8:"):
         return destination
+    if destination.startswith((numbers.GROUP_PREFIX, numbers.ROOM_PREFIX)):
+        raise InvalidCallRequest(
+            "This number's calls join a group call or room: clients join it (groupId, roomId).",
+            target="to",
+        )
     raise InvalidCallRequest(
         "This number takes no calls: set its inbound destination to an identity or to application.",
         target="to",
@@ -480,6 +485,34 @@ def join(principal: TokenPrincipal, body: dict[str, Any], channel_name: str) -> 
     raise AssertionError("unreachable")
 
 
+def live_group_call(
+    resource: Resource, target: dict[str, Any], caller_raw_id: str, now: Any, *, video: bool
+) -> tuple[Call, bool]:
+    """The live call of `target`'s group id or room (as _group_target gives it), locked, or a
+    new one started by `caller_raw_id`; and whether it is new. Inside a transaction: two first
+    joiners race to start it, and the loser gets IntegrityError (one live call per group)."""
+    lookup = {"group_id": target["group_id"]} if target["group_id"] else {"room": target["room"]}
+    call = (
+        Call.objects.select_for_update()
+        .filter(resource=resource, ended_at__isnull=True, **lookup)
+        .first()
+    )
+    if call is not None:
+        return call, False
+    call = Call.objects.create(
+        resource=resource,
+        kind=target["kind"],
+        topology=group_topology(),
+        caller_raw_id=caller_raw_id,
+        state=CallState.CONNECTED,
+        created_at=now,
+        connected_at=now,
+        video=video,
+        **lookup,
+    )
+    return call, True
+
+
 def _join_live_call(
     principal: TokenPrincipal,
     target: dict[str, Any],
@@ -488,25 +521,9 @@ def _join_live_call(
     muted: bool,
     video: bool,
 ) -> CallParticipant:
-    lookup = {"group_id": target["group_id"]} if target["group_id"] else {"room": target["room"]}
-    call = (
-        Call.objects.select_for_update()
-        .filter(resource=principal.identity.resource, ended_at__isnull=True, **lookup)
-        .first()
+    call, started = live_group_call(
+        principal.identity.resource, target, principal.raw_id, now, video=video
     )
-    started = call is None
-    if call is None:
-        call = Call.objects.create(
-            resource=principal.identity.resource,
-            kind=target["kind"],
-            topology=group_topology(),
-            caller_raw_id=principal.raw_id,
-            state=CallState.CONNECTED,
-            created_at=now,
-            connected_at=now,
-            video=video,
-            **lookup,
-        )
     others = list(call.participants.filter(state=CallLegState.CONNECTED))
     mine = next((leg for leg in others if leg.raw_id == principal.raw_id), None)
     others = [leg for leg in others if leg is not mine]

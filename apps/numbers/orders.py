@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from apps.accounts import services as accounts
 from apps.accounts.models import Resource
+from apps.calls import rooms
 from apps.core.errors import ApiError
 from apps.core.parsers import is_single_line
 from apps.numbers import carriers, services
@@ -52,6 +53,9 @@ MAX_SEARCH_QUANTITY = 100
 MAX_DESTINATION_LENGTH = 2048  # the column's size
 # A number's inbound destination that hands its calls to the resource's application.
 APPLICATION_DESTINATION = "application"
+# Destinations whose calls from phones join a group call, or a room's call.
+GROUP_PREFIX = "group:"
+ROOM_PREFIX = "room:"
 
 # The capabilities a number must support to serve a request for each value.
 COVERS: dict[str, list[str]] = {
@@ -348,8 +352,9 @@ def check_update_capabilities(
 
 def set_inbound_destination(resource: Resource, number: str, destination: str) -> PhoneNumber:
     """Point an owned number's inbound traffic at one of the resource's identities, at an
-    http(s) URL, or (calls) at the resource's application ("application"); an empty value
-    clears it. Raises NumberNotFound or ApiError (400)."""
+    http(s) URL, or (calls) at the resource's application ("application"), a group call
+    ("group:<uuid>") or a room's call ("room:<room id>"); an empty value clears it. Raises
+    NumberNotFound, IdentityNotFound, RoomNotFound or ApiError (400)."""
     destination = (destination or "").strip()
     if len(destination) > MAX_DESTINATION_LENGTH or not is_single_line(destination):
         raise ApiError(
@@ -361,12 +366,22 @@ def set_inbound_destination(resource: Resource, number: str, destination: str) -
         accounts.access_identity(resource, destination)
     elif destination == APPLICATION_DESTINATION:
         pass  # calls raise IncomingCall for the resource's application (Call Automation)
+    elif destination.startswith(GROUP_PREFIX):
+        try:
+            destination = GROUP_PREFIX + str(uuid.UUID(destination[len(GROUP_PREFIX) :]))
+        except ValueError:
+            raise ApiError(
+                "A group call's destination is group:<group id, a UUID>.",
+                target="inboundDestination",
+            ) from None
+    elif destination.startswith(ROOM_PREFIX):
+        rooms.access_room(resource, destination[len(ROOM_PREFIX) :])
     elif destination:
         parts = urlsplit(destination)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ApiError(
                 "The destination must be an identity of this resource (8:acs:...), an http(s) "
-                "URL, or application.",
+                "URL, application, group:<group id> or room:<room id>.",
                 target="inboundDestination",
             )
     with transaction.atomic():

@@ -36,11 +36,11 @@ class Socket:
         assert {k: frame.get(k) for k in fields} == fields, frame
         return frame
 
-    async def until(self, **fields: Any) -> dict[str, Any]:
+    async def until(self, timeout: float = 5, **fields: Any) -> dict[str, Any]:
         """The next frame with these fields, passing over others (replies and pushed frames
-        can arrive in either order)."""
+        can arrive in either order), each within `timeout` seconds."""
         for _ in range(10):
-            frame = await self.next()
+            frame = await self.next(timeout)
             if {k: frame.get(k) for k in fields} == fields:
                 return frame
         raise AssertionError(f"no frame with {fields}")

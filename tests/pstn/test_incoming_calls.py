@@ -7,6 +7,7 @@ the same calls through Kamailio, Janus and sipp."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,9 +16,21 @@ from django.utils import timezone
 
 from apps.accounts import services as accounts
 from apps.accounts.models import IncomingCalls
-from apps.calls import incoming_phones
-from apps.calls.models import Call, CallParticipant
-from apps.numbers.models import Capability, NumberStatus
+from apps.calls import incoming_phones, signaling
+from apps.calls.exceptions import RoomNotFound
+from apps.calls.models import (
+    Call,
+    CallKind,
+    CallLegState,
+    CallParticipant,
+    CallState,
+    CallTopology,
+    Room,
+    RoomRole,
+)
+from apps.core.errors import ApiError
+from apps.numbers import orders
+from apps.numbers.models import Capability, NumberStatus, PhoneNumber
 from apps.pstn.inbound import InboundRefused
 from apps.pstn.models import SipTrunk
 from tests.automation.conftest import (  # noqa: F401 (fixtures)
@@ -236,3 +249,129 @@ def test_an_identity_whose_calls_go_to_the_application_hands_the_call_on(
     call = call_in(owned.number)
     assert call.kind == "group"
     assert not call.participants.filter(raw_id=identity.raw_id).exists()  # nothing rang
+
+
+# --- numbers whose calls join a group call or a room -----------------------------------------
+GROUP = "8b7c8a58-5c1e-4c49-9f0e-0d6a4f1d2e3a"
+PHONE = f"4:{CALLER}"
+
+
+@pytest.fixture
+def on_sfu(settings: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
+    """Group calls on the SFU; what reaches the clients' sockets and the media process."""
+    settings.JANUS_URL = "ws://127.0.0.1:8188"
+    seen: dict[str, list[Any]] = {"frames": [], "answering": []}
+    monkeypatch.setattr("apps.calls.signaling._push", seen["frames"].extend)
+    monkeypatch.setattr(
+        "apps.calls.signals.phone_answering.send",
+        lambda sender, call, raw_id: seen["answering"].append((str(call.pk), raw_id)),
+    )
+    return seen
+
+
+def browser_in(resource: Any, **lookup: Any) -> tuple[Any, Call]:
+    """An identity that joined the live call of a group id or room."""
+    identity, _ = accounts.create_identity(resource)
+    principal = accounts.TokenPrincipal(identity=identity, scopes=frozenset(["voip"]))
+    leg = signaling.join(principal, lookup, "socket-1")
+    return identity, leg.call
+
+
+def test_a_phone_calling_a_group_number_joins_its_live_call_at_once(
+    resource: Any, owned: Any, trunk: SipTrunk, on_sfu: dict[str, list[Any]]
+) -> None:
+    # given a number whose calls join a group call, and a browser in that call
+    orders.set_inbound_destination(resource, owned.number, f"group:{GROUP.upper()}")
+    browser, live = browser_in(resource, groupId=GROUP)
+    on_sfu["frames"].clear()
+
+    # when a phone calls the number
+    call = call_in(owned.number)
+
+    # then it is in that call, answered at once, as an Attendee
+    assert call.pk == live.pk
+    leg = CallParticipant.objects.get(call=live, raw_id=PHONE)
+    assert (leg.state, leg.role, leg.sip_trunk, leg.sip_call_id) == (
+        CallLegState.CONNECTED,
+        RoomRole.ATTENDEE,
+        trunk.fqdn,
+        "abc@carrier",
+    )
+    assert on_sfu["answering"] == [(str(live.pk), PHONE)]
+    # and the browser sees it join, as a phone number
+    [(to, frame)] = on_sfu["frames"]
+    assert to == browser.raw_id and frame["event"] == "participantsUpdated"
+    assert [(p["rawId"], p["identifier"]["kind"]) for p in frame["added"]] == [
+        (PHONE, "phoneNumber")
+    ]
+    # and the same caller calling again while in the call is busy
+    assert refusal(owned.number) == 486
+
+
+def test_a_phone_starts_the_group_call_and_browsers_find_it_there(
+    resource: Any, owned: Any, trunk: SipTrunk, on_sfu: dict[str, list[Any]]
+) -> None:
+    orders.set_inbound_destination(resource, owned.number, f"group:{GROUP}")
+
+    call = call_in(owned.number)
+
+    assert (call.kind, call.topology, str(call.group_id), call.caller_raw_id, call.state) == (
+        CallKind.GROUP,
+        CallTopology.SFU,
+        GROUP,
+        PHONE,
+        CallState.CONNECTED,
+    )
+    _, joined = browser_in(resource, groupId=GROUP)
+    assert joined.pk == call.pk
+    assert PHONE in [entry["rawId"] for entry in signaling.roster(call)]
+
+
+def test_a_phone_joins_a_rooms_call_while_the_room_is_open(
+    resource: Any, owned: Any, trunk: SipTrunk, on_sfu: dict[str, list[Any]], settings: Any
+) -> None:
+    now = timezone.now()
+    room = Room.objects.create(
+        resource=resource,
+        created_at=now,
+        valid_from=now - timedelta(minutes=1),
+        valid_until=now + timedelta(hours=1),
+    )
+    orders.set_inbound_destination(resource, owned.number, f"room:{room.pk}")
+
+    call = call_in(owned.number)
+    assert (call.kind, call.room_id) == (CallKind.ROOM, room.pk)
+    signaling.end_call(call, 0, "done", by=PHONE)
+
+    # a room past its validity, a deleted room, and group calls on a mesh answer 480
+    Room.objects.filter(pk=room.pk).update(valid_until=now)
+    assert refusal(owned.number) == 480
+    settings.JANUS_URL = ""
+    orders.set_inbound_destination(resource, owned.number, f"group:{GROUP}")
+    assert refusal(owned.number) == 480
+    settings.JANUS_URL = "ws://127.0.0.1:8188"
+    Room.objects.filter(pk=room.pk).delete()
+    PhoneNumber.objects.filter(pk=owned.pk).update(inbound_destination=f"room:{room.pk}")
+    assert refusal(owned.number) == 480
+
+
+def test_group_and_room_destinations_are_checked_when_set(
+    resource: Any, owned: Any, other_resource: Any
+) -> None:
+    other_room = Room.objects.create(
+        resource=other_resource,
+        created_at=timezone.now(),
+        valid_from=timezone.now(),
+        valid_until=timezone.now() + timedelta(hours=1),
+    )
+    for bad, refused in (
+        ("group:not-a-uuid", ApiError),
+        (f"room:{other_room.pk}", RoomNotFound),  # another resource's room is not found
+        ("room:nope", RoomNotFound),
+    ):
+        with pytest.raises(refused):
+            orders.set_inbound_destination(resource, owned.number, bad)
+        assert PhoneNumber.objects.get(pk=owned.pk).inbound_destination == ""
+    assert (
+        orders.set_inbound_destination(resource, owned.number, f"group:{GROUP.upper()}")
+    ).inbound_destination == f"group:{GROUP}"

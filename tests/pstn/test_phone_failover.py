@@ -2,7 +2,8 @@
 an address nothing listens on, no word within the setup time) passes the call to the next;
 the phone's own answers (busy) do not. Then the media process end to end with a real Janus and
 sipp: the trunk it used is recorded, early media leaves the call ringing until the 200, keys
-go both ways, and a trunk that vanishes mid-call ends the call and leaves nothing behind."""
+go both ways, and a trunk that vanishes mid-call (its ports closed, or silent behind a broken
+link) ends the call and leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -282,5 +283,52 @@ async def test_keys_from_and_to_a_phone_go_through_the_media_process(
         assert left == ["8:acs:other"]
         log = far_end.log(port).read_text()
         assert "Signal=9" in log and "Signal=*" in log
+    finally:
+        await process._end(call_id)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(60)
+async def test_a_trunk_that_falls_silent_without_a_word_ends_the_call_after_the_media_timeout(
+    janus_url: str,  # noqa: F811
+    far_end: FarEnds,  # noqa: F811
+    connect: Any,  # noqa: F811
+    owned: Any,  # noqa: F811
+    route: list[SipTrunk],
+    tmp_path: Path,
+    settings: Any,
+) -> None:
+    # given an answered phone call, through a trunk that echoes
+    settings.RECORDINGS_DIR = tmp_path
+    settings.PHONE_MEDIA_TIMEOUT_SECONDS = 3
+    up = far_end("uas_echo.xml")
+    await ports(route, up, free_udp_port())
+    process = MediaProcess(janus_url)
+    caller, dial = await placed_call(connect, owned)
+    call_id = dial["call"]
+    try:
+        await process.handle(dial)
+        await caller.until(type="call", event="stateChanged", state="Connected")
+        media = process.calls[call_id]
+        phone = media.phones[RAW_PHONE]
+
+        # when its audio stops for a moment (less than the timeout), nothing happens
+        await asyncio.sleep(2)
+        assert call_id in process.calls and RAW_PHONE in media.legs
+
+        # when the trunk falls silent for good: no BYE, no RTP, no ICMP refusal
+        far_end.pause(up)
+        silent_from = time.monotonic()
+
+        # then the call ends as a silent line once the timeout has passed, not before
+        ended = await caller.until(
+            type="call", event="stateChanged", state="Disconnected", timeout=20
+        )
+        assert time.monotonic() - silent_from >= 3
+        assert ended["callEndReason"]["code"] == 408
+        call = await database_sync_to_async(Call.objects.get)(pk=call_id)
+        assert call.end_reason == "The phone line went silent."
+        await until(lambda: not phone.open, 5, "the phone's Janus session closed")
+        assert media.phones == {} and media.silences == {}
     finally:
         await process._end(call_id)

@@ -137,6 +137,53 @@ async def test_a_call_comes_in_is_accepted_into_a_room_and_audio_flows_both_ways
 
 
 @pytest.mark.timeout(60)
+async def test_a_call_given_up_as_silent_ends_once_with_408_and_a_bye(
+    janus_url: str,  # noqa: F811
+    edge: Edge,
+    tmp_path: Path,
+) -> None:
+    require_tool("sipp")
+    room = AudioBridgeRoom(janus_url, str(uuid.uuid4()), Events())
+    await room.open()
+    ended: list[dict[str, Any]] = []
+    sipp = None
+    try:
+        async with Line(janus_url, edge) as line:
+
+            async def accept(call: IncomingPhoneCall) -> None:
+                async def on_event(event: dict[str, Any]) -> None:
+                    ended.append(event)
+
+                call.on_event = on_event
+                assert call.offer is not None
+                await call.accept(await room.join(call.raw_id, call.offer, codec="pcma"))
+
+            line.decide = accept
+            sipp = sipp_call(edge.address, NUMBER, tmp_path, seconds=20)
+            await until(lambda: bool(line.calls) and line.calls[0].accepted, 10, "answered")
+
+            # when the media process gives the phone up (its audio stopped for good)
+            await line.calls[0].silent()
+
+            # then the call ends at once, as a silent line, and only once
+            assert ended == [
+                {"kind": "ended", "code": 408, "reason": "The phone line went silent."}
+            ]
+            # and the phone got a BYE: sipp, which was to send its own 20 s on, fails on it
+            assert await asyncio.to_thread(sipp.wait, 15) != 0
+            [log] = tmp_path.glob("sipp-*.log")
+            assert "BYE sip:" in log.read_text(errors="replace")
+            assert ended == [
+                {"kind": "ended", "code": 408, "reason": "The phone line went silent."}
+            ]
+    finally:
+        if sipp is not None and sipp.poll() is None:
+            sipp.kill()
+            sipp.wait()
+        await room.close()
+
+
+@pytest.mark.timeout(60)
 async def test_a_declined_call_gets_the_status_and_calls_at_once_take_helpers(
     janus_url: str,  # noqa: F811
     edge: Edge,

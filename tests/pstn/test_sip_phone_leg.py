@@ -79,6 +79,11 @@ class FarEnds:
         self.processes[port].kill()
         self.processes[port].wait()
 
+    def pause(self, port: int) -> None:
+        """The far end falls silent without a word: no BYE, no RTP, and no ICMP refusal (its
+        ports stay bound), as behind a broken link. stop() ends it."""
+        os.kill(self.processes[port].pid, signal.SIGSTOP)
+
     def stop(self) -> None:
         for process in self.processes.values():
             if process.poll() is None:
