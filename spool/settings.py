@@ -319,8 +319,12 @@ PHONE_MEDIA_TIMEOUT_SECONDS = env_int("SPOOL_PHONE_MEDIA_TIMEOUT_SECONDS", 60, m
 RING_TIMEOUT_SECONDS = env_int("SPOOL_RING_TIMEOUT_SECONDS", 60, minimum=1)
 
 # Group calls: through Janus's VideoRoom (an SFU) when SPOOL_JANUS_URL names its WebSocket API
-# (ws://127.0.0.1:8188/), else a mesh (every participant sends to every other) of a few people.
+# (ws://127.0.0.1:8188/; `serve` sets it to the Janus it starts), else a mesh (every participant
+# sends to every other) of a few people. SPOOL_GROUP_CALLS=mesh keeps them a mesh regardless.
 JANUS_URL = os.environ.get("SPOOL_JANUS_URL", "")
+GROUP_CALLS = os.environ.get("SPOOL_GROUP_CALLS", "sfu")
+if GROUP_CALLS not in ("sfu", "mesh"):
+    raise ImproperlyConfigured("SPOOL_GROUP_CALLS must be sfu or mesh")
 # Call Automation's media process (apps/automation/media.py): the channel-layer channel it
 # listens on, and the Janus it drives (AudioBridge; the SFU's Janus unless set apart).
 MEDIA_CHANNEL = os.environ.get("SPOOL_MEDIA_CHANNEL", "automation.media")

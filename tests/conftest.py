@@ -285,16 +285,24 @@ class LiveSpool:
     def give_number(self, connection: str) -> str:
         """Seed a US number and make it the resource's (SMS and calling both ways), without
         the purchase flow: for tests and benchmarks about what comes after."""
-        self.manage("seed_numbers", "--country", "US", "--count", "1")
         slug = self.slug_of(connection)
-        script = (
-            "from django.utils import timezone; from apps.accounts.models import Resource; "
-            "from apps.numbers.models import PhoneNumber; "
-            "n = PhoneNumber.objects.filter(status='available', number_type='geographic').first(); "
-            f"n.status = 'owned'; n.owner = Resource.objects.get(slug='{slug}'); "
-            "n.owned_sms = n.owned_calling = 'inbound+outbound'; "
-            "n.owned_assignment_type = 'application'; n.purchased_at = timezone.now(); n.save(); "
-            "print(n.number)"
+        script = "\n".join(
+            [
+                "from django.utils import timezone",
+                "from apps.accounts.models import Resource",
+                "from apps.numbers import inventory",
+                "from apps.numbers.models import PhoneNumber",
+                "free = PhoneNumber.objects.filter(status='available', number_type='geographic')",
+                # One seeded number in five is toll-free: seed until a geographic one is free.
+                "while not free.exists():",
+                "    inventory.seed_numbers('US', 1)",
+                "n = free.first()",
+                f"n.status, n.owner = 'owned', Resource.objects.get(slug='{slug}')",
+                "n.owned_sms = n.owned_calling = 'inbound+outbound'",
+                "n.owned_assignment_type, n.purchased_at = 'application', timezone.now()",
+                "n.save()",
+                "print(n.number)",
+            ]
         )
         return self.manage("shell", "-c", script).stdout.strip().splitlines()[-1]
 

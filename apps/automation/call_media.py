@@ -40,5 +40,6 @@ class CallMedia:
     phones: dict[str, PhoneCall] = field(default_factory=dict)  # phone legs, by raw id
     # Answered phones whose audio stopped: the task that gives each up unless it comes back.
     silences: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    early: set[str] = field(default_factory=set)  # legs kept out of the mix during early media
     in_sfu: bool = False  # a group call's: its browsers are in the VideoRoom, bridged here
     bridge: RoomBridge | None = None  # that bridge, once open

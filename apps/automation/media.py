@@ -37,6 +37,7 @@ from apps.automation.answering import Answering
 from apps.automation.bridge import AudioBridgeRoom
 from apps.automation.call_media import CallMedia, PlayFailure
 from apps.automation.media_steps import (
+    _chose_mute,
     _claim_operation,
     _continuous_tone,
     _due_work,
@@ -48,6 +49,7 @@ from apps.automation.media_steps import (
     _leg_lost,
     _media_failed,
     _ring_timeouts,
+    _still_ringing,
     recover,
 )
 from apps.automation.models import MediaOperation, OperationKind, OperationState
@@ -158,8 +160,9 @@ class MediaProcess(Recognizing, Recorder, Phoning, Answering):
                 media.current.cancel()
         elif kind == "mute":
             media = self.calls.get(call_id)
-            if media is not None and str(message["rawId"]) in media.legs:
-                await media.room.mute(str(message["rawId"]), bool(message["muted"]))
+            raw_id = str(message["rawId"])
+            if media is not None and raw_id in media.legs and raw_id not in media.early:
+                await media.room.mute(raw_id, bool(message["muted"]))
         elif kind == "hold":
             await self._hold(message)
         elif kind == "recording":
@@ -223,6 +226,12 @@ class MediaProcess(Recognizing, Recorder, Phoning, Answering):
             if data.get("type") != "offer":
                 return
             answer = await media.room.join(raw_id, data)
+            early = any(getattr(phone, "early_media", False) for phone in media.phones.values())
+            if early and await database_sync_to_async(_still_ringing)(call_id):
+                # Early media: a client calling a phone hears its network before it answers
+                # (ringback, an announcement), and is kept out of the mix until it does.
+                await media.room.mute(raw_id, True)
+                media.early.add(raw_id)
         except Exception as error:
             logger.warning("the bridge refused %s in call %s: %s", raw_id, call_id, error)
             await self._to_socket(message, {"type": "bye"})
@@ -555,6 +564,15 @@ class MediaProcess(Recognizing, Recorder, Phoning, Answering):
     async def _stop_stream(self, subscription_id: str, stream: streaming.MediaStream) -> None:
         await stream.stop()
         await database_sync_to_async(services.media_streaming_ended)(subscription_id)
+
+    async def _end_early_media(self, media: CallMedia) -> None:
+        """The call connected: legs kept out of the mix during early media are heard now, but
+        for those that muted themselves meanwhile."""
+        for raw_id in list(media.early):
+            media.early.discard(raw_id)
+            muted = await database_sync_to_async(_chose_mute)(media.call_id, raw_id)
+            with contextlib.suppress(JanusError, KeyError):  # (the leg may have gone)
+                await media.room.mute(raw_id, muted)
 
     async def _legs_changed(self, media: CallMedia, rejoined: str = "") -> None:
         """Streams follow the legs: one forward each (a replaced leg gets a new one)."""

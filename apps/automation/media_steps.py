@@ -85,6 +85,16 @@ def _is_sfu_call(call_id: str) -> bool:
     return Call.objects.filter(pk=call_id, topology=CallTopology.SFU).exists()
 
 
+def _still_ringing(call_id: str) -> bool:
+    """Whether the call has not connected yet: a leg joining now hears early media."""
+    return Call.objects.filter(pk=call_id, state=CallState.RINGING).exists()
+
+
+def _chose_mute(call_id: str, raw_id: str) -> bool:
+    """Whether the participant muted itself (its client's choice, kept on its leg)."""
+    return CallParticipant.objects.filter(call_id=call_id, raw_id=raw_id, is_muted=True).exists()
+
+
 def _ring_timeouts() -> None:
     """A call the application placed that nobody answered in time ends (408)."""
     cutoff = timezone.now() - timedelta(seconds=settings.RING_TIMEOUT_SECONDS)

@@ -40,6 +40,8 @@ class Phoning:
 
         async def _dtmf(self, call_id: str, raw_id: str, tone: str) -> None: ...
 
+        async def _end_early_media(self, media: CallMedia) -> None: ...
+
     async def _dial(self, message: dict[str, Any]) -> None:
         call_id, raw_id = str(message["call"]), str(message["rawId"])
         number = raw_id.split(":", 1)[1]
@@ -76,9 +78,12 @@ class Phoning:
             elif kind in ("early_media", "answered"):
                 if "answer" in event and not await self._complete_leg(media, raw_id, event):
                     return
-                if kind == "answered":
+                if kind == "early_media":
+                    await database_sync_to_async(phones.phone_early_media)(media.call_id)
+                else:
                     media.legs[raw_id] = ""  # no socket: the phone's signaling is SIP
                     await database_sync_to_async(phones.phone_answered)(media.call_id, raw_id)
+                    await self._end_early_media(media)
             elif kind == "dtmf":
                 await self._dtmf(media.call_id, raw_id, str(event["tone"]))
             elif kind == "ended":

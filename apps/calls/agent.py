@@ -117,6 +117,7 @@ class CallAgent:
         self._reader: asyncio.Task[None] | None = None
         self._peers: dict[str, RTCPeerConnection] = {}
         self._recorders: dict[str, MediaRecorder] = {}
+        self._closing: set[asyncio.Future[None]] = set()  # peers closing off the reader
         self._audio: MediaStreamTrack | None = None
         self._incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._states: asyncio.Queue[str] = asyncio.Queue()
@@ -202,6 +203,7 @@ class CallAgent:
 
     async def close(self) -> None:
         await self._close_peers()
+        await self._closed()
         if self._socket is not None:
             await self._socket.close()
         if self._reader is not None:
@@ -210,6 +212,7 @@ class CallAgent:
     # --- internals ---------------------------------------------------------------------------
     async def _new_call(self) -> None:
         await self._close_peers()
+        await self._closed()
         self.call_id, self.state, self.end_reason, self.topology, self.role = (
             None,
             "None",
@@ -222,12 +225,24 @@ class CallAgent:
         self._audio = None
 
     async def _close_peers(self) -> None:
-        for key in list(self._peers):
-            await self._close_peer(key)
+        await asyncio.gather(*(self._close_peer(key) for key in list(self._peers)))
+
+    def _close_later(self, *keys: str) -> None:
+        """Close these peers off the socket's reader, which must go on meanwhile (a hang-up's
+        reply may come after the frame that ended the call); _closed() waits for them."""
+        for key in keys:
+            if key in self._peers:
+                task = asyncio.ensure_future(self._close_peer(key))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+
+    async def _closed(self) -> None:
+        """Peers being closed are closed now (their recordings finished)."""
+        if self._closing:
+            await asyncio.gather(*self._closing)
 
     async def _close_peer(self, key: str) -> None:
-        # Bounded: aiortc's close can hang on a peer whose far end went first, and this runs
-        # in the socket's reader, which must go on (a hang-up's reply comes after).
+        # Bounded: aiortc's close can hang on a peer whose far end went first.
         peer = self._peers.pop(key, None)
         if peer is not None:
             with contextlib.suppress(TimeoutError):
@@ -322,9 +337,10 @@ class CallAgent:
         self.state = frame["state"]
         if self.state == "Disconnected":
             self.end_reason = frame.get("callEndReason")
-            await self._close_peers()
-        elif self.state == "Connected" and frame.get("topology") == "bridge":
-            # The call's media goes through the media bridge: one peer, "media".
+            self._close_later(*self._peers)
+        elif self.state in ("Connected", "EarlyMedia") and frame.get("topology") == "bridge":
+            # The call's media goes through the media bridge: one peer, "media" (from early
+            # media on: a phone's network plays ringback or an announcement before it answers).
             self.topology = "bridge"
             if "media" not in self._peers:
                 await self._offer("media")
@@ -337,13 +353,12 @@ class CallAgent:
         self.participants |= {p["rawId"] for p in frame["added"]}
         for raw_id in frame["removed"]:
             self.participants.discard(raw_id)
-            for key in (raw_id, f"sfu:{raw_id}"):
-                await self._close_peer(key)
+            self._close_later(raw_id, f"sfu:{raw_id}")
 
     async def _on_signal(self, key: str, frame: dict[str, Any]) -> None:
         data = frame["data"]
         if data.get("type") == "bye":
-            await self._close_peer(key)
+            self._close_later(key)
             return
         if "candidate" in data:
             peer = self._peers.get(key)

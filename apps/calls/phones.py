@@ -28,6 +28,7 @@ from apps.calls.models import (
     CallLegState,
     CallParticipant,
     CallState,
+    CallTopology,
 )
 from apps.events.services import publish_events
 from apps.pstn import dialing
@@ -110,6 +111,30 @@ def phone_placed(call_id: str, raw_id: str, trunk: str, sip_call_id: str) -> boo
     legs = CallParticipant.objects.filter(call_id=call_id, raw_id=raw_id)
     legs.update(sip_trunk=trunk, sip_call_id=sip_call_id[:200])
     return legs.filter(state=CallLegState.RINGING, call__ended_at=None).exists()
+
+
+def phone_early_media(call_id: str) -> None:
+    """The phone's network sends audio before the phone answers (ringback, an announcement):
+    a client calling it (1:1, still ringing) hears it. Its client gets `EarlyMedia` and sends
+    its media to the bridge, where the media process keeps it out of the mix until the answer."""
+    call = Call.objects.filter(
+        pk=call_id, ended_at=None, kind=CallKind.ONE_TO_ONE, state=CallState.RINGING
+    ).first()
+    if call is None:
+        return
+    caller = call.participants.filter(
+        raw_id=call.caller_raw_id, state=CallLegState.CONNECTED
+    ).first()
+    if caller is None or not caller.channel_name:
+        return
+    early = signaling._frame(
+        call,
+        "stateChanged",
+        state="EarlyMedia",
+        topology=CallTopology.BRIDGE,
+        participants=signaling.roster(call, without=call.caller_raw_id),
+    )
+    signaling._push([signaling._to_leg(caller, early)])
 
 
 def phone_answered(call_id: str, raw_id: str) -> None:

@@ -460,7 +460,8 @@ def _group_target(principal: TokenPrincipal, body: dict[str, Any]) -> dict[str, 
 
 
 def group_topology() -> str:
-    return CallTopology.SFU if settings.JANUS_URL else CallTopology.MESH
+    sfu = settings.JANUS_URL and settings.GROUP_CALLS == "sfu"
+    return CallTopology.SFU if sfu else CallTopology.MESH
 
 
 def join(principal: TokenPrincipal, body: dict[str, Any], channel_name: str) -> CallParticipant:
@@ -530,7 +531,7 @@ def _join_live_call(
     if call.topology == CallTopology.MESH and len(others) >= settings.MESH_MAX_PARTICIPANTS:
         raise CallNotAllowed(
             f"The call is full: a mesh call holds {settings.MESH_MAX_PARTICIPANTS} participants "
-            "(set SPOOL_JANUS_URL for larger group calls)."
+            "(larger group calls go through Janus: install it, or set SPOOL_JANUS_URL)."
         )
     leg, _ = CallParticipant.objects.update_or_create(
         call=call,
@@ -592,7 +593,7 @@ def add_phone(principal: TokenPrincipal, call_id: Any, body: dict[str, Any]) -> 
     if call.topology != CallTopology.SFU:
         raise CallNotAllowed(
             "Phones join group calls through the SFU: this deployment's group calls are a mesh "
-            "(set SPOOL_JANUS_URL)."
+            "(install Janus, or set SPOOL_JANUS_URL; SPOOL_GROUP_CALLS=sfu)."
         )
     if settings.MEDIA_JANUS_URL not in ("", settings.JANUS_URL):
         raise CallNotAllowed(

@@ -174,7 +174,9 @@ def _try_context(request: HttpRequest, resource: Resource, calls_tab: str) -> di
 
 @resource_page()
 def calls_try(request: HttpRequest, resource: Resource) -> HttpResponse:
-    return render(request, "console/calls_try.html", _try_context(request, resource, "try"))
+    context = _try_context(request, resource, "try")
+    context["caller_ids"] = dialing.caller_ids(resource)
+    return render(request, "console/calls_try.html", context)
 
 
 @resource_page()

@@ -1180,6 +1180,16 @@
         for (const participant of this.remoteParticipants) participant._setState("Ringing");
         return;
       }
+      if (frame.state === "EarlyMedia" && frame.topology === "bridge") {
+        // A phone's network plays ringback or an announcement before the phone answers: hear
+        // it through the bridge (which keeps this side out of the mix until the answer).
+        if (this.state !== "Ringing" && this.state !== "Connecting") return;
+        this._setState("EarlyMedia");
+        for (const participant of this.remoteParticipants) participant._setState("EarlyMedia");
+        this.topology = "bridge";
+        await this._startMedia([]);
+        return;
+      }
       if (frame.state !== "Connected" || this.state === "Connected" || this.state === "Disconnecting") return;
       for (const participant of this.remoteParticipants) participant._setState("Connected");
       this._setState("Connected");
@@ -1189,9 +1199,10 @@
         if (participant) participant._update(entry);
       }
       if (frame.topology === "bridge") {
-        // A call with an application in it: both directions send their media to the bridge.
+        // A call with an application in it: both directions send their media to the bridge
+        // (already, since early media).
         this.topology = "bridge";
-        await this._startMedia([]);
+        if (!this._peers.has(MEDIA)) await this._startMedia([]);
         return;
       }
       // In a 1:1 call the caller offers once the callee has answered.

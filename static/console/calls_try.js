@@ -1,4 +1,4 @@
-// Try calling: a 1:1 call between identities of the resource, through SpoolCalling
+// Try calling: a 1:1 call between identities of the resource, or to a phone, through SpoolCalling
 // (spool-calling.js). `window.spoolCall` is the current call (for tests and the curious).
 (() => {
   const root = document.getElementById("try-calls");
@@ -76,7 +76,15 @@
       return;
     }
     try {
-      follow(state.agent.startCall([{ communicationUserId: callee }], callOptions(withVideo)));
+      if (/^\+\d+$/.test(callee)) {
+        // A phone: through the resource's SIP routes (or the loopback carrier), audio only,
+        // shown as one of the resource's numbers.
+        const callerId = event.target.elements.caller_id.value;
+        const options = { ...callOptions(false), alternateCallerId: { phoneNumber: callerId } };
+        follow(state.agent.startCall([{ phoneNumber: callee }], options));
+      } else {
+        follow(state.agent.startCall([{ communicationUserId: callee }], callOptions(withVideo)));
+      }
     } catch (error) {
       showError(error);
     }

@@ -57,13 +57,15 @@ def tools() -> None:
 
 
 class Events:
-    """on_event for a room: keeps every event."""
+    """on_event for a room: keeps every event; a leg's media stopping and starting apart (in
+    `media`), as its timing is the network's."""
 
     def __init__(self) -> None:
         self.items: list[dict[str, Any]] = []
+        self.media: list[dict[str, Any]] = []
 
     async def __call__(self, event: dict[str, Any]) -> None:
-        self.items.append(event)
+        (self.media if event["kind"] == "mediaReceiving" else self.items).append(event)
 
     def of(self, kind: str) -> list[dict[str, Any]]:
         return [event for event in self.items if event["kind"] == kind]

@@ -135,8 +135,12 @@ def group_call(live: LiveSpool, agents_count: int, seconds_of_audio: float = 2) 
 
 
 @pytest.mark.timeout(90)
-def test_three_agents_in_a_mesh_group_call_hear_each_other(live_spool: LiveSpool) -> None:
-    agents = group_call(live_spool, 3)
+def test_three_agents_in_a_mesh_group_call_hear_each_other() -> None:
+    live, cleanups = start_spool({"SPOOL_GROUP_CALLS": "mesh"})
+    try:
+        agents = group_call(live, 3)
+    finally:
+        stop_spool(live, cleanups)
 
     for agent in agents:
         assert agent.topology == "mesh"
@@ -158,4 +162,17 @@ def test_three_agents_in_a_group_call_through_janus_hear_each_other() -> None:
         assert agent.topology == "sfu"
         assert len(agent.frames_from) == 2, agent.frames_from  # one Janus feed from each other
         assert all(key.startswith("sfu:") for key in agent.frames_from)
+        assert min(agent.frames_from.values()) > 25
+
+
+@pytest.mark.timeout(90)
+def test_group_calls_go_through_the_janus_serve_starts_by_default(live_spool: LiveSpool) -> None:
+    require_janus()
+    agents = group_call(live_spool, 2)
+
+    for agent in agents:
+        assert agent.topology == "sfu"
+        assert list(agent.frames_from) == [
+            f"sfu:{other.raw_id}" for other in agents if other is not agent
+        ]
         assert min(agent.frames_from.values()) > 25

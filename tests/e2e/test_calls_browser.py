@@ -88,15 +88,24 @@ def sfu_spool() -> Iterator[LiveSpool]:
             stop_spool(live, cleanups)
 
 
-@pytest.fixture
-def sfu_windows(
-    browser: Browser, sfu_spool: LiveSpool
+@pytest.fixture(scope="module")
+def mesh_spool() -> Iterator[LiveSpool]:
+    """A `manage.py serve` whose group calls are a mesh, Janus installed or not."""
+    live, cleanups = start_spool({"SPOOL_GROUP_CALLS": "mesh"})
+    try:
+        yield live
+    finally:
+        stop_spool(live, cleanups)
+
+
+def windows_of(
+    browser: Browser, live: LiveSpool
 ) -> Iterator[Callable[[int], tuple[list[Page], str]]]:
     contexts: list[BrowserContext] = []
 
     def make() -> BrowserContext:
         context = browser.new_context(
-            viewport={"width": 1280, "height": 800}, base_url=sfu_spool.http_url
+            viewport={"width": 1280, "height": 800}, base_url=live.http_url
         )
         context.set_default_timeout(15_000)
         contexts.append(context)
@@ -107,6 +116,20 @@ def sfu_windows(
     finally:
         for context in contexts:
             context.close()
+
+
+@pytest.fixture
+def sfu_windows(
+    browser: Browser, sfu_spool: LiveSpool
+) -> Iterator[Callable[[int], tuple[list[Page], str]]]:
+    yield from windows_of(browser, sfu_spool)
+
+
+@pytest.fixture
+def mesh_windows(
+    browser: Browser, mesh_spool: LiveSpool
+) -> Iterator[Callable[[int], tuple[list[Page], str]]]:
+    yield from windows_of(browser, mesh_spool)
 
 
 def connect_try_calling(page: Page, slug: str) -> str:
@@ -295,9 +318,9 @@ def three_in_a_group_call(pages: list[Page], slug: str, topology: str, shots: st
 
 
 def test_three_windows_in_a_mesh_group_call(
-    windows: Callable[[int], tuple[list[Page], str]],
+    mesh_windows: Callable[[int], tuple[list[Page], str]],
 ) -> None:
-    pages, slug = windows(3)
+    pages, slug = mesh_windows(3)
     three_in_a_group_call(pages, slug, "mesh", "1")
 
 

@@ -1,7 +1,8 @@
 """A call from a client to a phone number, end to end: the trunk and route set with the official
 SipRoutingClient, the trunk enabled by the operator, a Python call agent calling through
 `manage.py serve` (Janus's SIP plugin, the AudioBridge) to sipp playing the carrier's far end,
-which echoes: the caller hears its own tone back, so audio went both ways. And a busy number."""
+which echoes: the caller hears its own tone back, so audio went both ways. A busy number; and
+early media, which the caller hears while the phone rings, without being heard itself."""
 
 from __future__ import annotations
 
@@ -11,17 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from apps.calls.agent import CallAgent
+from apps.calls.agent import CallAgent, ToneTrack
 from tests.automation.tones import read_wav, tone_energy
 from tests.conftest import LiveSpool
 from tests.e2e.test_call_agents import socket_url, voip_user
 from tests.janus import require_janus
-from tests.pstn.test_sip_phone_leg import far_end  # noqa: F401 (a fixture)
+from tests.pstn.rtp_pcap import write_tone
+from tests.pstn.test_sip_phone_leg import RINGBACK, far_end  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.e2e
 
 PHONE = "+15550001111"
 FQDN = "sbc.carrier.test"
+CALLER_TONE = 660.0  # Hz: told apart from the far end's 425 Hz ringback
 
 
 def connect_trunk(live: LiveSpool, connection: str, port: int) -> None:
@@ -111,3 +114,51 @@ def test_a_busy_phone_ends_the_call_with_486(
 
     end = asyncio.run(scenario())
     assert isinstance(end, dict) and end["code"] == 486
+
+
+def test_the_caller_hears_early_media_and_is_heard_only_once_the_phone_answers(
+    live_spool: LiveSpool,
+    tmp_path: Path,
+    far_end: Callable[..., int],  # noqa: F811
+) -> None:
+    require_janus()
+    # given a far end that plays 4.5 s of ringback (183 with SDP) before it answers, and echoes
+    # what it receives all along
+    write_tone(tmp_path / "ringback.pcap", RINGBACK, 4.0)
+    connection = live_spool.create_resource()
+    caller_id = live_spool.give_number(connection)
+    _, token = voip_user(live_spool, connection)
+    connect_trunk(live_spool, connection, far_end("uas_early_media.xml"))
+    caller = CallAgent(
+        socket_url(live_spool.http_url),
+        token,
+        audio=lambda: ToneTrack(CALLER_TONE),
+        record_dir=tmp_path,
+    )
+
+    async def scenario() -> list[str]:
+        await caller.connect()
+        try:
+            await caller.call(f"4:{PHONE}", caller_id=caller_id)
+            states = [await caller._states.get() for _ in range(3)]  # then Connected
+            await asyncio.sleep(3)
+            await caller.hang_up()
+            await caller.wait_state("Disconnected")
+            return states
+        finally:
+            await caller.close()
+
+    states = asyncio.run(scenario())
+
+    # then the call went through EarlyMedia to Connected
+    assert states[-2:] == ["EarlyMedia", "Connected"], states
+    [heard] = [path for path in caller.recordings if path.name.endswith("-media.wav")]
+    samples, rate = read_wav(heard)
+    early, answered = samples[rate // 2 : 2 * rate], samples[-2 * rate :]
+    # and during early media the caller heard the ringback, but not itself: the far end did
+    # not get its audio before it answered (it would have echoed it)
+    assert tone_energy(early, rate, RINGBACK) > 20 * max(tone_energy(early, rate, 1234.0), 1e-9)
+    assert tone_energy(early, rate, CALLER_TONE) < tone_energy(early, rate, RINGBACK) / 20
+    # and once answered, the far end got it: the echo came back
+    quiet = max(tone_energy(answered, rate, 1234.0), 1e-9)
+    assert tone_energy(answered, rate, CALLER_TONE) > 20 * quiet

@@ -290,8 +290,8 @@ class Command(BaseCommand):
         self.stdout.write("Spool stopped.")
 
     def _media_children(self, python: str, manage: str) -> list[Child]:
-        """Call Automation's media plane: a Janus of our own (unless one is configured) and
-        the media process that drives it. Without Janus installed, calls with an application
+        """Call Automation's media plane and group calls' SFU: a Janus of our own (unless one is
+        configured) and the media process that drives it. Without Janus installed, calls with an application
         are refused with a clear error (503) and everything else runs."""
         from apps.core import janus as engine
 
@@ -305,6 +305,10 @@ class Command(BaseCommand):
             folder = settings.DATA_DIR / "janus"
             url = engine.prepare(folder, engine.free_port())
             os.environ["SPOOL_MEDIA_JANUS_URL"] = url  # the media process inherits it
+            if settings.GROUP_CALLS == "sfu":
+                # Group calls go through its VideoRoom too, bridged to the media process's
+                # AudioBridge there: phones and bots join them (the web processes inherit it).
+                os.environ["SPOOL_JANUS_URL"] = url
             log = folder / "janus.log"
             children.append(Child("janus", engine.command(folder, log), log_file=log))
         children += self._sip_edge()
