@@ -86,7 +86,11 @@ class Answering:
             if self.incoming.get(key) is phone:
                 del self.incoming[key]
             await database_sync_to_async(phones.phone_ended)(
-                call_id, phone.raw_id, int(event["code"]), str(event["reason"])
+                call_id,
+                phone.raw_id,
+                int(event["code"]),
+                str(event["reason"]),
+                int(event.get("subCode") or 0),
             )
 
         phone.on_event = hung_up_while_ringing

@@ -20,8 +20,16 @@ class AutomationConfig(AppConfig):
             else:
                 services.offer_incoming_call(call, to)
 
-        def ended(sender: Any, call: Any, leg: Any, code: int, **kwargs: Any) -> None:
-            services.leg_ended(call, leg, code)
+        def ended(
+            sender: Any,
+            call: Any,
+            leg: Any,
+            code: int,
+            sub_code: int = 0,
+            reason: str = "",
+            **kwargs: Any,
+        ) -> None:
+            services.leg_ended(call, leg, code, sub_code=sub_code, reason=reason)
 
         def call_ended(sender: Any, call: Any, **kwargs: Any) -> None:
             services.call_ended(call)

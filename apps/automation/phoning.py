@@ -94,7 +94,11 @@ class Phoning:
                 except Exception as error:  # the room may be closing meanwhile (call ended)
                     logger.info("%s left call %s's room: %s", raw_id, media.call_id, error)
                 await database_sync_to_async(phones.phone_ended)(
-                    media.call_id, raw_id, int(event["code"]), str(event["reason"])
+                    media.call_id,
+                    raw_id,
+                    int(event["code"]),
+                    str(event["reason"]),
+                    int(event.get("subCode") or 0),
                 )
                 if phone is not None:
                     await phone.close()  # its Janus session: nothing more comes
@@ -169,7 +173,9 @@ class Phoning:
 
 
 async def _ended(call_id: str, raw_id: str, reason: EndReason) -> None:
-    await database_sync_to_async(phones.phone_ended)(call_id, raw_id, reason.code, reason.message)
+    await database_sync_to_async(phones.phone_ended)(
+        call_id, raw_id, reason.code, reason.message, reason.sub_code
+    )
 
 
 def _trunks(call_id: str, fqdns: list[str], number: str) -> list[tuple[str, Trunk]]:

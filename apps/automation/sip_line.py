@@ -15,7 +15,7 @@ bridge.join(offer, codec="pcma")), or declines it with a SIP status. Until then 
         if not wanted(call.number):
             await call.decline(404)
             return
-        call.on_event = on_event  # {"kind": "ended", "code", "reason"}, once
+        call.on_event = on_event  # {"kind": "ended", "code", "subCode", "reason"}, once
         await call.accept(await room.join(call.raw_id, call.offer, codec="pcma"))
 
     line = SipLine(janus_url, "127.0.0.1:5060", on_call)
@@ -38,9 +38,12 @@ from apps.automation.sip import (
     DTMF_KEYS,
     KEEPALIVE_SECONDS,
     LINE_SILENT,
+    MEDIA_SERVER_GONE,
+    EndReason,
     _SipSession,
     dtmf_tone,
     register,
+    trunk_ended,
 )
 from apps.calls.sfu import CONNECTION_LOST, TIMEOUT, JanusError, OnEvent
 
@@ -48,7 +51,6 @@ logger = logging.getLogger(__name__)
 
 LINE_URI = "sip:spool@line"  # where the edge hands calls to (docker/kamailio/kamailio.cfg)
 REGISTER_SECONDS = 60
-MEDIA_GONE = 503  # the end code of calls whose Janus went away
 SPARE_HELPERS = 4  # idle handles kept ready: how many calls may arrive at the same moment
 RETRY_SECONDS = 2.0  # before registering again after Janus or the edge went away
 HEADER_PREFIX = "X-Spool-"
@@ -130,7 +132,7 @@ class IncomingPhoneCall:
         """The phone's audio stopped for good (the trunk vanished): BYE, not waited for, and
         "ended" now as a silent line."""
         await self.hang_up()
-        await self._end(LINE_SILENT.code, LINE_SILENT.message)
+        await self._end(LINE_SILENT)
 
     async def close(self) -> None:
         """No more events from this call (its handle stays with the line for the next one)."""
@@ -145,14 +147,15 @@ class IncomingPhoneCall:
             except Exception:
                 logger.exception("a key from phone call %s failed", self.sip_call_id)
 
-    async def _end(self, code: int, reason: str) -> None:
+    async def _end(self, reason: EndReason) -> None:
         if self.ended and self.on_event is None:
             return
         self.ended = True
         on_event, self.on_event = self.on_event, None
+        ended = {"code": reason.code, "subCode": reason.sub_code, "reason": reason.message}
         if on_event is not None:
             try:
-                await on_event({"kind": "ended", "code": code, "reason": reason})
+                await on_event({"kind": "ended", **ended})
             except Exception:
                 logger.exception("the end of phone call %s failed", self.sip_call_id)
 
@@ -269,7 +272,7 @@ class SipLine:
                 call = self._handles.get(handle)
                 self._handles[handle] = None
                 if call is not None:
-                    await call._end(int(result.get("code") or 200), str(result.get("reason", "")))
+                    await call._end(trunk_ended(int(result.get("code") or 200)))
             elif event == "missed_call":
                 logger.warning("a call to %s was refused: every line is busy", result.get("callee"))
             elif event in ("registration_failed", "unregistered"):
@@ -316,6 +319,6 @@ class SipLine:
         self._handles = {}
         session, self._session = self._session, None
         for call in calls:  # their Janus session goes with the line's
-            await call._end(MEDIA_GONE, "The media server went away.")
+            await call._end(MEDIA_SERVER_GONE)
         if session is not None:
             await session.destroy()

@@ -175,8 +175,9 @@ def phone_answered(call_id: str, raw_id: str) -> None:
         call_signals.phone_answered.send(Call, call=call, leg=leg)
 
 
-def phone_ended(call_id: str, raw_id: str, code: int, reason: str) -> None:
-    """The phone's side ended (refused, unanswered, or hung up). A 1:1 call ends with it, and
+def phone_ended(call_id: str, raw_id: str, code: int, reason: str, sub_code: int = 0) -> None:
+    """The phone's side ended (refused, unanswered, or hung up), with its SIP status as `code`
+    and `sub_code` saying who decided (apps/automation/sip.py). A 1:1 call ends with it, and
     so does a call from the phone that the application has not answered yet; otherwise only the
     phone's leg goes, and apps/automation hears of it through `leg_ended` (AddParticipantFailed,
     CreateCallFailed, ParticipantsUpdated; the last leg out ends the call)."""
@@ -190,7 +191,7 @@ def phone_ended(call_id: str, raw_id: str, code: int, reason: str) -> None:
     end_code = signaling.END_NORMAL if answered and code < 300 else code
     why = reason or ("The phone hung up." if answered else "The phone did not answer.")
     if call.kind != CallKind.ONE_TO_ONE and not answered:
-        signaling.stop_ringing(call, leg, code, why)  # the application's invitation failed
+        signaling.stop_ringing(call, leg, code, why, sub_code)  # the invitation failed
         return
     if call.kind != CallKind.ONE_TO_ONE and call.state == CallState.CONNECTED:
         signaling.remove_leg(call, leg, end_code)
@@ -198,4 +199,4 @@ def phone_ended(call_id: str, raw_id: str, code: int, reason: str) -> None:
     # A 1:1 call, or a phone calling the application that gives up before it answers.
     if not answered:
         CallParticipant.objects.filter(pk=leg.pk).update(state=CallLegState.DECLINED)
-    signaling.end_call(call, end_code, why, by=raw_id)
+    signaling.end_call(call, end_code, why, by=raw_id, sub_code=sub_code)

@@ -292,19 +292,25 @@ def ring(call: Call, raw_id: str) -> CallParticipant:
     return leg
 
 
-def stop_ringing(call: Call, leg: CallParticipant, code: int, reason: str) -> None:
-    """A ringing leg of a bridged call is no longer wanted (cancelled, unanswered)."""
+def stop_ringing(
+    call: Call, leg: CallParticipant, code: int, reason: str, sub_code: int = 0
+) -> None:
+    """A ringing leg of a bridged call is no longer wanted (cancelled, unanswered; a phone's
+    `sub_code` says whether its trunk or Spool decided: apps/automation/sip.py)."""
     if CallParticipant.objects.filter(pk=leg.pk, state=CallLegState.RINGING).update(
         state=CallLegState.DECLINED
     ):
-        frame = _frame(call, "stateChanged", state="Disconnected", callEndReason=_reason(code))
+        why = _reason(code, sub_code)
+        frame = _frame(call, "stateChanged", state="Disconnected", callEndReason=why)
         _push([(leg.raw_id, {**frame, "reason": reason})])
         if leg.raw_id.startswith(PHONE_PREFIX):  # those in the call saw it "Connecting"
             gone = _frame(call, "participantsUpdated", added=[], removed=[leg.raw_id])
-            gone["callEndReason"] = _reason(code)
+            gone["callEndReason"] = why
             connected = call.participants.filter(state=CallLegState.CONNECTED)
             _push([_to_leg(other, gone) for other in connected])
-        call_signals.leg_ended.send(Call, call=call, leg=leg, code=code)
+        call_signals.leg_ended.send(
+            Call, call=call, leg=leg, code=code, sub_code=sub_code, reason=reason
+        )
 
 
 def connect_caller(call: Call) -> None:
@@ -819,9 +825,10 @@ MEDIA_PEER = "media"
 DTMF_TONES = frozenset("0123456789*#ABCD")
 
 
-def end_call(call: Call, code: int, reason: str, *, by: str) -> Call:
-    """End a call for everyone (the application terminated it, or its media failed)."""
-    return _end(call, code, reason, by=by)
+def end_call(call: Call, code: int, reason: str, *, by: str, sub_code: int = 0) -> Call:
+    """End a call for everyone (the application terminated it, its media failed, or its
+    phone ended it: `sub_code` as apps/automation/sip.py gives it)."""
+    return _end(call, code, reason, by=by, sub_code=sub_code)
 
 
 def remove_leg(call: Call, leg: CallParticipant, code: int) -> Call:
@@ -857,15 +864,19 @@ def send_dtmf(principal: TokenPrincipal, call_id: Any, body: dict[str, Any]) -> 
     return call
 
 
-def _reason(code: int) -> dict[str, int]:
-    return {"code": code, "subCode": 0}
+def _reason(code: int, sub_code: int = 0) -> dict[str, int]:
+    return {"code": code, "subCode": sub_code}
 
 
-def _end(call: Call, code: int, reason: str, *, by: str) -> Call:
+def _end(call: Call, code: int, reason: str, *, by: str, sub_code: int = 0) -> Call:
     now = timezone.now()
     with transaction.atomic():
         ended = Call.objects.filter(pk=call.pk, ended_at__isnull=True).update(
-            state=CallState.DISCONNECTED, ended_at=now, end_code=code, end_reason=reason
+            state=CallState.DISCONNECTED,
+            ended_at=now,
+            end_code=code,
+            end_subcode=sub_code or None,
+            end_reason=reason,
         )
         if not ended:
             return call
@@ -881,7 +892,8 @@ def _end(call: Call, code: int, reason: str, *, by: str) -> Call:
         CallParticipant.objects.filter(call=call, state=CallLegState.CONNECTED).update(
             state=CallLegState.LEFT, left_at=now
         )
-        frame = _frame(call, "stateChanged", state="Disconnected", callEndReason=_reason(code))
+        why = _reason(code, sub_code)
+        frame = _frame(call, "stateChanged", state="Disconnected", callEndReason=why)
         ringing = [leg for leg in legs if leg.state == CallLegState.RINGING]
         if call.kind == CallKind.ONE_TO_ONE:
             _push([(leg.raw_id, frame) for leg in legs])

@@ -242,7 +242,7 @@ async def test_the_media_process_fails_over_rings_with_early_media_and_ends_a_va
         far_end.kill(up)
         ended = await caller.until(type="call", event="stateChanged", state="Disconnected")
         call = await database_sync_to_async(Call.objects.get)(pk=call_id)
-        assert ended["callEndReason"]["code"] == 408, call.end_reason
+        assert ended["callEndReason"] == {"code": 408, "subCode": 510408}, call.end_reason
         call = await database_sync_to_async(Call.objects.get)(pk=call_id)
         assert call.end_reason == "The phone line went silent."
         await until(lambda: not phone.open, 5, "the phone's Janus session closed")
@@ -325,9 +325,9 @@ async def test_a_trunk_that_falls_silent_without_a_word_ends_the_call_after_the_
             type="call", event="stateChanged", state="Disconnected", timeout=20
         )
         assert time.monotonic() - silent_from >= 3
-        assert ended["callEndReason"]["code"] == 408
+        assert ended["callEndReason"] == {"code": 408, "subCode": 510408}  # Spool decided
         call = await database_sync_to_async(Call.objects.get)(pk=call_id)
-        assert call.end_reason == "The phone line went silent."
+        assert (call.end_subcode, call.end_reason) == (510408, "The phone line went silent.")
         await until(lambda: not phone.open, 5, "the phone's Janus session closed")
         assert media.phones == {} and media.silences == {}
     finally:

@@ -598,11 +598,16 @@ def _invitation_answered(
     disconnect(connection, "The call was transferred.")
 
 
-def leg_ended(call: Call, leg: CallParticipant, code: int) -> None:
+def leg_ended(
+    call: Call, leg: CallParticipant, code: int, *, sub_code: int = 0, reason: str = ""
+) -> None:
     """A leg left or stopped ringing: a pending invitation failed, the others are told. A
     call the application placed whose targets all stopped ringing unanswered fails
-    (CreateCallFailed, then CallDisconnected) and ends with the last one's code."""
+    (CreateCallFailed, then CallDisconnected) and ends with the last one's code. A phone's
+    `sub_code` and `reason` (apps/automation/sip.py) are its resultInformation when given."""
     result = _leg_result(leg.raw_id, code)
+    if sub_code and reason:
+        result = (result[0], sub_code, reason)
     for connection in CallConnection.objects.filter(call=call).exclude(
         state=ConnectionState.DISCONNECTED
     ):
@@ -632,7 +637,7 @@ def leg_ended(call: Call, leg: CallParticipant, code: int) -> None:
             call=call, state=ConnectionState.CONNECTING
         ):
             _create_call_failed(connection, result)
-        signaling.end_call(call, result[0], result[2], by=leg.raw_id)
+        signaling.end_call(call, result[0], result[2], by=leg.raw_id, sub_code=result[1])
 
 
 def _leg_result(raw_id: str, code: int) -> tuple[int, int, str]:
