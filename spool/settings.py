@@ -310,6 +310,9 @@ SIP_LOOPBACK_SECRET = (
 )
 # Inbound calls one SIP line (one media process) takes at once; more get 486 Busy Here.
 SIP_LINE_MAX_CALLS = env_int("SPOOL_SIP_LINE_MAX_CALLS", 50, minimum=1)
+# A trunk that says nothing for this long after an INVITE (Janus does not report 100 Trying)
+# is given up for the route's next one; the last trunk is never given up this way.
+SIP_TRUNK_SETUP_SECONDS = env_int("SPOOL_SIP_TRUNK_SETUP_SECONDS", 8, minimum=1)
 # An answered phone whose audio stops for this long is given up (its trunk vanished without a
 # BYE): the call ends as a silent line (408). 0: never. A phone on hold with `a=inactive`
 # sends nothing either, so keep it above the longest hold you expect.

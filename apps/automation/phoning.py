@@ -57,7 +57,11 @@ class Phoning:
             await _ended(call_id, raw_id, NO_BRIDGE_LEG)
             return
         fqdns = [fqdn for fqdn, _ in trunks]
-        phone = PhoneCall(self.janus_url, self._on_phone_event(media, raw_id, fqdns))
+        phone = PhoneCall(
+            self.janus_url,
+            self._on_phone_event(media, raw_id, fqdns),
+            setup_seconds=settings.SIP_TRUNK_SETUP_SECONDS,
+        )
         media.phones[raw_id] = phone
         await phone.dial(number, str(message["callerId"]), offer, [trunk for _, trunk in trunks])
 

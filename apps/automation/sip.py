@@ -59,7 +59,7 @@ KEEPALIVE_SECONDS = 25.0  # as apps/automation/bridge.py: Janus drops silent ses
 # Janus does not report 100 Trying, so a trunk gets this long to ring (or answer, or refuse)
 # before the next one is tried: long enough for a slow carrier's post-dial delay, short enough
 # that a dead trunk does not cost the caller the 32 s of SIP's own INVITE timeout. The last
-# trunk is never given up this way.
+# trunk is never given up this way. (SPOOL_SIP_TRUNK_SETUP_SECONDS in the media process.)
 SETUP_SECONDS = 8.0
 CLOSED_GRACE_SECONDS = 2.0  # for the SIP plugin's "hangup" after Janus closed the WebRTC side
 DTMF_MILLISECONDS = 160  # each key sent as SIP INFO (the SIP plugin's default)
