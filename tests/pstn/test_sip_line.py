@@ -64,6 +64,20 @@ class Line:
             await self.task
 
 
+def accept_into(room: AudioBridgeRoom, ended: list[dict[str, Any]]) -> Any:
+    """A Line's `decide`: accept each call into `room`, its events into `ended`."""
+
+    async def accept(call: IncomingPhoneCall) -> None:
+        async def on_event(event: dict[str, Any]) -> None:
+            ended.append(event)
+
+        call.on_event = on_event
+        assert call.offer is not None
+        await call.accept(await room.join(call.raw_id, call.offer, codec="pcma"))
+
+    return accept
+
+
 def test_number_of_reads_the_user_of_a_sip_uri() -> None:
     assert number_of("sip:+15550001111@carrier.example") == "+15550001111"
     assert number_of("sip:15550001111@10.0.0.1:5060;user=phone") == "+15550001111"
@@ -97,15 +111,7 @@ async def test_a_call_comes_in_is_accepted_into_a_room_and_audio_flows_both_ways
         await joined(room, "8:acs:alice", alice)
         async with Line(janus_url, edge) as line:
 
-            async def accept(call: IncomingPhoneCall) -> None:
-                async def on_event(event: dict[str, Any]) -> None:
-                    ended.append(event)
-
-                call.on_event = on_event
-                assert call.offer is not None
-                await call.accept(await room.join(call.raw_id, call.offer, codec="pcma"))
-
-            line.decide = accept
+            line.decide = accept_into(room, ended)
             # when a trunk (sipp, echoing what it hears) calls the number through the edge
             sipp = sipp_call(edge.address, NUMBER, tmp_path, seconds=5)
             await until(lambda: bool(line.calls), 10, "the incoming call")
@@ -150,15 +156,7 @@ async def test_a_call_given_up_as_silent_ends_once_with_408_and_a_bye(
     try:
         async with Line(janus_url, edge) as line:
 
-            async def accept(call: IncomingPhoneCall) -> None:
-                async def on_event(event: dict[str, Any]) -> None:
-                    ended.append(event)
-
-                call.on_event = on_event
-                assert call.offer is not None
-                await call.accept(await room.join(call.raw_id, call.offer, codec="pcma"))
-
-            line.decide = accept
+            line.decide = accept_into(room, ended)
             sipp = sipp_call(edge.address, NUMBER, tmp_path, seconds=20)
             await until(lambda: bool(line.calls) and line.calls[0].accepted, 10, "answered")
 
