@@ -310,6 +310,9 @@ SIP_LOOPBACK_SECRET = (
 )
 # Inbound calls one SIP line (one media process) takes at once; more get 486 Busy Here.
 SIP_LINE_MAX_CALLS = env_int("SPOOL_SIP_LINE_MAX_CALLS", 50, minimum=1)
+# Where the media process receives rtpengine's reports of RFC 2833 keys from phones (host:port,
+# rtpengine's --dtmf-log-dest); `serve` sets it for the rtpengine it starts. Empty: none.
+SIP_DTMF_LOG = os.environ.get("SPOOL_SIP_DTMF_LOG", "")
 # A trunk that says nothing for this long after an INVITE (Janus does not report 100 Trying)
 # is given up for the route's next one; the last trunk is never given up this way.
 SIP_TRUNK_SETUP_SECONDS = env_int("SPOOL_SIP_TRUNK_SETUP_SECONDS", 8, minimum=1)

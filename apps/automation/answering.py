@@ -7,6 +7,9 @@ accepted. A call that ends before that refuses the phone with the call's end cod
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -19,6 +22,7 @@ from apps.automation.call_media import CallMedia
 from apps.automation.sip_line import IncomingPhoneCall, SipLine
 from apps.calls import incoming_phones, phones
 from apps.calls.sfu import JanusError
+from apps.core import rtpengine
 from apps.pstn.inbound import InboundRefused
 
 logger = logging.getLogger(__name__)
@@ -31,6 +35,7 @@ class Answering:
     a phone leg."""
 
     janus_url: str
+    calls: dict[str, CallMedia]
     # By (call id, the phone's raw id), until answered: a group call takes several phones.
     incoming: dict[tuple[str, str], IncomingPhoneCall]
     # Phones answered before they were filed in `incoming` (the built-in IVR answers in the
@@ -136,6 +141,47 @@ class Answering:
         await database_sync_to_async(services.media_joined)(call_id, raw_id)
         await self._start_runner(call_id)
         await self._legs_changed(media)
+
+    async def _run_dtmf_log(self) -> None:
+        """Hear the keys phones send as RFC 2833, as the edge's rtpengine reports them (JSON
+        over UDP to SPOOL_SIP_DTMF_LOG: apps/core/rtpengine.py); nothing to do without one."""
+        if not settings.SIP_DTMF_LOG:
+            return
+        host, _, port = settings.SIP_DTMF_LOG.rpartition(":")
+        reports: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1000)
+
+        class Receiver(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: Any) -> None:
+                with contextlib.suppress(asyncio.QueueFull):  # a flood is dropped, not kept
+                    reports.put_nowait(data)
+
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(Receiver, local_addr=(host, int(port)))
+        try:
+            while True:
+                await self._phone_key(await reports.get())
+        finally:
+            transport.close()
+
+    async def _phone_key(self, report: bytes) -> None:
+        """One rtpengine DTMF report: a key an answered incoming phone pressed goes to its
+        call's DTMF path; keys from Spool's side (in-band tones it plays) are not the phone's."""
+        try:
+            event = json.loads(report)
+        except ValueError:
+            return
+        key = rtpengine.key_of(event) if isinstance(event, dict) else ""
+        if not key:
+            return
+        for media in list(self.calls.values()):
+            for raw_id, phone in list(media.phones.items()):
+                if (
+                    isinstance(phone, IncomingPhoneCall)
+                    and phone.sip_call_id == event.get("callid")
+                    and phone.from_tag == event.get("source_tag")
+                ):
+                    await self._dtmf(media.call_id, raw_id, key)
+                    return
 
     async def _sweep_incoming(self) -> None:
         """Refuse the phones of calls that ended while their "end" message was lost."""

@@ -90,6 +90,7 @@ class MediaProcess(Recognizing, Recorder, Phoning, Answering):
             asyncio.create_task(self._rounds()),
             asyncio.create_task(self._alive()),
             asyncio.create_task(self._run_line()),
+            asyncio.create_task(self._run_dtmf_log()),
         ]
         try:
             await self.stopping.wait()

@@ -93,6 +93,9 @@ class IncomingPhoneCall:
         called = headers.get("X-Spool-Number")
         self.number = number_of(f"sip:{called}" if called else str(result.get("callee") or ""))
         self.source = str(headers.get("X-Spool-Source") or "")
+        # The trunk's From tag, when the edge's rtpengine relays the call: its RFC 2833 keys
+        # are reported with it (apps/automation/answering.py).
+        self.from_tag = str(headers.get("X-Spool-From-Tag") or "")
         self.offer = jsep
         self.on_event: OnEvent | None = None
         self.accepted = False

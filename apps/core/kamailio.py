@@ -18,12 +18,19 @@ def kamailio_binary() -> str | None:
 
 
 def command(
-    folder: Path, address: str, port: int, line_address: str, loopback_secret: str = ""
+    folder: Path,
+    address: str,
+    port: int,
+    line_address: str,
+    loopback_secret: str = "",
+    rtpengine: str = "",
 ) -> list[str]:
     """Kamailio in the foreground (-DD), logging to stderr (-E), with its configuration, control
     socket and runtime files in `folder`; calls carrying `loopback_secret` are the loopback
-    carrier's. The defines go in local.cfg beside the configuration (readable by this user
-    only), not on the command line where any local user could read the secret."""
+    carrier's; calls from trunks have their audio relayed by the rtpengine whose control
+    socket is `rtpengine` (udp:127.0.0.1:PORT), when given. The defines go in local.cfg beside
+    the configuration (readable by this user only), not on the command line where any local
+    user could read the secret."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     shutil.copyfile(CONFIG, folder / "kamailio.cfg")
     local = folder / "local.cfg"
@@ -31,6 +38,7 @@ def command(
     local.write_text(
         f'#!define LINE_ADDRESS "{line_address}"\n'
         + (f'#!define LOOPBACK_SECRET "{loopback_secret}"\n' if loopback_secret else "")
+        + (f'#!define RTPENGINE "{rtpengine}"\n' if rtpengine else "")
     )
     binary = kamailio_binary() or "kamailio"
     argv = [binary, "-f", str(folder / "kamailio.cfg"), "-Y", str(folder), "-DD", "-E"]

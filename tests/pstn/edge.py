@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from apps.core import kamailio
+from tests.pstn.rtp_pcap import write_keys
 
 SCENARIOS = Path(__file__).parent / "sipp"
 
@@ -145,14 +146,20 @@ def invite(address: str, number: str, caller: str = "+15559990000", timeout: flo
 
 
 def sipp_call(
-    address: str, number: str, workdir: Path, *, seconds: float = 4.0
+    address: str, number: str, workdir: Path, *, seconds: float = 4.0, keys: str = ""
 ) -> subprocess.Popen[bytes]:
     """sipp calling `number` through the edge (uac_call.xml): once answered it echoes what it
-    hears for `seconds`, then hangs up. The caller stops it (by PID) if it is still running."""
-    command = ["sipp", "-sf", str(SCENARIOS / "uac_call.xml"), "-s", number, address]
+    hears for `seconds`, then hangs up; with `keys`, it offers RFC 2833 and presses them instead
+    (uac_keys.xml: 3 s on, as telephone-events). The caller stops it (by PID) if it is still
+    running."""
+    scenario = "uac_keys.xml" if keys else "uac_call.xml"
+    if keys:
+        write_keys(workdir / "keys.pcap", keys)
+    command = ["sipp", "-sf", str(SCENARIOS / scenario), "-s", number, address]
     command += ["-i", "127.0.0.1", "-p", str(free_udp_port()), "-mi", "127.0.0.1"]
     command += ["-mp", str(free_udp_port()), "-m", "1", "-d", str(int(seconds * 1000))]
-    command += ["-rtp_echo", "-nostdin", "-timeout", "60", "-timeout_error"]
+    command += [] if keys else ["-rtp_echo"]
+    command += ["-nostdin", "-timeout", "60", "-timeout_error"]
     command += ["-trace_msg", "-message_file", str(workdir / f"sipp-{uuid.uuid4().hex[:6]}.log")]
     return subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir

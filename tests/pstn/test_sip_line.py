@@ -110,7 +110,6 @@ async def test_a_call_comes_in_is_accepted_into_a_room_and_audio_flows_both_ways
     try:
         await joined(room, "8:acs:alice", alice)
         async with Line(janus_url, edge) as line:
-
             line.decide = accept_into(room, ended)
             # when a trunk (sipp, echoing what it hears) calls the number through the edge
             sipp = sipp_call(edge.address, NUMBER, tmp_path, seconds=5)
@@ -155,7 +154,6 @@ async def test_a_call_given_up_as_silent_ends_once_with_408_and_a_bye(
     sipp = None
     try:
         async with Line(janus_url, edge) as line:
-
             line.decide = accept_into(room, ended)
             sipp = sipp_call(edge.address, NUMBER, tmp_path, seconds=20)
             await until(lambda: bool(line.calls) and line.calls[0].accepted, 10, "answered")

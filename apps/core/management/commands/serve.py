@@ -330,14 +330,38 @@ class Command(BaseCommand):
         address = settings.BIND_ADDRESS if settings.BIND_ADDRESS not in ("0.0.0.0", "::") else ""
         edge_host = address or "127.0.0.1"
         os.environ["SPOOL_SIP_EDGE"] = f"{edge_host}:{settings.SIP_PORT}"  # for the media process
+        relay, rtpengine_socket = self._media_relay(address)
         argv = kamailio.command(
             settings.DATA_DIR / "kamailio",
             address or "0.0.0.0",
             settings.SIP_PORT,
             settings.SIP_LINE_ADDRESS,
             settings.SIP_LOOPBACK_SECRET if settings.VOICE_CARRIER == "loopback" else "",
+            rtpengine=rtpengine_socket,
         )
-        return [Child("kamailio", argv)]
+        return [*relay, Child("kamailio", argv)]
+
+    def _media_relay(self, address: str) -> tuple[list[Child], str]:
+        """RFC 2833 keys from trunks: an rtpengine of our own relays inbound calls' audio and
+        reports their keys to the media process (apps/core/rtpengine.py). It needs an address
+        to put in SDP: a specific SPOOL_BIND. Returns it and its control socket, for Kamailio."""
+        from apps.core import rtpengine
+
+        if rtpengine.rtpengine_binary() is None:
+            self.stdout.write(
+                "rtpengine is not installed: keys phones send as RFC 2833 go unheard "
+                "(apt-get install rtpengine-daemon); SIP INFO keys work."
+            )
+            return [], ""
+        if not address:
+            self.stdout.write(
+                "rtpengine not started: it needs a specific SPOOL_BIND address to relay audio on."
+            )
+            return [], ""
+        ng_port, dtmf_port = rtpengine.free_udp_port(), rtpengine.free_udp_port()
+        dtmf_log = os.environ["SPOOL_SIP_DTMF_LOG"] = f"127.0.0.1:{dtmf_port}"  # for media
+        argv = rtpengine.command(settings.DATA_DIR / "rtpengine", address, ng_port, dtmf_log)
+        return [Child("rtpengine", argv)], f"udp:127.0.0.1:{ng_port}"
 
     def _request_stop(self, signum: int, frame: Any) -> None:
         self.stopping = True

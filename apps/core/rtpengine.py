@@ -1,0 +1,57 @@
+"""The rtpengine that `manage.py serve` starts beside its SIP edge (Kamailio) when rtpengine is
+installed (`apt-get install rtpengine-daemon`), in userspace (no kernel module). It relays the
+audio of calls that come in from trunks, so that Spool hears RFC 2833 keys, which Janus does
+not report: Kamailio asks it to accept `telephone-event` from the trunk and consume it
+(docker/kamailio/kamailio.cfg, `codec-consume-telephone-event`), and it reports each key as
+JSON over UDP to the media process (`--dtmf-log-dest`: apps/automation/answering.py):
+
+    {"callid": "<SIP Call-ID>", "source_tag": "<From tag>", "event": 5, "duration": 120, ...}
+
+Janus still hears the key, as an in-band tone rtpengine writes into the audio it passes on."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from pathlib import Path
+
+# RFC 4733 event codes: 0-9, then *, #, A-D.
+EVENT_KEYS = "0123456789*#ABCD"
+
+
+def rtpengine_binary() -> str | None:
+    return shutil.which("rtpengine") or shutil.which("rtpengine", path="/usr/sbin:/sbin")
+
+
+def command(folder: Path, address: str, ng_port: int, dtmf_log: str) -> list[str]:
+    """rtpengine in the foreground, relaying on `address`, taking Kamailio's commands on
+    127.0.0.1:`ng_port` and reporting keys to `dtmf_log` (host:port)."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    binary = rtpengine_binary() or "rtpengine"
+    return [
+        binary,
+        "--table=-1",  # userspace: no kernel module
+        "--foreground",
+        "--log-stderr",
+        "--log-level=4",
+        f"--interface={address}",
+        f"--listen-ng=127.0.0.1:{ng_port}",
+        f"--dtmf-log-dest={dtmf_log}",
+        f"--pidfile={folder / 'rtpengine.pid'}",
+        "--port-min=40000",
+        "--port-max=44999",
+    ]
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def key_of(event: dict[str, object]) -> str:
+    """The key an rtpengine DTMF report names ("" for anything else)."""
+    code = event.get("event")
+    if event.get("type") != "DTMF" or not isinstance(code, int) or not 0 <= code < 16:
+        return ""
+    return EVENT_KEYS[code]
