@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import fractions
 import json
+import logging
 import math
 import ssl
 from collections.abc import Callable
@@ -40,6 +41,7 @@ from av import AudioFrame
 
 SAMPLE_RATE = 48000
 FRAME_SAMPLES = 960  # 20 ms
+logger = logging.getLogger(__name__)
 CLOSE_SECONDS = 5.0  # for a peer connection or a recorder to close
 
 
@@ -231,8 +233,9 @@ class CallAgent:
         """Close these peers off the socket's reader, which must go on meanwhile (a hang-up's
         reply may come after the frame that ended the call); _closed() waits for them."""
         for key in keys:
-            if key in self._peers:
-                task = asyncio.ensure_future(self._close_peer(key))
+            peer, recorder = self._peers.pop(key, None), self._recorders.pop(key, None)
+            if peer is not None or recorder is not None:  # gone now: later frames make anew
+                task = asyncio.ensure_future(self._close(peer, recorder))
                 self._closing.add(task)
                 task.add_done_callback(self._closing.discard)
 
@@ -242,13 +245,14 @@ class CallAgent:
             await asyncio.gather(*self._closing)
 
     async def _close_peer(self, key: str) -> None:
+        await self._close(self._peers.pop(key, None), self._recorders.pop(key, None))
+
+    async def _close(self, peer: RTCPeerConnection | None, recorder: MediaRecorder | None) -> None:
         # Bounded: aiortc's close can hang on a peer whose far end went first.
-        peer = self._peers.pop(key, None)
         if peer is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(CLOSE_SECONDS):
                     await peer.close()
-        recorder = self._recorders.pop(key, None)
         if recorder is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(CLOSE_SECONDS):
@@ -321,17 +325,23 @@ class CallAgent:
             if frame.get("type") != "call":
                 await self._replies.put(frame)
                 continue
-            event = frame.get("event")
-            if event == "incomingCall":
-                await self._incoming.put(frame)
-            elif frame.get("callId") != self.call_id:
-                continue
-            elif event == "stateChanged":
-                await self._on_state(frame)
-            elif event == "signal":
-                await self._on_signal(frame.get("from") or next(iter(self.participants)), frame)
-            elif event == "participantsUpdated":
-                await self._on_participants(frame)
+            try:
+                await self._on_call_frame(frame)
+            except Exception:  # one frame's failure (a peer closing meanwhile) stops no other
+                logger.exception("call frame %s failed", frame.get("event"))
+
+    async def _on_call_frame(self, frame: dict[str, Any]) -> None:
+        event = frame.get("event")
+        if event == "incomingCall":
+            await self._incoming.put(frame)
+        elif frame.get("callId") != self.call_id:
+            return
+        elif event == "stateChanged":
+            await self._on_state(frame)
+        elif event == "signal":
+            await self._on_signal(frame.get("from") or next(iter(self.participants)), frame)
+        elif event == "participantsUpdated":
+            await self._on_participants(frame)
 
     async def _on_state(self, frame: dict[str, Any]) -> None:
         self.state = frame["state"]
