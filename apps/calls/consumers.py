@@ -68,7 +68,7 @@ def _hang_up(consumer: IdentityConsumer, frame: dict[str, Any]) -> dict[str, Any
     call = signaling.hang_up(consumer.principal, frame.get("callId"), frame)
     reply: dict[str, Any] = {"type": "call.hungUp", "callId": str(call.pk)}
     if call.end_code is not None:  # the call is over (now or before): how it ended
-        reply["callEndReason"] = {"code": call.end_code, "subCode": 0}
+        reply["callEndReason"] = {"code": call.end_code, "subCode": call.end_subcode or 0}
     return reply
 
 

@@ -887,6 +887,7 @@ def _end(call: Call, code: int, reason: str, *, by: str, sub_code: int = 0) -> C
             code,
             reason,
         )
+        call.end_subcode = sub_code or None
         legs = list(call.participants.all())
         live = [leg for leg in legs if leg.state == CallLegState.CONNECTED]
         CallParticipant.objects.filter(call=call, state=CallLegState.CONNECTED).update(
@@ -971,7 +972,11 @@ def _ended_event(call: Call, by: str) -> NewEvent:
             **_base(call),
             "startedBy": _user(call.caller_raw_id),
             "endedBy": _user(by),
-            "reason": {"code": call.end_code, "subCode": 0, "message": call.end_reason},
+            "reason": {
+                "code": call.end_code,
+                "subCode": call.end_subcode or 0,
+                "message": call.end_reason,
+            },
             "callDurationInSeconds": call.duration_seconds,
         },
     )

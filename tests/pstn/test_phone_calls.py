@@ -13,6 +13,7 @@ from channels.db import database_sync_to_async
 
 from apps.calls import phones
 from apps.calls.models import Call, CallParticipant
+from apps.events.models import Event
 from apps.numbers.models import Capability, NumberStatus
 from apps.pstn.models import SipRoute, SipTrunk
 from tests.automation.conftest import empty_media_channel, media_message  # noqa: F401
@@ -101,9 +102,19 @@ async def test_a_call_to_a_phone_rings_dials_connects_and_ends_with_the_phones_c
     assert connected["participants"][0]["identifier"]["kind"] == "phoneNumber"
 
     # when the phone hangs up, the call ends normally, the leg keeps its trunk and SIP call id
-    await database_sync_to_async(phones.phone_ended)(call_id, f"4:{PHONE}", 200, "")
+    await database_sync_to_async(phones.phone_ended)(
+        call_id, f"4:{PHONE}", 0, "The phone hung up.", 560000
+    )
     ended = await caller.until(type="call", event="stateChanged", state="Disconnected")
-    assert ended["callEndReason"]["code"] == 0
+    assert ended["callEndReason"] == {"code": 0, "subCode": 560000}
+    [call_ended] = await database_sync_to_async(
+        lambda: list(Event.objects.filter(event_type__endswith="CallEnded"))
+    )()
+    assert call_ended.data["reason"] == {
+        "code": 0,
+        "subCode": 560000,
+        "message": "The phone hung up.",
+    }
     leg = await database_sync_to_async(CallParticipant.objects.get)(raw_id=f"4:{PHONE}")
     assert (leg.sip_trunk, leg.sip_call_id, leg.state) == ("sbc.example.com", "abc@x", "left")
 
@@ -117,9 +128,14 @@ async def test_a_phone_that_does_not_answer_ends_the_call_with_its_sip_code(
 ) -> None:
     caller = await connect()
     invited = await invite(caller, alternateCallerId=owned.number)
-    await database_sync_to_async(phones.phone_ended)(invited["callId"], f"4:{PHONE}", code, "")
+    # (the trunk's status, as apps/automation/sip.py marks it: 560000 + status)
+    await database_sync_to_async(phones.phone_ended)(
+        invited["callId"], f"4:{PHONE}", code, "The phone is busy.", 560000 + code
+    )
     ended = await caller.until(type="call", event="stateChanged", state="Disconnected")
-    assert ended["callEndReason"]["code"] == code
+    assert ended["callEndReason"] == {"code": code, "subCode": 560000 + code}
+    call = await database_sync_to_async(Call.objects.get)(pk=invited["callId"])
+    assert (call.end_code, call.end_subcode) == (code, 560000 + code)
 
 
 async def test_calls_that_break_the_rules_are_refused_and_change_nothing(
