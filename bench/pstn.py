@@ -458,7 +458,8 @@ def register_line(edge: str, contact_port: int) -> None:
 
 
 def tree(root_pid: int) -> dict[str, list[int]]:
-    """The processes under `root_pid`, grouped: janus, kamailio, spool (all the others)."""
+    """The processes under `root_pid`, grouped: janus, kamailio (the edge: Kamailio and its
+    rtpengine), spool (all the others)."""
     import psutil
 
     groups: dict[str, list[int]] = {"janus": [], "kamailio": [], "spool": []}
@@ -467,7 +468,8 @@ def tree(root_pid: int) -> dict[str, list[int]]:
             name = Path(child.cmdline()[0]).name
         except (psutil.Error, IndexError):
             continue
-        groups[name if name in ("janus", "kamailio") else "spool"].append(child.pid)
+        group = {"janus": "janus", "kamailio": "kamailio", "rtpengine": "kamailio"}.get(name)
+        groups[group or "spool"].append(child.pid)
     return groups
 
 
@@ -914,7 +916,8 @@ async def bare_concurrent(
 ) -> list[Step]:
     """(c) bare: K calls in at once through Kamailio to the bare line, the prompt looped."""
     phones, rtp, media_port = await rtp_endpoint()
-    groups = {"janus": [janus.pid], "kamailio": kamailio_pids(edge.pid)}
+    relay = [edge.relay_pid] if edge.relay_pid is not None else []
+    groups = {"janus": [janus.pid], "kamailio": [*kamailio_pids(edge.pid), *relay]}
     done = []
     try:
         async with bare_line(janus.url, edge.address, prompt, loop=True, max_calls=max(steps) + 10):
@@ -980,6 +983,12 @@ def run_spool(
     return {"outbound": outbound, "inbound": inbound, "concurrent": concurrent}
 
 
+def rtpengine_installed() -> bool:
+    from apps.core import rtpengine
+
+    return rtpengine.rtpengine_binary() is not None
+
+
 def run_bare(args: argparse.Namespace, scratch: Path, steps: list[int]) -> dict[str, Any]:
     from apps.automation import audio, ivr
     from tests.janus import run_janus
@@ -989,7 +998,9 @@ def run_bare(args: argparse.Namespace, scratch: Path, steps: list[int]) -> dict[
     with far_end(scratch, scenario(scratch, "uas_echo.xml")) as port, run_janus() as janus:
         outbound = asyncio.run(bare_outbound(janus.url, port, args.calls))
         say("bare: calls out measured")
-        with run_edge() as edge:
+        # Relaying trunks' audio through rtpengine, as serve's edge does when it is installed.
+        relay = rtpengine_installed()
+        with run_edge(relay=relay) as edge:
             inbound = asyncio.run(bare_inbound(janus.url, edge.address, menu, args.calls))
             say("bare: calls in measured")
             concurrent = asyncio.run(

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from apps.core import kamailio
+from apps.core import kamailio, rtpengine
 from tests.pstn.rtp_pcap import write_keys
 
 SCENARIOS = Path(__file__).parent / "sipp"
@@ -32,6 +32,7 @@ SCENARIOS = Path(__file__).parent / "sipp"
 class Edge:
     address: str  # host:port
     pid: int
+    relay_pid: int | None = None  # its rtpengine's, when it relays trunks' audio
 
 
 def require_kamailio() -> None:
@@ -51,30 +52,45 @@ def free_udp_port() -> int:
 
 
 @contextmanager
-def run_edge(loopback_secret: str = "") -> Iterator[Edge]:
-    """Start Kamailio (taking the loopback carrier's calls when `loopback_secret` is given)
-    and wait until it answers OPTIONS; stop it (by PID) on exit."""
+def run_edge(loopback_secret: str = "", *, relay: bool = False) -> Iterator[Edge]:
+    """Start Kamailio (taking the loopback carrier's calls when `loopback_secret` is given;
+    relaying trunks' audio through an rtpengine of its own with `relay`, as `serve` does) and
+    wait until it answers OPTIONS; stop them (by PID) on exit."""
     folder = Path(tempfile.mkdtemp(prefix="spool-kamailio-"))
     process: subprocess.Popen[bytes] | None = None
+    relay_process: subprocess.Popen[bytes] | None = None
     try:
+        socket_ = ""
+        if relay:
+            ng_port = rtpengine.free_udp_port()
+            dtmf_log = f"127.0.0.1:{rtpengine.free_udp_port()}"
+            argv = rtpengine.command(folder / "rtpengine", "127.0.0.1", ng_port, dtmf_log)
+            relay_process = subprocess.Popen(
+                argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            socket_ = f"udp:127.0.0.1:{ng_port}"
         for _ in range(5):  # a port free a moment ago may be taken when Kamailio binds it
             port = free_udp_port()
-            argv = kamailio.command(folder, "127.0.0.1", port, "127.0.0.1", loopback_secret)
+            argv = kamailio.command(
+                folder, "127.0.0.1", port, "127.0.0.1", loopback_secret, rtpengine=socket_
+            )
             process = subprocess.Popen(
                 argv, stdout=subprocess.DEVNULL, stderr=open(folder / "kamailio.log", "wb")
             )
             deadline = time.monotonic() + 10
             while process.poll() is None and time.monotonic() < deadline:
                 if options(f"127.0.0.1:{port}") == 200:
-                    yield Edge(f"127.0.0.1:{port}", process.pid)
+                    relay_pid = relay_process.pid if relay_process is not None else None
+                    yield Edge(f"127.0.0.1:{port}", process.pid, relay_pid)
                     return
                 time.sleep(0.1)
             _stop(process)
         log = (folder / "kamailio.log").read_text(errors="replace")[-2000:]
         raise RuntimeError(f"Kamailio did not start:\n{log}")
     finally:
-        if process is not None:
-            _stop(process)
+        for started in (process, relay_process):
+            if started is not None:
+                _stop(started)
         shutil.rmtree(folder, ignore_errors=True)
 
 
