@@ -156,7 +156,13 @@ class Answering:
                     reports.put_nowait(data)
 
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(Receiver, local_addr=(host, int(port)))
+        try:
+            transport, _ = await loop.create_datagram_endpoint(
+                Receiver, local_addr=(host, int(port))
+            )
+        except (OSError, ValueError) as error:
+            logger.error("cannot hear RFC 2833 keys on %s: %s", settings.SIP_DTMF_LOG, error)
+            return
         try:
             while True:
                 await self._phone_key(await reports.get())
