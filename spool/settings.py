@@ -303,10 +303,21 @@ SIP_LINE_ADDRESS = os.environ.get("SPOOL_SIP_LINE_ADDRESS", "127.0.0.1")
 VOICE_CARRIER = os.environ.get("SPOOL_VOICE_CARRIER", "loopback")
 if VOICE_CARRIER not in ("loopback", "sip"):
     raise ImproperlyConfigured("SPOOL_VOICE_CARRIER must be loopback or sip")
-# What marks the loopback carrier's SIP to the edge (derived from SECRET_KEY unless set).
-SIP_LOOPBACK_SECRET = (
-    os.environ.get("SPOOL_SIP_LOOPBACK_SECRET")
+# What marks Spool's own SIP at the edge: calls it places through trunks, and the loopback
+# carrier's (derived from SECRET_KEY unless set; SPOOL_SIP_LOOPBACK_SECRET is its old name).
+SIP_EDGE_SECRET = (
+    os.environ.get("SPOOL_SIP_EDGE_SECRET")
+    or os.environ.get("SPOOL_SIP_LOOPBACK_SECRET")
     or hmac.new(SECRET_KEY.encode(), b"spool-sip-loopback", hashlib.sha256).hexdigest()[:32]
+)
+# SIP over TLS at the edge `serve` starts: trunks call in on this port (0: no TLS), with the
+# certificate of SPOOL_SIP_TLS_CERT / _KEY (default: the web's, SPOOL_TLS_CERT / _KEY), and
+# calls out to TLS trunks check the trunk's certificate against SPOOL_SIP_TLS_CA_FILE.
+SIP_TLS_PORT = env_int("SPOOL_SIP_TLS_PORT", 5061, minimum=0)
+SIP_TLS_CERT = Path(os.environ.get("SPOOL_SIP_TLS_CERT") or TLS_CERT)
+SIP_TLS_KEY = Path(os.environ.get("SPOOL_SIP_TLS_KEY") or TLS_KEY)
+SIP_TLS_CA_FILE = Path(
+    os.environ.get("SPOOL_SIP_TLS_CA_FILE") or "/etc/ssl/certs/ca-certificates.crt"
 )
 # Inbound calls one SIP line (one media process) takes at once; more get 486 Busy Here.
 SIP_LINE_MAX_CALLS = env_int("SPOOL_SIP_LINE_MAX_CALLS", 50, minimum=1)

@@ -244,15 +244,17 @@ class LiveSpool:
         return str(self.data_dir / "tls" / "spool.crt")
 
     def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
+        done = subprocess.run(
             [sys.executable, str(ROOT / "manage.py"), *args],
             env=self.env,
             cwd=ROOT,
             capture_output=True,
             text=True,
-            check=check,
             timeout=120,
         )
+        if check and done.returncode != 0:  # with its traceback, which CalledProcessError hides
+            raise AssertionError(f"manage.py {args[0]} failed:\n{done.stderr[-4000:]}")
+        return done
 
     def create_resource(self, name: str | None = None) -> str:
         """A new resource's connection string (the command's last line), once the web process
@@ -354,6 +356,7 @@ def start_spool(extra_env: dict[str, str] | None = None) -> tuple[LiveSpool, lis
             "SPOOL_HTTPS_PORT": str(https_port),
             # Its own SIP edge (when Kamailio is installed), never the machine's 5060.
             "SPOOL_SIP_PORT": str(free_port()),
+            "SPOOL_SIP_TLS_PORT": str(free_port()),
             "SPOOL_WEB_PROCESSES": "1",
             "SPOOL_WORKER_CONCURRENCY": "1",
             "PYTHONUNBUFFERED": "1",

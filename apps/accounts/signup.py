@@ -22,7 +22,6 @@ the attempts, and the same quota per recipient bounds the mails one address rece
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import json
@@ -31,7 +30,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.fernet import InvalidToken, MultiFernet
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
@@ -39,7 +38,6 @@ from django.contrib.auth.models import User as PortalUser
 from django.contrib.auth.tokens import default_token_generator
 from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
-from django.utils.crypto import salted_hmac
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
@@ -50,7 +48,7 @@ from apps.accounts.exceptions import (
     SignUpLinkUsed,
 )
 from apps.accounts.tasks import send_account_mail
-from apps.core import quotas
+from apps.core import quotas, sealed
 
 logger = logging.getLogger(__name__)
 
@@ -125,19 +123,8 @@ def request_sign_up(username: str, email: str, password: str, *, site: str) -> N
 
 # --- The link ---------------------------------------------------------------------------
 def _fernet() -> MultiFernet:
-    # One key per secret, the current one first: links stay good across a SECRET_KEY rotation
-    # that keeps the old one in SECRET_KEY_FALLBACKS.
-    secrets = [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]
-    return MultiFernet(
-        [
-            Fernet(
-                base64.urlsafe_b64encode(
-                    salted_hmac(_KEY_SALT, "link key", secret=secret, algorithm="sha256").digest()
-                )
-            )
-            for secret in secrets
-        ]
-    )
+    # Links stay good across a SECRET_KEY rotation that keeps the old one as a fallback.
+    return sealed.fernet(_KEY_SALT, "link key")
 
 
 def make_link_token(pending: PendingSignUp) -> str:

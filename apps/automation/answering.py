@@ -170,8 +170,9 @@ class Answering:
             transport.close()
 
     async def _phone_key(self, report: bytes) -> None:
-        """One rtpengine DTMF report: a key an answered incoming phone pressed goes to its
-        call's DTMF path; keys from Spool's side (in-band tones it plays) are not the phone's."""
+        """One rtpengine DTMF report: a key an answered phone pressed (called in or out) goes to
+        its call's DTMF path; keys from Spool's side (in-band tones it plays) are not the
+        phone's: the report's source is the trunk's tag."""
         try:
             event = json.loads(report)
         except ValueError:
@@ -182,9 +183,9 @@ class Answering:
         for media in list(self.calls.values()):
             for raw_id, phone in list(media.phones.items()):
                 if (
-                    isinstance(phone, IncomingPhoneCall)
+                    phone.trunk_tag
                     and phone.sip_call_id == event.get("callid")
-                    and phone.from_tag == event.get("source_tag")
+                    and phone.trunk_tag == event.get("source_tag")
                 ):
                     await self._dtmf(media.call_id, raw_id, key)
                     return

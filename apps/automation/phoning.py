@@ -21,6 +21,7 @@ from apps.automation.virtual_phones import LOOPBACK_HEADER, PHONES_HEADER
 from apps.calls import phones
 from apps.calls.models import Call
 from apps.calls.sfu import JanusError
+from apps.core.sealed import SealBroken
 from apps.pstn import loopback
 from apps.pstn.models import SipTrunk
 
@@ -195,27 +196,35 @@ def _trunks(call_id: str, fqdns: list[str], number: str) -> list[tuple[str, Trun
         trunk.fqdn: trunk
         for trunk in SipTrunk.objects.filter(resource_id=resource_id, fqdn__in=fqdns, enabled=True)
     }
-    return [
-        (
-            fqdn,
-            Trunk(
-                host=rows[fqdn].target_host,
-                port=rows[fqdn].signaling_port,
-                transport=rows[fqdn].transport,
-                username=rows[fqdn].digest_username,
-                password=rows[fqdn].digest_password,
-            ),
-        )
-        for fqdn in fqdns
-        if fqdn in rows
-    ]
+    return [(fqdn, _trunk(rows[fqdn])) for fqdn in fqdns if fqdn in rows]
+
+
+def _trunk(row: SipTrunk) -> Trunk:
+    """A resource's trunk as the SIP plugin needs it: through Spool's SIP edge when there is
+    one (TLS trunks, RFC 2833 keys through its rtpengine), else straight from Janus."""
+    try:
+        password = row.digest_password
+    except SealBroken:
+        # SECRET_KEY changed without the old one kept as a fallback: the trunk's challenge
+        # goes unanswered and the call fails with its status, which the operator can see.
+        logger.error("the digest password of trunk %s cannot be read: set it again", row.fqdn)
+        password = ""
+    return Trunk(
+        host=row.target_host,
+        port=row.signaling_port,
+        transport=row.transport,
+        username=row.digest_username,
+        password=password,
+        edge=settings.SIP_EDGE,
+        secret=settings.SIP_EDGE_SECRET,
+    )
 
 
 def _loopback_trunk(resource_slug: str, number: str) -> Trunk:
     """The loopback carrier: Spool's SIP edge, with the secret that marks its calls; a number
     no resource here owns is the calling resource's virtual phone."""
     host, port = settings.SIP_EDGE.rsplit(":", 1)
-    headers = [(LOOPBACK_HEADER, settings.SIP_LOOPBACK_SECRET)]
+    headers = [(LOOPBACK_HEADER, settings.SIP_EDGE_SECRET)]
     if not loopback.is_deployment_number(number):
         headers.append((PHONES_HEADER, resource_slug))
     return Trunk(host=host, port=int(port), headers=tuple(headers))

@@ -129,9 +129,17 @@ def tries_next_trunk(status: int) -> bool:
     return status == 408 or 500 <= status < 600
 
 
+TRUNK_HEADER = "X-Spool-Trunk"  # the edge's secret: a call Spool places through a trunk
+TRANSPORT_HEADER = "X-Spool-Transport"  # how the edge reaches the trunk: udp, tcp or tls
+TRUNK_TAG_HEADER = "X-Spool-Trunk-Tag"  # the trunk's To tag, as the edge saw it answer
+
+
 @dataclass(frozen=True)
 class Trunk:
-    """Where a call goes out, and how the carrier knows us."""
+    """Where a call goes out, and how the carrier knows us. With `edge` (Spool's SIP edge,
+    host:port, and its `secret`) the INVITE goes through the edge, which reaches the trunk over
+    `transport` (TLS included) and relays its audio through rtpengine (RFC 2833 keys); without
+    it, Janus sends it to the trunk itself, over UDP only."""
 
     host: str
     port: int = 5060
@@ -139,11 +147,20 @@ class Trunk:
     username: str = ""  # digest credentials, when the carrier challenges
     password: str = ""
     headers: tuple[tuple[str, str], ...] = ()  # added to the INVITE (the loopback carrier's)
+    edge: str = ""
+    secret: str = ""
 
     def uri(self, number: str) -> str:
-        scheme = "sips" if self.transport == "tls" else "sip"
+        if self.edge:
+            return f"sip:{number}@{self.host}:{self.port}"
         params = f";transport={self.transport}" if self.transport != "udp" else ""
-        return f"{scheme}:{number}@{self.host}:{self.port}{params}"
+        return f"sip:{number}@{self.host}:{self.port}{params}"
+
+    def invite_headers(self) -> dict[str, str]:
+        headers = dict(self.headers)
+        if self.edge:
+            headers.update({TRUNK_HEADER: self.secret, TRANSPORT_HEADER: self.transport})
+        return headers
 
 
 class _Requests(dict[str, tuple["asyncio.Future[dict[str, Any]]", bool]]):
@@ -203,6 +220,9 @@ class PhoneCall:
         self.setup_seconds = setup_seconds
         self.sip_call_id = ""
         self.trunk: Trunk | None = None  # the trunk of the current (or last) INVITE
+        # The trunk's To tag, when the edge relays the call's audio: its RFC 2833 keys are
+        # reported by (sip_call_id, trunk_tag).
+        self.trunk_tag = ""
         self.answered = False
         self._session: _CallSession | None = None
         self._handle: int | None = None
@@ -292,20 +312,24 @@ class PhoneCall:
     ) -> None:
         """The INVITE through one trunk, then its events until the call ends. Raises _GiveUp
         when the next trunk should be tried."""
-        self.trunk, self.sip_call_id = trunk, ""
+        self.trunk, self.sip_call_id, self.trunk_tag = trunk, "", ""
+        if trunk.transport != "udp" and not trunk.edge:
+            message = f"{trunk.transport.upper()} trunks are reached through Spool's SIP edge only."
+            raise _GiveUp(EndReason(503, FROM_SPOOL + 503, message))
         session = self._session = _CallSession(self.url, self.timeout)
         try:
             await session.create()
             handle = self._handle = await session.attach()
-            await session.message(
-                handle,
-                {
-                    "request": "register",
-                    "type": "guest",
-                    "username": f"sip:{caller_id}@{trunk.host}",
-                    "display_name": caller_id,
-                },
-            )
+            register = {
+                "request": "register",
+                "type": "guest",
+                "username": f"sip:{caller_id}@{trunk.host}",
+                "display_name": caller_id,
+                "incoming_header_prefixes": [TRUNK_TAG_HEADER],
+            }
+            if trunk.edge:
+                register["outbound_proxy"] = f"sip:{trunk.edge}"
+            await session.message(handle, register)
             call: dict[str, Any] = {
                 "request": "call",
                 "uri": trunk.uri(number),
@@ -313,8 +337,9 @@ class PhoneCall:
             }
             if trunk.username:
                 call.update(authuser=trunk.username, secret=trunk.password)
-            if trunk.headers:
-                call["headers"] = dict(trunk.headers)
+            headers = trunk.invite_headers()
+            if headers:
+                call["headers"] = headers
             data, jsep = await session.message(handle, call, offer)
         except JanusError as error:
             if error.code == CONNECTION_LOST:
@@ -399,6 +424,8 @@ class PhoneCall:
         event = result.get("event")
         if event in ("ringing", "proceeding", "progress", "accepted"):
             self._progressed = True
+            tag = (result.get("headers") or {}).get(TRUNK_TAG_HEADER)
+            self.trunk_tag = str(tag or self.trunk_tag)
         if event == "ringing":
             await self._emit({"kind": "ringing"})
         elif (

@@ -95,7 +95,7 @@ class IncomingPhoneCall:
         self.source = str(headers.get("X-Spool-Source") or "")
         # The trunk's From tag, when the edge's rtpengine relays the call: its RFC 2833 keys
         # are reported with it (apps/automation/answering.py).
-        self.from_tag = str(headers.get("X-Spool-From-Tag") or "")
+        self.trunk_tag = str(headers.get("X-Spool-From-Tag") or "")
         self.offer = jsep
         self.on_event: OnEvent | None = None
         self.accepted = False

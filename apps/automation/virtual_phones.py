@@ -47,7 +47,7 @@ def phones_domain(resource_slug: str) -> str:
 
 
 def loopback_headers() -> dict[str, str]:
-    return {LOOPBACK_HEADER: settings.SIP_LOOPBACK_SECRET}
+    return {LOOPBACK_HEADER: settings.SIP_EDGE_SECRET}
 
 
 class VirtualPhone:

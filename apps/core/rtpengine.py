@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import time
 from pathlib import Path
 
 # RFC 4733 event codes: 0-9, then *, #, A-D.
@@ -30,6 +31,9 @@ def command(folder: Path, address: str, ng_port: int, dtmf_log: str) -> list[str
     binary = rtpengine_binary() or "rtpengine"
     return [
         binary,
+        # Not /etc/rtpengine/rtpengine.conf: its fixed CLI and HTTP ports (2224, 2225) would
+        # collide with any other rtpengine here, and its interface is not ours.
+        "--config-file=none",
         "--table=-1",  # userspace: no kernel module
         "--foreground",
         "--log-stderr",
@@ -41,6 +45,22 @@ def command(folder: Path, address: str, ng_port: int, dtmf_log: str) -> list[str
         "--port-min=40000",
         "--port-max=44999",
     ]
+
+
+def wait_answering(ng_port: int, timeout: float = 5.0) -> bool:
+    """Wait until the rtpengine on 127.0.0.1:`ng_port` answers an ng `ping`; False if it did
+    not within `timeout` s. Kamailio is started after it, or its first calls find no relay."""
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.1)
+        while time.monotonic() < deadline:
+            sock.sendto(b"spool d7:command4:pinge", ("127.0.0.1", ng_port))
+            try:
+                if b"pong" in sock.recv(256):
+                    return True
+            except OSError:  # a timeout, or ICMP's refusal while it is not listening yet
+                time.sleep(0.05)
+    return False
 
 
 def free_udp_port() -> int:

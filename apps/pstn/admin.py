@@ -73,7 +73,7 @@ class SipTrunkAdmin(admin.ModelAdmin[SipTrunk]):
 
     @admin.display(boolean=True, description="Digest password set")
     def password_set(self, trunk: SipTrunk) -> bool:
-        return bool(trunk.digest_password)
+        return bool(trunk.sealed_digest_password)
 
     def get_form(
         self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any

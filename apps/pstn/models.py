@@ -11,6 +11,9 @@ from typing import Any
 from django.db import models
 
 from apps.accounts.models import Resource
+from apps.core import sealed
+
+PASSWORD_PURPOSE = "spool.pstn.trunk-password"  # the key sealing trunks' digest passwords
 
 
 class Transport(models.TextChoices):
@@ -47,9 +50,10 @@ class SipTrunk(models.Model):
     address = models.CharField(max_length=253, blank=True)
     transport = models.CharField(max_length=3, choices=Transport.choices, default=Transport.UDP)
     digest_username = models.CharField(max_length=128, blank=True)
-    # Needed in the clear to answer a digest challenge, so stored as it is, like the resources'
-    # access keys and the webhook secrets: never shown again once set (admin, console).
-    digest_password = models.CharField(max_length=128, blank=True)
+    # Answering a digest challenge needs the password in the clear, so it is sealed (encrypted
+    # under a key derived from SECRET_KEY: apps/core/sealed.py), not hashed; read and set it
+    # through `digest_password`. Never shown again once set (admin, console).
+    sealed_digest_password = models.TextField(blank=True)
     # CIDR networks calls in through this trunk may come from; empty: none are accepted.
     allowed_networks = models.JSONField(default=empty_list, blank=True)
     codecs = models.JSONField(default=default_codecs)
@@ -68,6 +72,14 @@ class SipTrunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.fqdn}:{self.signaling_port}"
+
+    @property
+    def digest_password(self) -> str:
+        return sealed.unseal(PASSWORD_PURPOSE, self.sealed_digest_password)
+
+    @digest_password.setter
+    def digest_password(self, password: str) -> None:
+        self.sealed_digest_password = sealed.seal(PASSWORD_PURPOSE, password)
 
     @property
     def target_host(self) -> str:

@@ -33,6 +33,8 @@ class Edge:
     address: str  # host:port
     pid: int
     relay_pid: int | None = None  # its rtpengine's, when it relays trunks' audio
+    dtmf_log: str = ""  # host:port where that rtpengine reports keys
+    tls_address: str = ""  # host:port of its TLS listener, with `tls`
 
 
 def require_kamailio() -> None:
@@ -52,15 +54,25 @@ def free_udp_port() -> int:
 
 
 @contextmanager
-def run_edge(loopback_secret: str = "", *, relay: bool = False) -> Iterator[Edge]:
-    """Start Kamailio (taking the loopback carrier's calls when `loopback_secret` is given;
-    relaying trunks' audio through an rtpengine of its own with `relay`, as `serve` does) and
-    wait until it answers OPTIONS; stop them (by PID) on exit."""
+def run_edge(
+    *,
+    loopback: bool = False,
+    relay: bool = False,
+    tls: kamailio.SipTls | None = None,
+    secret: str = "",
+) -> Iterator[Edge]:
+    """Start Kamailio (taking the loopback carrier's calls with `loopback`; relaying trunks'
+    audio through an rtpengine of its own with `relay`, as `serve` does; taking TLS with `tls`;
+    knowing Spool's SIP by `secret`, settings.SIP_EDGE_SECRET unless given) and wait until it
+    answers OPTIONS; stop them (by PID) on exit."""
+    from django.conf import settings
+
+    secret = secret or settings.SIP_EDGE_SECRET
     folder = Path(tempfile.mkdtemp(prefix="spool-kamailio-"))
     process: subprocess.Popen[bytes] | None = None
     relay_process: subprocess.Popen[bytes] | None = None
     try:
-        socket_ = ""
+        socket_ = dtmf_log = ""
         if relay:
             ng_port = rtpengine.free_udp_port()
             dtmf_log = f"127.0.0.1:{rtpengine.free_udp_port()}"
@@ -72,7 +84,14 @@ def run_edge(loopback_secret: str = "", *, relay: bool = False) -> Iterator[Edge
         for _ in range(5):  # a port free a moment ago may be taken when Kamailio binds it
             port = free_udp_port()
             argv = kamailio.command(
-                folder, "127.0.0.1", port, "127.0.0.1", loopback_secret, rtpengine=socket_
+                folder,
+                "127.0.0.1",
+                port,
+                "127.0.0.1",
+                secret,
+                loopback=loopback,
+                rtpengine=socket_,
+                tls=tls,
             )
             process = subprocess.Popen(
                 argv, stdout=subprocess.DEVNULL, stderr=open(folder / "kamailio.log", "wb")
@@ -81,7 +100,8 @@ def run_edge(loopback_secret: str = "", *, relay: bool = False) -> Iterator[Edge
             while process.poll() is None and time.monotonic() < deadline:
                 if options(f"127.0.0.1:{port}") == 200:
                     relay_pid = relay_process.pid if relay_process is not None else None
-                    yield Edge(f"127.0.0.1:{port}", process.pid, relay_pid)
+                    tls_address = f"127.0.0.1:{tls.port}" if tls is not None else ""
+                    yield Edge(f"127.0.0.1:{port}", process.pid, relay_pid, dtmf_log, tls_address)
                     return
                 time.sleep(0.1)
             _stop(process)
@@ -142,20 +162,30 @@ def options(address: str, timeout: float = 1.0) -> int:
     )
 
 
-def invite(address: str, number: str, caller: str = "+15559990000", timeout: float = 10) -> int:
-    """A call to `number` from `caller`, offering PCMA; the final status it got."""
+def invite(
+    address: str,
+    number: str,
+    caller: str = "+15559990000",
+    timeout: float = 10,
+    *,
+    host: str = "",
+    headers: str = "",
+) -> int:
+    """A call to `number` (at `host`, the edge's own `address` unless given) from `caller`,
+    offering PCMA, sent to `address` with `headers` added; the final status it got."""
     branch = uuid.uuid4().hex
+    host = host or address
     sdp = (
         "v=0\r\no=trunk 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
         "m=audio 40000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=sendrecv\r\n"
     )
     return _request(
         address,
-        f"INVITE sip:{number}@{address} SIP/2.0\r\n"
+        f"INVITE sip:{number}@{host} SIP/2.0\r\n"
         f"Via: SIP/2.0/UDP 127.0.0.1:LOCALPORT;branch=z9hG4bK{branch}\r\n"
         f"From: <sip:{caller}@127.0.0.1:LOCALPORT>;tag={branch[:8]}\r\n"
-        f"To: <sip:{number}@{address}>\r\nCall-ID: {branch}@127.0.0.1\r\nCSeq: 1 INVITE\r\n"
-        f"Contact: <sip:{caller}@127.0.0.1:LOCALPORT>\r\nMax-Forwards: 70\r\n"
+        f"To: <sip:{number}@{host}>\r\nCall-ID: {branch}@127.0.0.1\r\nCSeq: 1 INVITE\r\n"
+        f"Contact: <sip:{caller}@127.0.0.1:LOCALPORT>\r\nMax-Forwards: 70\r\n{headers}"
         f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}",
         timeout,
     )

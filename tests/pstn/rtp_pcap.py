@@ -30,10 +30,12 @@ def write_tone(path: Path, frequency: float, seconds: float) -> Path:
     return _write_pcap(path, packets)
 
 
-def write_keys(path: Path, keys: str, *, lead_seconds: float = 3.0) -> Path:
-    """Silence for `lead_seconds`, then each key ("0"-"9") as an RFC 2833 event (payload type
-    101: the same timestamp, a growing duration, the end bit on the last three) with 200 ms of
-    silence after it."""
+def write_keys(
+    path: Path, keys: str, *, lead_seconds: float = 3.0, payload_type: int = TELEPHONE_EVENT
+) -> Path:
+    """Silence for `lead_seconds`, then each key ("0"-"9") as an RFC 2833 event (`payload_type`,
+    101 unless given: the same timestamp, a growing duration, the end bit on the last three)
+    with 200 ms of silence after it."""
     packets: list[bytes] = []
     timestamp = 0
 
@@ -50,7 +52,7 @@ def write_keys(path: Path, keys: str, *, lead_seconds: float = 3.0) -> Path:
             duration = SAMPLES * min(n + 1, EVENT_PACKETS - 2)
             payload = struct.pack("!BBH", int(key), (0x80 if end else 0) | 10, duration)
             marker = 0x80 if n == 0 else 0
-            packets.append(_rtp(0x80, marker | TELEPHONE_EVENT, len(packets), timestamp, payload))
+            packets.append(_rtp(0x80, marker | payload_type, len(packets), timestamp, payload))
         timestamp += SAMPLES * EVENT_PACKETS
         silence(10)
     return _write_pcap(path, packets)

@@ -570,3 +570,36 @@ def test_a_blank_password_keeps_the_stored_one(configured) -> None:
         trunk, services.check_trunk_settings({"digest_password": ""})
     )
     assert trunk.digest_password == "" and not trunk.enabled
+
+
+def test_a_digest_password_is_stored_sealed_and_read_back(configured) -> None:
+    # given a trunk whose operator set a password
+    trunk = enable("sbc1.example.com", digest_password="s3cret-Pa55")
+
+    # then the row holds no trace of it, yet the trunk reads it back (the call needs it)
+    stored = SipTrunk.objects.values_list("sealed_digest_password", flat=True).get(pk=trunk.pk)
+    assert stored and "s3cret" not in stored and "Pa55" not in stored
+    assert SipTrunk.objects.get(pk=trunk.pk).digest_password == "s3cret-Pa55"
+
+
+def test_the_clear_passwords_of_before_are_sealed_by_the_migration(transactional_db) -> None:
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    # given the schema before sealing, with a trunk whose password is stored in the clear
+    executor = MigrationExecutor(connection)
+    executor.migrate([("pstn", "0001_initial")])
+    old_apps = executor.loader.project_state([("pstn", "0001_initial")]).apps
+    resource = old_apps.get_model("accounts", "Resource").objects.create(name="Old", slug="old")
+    old_apps.get_model("pstn", "SipTrunk").objects.create(
+        resource=resource, fqdn="sbc.old.example", signaling_port=5061, digest_password="clear1"
+    )
+
+    # when the migrations run
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+    # then it is sealed, and still the same password
+    trunk = SipTrunk.objects.get(fqdn="sbc.old.example")
+    assert "clear1" not in trunk.sealed_digest_password
+    assert trunk.digest_password == "clear1"

