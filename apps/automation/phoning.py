@@ -217,6 +217,8 @@ def _trunk(row: SipTrunk) -> Trunk:
         password=password,
         edge=settings.SIP_EDGE,
         secret=settings.SIP_EDGE_SECRET,
+        codecs=tuple(row.codecs or ()),
+        srtp=row.srtp,
     )
 
 

@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from apps.calls.sfu import CONNECTION_LOST, TIMEOUT, JanusError, OnEvent, _Session
+from apps.core import rtpengine
 
 logger = logging.getLogger(__name__)
 
@@ -132,14 +133,16 @@ def tries_next_trunk(status: int) -> bool:
 TRUNK_HEADER = "X-Spool-Trunk"  # the edge's secret: a call Spool places through a trunk
 TRANSPORT_HEADER = "X-Spool-Transport"  # how the edge reaches the trunk: udp, tcp or tls
 TRUNK_TAG_HEADER = "X-Spool-Trunk-Tag"  # the trunk's To tag, as the edge saw it answer
+MEDIA_HEADER = "X-Spool-Media"  # the edge's rtpengine offer flags: codecs, SRTP
 
 
 @dataclass(frozen=True)
 class Trunk:
     """Where a call goes out, and how the carrier knows us. With `edge` (Spool's SIP edge,
     host:port, and its `secret`) the INVITE goes through the edge, which reaches the trunk over
-    `transport` (TLS included) and relays its audio through rtpengine (RFC 2833 keys); without
-    it, Janus sends it to the trunk itself, over UDP only."""
+    `transport` (TLS included) and relays its audio through rtpengine (RFC 2833 keys, the
+    trunk's `codecs` in its order, SRTP); without it, Janus sends it to the trunk itself, over
+    UDP only, in G.711 A-law."""
 
     host: str
     port: int = 5060
@@ -149,17 +152,18 @@ class Trunk:
     headers: tuple[tuple[str, str], ...] = ()  # added to the INVITE (the loopback carrier's)
     edge: str = ""
     secret: str = ""
+    codecs: tuple[str, ...] = ("pcmu", "pcma")  # the trunk's, in its order (through the edge)
+    srtp: bool = False  # encrypted audio (through the edge's rtpengine)
 
     def uri(self, number: str) -> str:
-        if self.edge:
-            return f"sip:{number}@{self.host}:{self.port}"
-        params = f";transport={self.transport}" if self.transport != "udp" else ""
-        return f"sip:{number}@{self.host}:{self.port}{params}"
+        return f"sip:{number}@{self.host}:{self.port}"
 
     def invite_headers(self) -> dict[str, str]:
         headers = dict(self.headers)
         if self.edge:
-            headers.update({TRUNK_HEADER: self.secret, TRANSPORT_HEADER: self.transport})
+            headers[TRUNK_HEADER] = self.secret
+            headers[TRANSPORT_HEADER] = self.transport
+            headers[MEDIA_HEADER] = rtpengine.trunk_offer_flags(self.codecs, self.srtp)
         return headers
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import shutil
 import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 # RFC 4733 event codes: 0-9, then *, #, A-D.
@@ -24,9 +25,16 @@ def rtpengine_binary() -> str | None:
     return shutil.which("rtpengine") or shutil.which("rtpengine", path="/usr/sbin:/sbin")
 
 
-def command(folder: Path, address: str, ng_port: int, dtmf_log: str) -> list[str]:
-    """rtpengine in the foreground, relaying on `address`, taking Kamailio's commands on
-    127.0.0.1:`ng_port` and reporting keys to `dtmf_log` (host:port)."""
+def command(
+    folder: Path,
+    address: str,
+    ng_port: int,
+    dtmf_log: str,
+    ports: tuple[int, int] = (40000, 44999),
+) -> list[str]:
+    """rtpengine in the foreground, relaying on `address` from the UDP `ports` (first, last),
+    taking Kamailio's commands on 127.0.0.1:`ng_port` and reporting keys to `dtmf_log`
+    (host:port)."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     binary = rtpengine_binary() or "rtpengine"
     return [
@@ -42,8 +50,8 @@ def command(folder: Path, address: str, ng_port: int, dtmf_log: str) -> list[str
         f"--listen-ng=127.0.0.1:{ng_port}",
         f"--dtmf-log-dest={dtmf_log}",
         f"--pidfile={folder / 'rtpengine.pid'}",
-        "--port-min=40000",
-        "--port-max=44999",
+        f"--port-min={ports[0]}",
+        f"--port-max={ports[1]}",
     ]
 
 
@@ -67,6 +75,24 @@ def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+# SRTP suites a trunk may not pick: no encryption (NULL) and the rarely supported F8 mode.
+WEAK_SUITES = ("NULL_HMAC_SHA1_80", "NULL_HMAC_SHA1_32", "F8_128_HMAC_SHA1_80", "F8_128_HMAC_SHA1_32")
+
+
+def trunk_offer_flags(codecs: Sequence[str], srtp: bool) -> str:
+    """rtpengine's offer flags for a call out through a trunk (Kamailio passes them on from
+    X-Spool-Media): the trunk's codecs (pcmu, pcma) in its order, transcoded from Janus's G.711
+    where they differ; telephone-event, so that its keys come as RFC 2833; with `srtp`, the
+    audio encrypted (RTP/SAVP, keys by SDES), the weak suites left out."""
+    flags = ["codec-mask-all"]
+    flags += [f"codec-transcode-{codec.upper()}" for codec in codecs or ("pcmu", "pcma")]
+    flags.append("codec-transcode-telephone-event")
+    if srtp:
+        flags.append("RTP/SAVP")
+        flags += [f"SDES-no-{suite}" for suite in WEAK_SUITES]
+    return " ".join(flags)
 
 
 def key_of(event: dict[str, object]) -> str:

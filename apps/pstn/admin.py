@@ -64,6 +64,7 @@ class SipTrunkAdmin(admin.ModelAdmin[SipTrunk]):
                     "clear_password",
                     "allowed_networks",
                     "codecs",
+                    "srtp",
                     "max_concurrent_calls",
                     "outbound_prefixes",
                 ]

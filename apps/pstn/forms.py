@@ -37,6 +37,11 @@ class TrunkSettingsForm(forms.Form):
         required=False,
         help_text=f"In order of preference, comma-separated: {', '.join(Codec.values)}.",
     )
+    srtp = forms.BooleanField(
+        required=False,
+        label="SRTP",
+        help_text="Encrypt the audio of calls out (SDES keys in the SDP; needs TLS).",
+    )
     max_concurrent_calls = forms.IntegerField(
         required=False, min_value=1, help_text="Calls at once; empty: no limit."
     )
@@ -75,6 +80,7 @@ def initial_for(trunk: SipTrunk) -> dict[str, Any]:
         "digest_username": trunk.digest_username,
         "allowed_networks": "\n".join(trunk.allowed_networks or []),
         "codecs": ", ".join(trunk.codecs or []),
+        "srtp": trunk.srtp,
         "max_concurrent_calls": trunk.max_concurrent_calls,
         "outbound_prefixes": "\n".join(trunk.outbound_prefixes or []),
     }

@@ -57,6 +57,8 @@ class SipTrunk(models.Model):
     # CIDR networks calls in through this trunk may come from; empty: none are accepted.
     allowed_networks = models.JSONField(default=empty_list, blank=True)
     codecs = models.JSONField(default=default_codecs)
+    # Calls out through this trunk encrypt their audio (SRTP, keys by SDES in the SDP: TLS only).
+    srtp = models.BooleanField(default=False)
     # Calls at once through this trunk, both ways; null: no limit.
     max_concurrent_calls = models.PositiveIntegerField(null=True, blank=True)
     # E.164 prefixes outbound calls may dial ("+1", "+4420"); empty: any (a toll-fraud guard).

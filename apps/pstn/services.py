@@ -491,6 +491,7 @@ class TrunkSettings:
     digest_password: str | None  # None: keep the stored one
     allowed_networks: list[str]
     codecs: list[str]
+    srtp: bool
     max_concurrent_calls: int | None
     outbound_prefixes: list[str]
 
@@ -526,6 +527,10 @@ def check_trunk_settings(raw: Mapping[str, Any]) -> TrunkSettings:
     codecs = [item.lower() for item in _items(raw.get("codecs"))] or [Codec.PCMU, Codec.PCMA]
     if not set(codecs) <= set(Codec.values) or len(set(codecs)) != len(codecs):
         raise InvalidTrunkSettings("codecs", "Codecs are pcmu and pcma, each at most once.")
+    srtp = bool(raw.get("srtp"))
+    if srtp and transport != Transport.TLS:
+        # SDES puts the audio's keys in the SDP: over UDP or TCP anyone on the path reads them.
+        raise InvalidTrunkSettings("srtp", "SRTP needs the TLS transport: its keys travel in SIP.")
     limit = raw.get("max_concurrent_calls")
     if limit in (None, ""):
         limit = None
@@ -554,6 +559,7 @@ def check_trunk_settings(raw: Mapping[str, Any]) -> TrunkSettings:
         digest_password=password,
         allowed_networks=list(dict.fromkeys(networks)),
         codecs=[str(codec) for codec in codecs],
+        srtp=srtp,
         max_concurrent_calls=limit,
         outbound_prefixes=list(dict.fromkeys(prefixes)),
     )
@@ -600,6 +606,7 @@ def update_trunk_settings(trunk: SipTrunk, settings: TrunkSettings) -> SipTrunk:
             trunk.digest_password = settings.digest_password
         trunk.allowed_networks = settings.allowed_networks
         trunk.codecs = settings.codecs
+        trunk.srtp = settings.srtp
         trunk.max_concurrent_calls = settings.max_concurrent_calls
         trunk.outbound_prefixes = settings.outbound_prefixes
         trunk.save()

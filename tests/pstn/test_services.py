@@ -603,3 +603,33 @@ def test_the_clear_passwords_of_before_are_sealed_by_the_migration(transactional
     trunk = SipTrunk.objects.get(fqdn="sbc.old.example")
     assert "clear1" not in trunk.sealed_digest_password
     assert trunk.digest_password == "clear1"
+
+
+def test_srtp_needs_tls_and_is_stored(configured) -> None:
+    # SDES sends the audio's keys in the SDP: over UDP or TCP anyone on the path reads them
+    for transport in ("udp", "tcp"):
+        with pytest.raises(InvalidTrunkSettings) as caught:
+            services.check_trunk_settings({"transport": transport, "srtp": True})
+        assert caught.value.field == "srtp"
+    trunk = enable("sbc1.example.com", transport="tls", srtp=True)
+    assert SipTrunk.objects.get(pk=trunk.pk).srtp is True
+
+
+def test_the_edge_is_asked_for_the_trunks_codecs_in_order_and_strong_srtp_only() -> None:
+    from apps.core.rtpengine import trunk_offer_flags
+
+    plain = trunk_offer_flags(["pcmu", "pcma"], srtp=False).split()
+    assert plain == [
+        "codec-mask-all",
+        "codec-transcode-PCMU",
+        "codec-transcode-PCMA",
+        "codec-transcode-telephone-event",
+    ]
+    encrypted = trunk_offer_flags(["pcma"], srtp=True).split()
+    assert encrypted[:3] == [
+        "codec-mask-all",
+        "codec-transcode-PCMA",
+        "codec-transcode-telephone-event",
+    ]
+    assert "RTP/SAVP" in encrypted
+    assert {"SDES-no-NULL_HMAC_SHA1_80", "SDES-no-NULL_HMAC_SHA1_32"} <= set(encrypted)

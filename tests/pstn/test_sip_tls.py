@@ -2,11 +2,12 @@
 speaks only TLS to Spool (tests/pstn/tls_carrier.py: Kamailio in front of sipp) and a real
 Janus: a call out connects with audio both ways; a carrier whose certificate Spool's CA file
 does not vouch for gets no call; a call in over TLS reaches Spool's SIP line with audio both
-ways."""
+ways; with SRTP (the carrier's own rtpengine decrypting), both ways again."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -59,12 +60,17 @@ def edge_tls(certificates: dict[str, tuple[Path, Path]], trusted: str) -> SipTls
 
 
 async def call_out(
-    url: str, edge: Edge, port: int, room: AudioBridgeRoom
+    url: str, edge: Edge, port: int, room: AudioBridgeRoom, *, srtp: bool = False
 ) -> tuple[PhoneCall, PhoneEvents]:
     events = PhoneEvents(room)
     phone = PhoneCall(url, events)
     trunk = Trunk(
-        "127.0.0.1", port, transport="tls", edge=edge.address, secret=settings.SIP_EDGE_SECRET
+        "127.0.0.1",
+        port,
+        transport="tls",
+        edge=edge.address,
+        secret=settings.SIP_EDGE_SECRET,
+        srtp=srtp,
     )
     await phone.dial(NUMBER, "+15559990000", await room.join_offering(PHONE), [trunk])
     return phone, events
@@ -187,6 +193,100 @@ async def test_a_call_in_over_tls_reaches_the_line_with_audio_both_ways(
                     await until(lambda: caller.poll() is not None, 20, "sipp's hang-up")
                     assert caller.returncode == 0
                     await until(lambda: bool(ended), 10, "the leg's end")
+                finally:
+                    if caller.poll() is None:
+                        caller.kill()
+                        caller.wait()
+        finally:
+            await room.close()
+            await alice.pc.close()
+
+
+@pytest.mark.timeout(60)
+async def test_a_call_out_to_an_srtp_trunk_is_encrypted_and_heard_both_ways(
+    janus_url: str,  # noqa: F811
+    far_end: FarEnds,  # noqa: F811
+    certificates: dict[str, tuple[Path, Path]],
+) -> None:
+    # given a carrier that takes SRTP from Spool and passes plain RTP to its echoing far end
+    port = far_end("uas_echo.xml")
+    cert, key = certificates["carrier"]
+    with (
+        run_edge(relay=True, tls=edge_tls(certificates, "carrier")) as edge,
+        run_tls_carrier(f"127.0.0.1:{port}", edge.tls_address, cert, key, srtp=True) as carrier,
+    ):
+        room = AudioBridgeRoom(janus_url, str(uuid.uuid4()), Events())
+        alice = Peer(440)
+        await room.open()
+        phone: PhoneCall | None = None
+        try:
+            await joined(room, "8:acs:alice", alice)
+
+            # when the phone is called through an SRTP trunk
+            phone, events = await call_out(janus_url, edge, carrier.tls_port, room, srtp=True)
+            await events.wait(kind="answered", timeout=15)
+
+            # then alice hears her tone back: the carrier decrypted Spool's audio, and Spool
+            # decrypted the carrier's
+            await asyncio.sleep(1.0)
+            start = len(alice.received)
+            await until(lambda: len(alice.received) > start + PEER_RATE, 10, "the phone's audio")
+            assert has_tone(alice.received[start:], PEER_RATE, 440)
+
+            # and Spool offered RTP/SAVP with SDES keys, none of a weak suite
+            log = far_end.log(port).read_text()
+            media = re.search(r"X-Carrier-Media: (.*)", log)
+            crypto = re.search(r"X-Carrier-Crypto: (.*)", log)
+            assert media and "RTP/SAVP" in media.group(1)
+            assert crypto and "inline:" in crypto.group(1)
+            assert "NULL_HMAC" not in log and "F8_128" not in log
+        finally:
+            if phone is not None:
+                await phone.hang_up()
+                await phone.close()
+            await room.close()
+            await alice.pc.close()
+
+
+@pytest.mark.timeout(60)
+async def test_a_call_in_with_srtp_is_decrypted_at_the_edge_and_heard_both_ways(
+    janus_url: str,  # noqa: F811
+    certificates: dict[str, tuple[Path, Path]],
+    tmp_path: Path,
+) -> None:
+    # given Spool's SIP line accepting calls into a room with alice (440 Hz), and a carrier
+    # whose calls reach the edge over TLS with SRTP
+    cert, key = certificates["carrier"]
+    with (
+        run_edge(relay=True, tls=edge_tls(certificates, "carrier")) as edge,
+        run_tls_carrier("127.0.0.1:9", edge.tls_address, cert, key, srtp=True) as carrier,
+    ):
+        room = AudioBridgeRoom(janus_url, str(uuid.uuid4()), Events())
+        alice = Peer(440)
+        await room.open()
+        ended: list[dict[str, Any]] = []
+        try:
+            await joined(room, "8:acs:alice", alice)
+            async with Line(janus_url, edge) as line:
+                line.decide = accept_into(room, ended)
+
+                # when a phone calls in (sipp echoes what it hears)
+                caller = sipp_call(carrier.udp_address, NUMBER, tmp_path, seconds=6)
+                try:
+                    # then alice hears herself through the phone: both ways decrypted right
+                    await until(lambda: bool(line.calls), 15, "the call at the line")
+                    await asyncio.sleep(1.5)
+                    start = len(alice.received)
+                    await until(
+                        lambda: len(alice.received) > start + PEER_RATE, 10, "the phone's audio"
+                    )
+                    assert has_tone(alice.received[start:], PEER_RATE, 440)
+
+                    # and the edge answered the carrier's SRTP with SRTP
+                    await until(lambda: caller.poll() is not None, 20, "sipp's hang-up")
+                    log = "".join(path.read_text() for path in tmp_path.glob("sipp-*.log"))
+                    media = re.search(r"X-Carrier-Media: (.*)", log)
+                    assert media and "RTP/SAVP" in media.group(1)
                 finally:
                     if caller.poll() is None:
                         caller.kill()

@@ -214,3 +214,46 @@ def test_serve_waits_for_rtpengine_to_answer_before_it_starts_kamailio(tmp_path:
     finally:
         relay.terminate()
         relay.wait(timeout=10)
+
+
+@pytest.mark.timeout(40)
+async def test_a_trunk_that_speaks_only_mu_law_is_offered_its_codec_and_transcoded(
+    janus_url: str,  # noqa: F811
+    far_end: FarEnds,  # noqa: F811
+    edge: Edge,
+) -> None:
+    # given alice (440 Hz) in a call's room, and a trunk set to PCMU whose far end answers
+    # PCMU only and echoes (Janus's bridge speaks A-law)
+    port = far_end("uas_echo_pcmu.xml")
+    room = AudioBridgeRoom(janus_url, str(uuid.uuid4()), Events())
+    alice = Peer(440)
+    await room.open()
+    phone: PhoneCall | None = None
+    try:
+        await joined(room, "8:acs:alice", alice)
+        events = PhoneEvents(room)
+        phone = PhoneCall(janus_url, events)
+        trunk = Trunk(
+            "127.0.0.1",
+            port,
+            edge=edge.address,
+            secret=settings.SIP_EDGE_SECRET,
+            codecs=("pcmu",),
+        )
+        await phone.dial("+15550001111", "+15559990000", await room.join_offering(PHONE), [trunk])
+        await events.wait(kind="answered", timeout=10)
+
+        # then the trunk was offered mu-law (and telephone-event) only, and alice hears her
+        # tone back: the edge's rtpengine transcodes both ways
+        invite_text = far_end.log(port).read_text()
+        assert "m=audio 40" in invite_text and " RTP/AVP 0 96\r" in invite_text.replace("\n", "\r")
+        await asyncio.sleep(1.0)
+        start = len(alice.received)
+        await until(lambda: len(alice.received) > start + PEER_RATE, 10, "audio from the phone")
+        assert has_tone(alice.received[start:], PEER_RATE, 440)
+    finally:
+        if phone is not None:
+            await phone.hang_up()
+            await phone.close()
+        await room.close()
+        await alice.pc.close()

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from apps.core import kamailio
+from apps.core import kamailio, rtpengine
 from apps.core.tls import ensure_self_signed
 from tests.pstn.edge import _stop, free_udp_port, options
 
@@ -60,12 +60,26 @@ def free_tcp_port() -> int:
 
 
 @contextmanager
-def run_tls_carrier(far_end: str, spool_edge: str, cert: Path, key: Path) -> Iterator[Carrier]:
-    """Start the carrier (showing `cert`; it checks nobody's) and wait until it answers
-    OPTIONS; stop it (by PID) on exit."""
+def run_tls_carrier(
+    far_end: str, spool_edge: str, cert: Path, key: Path, *, srtp: bool = False
+) -> Iterator[Carrier]:
+    """Start the carrier (showing `cert`; it checks nobody's; its audio with Spool SRTP with
+    `srtp`, through an rtpengine of its own) and wait until it answers OPTIONS; stop them (by
+    PID) on exit."""
     folder = Path(tempfile.mkdtemp(prefix="spool-carrier-"))
     process: subprocess.Popen[bytes] | None = None
+    relay: subprocess.Popen[bytes] | None = None
     try:
+        defines = ""
+        if srtp:
+            ng_port = rtpengine.free_udp_port()
+            # Ports of its own: an rtpengine that binds Spool's edge's ports shares them.
+            argv = rtpengine.command(
+                folder / "rtpengine", "127.0.0.1", ng_port, "127.0.0.1:9", ports=(45000, 45999)
+            )
+            relay = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            assert rtpengine.wait_answering(ng_port, timeout=10), "the carrier's rtpengine"
+            defines = f'#!define RTPENGINE "udp:127.0.0.1:{ng_port}"\n'
         shutil.copyfile(CONFIG, folder / "kamailio.cfg")
         (folder / "tls.cfg").write_text(
             "[server:default]\nmethod = TLSv1.2+\n"
@@ -74,7 +88,7 @@ def run_tls_carrier(far_end: str, spool_edge: str, cert: Path, key: Path) -> Ite
         )
         (folder / "local.cfg").write_text(
             f'#!define FAR_END "{far_end}"\n#!define SPOOL_EDGE "{spool_edge}"\n'
-            f'#!define TLS_CONFIG "{folder / "tls.cfg"}"\n'
+            f'#!define TLS_CONFIG "{folder / "tls.cfg"}"\n' + defines
         )
         for _ in range(5):  # a port free a moment ago may be taken when Kamailio binds it
             udp_port, tls_port = free_udp_port(), free_tcp_port()
@@ -94,6 +108,7 @@ def run_tls_carrier(far_end: str, spool_edge: str, cert: Path, key: Path) -> Ite
         log = (folder / "kamailio.log").read_text(errors="replace")[-2000:]
         raise RuntimeError(f"the TLS carrier did not start:\n{log}")
     finally:
-        if process is not None:
-            _stop(process)
+        for started in (process, relay):
+            if started is not None:
+                _stop(started)
         shutil.rmtree(folder, ignore_errors=True)
