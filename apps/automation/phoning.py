@@ -219,6 +219,8 @@ def _trunk(row: SipTrunk) -> Trunk:
         secret=settings.SIP_EDGE_SECRET,
         codecs=tuple(row.codecs or ()),
         srtp=row.srtp,
+        caller_id_format=row.caller_id_format,
+        assert_identity=row.assert_identity,
     )
 
 

@@ -154,12 +154,20 @@ class Trunk:
     secret: str = ""
     codecs: tuple[str, ...] = ("pcmu", "pcma")  # the trunk's, in its order (through the edge)
     srtp: bool = False  # encrypted audio (through the edge's rtpengine)
+    caller_id_format: str = "e164"  # "e164" (+14255550100) or "digits" (14255550100)
+    assert_identity: bool = False  # the caller id in P-Asserted-Identity too
+
+    def shown_caller_id(self, caller_id: str) -> str:
+        """The caller id (E.164) as this trunk wants it in From."""
+        return caller_id.lstrip("+") if self.caller_id_format == "digits" else caller_id
 
     def uri(self, number: str) -> str:
         return f"sip:{number}@{self.host}:{self.port}"
 
-    def invite_headers(self) -> dict[str, str]:
+    def invite_headers(self, caller_id: str) -> dict[str, str]:
         headers = dict(self.headers)
+        if self.assert_identity:
+            headers["P-Asserted-Identity"] = f"<sip:{self.shown_caller_id(caller_id)}@{self.host}>"
         if self.edge:
             headers[TRUNK_HEADER] = self.secret
             headers[TRANSPORT_HEADER] = self.transport
@@ -327,7 +335,7 @@ class PhoneCall:
             register = {
                 "request": "register",
                 "type": "guest",
-                "username": f"sip:{caller_id}@{trunk.host}",
+                "username": f"sip:{trunk.shown_caller_id(caller_id)}@{trunk.host}",
                 "display_name": caller_id,
                 "incoming_header_prefixes": [TRUNK_TAG_HEADER],
             }
@@ -341,7 +349,7 @@ class PhoneCall:
             }
             if trunk.username:
                 call.update(authuser=trunk.username, secret=trunk.password)
-            headers = trunk.invite_headers()
+            headers = trunk.invite_headers(caller_id)
             if headers:
                 call["headers"] = headers
             data, jsep = await session.message(handle, call, offer)

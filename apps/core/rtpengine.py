@@ -78,7 +78,12 @@ def free_udp_port() -> int:
 
 
 # SRTP suites a trunk may not pick: no encryption (NULL) and the rarely supported F8 mode.
-WEAK_SUITES = ("NULL_HMAC_SHA1_80", "NULL_HMAC_SHA1_32", "F8_128_HMAC_SHA1_80", "F8_128_HMAC_SHA1_32")
+WEAK_SUITES = (
+    "NULL_HMAC_SHA1_80",
+    "NULL_HMAC_SHA1_32",
+    "F8_128_HMAC_SHA1_80",
+    "F8_128_HMAC_SHA1_32",
+)
 
 
 def trunk_offer_flags(codecs: Sequence[str], srtp: bool) -> str:

@@ -65,6 +65,8 @@ class SipTrunkAdmin(admin.ModelAdmin[SipTrunk]):
                     "allowed_networks",
                     "codecs",
                     "srtp",
+                    "caller_id_format",
+                    "assert_identity",
                     "max_concurrent_calls",
                     "outbound_prefixes",
                 ]

@@ -9,7 +9,7 @@ from django import forms
 
 from apps.pstn import services
 from apps.pstn.exceptions import InvalidTrunkSettings
-from apps.pstn.models import Codec, SipTrunk, Transport
+from apps.pstn.models import CallerIdFormat, Codec, SipTrunk, Transport
 
 
 class TrunkSettingsForm(forms.Form):
@@ -41,6 +41,17 @@ class TrunkSettingsForm(forms.Form):
         required=False,
         label="SRTP",
         help_text="Encrypt the audio of calls out (SDES keys in the SDP; needs TLS).",
+    )
+    caller_id_format = forms.ChoiceField(
+        required=False,  # blank: E.164
+        choices=CallerIdFormat.choices,
+        label="Caller id format",
+        help_text="How calls out show their caller id in From.",
+    )
+    assert_identity = forms.BooleanField(
+        required=False,
+        label="Assert the caller id (P-Asserted-Identity)",
+        help_text="For carriers that take the caller id from P-Asserted-Identity.",
     )
     max_concurrent_calls = forms.IntegerField(
         required=False, min_value=1, help_text="Calls at once; empty: no limit."
@@ -81,6 +92,8 @@ def initial_for(trunk: SipTrunk) -> dict[str, Any]:
         "allowed_networks": "\n".join(trunk.allowed_networks or []),
         "codecs": ", ".join(trunk.codecs or []),
         "srtp": trunk.srtp,
+        "caller_id_format": trunk.caller_id_format,
+        "assert_identity": trunk.assert_identity,
         "max_concurrent_calls": trunk.max_concurrent_calls,
         "outbound_prefixes": "\n".join(trunk.outbound_prefixes or []),
     }

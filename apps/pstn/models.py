@@ -22,6 +22,11 @@ class Transport(models.TextChoices):
     TLS = "tls", "TLS"
 
 
+class CallerIdFormat(models.TextChoices):
+    E164 = "e164", "E.164 with + (+14255550100)"
+    DIGITS = "digits", "Digits without + (14255550100)"
+
+
 class Codec(models.TextChoices):
     PCMU = "pcmu", "G.711 µ-law (PCMU)"
     PCMA = "pcma", "G.711 A-law (PCMA)"
@@ -59,6 +64,12 @@ class SipTrunk(models.Model):
     codecs = models.JSONField(default=default_codecs)
     # Calls out through this trunk encrypt their audio (SRTP, keys by SDES in the SDP: TLS only).
     srtp = models.BooleanField(default=False)
+    # How calls out present their caller id (the From user part), and whether they assert it
+    # (P-Asserted-Identity), as carriers variously require.
+    caller_id_format = models.CharField(
+        max_length=8, choices=CallerIdFormat.choices, default=CallerIdFormat.E164
+    )
+    assert_identity = models.BooleanField(default=False)
     # Calls at once through this trunk, both ways; null: no limit.
     max_concurrent_calls = models.PositiveIntegerField(null=True, blank=True)
     # E.164 prefixes outbound calls may dial ("+1", "+4420"); empty: any (a toll-fraud guard).

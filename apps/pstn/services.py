@@ -37,7 +37,7 @@ from apps.accounts.models import Resource
 from apps.core.errors import ApiError
 from apps.core.parsers import is_single_line, is_text
 from apps.pstn.exceptions import InvalidTrunkSettings, SipConfigurationError
-from apps.pstn.models import Codec, SipRoute, SipTrunk, Transport
+from apps.pstn.models import CallerIdFormat, Codec, SipRoute, SipTrunk, Transport
 
 MAX_TRUNKS = 250
 MAX_ROUTES = 250
@@ -492,6 +492,8 @@ class TrunkSettings:
     allowed_networks: list[str]
     codecs: list[str]
     srtp: bool
+    caller_id_format: str
+    assert_identity: bool
     max_concurrent_calls: int | None
     outbound_prefixes: list[str]
 
@@ -531,6 +533,9 @@ def check_trunk_settings(raw: Mapping[str, Any]) -> TrunkSettings:
     if srtp and transport != Transport.TLS:
         # SDES puts the audio's keys in the SDP: over UDP or TCP anyone on the path reads them.
         raise InvalidTrunkSettings("srtp", "SRTP needs the TLS transport: its keys travel in SIP.")
+    caller_id_format = str(raw.get("caller_id_format") or CallerIdFormat.E164)
+    if caller_id_format not in CallerIdFormat.values:
+        raise InvalidTrunkSettings("caller_id_format", "Choose e164 or digits.")
     limit = raw.get("max_concurrent_calls")
     if limit in (None, ""):
         limit = None
@@ -560,6 +565,8 @@ def check_trunk_settings(raw: Mapping[str, Any]) -> TrunkSettings:
         allowed_networks=list(dict.fromkeys(networks)),
         codecs=[str(codec) for codec in codecs],
         srtp=srtp,
+        caller_id_format=caller_id_format,
+        assert_identity=bool(raw.get("assert_identity")),
         max_concurrent_calls=limit,
         outbound_prefixes=list(dict.fromkeys(prefixes)),
     )
@@ -607,6 +614,8 @@ def update_trunk_settings(trunk: SipTrunk, settings: TrunkSettings) -> SipTrunk:
         trunk.allowed_networks = settings.allowed_networks
         trunk.codecs = settings.codecs
         trunk.srtp = settings.srtp
+        trunk.caller_id_format = settings.caller_id_format
+        trunk.assert_identity = settings.assert_identity
         trunk.max_concurrent_calls = settings.max_concurrent_calls
         trunk.outbound_prefixes = settings.outbound_prefixes
         trunk.save()

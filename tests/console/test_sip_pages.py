@@ -80,11 +80,14 @@ def test_staff_list_and_edit_a_trunk(configured, staff) -> None:
         {
             "enabled": "on",
             "address": "192.0.2.10",
-            "transport": "tcp",
+            "transport": "tls",
             "digest_username": "spool",
             "digest_password": "s3cret",
             "allowed_networks": "192.0.2.0/24",
             "codecs": "pcma, pcmu",
+            "srtp": "on",
+            "caller_id_format": "digits",
+            "assert_identity": "on",
             "max_concurrent_calls": "20",
             "outbound_prefixes": "+1",
         },
@@ -94,8 +97,9 @@ def test_staff_list_and_edit_a_trunk(configured, staff) -> None:
     # then they are stored, and the password is never shown again
     assert b"Saved the settings" in saved.content and b"s3cret" not in saved.content
     trunk.refresh_from_db()
-    assert (trunk.enabled, trunk.address, trunk.transport) == (True, "192.0.2.10", "tcp")
+    assert (trunk.enabled, trunk.address, trunk.transport) == (True, "192.0.2.10", "tls")
     assert trunk.digest_password == "s3cret" and trunk.codecs == ["pcma", "pcmu"]
+    assert (trunk.srtp, trunk.caller_id_format, trunk.assert_identity) == (True, "digits", True)
     assert trunk.allowed_networks == ["192.0.2.0/24"] and trunk.outbound_prefixes == ["+1"]
     assert services.trunk_for_source("192.0.2.99") == trunk
 

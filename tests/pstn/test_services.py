@@ -633,3 +633,12 @@ def test_the_edge_is_asked_for_the_trunks_codecs_in_order_and_strong_srtp_only()
     ]
     assert "RTP/SAVP" in encrypted
     assert {"SDES-no-NULL_HMAC_SHA1_80", "SDES-no-NULL_HMAC_SHA1_32"} <= set(encrypted)
+
+
+def test_caller_id_rules_are_checked_and_stored(configured) -> None:
+    with pytest.raises(InvalidTrunkSettings) as caught:
+        services.check_trunk_settings({"caller_id_format": "national"})
+    assert caught.value.field == "caller_id_format"
+    trunk = enable("sbc1.example.com", caller_id_format="digits", assert_identity=True)
+    stored = SipTrunk.objects.get(pk=trunk.pk)
+    assert (stored.caller_id_format, stored.assert_identity) == ("digits", True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import subprocess
 import uuid
@@ -257,3 +258,42 @@ async def test_a_trunk_that_speaks_only_mu_law_is_offered_its_codec_and_transcod
             await phone.close()
         await room.close()
         await alice.pc.close()
+
+
+@pytest.mark.timeout(40)
+async def test_the_caller_id_is_shown_and_asserted_as_the_trunk_wants_it(
+    janus_url: str,  # noqa: F811
+    far_end: FarEnds,  # noqa: F811
+    edge: Edge,
+) -> None:
+    # given a trunk that takes caller ids without "+" and asserted
+    port = far_end("uas_echo.xml")
+    room = AudioBridgeRoom(janus_url, str(uuid.uuid4()), Events())
+    await room.open()
+    phone: PhoneCall | None = None
+    try:
+        events = PhoneEvents(room)
+        phone = PhoneCall(janus_url, events)
+        trunk = Trunk(
+            "127.0.0.1",
+            port,
+            edge=edge.address,
+            secret=settings.SIP_EDGE_SECRET,
+            caller_id_format="digits",
+            assert_identity=True,
+        )
+
+        # when +14255550100 calls out through it
+        await phone.dial("+15550001111", "+14255550100", await room.join_offering(PHONE), [trunk])
+        await events.wait(kind="answered", timeout=10)
+
+        # then From and P-Asserted-Identity carry 14255550100
+        invite_text = far_end.log(port).read_text()
+        invite_text = invite_text[invite_text.index("INVITE sip:") :]
+        assert re.search(r"^From: .*<sip:14255550100@127\.0\.0\.1>", invite_text, re.M)
+        assert "P-Asserted-Identity: <sip:14255550100@127.0.0.1>" in invite_text
+    finally:
+        if phone is not None:
+            await phone.hang_up()
+            await phone.close()
+        await room.close()
