@@ -6,9 +6,11 @@ flowing, beside the bare engines (Janus, Kamailio, sipp) doing the same in the s
 loopback (tests/pstn/sipp/uas_echo.xml: 180 at once, 200 OK 300 ms later, then it echoes the
 audio it receives). Timed from the client's invite until the call is Connected (the far end's
 200 OK) and until the caller first hears sound (its own tone, echoed), N calls one after the
-other. Bare: a script drives a Janus of its own as the media process does (an AudioBridge room,
-a phone leg through the SIP plugin to the same far end, then an aiortc peer sending the same
-tone joins the room), timed from the room's creation to the 200 OK and to the echo heard.
+other. Both go through a SIP edge (Kamailio, relaying the audio through rtpengine when it is
+installed), as `serve` places trunk calls. Bare: a script drives a Janus of its own as the
+media process does (an AudioBridge room, a phone leg through the SIP plugin and a bare edge to
+the same far end, then an aiortc peer sending the same tone joins the room), timed from the
+room's creation to the 200 OK and to the echo heard.
 The far end keeps its 300 ms of ringing: when it answers within a few ms, the SIP plugin's
 "accepted" event (which carries the "call" request's transaction) can reach apps/calls/sfu.py
 after the request's answer but before its caller has taken it, and is dropped; the call is
@@ -802,13 +804,16 @@ async def nothing(event: dict[str, Any]) -> None:
 
 class BareCall:
     """One bridged phone call out in a bare Janus: a room, the phone leg placed through the
-    SIP plugin to the far end (its answer completing the leg), then the peer joining the room."""
+    SIP plugin to the far end (through the bare edge, as Spool's go through its own: its
+    answer completing the leg), then the peer joining the room."""
 
-    def __init__(self, janus_url: str, far_end_port: int) -> None:
+    def __init__(self, janus_url: str, far_end_port: int, edge: str) -> None:
+        from django.conf import settings
+
         from apps.automation.bridge import AudioBridgeRoom
         from apps.automation.sip import PhoneCall, Trunk
 
-        self.trunk = Trunk("127.0.0.1", far_end_port)
+        self.trunk = Trunk("127.0.0.1", far_end_port, edge=edge, secret=settings.SIP_EDGE_SECRET)
         self.room = AudioBridgeRoom(janus_url, f"bench-{uuid.uuid4().hex[:10]}", nothing)
         self.phone = PhoneCall(janus_url, self._on_phone)
         self.peer = BarePeer()
@@ -847,11 +852,13 @@ class BareCall:
         await self.room.close()
 
 
-async def bare_outbound(janus_url: str, far_end_port: int, calls: int) -> dict[str, list[float]]:
+async def bare_outbound(
+    janus_url: str, far_end_port: int, edge: str, calls: int
+) -> dict[str, list[float]]:
     """(a) bare: room created -> far end answered, -> first echoed sound at the peer, ms."""
     connected, heard = [], []
     for n in range(calls + 1):
-        call = BareCall(janus_url, far_end_port)
+        call = BareCall(janus_url, far_end_port, edge)
         started = time.perf_counter()
         try:
             await call.place()
@@ -995,12 +1002,12 @@ def run_bare(args: argparse.Namespace, scratch: Path, steps: list[int]) -> dict[
     from tests.pstn.edge import run_edge
 
     menu, prompt = audio.speech_file(ivr.WELCOME), audio.speech_file(PROMPT)
+    # Relaying trunks' audio through rtpengine, as serve's edge does when it is installed.
+    relay = rtpengine_installed()
     with far_end(scratch, scenario(scratch, "uas_echo.xml")) as port, run_janus() as janus:
-        outbound = asyncio.run(bare_outbound(janus.url, port, args.calls))
-        say("bare: calls out measured")
-        # Relaying trunks' audio through rtpengine, as serve's edge does when it is installed.
-        relay = rtpengine_installed()
         with run_edge(relay=relay) as edge:
+            outbound = asyncio.run(bare_outbound(janus.url, port, edge.address, args.calls))
+            say("bare: calls out measured")
             inbound = asyncio.run(bare_inbound(janus.url, edge.address, menu, args.calls))
             say("bare: calls in measured")
             concurrent = asyncio.run(

@@ -188,6 +188,8 @@ WEB_PROCESSES = env_int("SPOOL_WEB_PROCESSES", 2, minimum=1)
 # Raise it when views wait on slow I/O (a distant database).
 WEB_THREADS = env_int("SPOOL_WEB_THREADS", 1, minimum=1)
 TOKEN_TIME_FLUSH_SECONDS = env_int("SPOOL_TOKEN_TIME_FLUSH_SECONDS", 2)
+# The console's charts: hourly points are kept this long (5-minute points two days).
+METRICS_DAYS = env_int("SPOOL_METRICS_DAYS", 90, minimum=1)
 # The request log (every ACS and management API request): how long it is kept, and how often
 # each web process writes what it collected (0: at once).
 REQUEST_LOG_DAYS = env_int("SPOOL_REQUEST_LOG_DAYS", 7, minimum=1)
@@ -426,6 +428,7 @@ INSTALLED_APPS = [
     "apps.calls",
     "apps.automation",
     "apps.pstn",
+    "apps.metrics",
     "apps.console",
 ]
 
@@ -591,6 +594,12 @@ CELERY_BEAT_SCHEDULE = {
     },
     "prune-chat-activity": {"task": "apps.chat.tasks.prune_activity", "schedule": 3600.0},
     "apply-chat-retention": {"task": "apps.chat.tasks.apply_retention", "schedule": 3600.0},
+    "roll-up-metrics": {
+        "task": "apps.metrics.tasks.roll_up",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
+    "prune-metrics": {"task": "apps.metrics.tasks.prune", "schedule": 3600.0},
 }
 
 # --- Auth, console ---------------------------------------------------------------------
@@ -662,8 +671,13 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "The API behind the Spool console: resources, keys, members, identities, phone numbers, SMS, events.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The API docs load nothing from outside Spool: Swagger UI and ReDoc come from
+    # drf-spectacular-sidecar, ReDoc's page drops its Google Fonts and refuses Redocly's logo
+    # (templates/drf_spectacular/redoc.html), and Swagger UI sends the schema to no online
+    # validator (it would on any host but localhost).
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": "/api/v1",
     # Every operation's error responses (the ACS error shape) and the limits behind them.

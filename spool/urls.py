@@ -12,6 +12,9 @@ from apps.accounts.signin import ThrottledAuthenticationForm
 from apps.accounts.views import jwks
 from apps.core.views import healthz
 
+# The admin's name on its pages and in their titles ("Site administration | Spool administration").
+admin.site.site_header = admin.site.site_title = "Spool administration"
+
 urlpatterns = [
     path("r/<slug:slug>/", include("apps.accounts.api.acs_urls")),
     path("r/<slug:slug>/", include("apps.numbers.api.acs_urls")),
@@ -26,8 +29,16 @@ urlpatterns = [
     path("api/v1/", include("apps.sms.api.urls")),
     path("api/v1/", include("apps.chat.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+    path(
+        "api/docs/",
+        SpectacularSwaggerView.as_view(url_name="schema", title="API docs · Spool"),
+        name="api-docs",
+    ),
+    path(
+        "api/redoc/",
+        SpectacularRedocView.as_view(url_name="schema", title="API reference · Spool"),
+        name="api-redoc",
+    ),
     path(".well-known/jwks.json", jwks, name="jwks"),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),

@@ -47,6 +47,7 @@ from apps.core import realtime
 from apps.core import services as core_services
 from apps.core.errors import ApiError
 from apps.core.parsers import is_single_line
+from apps.metrics import counters as metric_counters
 
 User = get_user_model()
 AnyUser = PortalUser | AnonymousUser
@@ -417,6 +418,7 @@ def issue_token_for(
         raise IdentityNotFound(f"Identity {raw_id!r} was not found.", target="id")
     token = _sign_token(raw_id, resource.id, generation, chosen, minutes)
     token_times.add(identity_id, timezone.now())
+    metric_counters.count(resource.id, "tokens.issued")
     return token
 
 
@@ -427,6 +429,7 @@ def do_issue_token(identity: CommunicationIdentity, scopes: list[str], minutes: 
         identity.raw_id, identity.resource_id, identity.token_generation, scopes, minutes
     )
     CommunicationIdentity.objects.filter(pk=identity.pk).update(last_token_issued_at=timezone.now())
+    metric_counters.count(identity.resource_id, "tokens.issued")
     return token
 
 

@@ -112,7 +112,12 @@ class Call(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["resource", "-created_at"])]
+        indexes = [
+            models.Index(fields=["resource", "-created_at"]),
+            # The metrics rollup: calls started, ended and in progress in an interval.
+            models.Index(fields=["created_at"], name="call_created_idx"),
+            models.Index(fields=["ended_at"], name="call_ended_idx"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["resource", "group_id"],

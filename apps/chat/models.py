@@ -115,7 +115,11 @@ class ChatMessage(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["thread", "-created_at", "-id"])]
+        indexes = [
+            models.Index(fields=["thread", "-created_at", "-id"]),
+            # The metrics rollup: messages sent in an interval.
+            models.Index(fields=["created_at"], name="chat_message_created_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.type} {self.id}"

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models import Count
@@ -16,7 +15,7 @@ from django.utils import timezone
 
 from apps.accounts import services as accounts
 from apps.accounts.models import Resource
-from apps.console.views import _page, _resource_context, resource_page
+from apps.console.views import _page, _resource_context, resource_page, staff_page
 from apps.core.errors import ApiError
 from apps.numbers import inventory, orders, services
 from apps.numbers.models import Capability, NumberStatus, NumberType, OperationStatus
@@ -141,7 +140,7 @@ def number_operation(request: HttpRequest, resource: Resource, operation_id: str
     return render(request, "console/number_operation.html", context)
 
 
-@staff_member_required
+@staff_page
 def inventory_import(request: HttpRequest) -> HttpResponse:
     """Staff: add numbers from a carrier's CSV; a file with any bad row adds nothing."""
     errors: list[tuple[int, str]] = []

@@ -6,13 +6,12 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from apps.accounts.models import Resource
-from apps.console.views import _page, _resource_context, resource_page
+from apps.console.views import _page, _resource_context, resource_page, staff_page
 from apps.core.api import check_request_edges
 from apps.core.errors import ApiError, refusal_response
 from apps.pstn import services
@@ -31,7 +30,7 @@ def sip_trunks(request: HttpRequest, resource: Resource) -> HttpResponse:
     return render(request, "console/sip.html", context)
 
 
-@staff_member_required
+@staff_page
 def staff_sip_trunks(request: HttpRequest) -> HttpResponse:
     """Staff: every resource's trunks, with the operator's settings at a glance."""
     query = (request.GET.get("q") or "").strip()
@@ -49,7 +48,7 @@ def _pager_query(query: str) -> str:
     return f"{urlencode({'q': query})}&" if query else ""
 
 
-@staff_member_required
+@staff_page
 def staff_sip_trunk(request: HttpRequest, trunk_id: int) -> HttpResponse:
     """Staff: one trunk's operator settings (enabled, address, transport, digest credentials,
     networks allowed in, codecs, concurrency, outbound prefixes)."""

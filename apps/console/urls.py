@@ -8,6 +8,7 @@ from apps.console import (
     chat_views,
     events_views,
     logs_views,
+    metrics_views,
     numbers_views,
     phones_views,
     pstn_views,
@@ -20,6 +21,7 @@ app_name = "console"
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("signup/", signup_views.signup, name="signup"),
     path("signup/sent/", signup_views.signup_sent, name="signup-sent"),
     path("signup/confirm/<str:token>/", signup_views.signup_confirm, name="signup-confirm"),
@@ -102,6 +104,11 @@ urlpatterns = [
         name="event-delivery",
     ),
     path("resources/<slug:slug>/logs/", logs_views.request_log, name="request-log"),
+    path("resources/<slug:slug>/metrics/", metrics_views.metrics_page, name="metrics"),
+    path("resources/<slug:slug>/errors/", metrics_views.error_log, name="error-log"),
+    path("resources/<slug:slug>/metrics/data/", metrics_views.metrics_data, name="metrics-data"),
+    path("staff/metrics/", metrics_views.staff_metrics, name="staff-metrics"),
+    path("staff/metrics/data/", metrics_views.staff_metrics_data, name="staff-metrics-data"),
     path("staff/numbers/import/", numbers_views.inventory_import, name="inventory-import"),
     path("staff/sip-trunks/", pstn_views.staff_sip_trunks, name="staff-sip-trunks"),
     path("staff/sip-trunks/<int:trunk_id>/", pstn_views.staff_sip_trunk, name="staff-sip-trunk"),

@@ -11,8 +11,9 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
@@ -61,6 +62,32 @@ def resource_page(permission: str = services.VIEW) -> Callable[[ResourceView], R
     return decorate
 
 
+def staff_page(view: ResourceView) -> ResourceView:
+    """The operator's pages (/staff/...). Others who are signed in get the console's "Not
+    allowed" page: Django's staff_member_required would send them to the admin's login, where
+    they are signed in already."""
+
+    @login_required
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_staff:
+            return render(
+                request,
+                "console/forbidden.html",
+                {"message": "This page is for the operator's staff."},
+                status=403,
+            )
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    # Browsers ask for /favicon.ico on every origin whatever a page links (the admin's pages
+    # and the API docs link none).
+    return HttpResponsePermanentRedirect(static("console/favicon.svg"))
+
+
 def _page(request: HttpRequest, items: Any) -> Any:
     return Paginator(items, PAGE_SIZE).get_page(request.GET.get("page"))
 
@@ -104,6 +131,8 @@ def resource_list(request: HttpRequest) -> HttpResponse:
 
 @resource_page()
 def resource_overview(request: HttpRequest, resource: Resource) -> HttpResponse:
+    from apps.console import metrics_views  # (it builds on this module)
+
     identities = services.list_identities(resource)
     context = _resource_context(
         request,
@@ -112,6 +141,11 @@ def resource_overview(request: HttpRequest, resource: Resource) -> HttpResponse:
         identity_count=identities.count(),
         tokens_issued_recently=identities.exclude(last_token_issued_at=None).count(),
         member_count=resource.memberships.count(),
+        **metrics_views.chart_context(
+            request,
+            metrics_views.OVERVIEW_CHARTS,
+            reverse("console:metrics-data", kwargs={"slug": resource.slug}),
+        ),
     )
     return render(request, "console/resource_overview.html", context)
 

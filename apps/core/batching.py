@@ -17,15 +17,21 @@ logger = logging.getLogger(__name__)
 
 
 class BackgroundWriter:
-    """`add(key, value)` keeps the newest value per key; `write(pending)` stores them. With an
-    interval of 0 (tests) every value is written at once."""
+    """`add(key, value)` keeps the newest value per key (or, with `merge`, merges it into the
+    pending one: `operator.add` counts); `write(pending)` stores them. With an interval of 0
+    (tests) every value is written at once."""
 
     def __init__(
-        self, name: str, write: Callable[[dict[Hashable, Any]], None], interval: Callable[[], float]
+        self,
+        name: str,
+        write: Callable[[dict[Hashable, Any]], None],
+        interval: Callable[[], float],
+        merge: Callable[[Any, Any], Any] | None = None,
     ) -> None:
         self.name = name
         self._write = write
         self._interval = interval
+        self._merge = merge
         self._pending: dict[Hashable, Any] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -36,6 +42,8 @@ class BackgroundWriter:
             self._write({key: value})
             return
         with self._lock:
+            if self._merge is not None and key in self._pending:
+                value = self._merge(self._pending[key], value)
             self._pending[key] = value
             if self._thread is None:
                 self._thread = threading.Thread(

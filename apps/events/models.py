@@ -136,6 +136,7 @@ class EventDelivery(models.Model):
     delivered_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name_plural = "event deliveries"
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(
@@ -169,7 +170,11 @@ class DeliveryAttempt(models.Model):
 
     class Meta:
         ordering = ["started_at", "pk"]
-        indexes = [models.Index(fields=["delivery", "started_at"])]
+        indexes = [
+            models.Index(fields=["delivery", "started_at"]),
+            # The metrics rollup: attempts made in an interval.
+            models.Index(fields=["started_at"], name="delivery_attempt_started_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"attempt {self.pk} of {self.delivery_id}"

@@ -59,6 +59,7 @@ class NumberSearch(models.Model):
     expires_at = models.DateTimeField()
 
     class Meta:
+        verbose_name_plural = "number searches"
         indexes = [models.Index(fields=["state", "expires_at"])]
 
     def __str__(self) -> str:

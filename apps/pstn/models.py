@@ -78,6 +78,7 @@ class SipTrunk(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = "SIP trunk"
         ordering = ["resource_id", "id"]
         constraints = [
             models.UniqueConstraint(fields=["resource", "fqdn"], name="pstn_trunk_fqdn_unique")
@@ -117,6 +118,7 @@ class SipRoute(models.Model):
     trunks = models.JSONField(default=empty_list, blank=True)
 
     class Meta:
+        verbose_name = "SIP route"
         ordering = ["resource_id", "position"]
         constraints = [
             models.UniqueConstraint(

@@ -58,6 +58,7 @@ class SmsMessage(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = "SMS message"
         indexes = [
             models.Index(fields=["resource", "-created_at"]),
             # A drain's claim: queued messages, oldest first.
@@ -73,6 +74,9 @@ class SmsMessage(models.Model):
                 name="sms_unfinished_idx",
             ),
             models.Index(fields=["carrier_message_id"]),
+            # The metrics rollup: messages sent, and finished, in an interval.
+            models.Index(fields=["created_at"], name="sms_created_idx"),
+            models.Index(fields=["finished_at"], name="sms_finished_idx"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -127,6 +131,7 @@ class OptOut(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name = "opt-out"
         constraints = [
             models.UniqueConstraint(fields=["sender", "recipient"], name="sms_unique_opt_out")
         ]

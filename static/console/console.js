@@ -1,4 +1,13 @@
 // Small progressive enhancements for the console: copy buttons, reveal, confirmations.
+
+// The resource menu's button (narrow screens only, by CSS): shown once this script runs, so
+// without it the menu stays open.
+document.querySelectorAll(".sidebar-toggle").forEach((toggle) => {
+  toggle.hidden = false;
+  toggle.addEventListener("click", () => {
+    toggle.setAttribute("aria-expanded", String(toggle.getAttribute("aria-expanded") !== "true"));
+  });
+});
 document.addEventListener("click", async (event) => {
   const copy = event.target.closest("[data-copy]");
   if (copy) {

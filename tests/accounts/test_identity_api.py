@@ -278,12 +278,15 @@ def test_issuing_a_token_costs_two_queries(
     acs: AcsClient, django_assert_num_queries, monkeypatch
 ) -> None:
     # The hot path reads the resource (for its keys) and the identity's revocation generation;
-    # the token time and the request log go to write-behind buffers (test_token_times.py,
-    # tests/core/test_request_log.py).
+    # the token time, the tokens count and the request log go to write-behind buffers
+    # (test_token_times.py, tests/metrics, tests/core/test_request_log.py).
     raw_id = _create(acs)["identity"]["id"]
-    recorded = []
+    recorded, counted = [], []
     monkeypatch.setattr(
         services.token_times, "add", lambda identity_id, when: recorded.append(identity_id)
+    )
+    monkeypatch.setattr(
+        services.metric_counters, "count", lambda resource_id, metric: counted.append(metric)
     )
     with django_assert_num_queries(2):
         response = acs.call(
@@ -291,3 +294,4 @@ def test_issuing_a_token_costs_two_queries(
         )
     assert response.status_code == 200
     assert [str(i) for i in recorded] == [raw_id.rsplit("_", 1)[1]]
+    assert counted == ["tokens.issued"]

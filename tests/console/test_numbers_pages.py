@@ -105,7 +105,11 @@ def test_staff_import_reports_bad_rows_by_line_and_adds_nothing(make_user) -> No
 
 
 def test_only_staff_reach_the_import_page(browser) -> None:
-    assert browser.get("/staff/numbers/import/").status_code == 302  # to the admin login
+    # when a signed-in owner who is not staff opens it
+    page = browser.get("/staff/numbers/import/")
+
+    # then the console says no (not the admin's login)
+    assert page.status_code == 403 and b"Not allowed" in page.content
 
 
 def test_an_owned_number_points_its_inbound_traffic_somewhere(

@@ -173,3 +173,34 @@ def test_nothing_is_restarted_once_serve_is_stopping() -> None:
 
     # then
     assert child.restarts == 0
+
+
+def test_stopping_leaves_nothing_a_child_forked_behind(tmp_path: Path) -> None:
+    # given a child that forked a worker which outlives it (as Kamailio's workers outlive a
+    # main process killed while it starts)
+    pid_file = tmp_path / "worker.pid"
+    child = Child("forker", ["sh", "-c", f"sleep 300 & echo $! > {pid_file}; wait"])
+    child.start()
+    deadline = time.monotonic() + 5
+    while not (pid_file.exists() and pid_file.read_text().strip()):
+        assert time.monotonic() < deadline, "the worker did not start"
+        time.sleep(0.02)
+    worker = int(pid_file.read_text())
+
+    # when serve stops its children
+    Command()._stop([child])
+
+    # then the worker is gone too
+    deadline = time.monotonic() + 5
+    while _alive(worker):
+        assert time.monotonic() < deadline, "the forked worker was left running"
+        time.sleep(0.02)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie waiting for its parent (init here) to reap it is gone as far as anyone cares.
+    return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"

@@ -13,6 +13,7 @@ sweeps queue again, so a job lost with Redis is late, never lost (DESIGN.md).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import io
 import logging
@@ -522,3 +523,7 @@ class Command(BaseCommand):
             except subprocess.TimeoutExpired:
                 child.process.kill()
                 child.process.wait()
+            # What it forked and left behind (Kamailio's workers when its main process was
+            # killed mid-start): each child leads its own process group.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.process.pid, signal.SIGKILL)
