@@ -116,6 +116,7 @@ def seed(messages: int, calls: int) -> tuple[Any, Any]:
                     text="bench",
                     encoding="GSM",
                     status=MessageStatus.DELIVERED if outbound else MessageStatus.RECEIVED,
+                    submitted_at=at,  # where created_at comes from, below
                     finished_at=at + timedelta(seconds=2) if outbound else None,
                 )
             )
@@ -124,16 +125,8 @@ def seed(messages: int, calls: int) -> tuple[Any, Any]:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                "UPDATE sms_smsmessage SET created_at = finished_at - interval '2 seconds' "
-                "WHERE finished_at IS NOT NULL"
-            )
-        else:
-            cursor.execute(
-                "UPDATE sms_smsmessage SET created_at = datetime(finished_at, '-2 seconds') "
-                "WHERE finished_at IS NOT NULL"
-            )
+        cursor.execute("UPDATE sms_smsmessage SET created_at = submitted_at")
+        cursor.execute("UPDATE sms_smsmessage SET submitted_at = NULL WHERE direction = 'inbound'")
     for first in range(0, calls, BATCH):
         rows = []
         for _ in range(first, min(calls, first + BATCH)):
