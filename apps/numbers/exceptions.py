@@ -80,3 +80,8 @@ class TooManyHeldNumbers(ApiError):
 
     status = 409
     code = "TooManyHeldNumbers"
+
+
+class SearchNotCancellable(ApiError):
+    status = 409
+    code = "SearchNotCancellable"

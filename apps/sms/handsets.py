@@ -28,6 +28,25 @@ def is_handset(number: str) -> bool:
     return not PhoneNumber.objects.filter(number=number).exists()
 
 
+def check_handset(number: str) -> str:
+    """`number`, if a virtual handset plays it: E.164 and not in this deployment's inventory.
+    Raises HandsetNotFound (anything else opens no handset, and nothing is stored for it)."""
+    if not is_e164(number):
+        shown = number if len(number) <= 40 else f"{number[:40]}…"
+        raise HandsetNotFound(
+            f"“{shown}” is not a phone number. A virtual handset has a number in E.164 format "
+            "(+ and 7 to 15 digits), e.g. +14255550123.",
+            target="handset",
+        )
+    if not is_handset(number):
+        raise HandsetNotFound(
+            f"{number} is a phone number of this deployment, not a virtual handset: handsets "
+            "stand in for phones outside it.",
+            target="handset",
+        )
+    return number
+
+
 def handsets_among(numbers: Iterable[str]) -> set[str]:
     numbers = set(numbers)
     return numbers - set(

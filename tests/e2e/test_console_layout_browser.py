@@ -136,6 +136,7 @@ def buy_a_number(page: Page, slug: str) -> tuple[str, str]:
     search = urlsplit(page.url).path
     number = page.locator("#search-result tbody td code").first.inner_text()
     submit(page, page.get_by_role("button", name="Buy 1 number"))
+    submit(page, page.get_by_role("button", name="Confirm purchase"))
     page.wait_for_selector('#operation[data-status="succeeded"]', timeout=20_000)
     return search, number
 

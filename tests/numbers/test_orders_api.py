@@ -120,6 +120,29 @@ def test_bad_searches_are_refused_and_hold_nothing(acs, inventory, change, targe
     assert not NumberSearch.objects.exists()
 
 
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"areaCode": "4x5"}, "areaCode must be 1 to 8 digits (0-9)."),
+        ({"quantity": 6}, "Only 5 numbers match this search; 6 were asked for."),
+    ],
+)
+def test_the_api_keeps_its_own_error_messages(acs, inventory, change, message) -> None:
+    # (the console says these in its users' words: tests/console/test_numbers_pages.py)
+    response = acs.call(
+        "POST", "/availablePhoneNumbers/countries/US/:search", {**SEARCH, **change}, api_version=API
+    )
+    assert response.status_code == 400 and response.json()["error"]["message"] == message
+
+
+def test_the_api_takes_a_search_for_numbers_with_neither_capability(acs, inventory) -> None:
+    # ACS's contract allows it (calling and sms are each none or more); only the console's
+    # form asks for one
+    found = _search(acs, {**SEARCH, "capabilities": {"calling": "none", "sms": "none"}})
+    assert found["capabilities"] == {"calling": "none", "sms": "none"}
+    assert len(found["phoneNumbers"]) == 2
+
+
 def test_purchase_makes_the_numbers_the_resources_own(
     acs, inventory, django_capture_on_commit_callbacks
 ) -> None:

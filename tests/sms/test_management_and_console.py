@@ -1,4 +1,4 @@
-"""SMS through the management API (/api/v1/) and the console pages."""
+"""SMS through the management API (/api/v1/); the console pages are test_console_pages.py."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from apps.accounts import services as accounts
 from apps.accounts.models import Role
-from apps.sms.models import HandsetMessage, OptOut, SmsMessage
+from apps.sms.models import OptOut, SmsMessage
 
 PERSON = "+447700900123"
 
@@ -108,70 +108,3 @@ def test_opt_outs_through_the_api(owner: Any, resource: Any, sender: str) -> Non
     assert bad.status_code == 400
     assert api.delete(f"{base}{created.json()['id']}/").status_code == 204
     assert not OptOut.objects.exists()
-
-
-# --- Console ------------------------------------------------------------------------------
-def test_console_send_page_sends_and_shows_results(
-    owner: Any, resource: Any, sender: str, django_capture_on_commit_callbacks: Any
-) -> None:
-    browser = console_for(owner)
-    url = f"/resources/{resource.slug}/sms/"
-    assert sender in browser.get(url).content.decode()
-    with django_capture_on_commit_callbacks(execute=True):
-        response = browser.post(
-            url, {"from": sender, "to": f"{PERSON}, +447700900124", "message": "Hi"}, follow=True
-        )
-    page = response.content.decode()
-    assert "Accepted" in page and PERSON in page
-    assert HandsetMessage.objects.filter(to_handset=True).count() == 2
-
-
-def test_console_send_page_keeps_the_draft_on_error(owner: Any, resource: Any, sender: str) -> None:
-    browser = console_for(owner)
-    response = browser.post(
-        f"/resources/{resource.slug}/sms/",
-        {"from": sender, "to": PERSON, "message": ""},
-        follow=True,
-    )
-    assert "non-empty" in response.content.decode()
-    assert not SmsMessage.objects.exists()
-
-
-def test_console_pages_render_for_readers_without_send_forms(
-    resource: Any, sender: str, make_user: Any
-) -> None:
-    reader = make_user("reader")
-    accounts.add_member(resource, "reader", Role.READER)
-    browser = console_for(reader)
-    for page in ("", "messages/", "handsets/", f"handsets/?handset={PERSON}", "opt-outs/"):
-        response = browser.get(f"/resources/{resource.slug}/sms/{page}")
-        assert response.status_code == 200, page
-        assert 'id="send-form"' not in response.content.decode()
-    response = browser.post(
-        f"/resources/{resource.slug}/sms/",
-        {"from": sender, "to": PERSON, "message": "x"},
-        follow=True,
-    )
-    assert "cannot send" in response.content.decode()
-    assert not SmsMessage.objects.exists()
-
-
-def test_console_handset_and_opt_out_pages_act(
-    owner: Any, resource: Any, sender: str, django_capture_on_commit_callbacks: Any
-) -> None:
-    browser = console_for(owner)
-    base = f"/resources/{resource.slug}/sms/"
-    with django_capture_on_commit_callbacks(execute=True):
-        browser.post(f"{base}handsets/?handset=%2B447700900123", {"to": sender, "message": "STOP"})
-    assert OptOut.objects.filter(recipient=PERSON).exists()
-    fragment = browser.get(f"{base}handsets/?handset=%2B447700900123&fragment=1").content.decode()
-    assert "unsubscribed" in fragment and "<html" not in fragment
-    opt_out = OptOut.objects.get()
-    browser.post(f"{base}opt-outs/", {"action": "remove", "id": opt_out.pk})
-    assert not OptOut.objects.exists()
-    browser.post(f"{base}opt-outs/", {"action": "add", "from": sender, "to": PERSON})
-    assert OptOut.objects.get().source == "console"
-    log = browser.get(f"{base}messages/?direction=inbound").content.decode()
-    assert "STOP" in log
-    message = SmsMessage.objects.filter(direction="outbound").first()
-    assert "Delivered" in browser.get(f"{base}messages/{message.pk}/").content.decode()  # type: ignore[union-attr]
