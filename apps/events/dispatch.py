@@ -137,7 +137,9 @@ def deliver(delivery_id: Any) -> str | None:
         "Content-Type": content_type,
         "aeg-event-type": "Notification",
         "aeg-subscription-name": subscription.name.upper(),
-        "aeg-delivery-count": str(delivery.attempt_count),
+        # Every request of this event to this subscription before this one: retries and manual
+        # redeliveries alike (`attempt_count` restarts with a redelivery; the history does not).
+        "aeg-delivery-count": str(DeliveryAttempt.objects.filter(delivery_id=delivery.pk).count()),
         **webhooks.sign(subscription.secret, str(delivery.event_id), text, timezone.now()),
     }
     if subscription.schema == SubscriptionSchema.EVENT_GRID:

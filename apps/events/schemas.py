@@ -10,36 +10,48 @@ from apps.events.models import Event, EventSubscription, SubscriptionSchema
 
 PREFIX = "Microsoft.Communication."
 
-# The Azure Communication Services event types a subscription may filter on.
-EVENT_TYPES: tuple[str, ...] = tuple(
-    PREFIX + name
-    for name in (
-        "SMSReceived",
-        "SMSDeliveryReportReceived",
-        "ChatMessageReceived",
-        "ChatMessageEdited",
-        "ChatMessageDeleted",
-        "ChatThreadCreatedWithUser",
-        "ChatThreadWithUserDeleted",
-        "ChatThreadPropertiesUpdatedPerUser",
-        "ChatMessageReceivedInThread",
-        "ChatMessageEditedInThread",
-        "ChatMessageDeletedInThread",
-        "ChatThreadCreated",
-        "ChatThreadDeleted",
-        "ChatThreadPropertiesUpdated",
-        "ChatThreadParticipantAdded",
-        "ChatThreadParticipantRemoved",
-        "ChatParticipantAddedToThreadWithUser",
-        "ChatParticipantRemovedFromThreadWithUser",
-        "CallStarted",
-        "CallEnded",
-        "CallParticipantAdded",
-        "CallParticipantRemoved",
-        "IncomingCall",
-        "RecordingFileStatusUpdated",
+# The Azure Communication Services event types a subscription may filter on, by service (as
+# Microsoft's event schema pages group them; the console shows one group of checkboxes each).
+EVENT_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = tuple(
+    (service, tuple(PREFIX + name for name in names))
+    for service, names in (
+        ("SMS", ("SMSReceived", "SMSDeliveryReportReceived")),
+        (
+            "Chat",
+            # Each change's thread-level event beside its copy per participant.
+            (
+                "ChatMessageReceivedInThread",
+                "ChatMessageReceived",
+                "ChatMessageEditedInThread",
+                "ChatMessageEdited",
+                "ChatMessageDeletedInThread",
+                "ChatMessageDeleted",
+                "ChatThreadCreated",
+                "ChatThreadCreatedWithUser",
+                "ChatThreadPropertiesUpdated",
+                "ChatThreadPropertiesUpdatedPerUser",
+                "ChatThreadDeleted",
+                "ChatThreadWithUserDeleted",
+                "ChatThreadParticipantAdded",
+                "ChatParticipantAddedToThreadWithUser",
+                "ChatThreadParticipantRemoved",
+                "ChatParticipantRemovedFromThreadWithUser",
+            ),
+        ),
+        (
+            "Calling",
+            (
+                "CallStarted",
+                "CallEnded",
+                "CallParticipantAdded",
+                "CallParticipantRemoved",
+                "IncomingCall",
+            ),
+        ),
+        ("Call recording", ("RecordingFileStatusUpdated",)),
     )
 )
+EVENT_TYPES: tuple[str, ...] = tuple(t for _, types in EVENT_GROUPS for t in types)
 SMS_RECEIVED = PREFIX + "SMSReceived"
 SMS_DELIVERY_REPORT_RECEIVED = PREFIX + "SMSDeliveryReportReceived"
 
@@ -117,29 +129,3 @@ def validation_event(
             "dataVersion": "2",
         }
     ]
-
-
-def sample_data(event_type: str, now: datetime) -> dict[str, Any]:
-    """Data for a test event: the fields a real event of the type carries, made-up values."""
-    when = timestamp(now)
-    # Keys as ACS sends them for SMS (PascalCase, as in Microsoft's event samples).
-    if event_type == SMS_RECEIVED:
-        return {
-            "MessageId": "Incoming_00000000000000000000000000000000",
-            "From": "+15555550100",
-            "To": "+15555550199",
-            "Message": "A test message from Spool",
-            "ReceivedTimestamp": when,
-        }
-    if event_type == SMS_DELIVERY_REPORT_RECEIVED:
-        return {
-            "MessageId": "Outgoing_00000000000000000000000000000000",
-            "From": "+15555550199",
-            "To": "+15555550100",
-            "DeliveryStatus": "Delivered",
-            "DeliveryStatusDetails": "No error.",
-            "ReceivedTimestamp": when,
-            "DeliveryAttempts": [{"Timestamp": when, "SegmentsSucceeded": 1, "SegmentsFailed": 0}],
-            "Tag": "spool-test",
-        }
-    return {"spoolTest": True, "note": f"A test {event_type} event sent from Spool."}

@@ -30,7 +30,7 @@ from django.utils import timezone
 from apps.accounts.models import Resource
 from apps.core import outbound, realtime
 from apps.core.errors import ApiError
-from apps.events import dispatch, schemas, webhooks
+from apps.events import dispatch, samples, schemas, webhooks
 from apps.events.dispatch import parse_uuid
 from apps.events.exceptions import (
     DeliveryNotFound,
@@ -352,6 +352,15 @@ def set_subscription_enabled(subscription: EventSubscription, enabled: bool) -> 
     return subscription
 
 
+def update_event_types(subscription: EventSubscription, event_types: Any) -> EventSubscription:
+    """Change which types the subscription takes (empty: all). Events published from then on
+    are matched against the new filter; deliveries already made or queued stay. Raises
+    InvalidSubscription (400) naming the field; nothing changes then."""
+    subscription.event_types = check_event_types(event_types)
+    subscription.save(update_fields=["event_types"])
+    return subscription
+
+
 def delete_subscription(subscription: EventSubscription) -> None:
     """Delete the subscription and its deliveries; the events stay in the resource's log."""
     subscription.delete()
@@ -494,30 +503,49 @@ def _create_deliveries(
     return deliveries
 
 
-def test_fire(subscription: EventSubscription) -> EventDelivery:
-    """Publish a sample event to this subscription only: the first type of its filter (or
-    SMSReceived when it takes all), with sample data and subject "/spool/test". It is stored
-    and delivered like any other event. Raises SubscriptionNotActive."""
+def test_fire(subscription: EventSubscription, *, event_type: Any = None) -> EventDelivery:
+    """Publish a sample event to this subscription only: of `event_type` (one the subscription
+    takes; None: the first type of its filter, or SMSReceived when it takes all), with data of
+    the shape real events of the type carry (samples.py) and subject "/spool/test". It is
+    stored and delivered like any other event.
+
+    Raises SubscriptionNotActive, or InvalidSubscription (400, target "event_type") for a type
+    that is unknown or that the subscription does not take; nothing is stored then.
+    """
     if subscription.state != SubscriptionState.ACTIVE:
         raise SubscriptionNotActive(
             f"{subscription.name} is {subscription.get_state_display().lower()}; "
             "only an active subscription receives events."
         )
-    event_type = (subscription.event_types or [schemas.SMS_RECEIVED])[0]
+    if event_type in (None, ""):
+        event_type = (subscription.event_types or [schemas.SMS_RECEIVED])[0]
+    if not isinstance(event_type, str) or event_type not in schemas.EVENT_TYPES:
+        raise InvalidSubscription(
+            f"Unknown event type {event_type!r}; the types are named like "
+            f"{schemas.SMS_RECEIVED!r}.",
+            target="event_type",
+        )
+    if not subscription.accepts(event_type):
+        raise InvalidSubscription(
+            f"{subscription.name} does not take {event_type.removeprefix(schemas.PREFIX)} "
+            "events: test it with one of the types it subscribes to.",
+            target="event_type",
+        )
     with transaction.atomic():
         event = _store_event(
             subscription.resource,
             event_type,
             subject=schemas.TEST_SUBJECT,
-            data=schemas.sample_data(event_type, timezone.now()),
+            data=samples.sample_data(event_type, subscription.resource, timezone.now()),
             version="1.0",
         )
         return _create_deliveries(event, [subscription])[0]
 
 
 def redeliver(delivery: EventDelivery) -> EventDelivery:
-    """Send a delivered or dead-lettered delivery again, now, as if new: attempts start from
-    zero and the time to live from now (earlier attempts stay in its history). Raises
+    """Send a delivered or dead-lettered delivery again, now: its attempt count (which the
+    retry cap reads) starts from zero and its time to live from now; earlier attempts stay in
+    its history, and the request's aeg-delivery-count goes on counting them. Raises
     DeliveryPending when it is still on its way."""
     now = timezone.now()
     with transaction.atomic():

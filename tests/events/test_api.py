@@ -267,3 +267,35 @@ def test_the_validation_link_needs_no_login_but_the_api_does(resource, receiver)
         f"/api/v1/events/validate/{subscription.pk}", {"code": subscription.validation_code}
     )
     assert answer.status_code == 200 and answer.json()["state"] == "active"
+
+
+def test_test_fire_a_chosen_type_and_change_the_types(
+    owner, resource, subscribe, receiver, django_capture_on_commit_callbacks
+) -> None:
+    # given a subscription to SMS
+    subscription = subscribe(event_types=[SMS])
+    api = _client(owner)
+    url = f"/api/v1/resources/{resource.slug}/event-subscriptions/{subscription.pk}/"
+
+    # when a type it does not take is test-fired, then it is refused and nothing is sent
+    refused = api.post(f"{url}test/", {"event_type": schemas.PREFIX + "CallEnded"}, format="json")
+    assert refused.status_code == 400 and refused.json()["error"]["target"] == "event_type"
+    assert not EventDelivery.objects.exists()
+
+    # when its types are changed to calls, with an unknown one among them, nothing changes
+    bad = api.patch(url, {"event_types": [schemas.PREFIX + "CallEnded", "Nope"]}, format="json")
+    assert bad.status_code == 400
+    subscription.refresh_from_db()
+    assert subscription.event_types == [SMS]
+    assert api.patch(url, {}, format="json").status_code == 400
+
+    # when they are changed to CallEnded alone, then a CallEnded test event goes out
+    changed = api.patch(url, {"event_types": [schemas.PREFIX + "CallEnded"]}, format="json")
+    assert changed.status_code == 200 and changed.json()["event_types"] == [
+        schemas.PREFIX + "CallEnded"
+    ]
+    with django_capture_on_commit_callbacks(execute=True):
+        fired = api.post(f"{url}test/", {"event_type": schemas.PREFIX + "CallEnded"}, format="json")
+    assert fired.status_code == 202 and fired.json()["event_type"] == schemas.PREFIX + "CallEnded"
+    (body,) = receiver.notifications[-1].json
+    assert body["data"]["reason"]["code"] == 0 and "callDurationInSeconds" in body["data"]

@@ -369,16 +369,18 @@ def test_redeliver_sends_again(
     with django_capture_on_commit_callbacks(execute=True):
         services.redeliver(delivery)
 
-    # then it is sent again, counted from zero, with its history kept
+    # then it is sent again, its attempts (for the retry cap) counted from zero, its history
+    # kept, and the receiver told it is the second delivery of the event
     delivery.refresh_from_db()
     assert delivery.state == DeliveryState.DELIVERED and delivery.attempt_count == 1
     assert [a.status_code for a in delivery.attempts.all()] == [400, 200]
-    assert [r.header("aeg-delivery-count") for r in receiver.notifications] == ["0", "0"]
+    assert [r.header("aeg-delivery-count") for r in receiver.notifications] == ["0", "1"]
 
     # and a delivered one can be sent again too, but a pending one cannot
     with django_capture_on_commit_callbacks(execute=True):
         services.redeliver(delivery)
     assert len(receiver.notifications) == 3
+    assert receiver.notifications[-1].header("aeg-delivery-count") == "2"
     EventDelivery.objects.filter(pk=delivery.pk).update(state=DeliveryState.PENDING)
     with pytest.raises(DeliveryPending):
         services.redeliver(delivery)
@@ -659,3 +661,39 @@ def test_one_subscription_gets_no_more_than_its_share_of_workers(
     # when the claims end, the third goes too
     EventDelivery.objects.filter(subscription=slow).update(lease_until=None)
     assert dispatch.deliver(held[2].pk) == DeliveryState.DELIVERED
+
+
+def test_aeg_delivery_count_counts_every_request_of_the_event_to_that_subscription(
+    resource, receiver, subscribe, clock, django_capture_on_commit_callbacks
+) -> None:
+    # given two subscriptions; the receiver fails the first request it gets (flaky's: the
+    # deliveries go out in the order of the subscriptions' names)
+    subscribe("flaky", path="/flaky")
+    subscribe("steady", path="/steady")
+    receiver.statuses = [503]
+
+    def counts(path: str) -> list[str | None]:
+        return [r.header("aeg-delivery-count") for r in receiver.notifications if r.path == path]
+
+    # when an event is published, and flaky's delivery is retried by the sweep and refused
+    with django_capture_on_commit_callbacks(execute=True):
+        event = publish(resource)
+    flaky = EventDelivery.objects.get(event=event, subscription__name="flaky")
+    receiver.statuses = [400]
+    clock.advance(11)
+    tasks.sweep()
+    flaky.refresh_from_db()
+    assert flaky.state == DeliveryState.DEAD_LETTERED
+
+    # and then redelivered by hand, twice
+    with django_capture_on_commit_callbacks(execute=True):
+        services.redeliver(flaky)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.redeliver(flaky)
+
+    # then each request, as the endpoint received it, counted the ones before it: the retry
+    # and both redeliveries; the other subscription's count is its own
+    assert counts("/flaky") == ["0", "1", "2", "3"]
+    assert counts("/steady") == ["0"]
+    flaky.refresh_from_db()
+    assert flaky.attempt_count == 1 and flaky.attempts.count() == 4

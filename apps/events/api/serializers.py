@@ -52,7 +52,17 @@ class SubscriptionCreateSerializer(serializers.Serializer[Any]):
 
 
 class SubscriptionUpdateSerializer(serializers.Serializer[Any]):
-    enabled = serializers.BooleanField()
+    enabled = serializers.BooleanField(required=False)
+    event_types = serializers.ListField(child=StrictCharField(), required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs:
+            raise serializers.ValidationError("Give enabled, event_types, or both.")
+        return attrs
+
+
+class SampleEventSerializer(serializers.Serializer[Any]):
+    event_type = StrictCharField(required=False, allow_blank=True)
 
 
 class EventSerializer(serializers.ModelSerializer[Event]):

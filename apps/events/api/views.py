@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics
@@ -71,7 +72,11 @@ class SubscriptionDetail(APIView):
         resource = accounts.access_resource(request.user, slug, accounts.MANAGE_EVENTS)
         subscription = services.access_subscription(resource, subscription_id)
         data = _valid(s.SubscriptionUpdateSerializer, request)
-        services.set_subscription_enabled(subscription, data["enabled"])
+        with transaction.atomic():  # both or neither
+            if "event_types" in data:
+                services.update_event_types(subscription, data["event_types"])
+            if "enabled" in data:
+                services.set_subscription_enabled(subscription, data["enabled"])
         return Response(_subscription(request, resource, subscription))
 
     @extend_schema(responses={204: None})
@@ -92,11 +97,16 @@ class SubscriptionValidate(APIView):
 
 
 class SubscriptionTest(APIView):
-    @extend_schema(request=None, responses={202: s.DeliverySerializer})
+    @extend_schema(request=s.SampleEventSerializer, responses={202: s.DeliverySerializer})
     def post(self, request: Request, slug: str, subscription_id: str) -> Response:
-        """Send a sample event (subject "/spool/test") to this subscription only."""
+        """Send a sample event (subject "/spool/test") to this subscription only: of
+        `event_type` (a type it takes; by default the first of its filter, or SMSReceived)."""
         resource = accounts.access_resource(request.user, slug, accounts.MANAGE_EVENTS)
-        delivery = services.test_fire(services.access_subscription(resource, subscription_id))
+        data = _valid(s.SampleEventSerializer, request)
+        delivery = services.test_fire(
+            services.access_subscription(resource, subscription_id),
+            event_type=data.get("event_type") or None,
+        )
         delivery.refresh_from_db()
         return Response(s.DeliverySerializer(delivery).data, status=202)
 
