@@ -335,12 +335,22 @@ def _database_url_for_e2e(stack: list[Any]) -> str | None:
 
 # Databases 1-15 in turn, from a per-process offset; 0 stays for the unit tests.
 _REDIS_DATABASES = itertools.cycle([1 + (os.getpid() + n) % 15 for n in range(15)])
+# Each live server's resources get ports from a block of their own below the kernel's
+# ephemeral range (32768-60999): there, no connection's local port and no free_port() of
+# another server (its HTTP, HTTPS or SIP TLS port) can land on a resource's port between its
+# creation and its web process listening, or while that process restarts.
+_RESOURCE_PORT_BLOCKS = itertools.cycle([20000 + ((os.getpid() + n) % 60) * 200 for n in range(60)])
 
 
 def _no_core_files() -> None:
     import resource
 
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def _resource_ports() -> str:
+    first = next(_RESOURCE_PORT_BLOCKS)
+    return f"{first}-{first + 199}"
 
 
 def start_spool(extra_env: dict[str, str] | None = None) -> tuple[LiveSpool, list[Any]]:
@@ -357,6 +367,7 @@ def start_spool(extra_env: dict[str, str] | None = None) -> tuple[LiveSpool, lis
             # Its own SIP edge (when Kamailio is installed), never the machine's 5060.
             "SPOOL_SIP_PORT": str(free_port()),
             "SPOOL_SIP_TLS_PORT": str(free_port()),
+            "SPOOL_RESOURCE_PORTS": _resource_ports(),
             "SPOOL_WEB_PROCESSES": "1",
             "SPOOL_WORKER_CONCURRENCY": "1",
             "PYTHONUNBUFFERED": "1",
