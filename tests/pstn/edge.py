@@ -9,6 +9,7 @@ calls the edge or Spool refuses).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -94,7 +95,10 @@ def run_edge(
                 tls=tls,
             )
             process = subprocess.Popen(
-                argv, stdout=subprocess.DEVNULL, stderr=open(folder / "kamailio.log", "wb")
+                argv,
+                stdout=subprocess.DEVNULL,
+                stderr=open(folder / "kamailio.log", "wb"),
+                start_new_session=True,  # its workers in its group: _stop ends them all
             )
             deadline = time.monotonic() + 10
             while process.poll() is None and time.monotonic() < deadline:
@@ -122,6 +126,10 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    # Kamailio's workers can outlive its main process: they lead no group of their own, so
+    # the one started with start_new_session ends them (nothing when there are none).
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def _request(address: str, text: str, timeout: float) -> int:

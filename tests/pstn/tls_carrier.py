@@ -96,7 +96,10 @@ def run_tls_carrier(
             argv += ["-Y", str(folder), "-DD", "-E", "-L", kamailio.MODULES]
             argv += ["-l", f"udp:127.0.0.1:{udp_port}", "-l", f"tls:127.0.0.1:{tls_port}"]
             process = subprocess.Popen(
-                argv, stdout=subprocess.DEVNULL, stderr=open(folder / "kamailio.log", "wb")
+                argv,
+                stdout=subprocess.DEVNULL,
+                stderr=open(folder / "kamailio.log", "wb"),
+                start_new_session=True,  # its workers in its group: _stop ends them all
             )
             deadline = time.monotonic() + 10
             while process.poll() is None and time.monotonic() < deadline:
