@@ -218,9 +218,9 @@ def measure(start: datetime, end: datetime, *, now: datetime | None = None) -> V
     """Every rolled-up metric of every resource over [start, end) (the gauges of now too when
     the interval holds `now`)."""
     now = now or timezone.now()
-    values: Values = defaultdict(float)
+    values: Values = {}
     for source in SOURCES:
         values.update(source(start, end, now))
     if start <= now < end:
         values.update(numbers_owned())
-    return dict(values)
+    return values
