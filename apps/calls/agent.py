@@ -139,12 +139,12 @@ class CallAgent:
         """Ring `raw_id` (an identity, or `4:+E.164` with `caller_id`, one of the resource's
         numbers); returns the call id. The offer goes out once the callee answers."""
         await self._new_call()
+        self.participants, self.is_caller = {raw_id}, True
         invite: dict[str, Any] = {"type": "call.invite", "to": raw_id, "video": video}
         if caller_id:
             invite["alternateCallerId"] = caller_id
         await self._send(invite)
-        reply = await self._reply("call.invited")
-        self.call_id, self.participants, self.is_caller = reply["callId"], {raw_id}, True
+        await self._reply("call.invited")  # the reader took its call id
         return str(self.call_id)
 
     async def answer(self, timeout: float = 10) -> str:
@@ -164,10 +164,7 @@ class CallAgent:
         await self._new_call()
         target = {"groupId": group_id} if group_id else {"roomId": room_id}
         await self._send({"type": "call.join", **target})
-        reply = await self._reply("call.joined")
-        self.call_id, self.topology, self.role = reply["callId"], reply["topology"], reply["role"]
-        self.participants = {p["rawId"] for p in reply["participants"]}
-        self.state = "Connected"
+        await self._reply("call.joined")  # the reader took the call's id, shape and roster
         if self.topology == "sfu":
             if self.role != "Consumer":
                 await self._offer("sfu", send_only=True)
@@ -323,12 +320,29 @@ class CallAgent:
         async for text in self._socket:
             frame = json.loads(text)
             if frame.get("type") != "call":
+                self._take_call(frame)
                 await self._replies.put(frame)
                 continue
             try:
                 await self._on_call_frame(frame)
             except Exception:  # one frame's failure (a peer closing meanwhile) stops no other
                 logger.exception("call frame %s failed", frame.get("event"))
+
+    def _take_call(self, reply: dict[str, Any]) -> None:
+        """The call a reply starts becomes this agent's here, in the reader: the call's frames
+        may follow the reply at once (Janus's offers of the feeds already in a group call come
+        right after `call.joined`), before the command's caller resumes, and would otherwise
+        be dropped as another call's."""
+        if reply["type"] == "call.invited":
+            self.call_id = reply["callId"]
+        elif reply["type"] == "call.joined":
+            self.call_id, self.topology, self.role = (
+                reply["callId"],
+                reply["topology"],
+                reply["role"],
+            )
+            self.participants = {p["rawId"] for p in reply["participants"]}
+            self.state = "Connected"
 
     async def _on_call_frame(self, frame: dict[str, Any]) -> None:
         event = frame.get("event")
