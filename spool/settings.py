@@ -220,6 +220,9 @@ SMS_SWEEP_SECONDS = env_int("SPOOL_SMS_SWEEP_SECONDS", 5, minimum=1)
 SMS_DRAIN_LINGER_MS = env_int("SPOOL_SMS_DRAIN_LINGER_MS", 50)
 # A message the carrier keeps refusing with transient errors fails after this long.
 SMS_VALIDITY_MINUTES = env_int("SPOOL_SMS_VALIDITY_MINUTES", 2880, minimum=1)
+# A message sent with a delivery report asked for and no carrier receipt this long after shows
+# in the resource's error log (handsets answer in seconds; a silent carrier never does).
+SMS_RECEIPT_OVERDUE_MINUTES = env_int("SPOOL_SMS_RECEIPT_OVERDUE_MINUTES", 60, minimum=1)
 SMS_HELP_TEXT = os.environ.get(
     "SPOOL_SMS_HELP_TEXT", "Reply STOP to unsubscribe, START to subscribe again."
 )

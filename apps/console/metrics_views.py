@@ -72,6 +72,7 @@ def staff_metrics(request: HttpRequest) -> HttpResponse:
         queues=health.queue_depths(),
         workers=health.workers(),
         lag=health.delivery_lag(),
+        unmatched_receipts=health.unmatched_receipts(),
         resource_count=Resource.objects.count(),
     )
     return render(request, "console/metrics_staff.html", context)

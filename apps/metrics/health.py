@@ -71,3 +71,12 @@ def delivery_lag(now: datetime | None = None) -> dict[str, float]:
         "webhooks": max(0.0, (now - due).total_seconds()) if due else 0.0,
         "sms": max(0.0, (now - queued).total_seconds()) if queued else 0.0,
     }
+
+
+def unmatched_receipts(now: datetime | None = None) -> int:
+    """Carrier receipts held for a minute or more for a message not recorded: a carrier
+    sending ids that are not ours (they are dropped after an hour)."""
+    from apps.sms.models import EarlyReceipt
+
+    now = now or timezone.now()
+    return EarlyReceipt.objects.filter(received_at__lt=now - timedelta(minutes=1)).count()

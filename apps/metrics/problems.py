@@ -10,10 +10,12 @@ that ended in an error, and Call Automation operations and callbacks that failed
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.urls import reverse
+from django.utils import timezone
 
 from apps.accounts.models import Resource
 
@@ -65,6 +67,11 @@ SMS_FIXES = (
     ),
     ("not one of", "Send from a number the resource owns with outbound SMS (Phone numbers)."),
     ("rate", "Slow down: the carrier or the sender's pace refused it."),
+)
+RECEIPT_OVERDUE_FIX = (
+    "The handset may be off or out of coverage (the carrier keeps trying until the message's "
+    "validity ends), or the carrier sends no receipts: ask the operator to check its SMPP "
+    "account asks for them."
 )
 WEBHOOK_FIX = (
     "Check that the endpoint answers 2xx within 30 s (Events › the delivery shows each "
@@ -140,6 +147,37 @@ def _sms(resource: Resource, since: datetime | None) -> list[Problem]:
                 "console:sms-message", kwargs={"slug": resource.slug, "message_id": row.id}
             ),
             fix=next((fix for words, fix in SMS_FIXES if words in row.status_detail.lower()), ""),
+        )
+        for row in rows
+    ] + _sms_receipts_overdue(resource, since)
+
+
+def _sms_receipts_overdue(resource: Resource, since: datetime | None) -> list[Problem]:
+    """Messages sent with a delivery report asked for whose carrier receipt is overdue."""
+    from apps.sms.models import MessageStatus, SmsMessage
+
+    overdue = timedelta(minutes=settings.SMS_RECEIPT_OVERDUE_MINUTES)
+    rows = _since(
+        SmsMessage.objects.filter(
+            resource=resource,
+            status=MessageStatus.SENT,
+            delivery_report_requested=True,
+            submitted_at__lt=timezone.now() - overdue,
+        ),
+        "submitted_at",
+        since,
+    ).order_by("-submitted_at")[:PER_SOURCE]
+    return [
+        Problem(
+            at=row.submitted_at,
+            source="sms",
+            title=f"SMS from {row.sender} to {row.recipient}: no delivery receipt",
+            detail=f"The carrier took it {row.submitted_at:%Y-%m-%d %H:%M} UTC and has not "
+            "said whether it reached the handset.",
+            url=reverse(
+                "console:sms-message", kwargs={"slug": resource.slug, "message_id": row.id}
+            ),
+            fix=RECEIPT_OVERDUE_FIX,
         )
         for row in rows
     ]

@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 SMS_DELIVERY_REPORT = "Microsoft.Communication.SMSDeliveryReportReceived"
 BATCH = 100  # messages claimed at once
+# A receipt that came before its message's carrier id is kept this long for it (seconds do).
+EARLY_RECEIPT_KEEP = timedelta(hours=1)
 # Answers are recorded after each chunk: a worker killed mid-chunk may have submitted at most
 # this many messages whose answers are lost (they are sent again, marked possible duplicates).
 # Larger chunks mean fewer writes per message (bench/sms.py, SMPP, 2 workers: 20 -> 606/s,
@@ -406,4 +408,15 @@ def sweep() -> int:
         transaction.on_commit(lambda: _queue_drain(force=True))
     old = EarlyReceipt.objects.filter(received_at__lt=now - timedelta(seconds=2))
     _apply_early_receipts(old.values_list("carrier_message_id", flat=True)[:1000])
+    _drop_unmatched_receipts(now)
     return len(stale)
+
+
+def _drop_unmatched_receipts(now: datetime) -> None:
+    """Receipts kept an hour for a message that never came are for no message of ours (a
+    carrier's mistake, or another platform's ids): dropped, so a carrier cannot fill the table.
+    Staff see how many are held (apps/metrics/health.py)."""
+    unmatched = EarlyReceipt.objects.filter(received_at__lt=now - EARLY_RECEIPT_KEEP)
+    dropped, _ = unmatched.delete()
+    if dropped:
+        logger.warning("dropped %d carrier receipts that matched no message in an hour", dropped)

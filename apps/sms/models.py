@@ -77,6 +77,12 @@ class SmsMessage(models.Model):
             # The metrics rollup: messages sent, and finished, in an interval.
             models.Index(fields=["created_at"], name="sms_created_idx"),
             models.Index(fields=["finished_at"], name="sms_finished_idx"),
+            # The error log: messages whose delivery receipt is overdue.
+            models.Index(
+                fields=["resource", "submitted_at"],
+                condition=models.Q(status="sent"),
+                name="sms_awaiting_receipt_idx",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -98,6 +104,9 @@ class EarlyReceipt(models.Model):
     delivered = models.BooleanField()
     detail = models.CharField(max_length=500, blank=True)
     received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["received_at"])]  # beat's sweep: the old ones
 
     def __str__(self) -> str:
         return f"receipt for {self.carrier_message_id}"

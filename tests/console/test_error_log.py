@@ -158,3 +158,41 @@ def test_filters_by_source_and_time(resource: Any, owner: Any) -> None:
     assert everything.content.decode().count('<tr class="problem') == 12
     quiet = client.get(f"/resources/{resource.slug}/errors/?source=calls&range=24h")
     assert quiet.content.decode().count('<tr class="problem') == 1
+
+
+def sent_awaiting_receipt(resource: Any, submitted_at: Any, *, report: bool = True) -> str:
+    message = SmsMessage.objects.create(
+        id=f"m-{uuid.uuid4()}",
+        resource=resource,
+        direction="outbound",
+        sender="+14255550100",
+        recipient="+14255550177",
+        text="hi",
+        encoding="GSM",
+        status="sent",
+        delivery_report_requested=report,
+        submitted_at=submitted_at,
+    )
+    return message.id
+
+
+def test_a_message_whose_delivery_receipt_is_overdue_is_listed(
+    resource: Any, other_resource: Any, owner: Any, settings: Any
+) -> None:
+    # given messages the carrier took, with a delivery report asked for: one two hours ago,
+    # one a minute ago; one without a report asked for; another resource's overdue one
+    settings.SMS_RECEIPT_OVERDUE_MINUTES = 60
+    now = timezone.now()
+    overdue = sent_awaiting_receipt(resource, now - timedelta(hours=2))
+    recent = sent_awaiting_receipt(resource, now - timedelta(minutes=1))
+    unasked = sent_awaiting_receipt(resource, now - timedelta(hours=2), report=False)
+    others = sent_awaiting_receipt(other_resource, now - timedelta(hours=2))
+
+    text = signed_in(owner).get(f"/resources/{resource.slug}/errors/?source=sms").content.decode()
+
+    # then only the overdue one shows, linked to its page, with what to do
+    assert text.count('<tr class="problem') == 1
+    assert "to +14255550177: no delivery receipt" in text and "handset may be off" in text
+    assert f"/sms/messages/{overdue}/" in text
+    for quiet in (recent, unasked, others):
+        assert quiet not in text

@@ -16,6 +16,7 @@ from apps.accounts.models import Role
 from apps.core.models import WorkerHeartbeat
 from apps.metrics.models import MetricPoint
 from apps.metrics.rollup import FIVE_MINUTES, floor
+from apps.sms.models import EarlyReceipt
 
 pytestmark = pytest.mark.django_db
 
@@ -86,6 +87,8 @@ def test_staff_see_every_resource_and_the_platform_s_health(
     WorkerHeartbeat.objects.create(
         hostname="worker-2", last_seen=timezone.now() - timedelta(hours=1)
     )
+    EarlyReceipt.objects.create(carrier_message_id="not-ours", delivered=False)
+    EarlyReceipt.objects.update(received_at=timezone.now() - timedelta(minutes=5))
     staff = signed_in(make_user("operator", is_staff=True))
 
     page = staff.get("/staff/metrics/")
@@ -93,6 +96,7 @@ def test_staff_see_every_resource_and_the_platform_s_health(
     text = page.content.decode()
     assert "worker-1" in text and "live" in text and "silent" in text
     assert 'id="queue-depths"' in text and 'id="delivery-lag"' in text
+    assert '<span class="state warn">1</span> held' in text  # a receipt matching no message
     assert staff.get("/staff/metrics/data/?range=1h").json()["totals"]["sms.sent"] == 107
 
     # and a member who is not staff sees neither

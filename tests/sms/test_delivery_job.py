@@ -10,6 +10,7 @@ import pytest
 from django.utils import timezone
 
 from apps.events.models import Event
+from apps.metrics import health
 from apps.sms import carriers, delivery, services
 from apps.sms.carriers import CarrierError, Outgoing, Submitted
 from apps.sms.models import EarlyReceipt, MessageStatus, SenderPace, SmsMessage
@@ -316,3 +317,23 @@ def test_receipts_in_a_batch_apply_to_known_messages_and_wait_for_the_others(
     ]
     delivery.drain()
     assert SmsMessage.objects.get(pk=second).status == MessageStatus.FAILED
+
+
+def test_receipts_for_no_message_are_dropped_after_an_hour(
+    resource: Any, sender: str, carrier: ScriptedCarrier
+) -> None:
+    # given two receipts whose ids match no message: one kept since 61 minutes, one new
+    delivery.record_delivery_reports(
+        reports=[("c-never", False, "stat:UNDELIV"), ("c-soon", True, "stat:DELIVRD")]
+    )
+    EarlyReceipt.objects.filter(carrier_message_id="c-never").update(
+        received_at=timezone.now() - timedelta(minutes=61)
+    )
+    assert health.unmatched_receipts() == 1  # staff see the one held over a minute
+
+    # when beat sweeps
+    delivery.sweep()
+
+    # then the old one is gone, the new one still waits for its message
+    assert list(EarlyReceipt.objects.values_list("carrier_message_id", flat=True)) == ["c-soon"]
+    assert health.unmatched_receipts() == 0
