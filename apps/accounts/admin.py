@@ -98,11 +98,20 @@ class MembershipAdmin(admin.ModelAdmin[Membership]):
 
 @admin.register(CommunicationIdentity)
 class CommunicationIdentityAdmin(admin.ModelAdmin[CommunicationIdentity]):
-    list_display = ["id", "resource", "created_at", "last_token_issued_at", "token_generation"]
+    list_display = [
+        "id",
+        "label",
+        "resource",
+        "created_at",
+        "last_token_issued_at",
+        "token_generation",
+    ]
     list_filter = ["resource"]
-    search_fields = ["id"]
+    search_fields = ["id", "label"]
+    # The label is the tenant's name for the identity: they set it in the console.
     readonly_fields = [
         "id",
+        "label",
         "resource",
         "created_at",
         "last_token_issued_at",

@@ -72,6 +72,9 @@ class IncomingCalls(models.TextChoices):
     BUILT_IN_IVR = "ivr", "Answer with the built-in IVR (Try IVR)"
 
 
+IDENTITY_LABEL_MAX_LENGTH = 64
+
+
 class CommunicationIdentity(models.Model):
     """An ACS communication user: `8:acs:<resource id>_<identity id>`."""
 
@@ -87,11 +90,29 @@ class CommunicationIdentity(models.Model):
     incoming_calls = models.CharField(
         max_length=16, choices=IncomingCalls.choices, default=IncomingCalls.CLIENT
     )
+    # A name for people in the console only: the ACS API and its SDKs never show it.
+    label = models.CharField(max_length=IDENTITY_LABEL_MAX_LENGTH, blank=True, default="")
+    # The label casefolded, which search matches by prefix (services.search_identities).
+    # Casefolding can lengthen a label (ß is ss), hence the room.
+    label_key = models.CharField(
+        max_length=3 * IDENTITY_LABEL_MAX_LENGTH, blank=True, default="", editable=False
+    )
 
     class Meta:
         ordering = ["-created_at"]
         verbose_name_plural = "communication identities"
-        indexes = [models.Index(fields=["resource", "-created_at"])]
+        indexes = [
+            models.Index(fields=["resource", "-created_at"]),
+            # A label's prefix within one resource. PostgreSQL's pattern operator class lets
+            # LIKE 'abc%' walk this index whatever the database's collation; SQLite ignores it.
+            models.Index(
+                fields=["resource", "label_key"],
+                name="identity_label_prefix",
+                opclasses=["uuid_ops", "varchar_pattern_ops"],
+            ),
+            # A GUID's prefix within one resource: a range of ids (services.search_identities).
+            models.Index(fields=["resource", "id"], name="identity_resource_id"),
+        ]
 
     def __str__(self) -> str:
         return self.raw_id

@@ -35,6 +35,7 @@ from apps.accounts.exceptions import (
     UserNotFound,
 )
 from apps.accounts.models import (
+    IDENTITY_LABEL_MAX_LENGTH,
     CommunicationIdentity,
     IncomingCalls,
     Membership,
@@ -62,6 +63,7 @@ MANAGE_MEMBERS = "manage_members"
 MANAGE_NUMBERS = "manage_numbers"
 SEND_SMS = "send_sms"
 MANAGE_EVENTS = "manage_events"
+MANAGE_ROOMS = "manage_rooms"
 
 ROLE_PERMISSIONS: dict[str, set[str]] = {
     Role.OWNER: {
@@ -74,6 +76,7 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         MANAGE_NUMBERS,
         SEND_SMS,
         MANAGE_EVENTS,
+        MANAGE_ROOMS,
     },
     Role.CONTRIBUTOR: {
         VIEW,
@@ -82,6 +85,7 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         MANAGE_NUMBERS,
         SEND_SMS,
         MANAGE_EVENTS,
+        MANAGE_ROOMS,
     },
     Role.READER: {VIEW},
 }
@@ -384,11 +388,16 @@ def access_identity(resource: Resource, raw_id: str) -> CommunicationIdentity:
 
 
 def create_identity(
-    resource: Resource, *, scopes: Any = None, expires_in_minutes: Any = None
+    resource: Resource, *, scopes: Any = None, expires_in_minutes: Any = None, label: Any = ""
 ) -> tuple[CommunicationIdentity, IssuedToken | None]:
-    """Create an identity, and a token for it when scopes are given (validated first)."""
+    """Create an identity, and a token for it when scopes are given; the scopes, expiry and
+    label are validated first, so a refusal creates nothing. Raises InvalidScopes,
+    InvalidExpiry, or ApiError (InvalidLabel)."""
     checked = check_token_request(scopes, expires_in_minutes) if scopes is not None else None
-    identity = CommunicationIdentity.objects.create(resource=resource)
+    label = check_identity_label(label)
+    identity = CommunicationIdentity.objects.create(
+        resource=resource, label=label, label_key=label.casefold()
+    )
     token = do_issue_token(identity, *checked) if checked else None
     return identity, token
 
@@ -461,6 +470,114 @@ def set_incoming_calls(identity: CommunicationIdentity, where: str) -> Communica
     identity.incoming_calls = where
     identity.save(update_fields=["incoming_calls"])
     return identity
+
+
+# --- Identity labels and search -----------------------------------------------------------
+# Labels are the console's names for identities; the ACS API and its SDKs never show them.
+IDENTITY_SEARCH_LIMIT = 20
+# Labels match by prefix through an index over the whole resource; a word inside a label
+# (contains) is looked for among this many of the resource's newest identities only, so a
+# search costs the same with a million identities as with a thousand.
+LABEL_CONTAINS_SCAN = 5000
+_QUERY_MAX_LENGTH = 100
+_HEX_DIGITS = frozenset("0123456789abcdef")
+# Marks that reorder the text after them (bidirectional overrides and isolates): a label shows
+# beside ids and inside messages, where one would garble what follows.
+_BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+
+
+def check_identity_label(label: Any) -> str:
+    """A valid label: stripped, one line, at most IDENTITY_LABEL_MAX_LENGTH characters; ""
+    means none. Raises ApiError (InvalidLabel)."""
+    if not isinstance(label, str):
+        raise ApiError("A label must be text.", code="InvalidLabel", target="label")
+    label = label.strip()
+    if not is_single_line(label) or any(char in _BIDI_CONTROLS for char in label):
+        raise ApiError(
+            "A label is one line of text without control characters.",
+            code="InvalidLabel",
+            target="label",
+        )
+    if len(label) > IDENTITY_LABEL_MAX_LENGTH:
+        raise ApiError(
+            f"A label is at most {IDENTITY_LABEL_MAX_LENGTH} characters.",
+            code="InvalidLabel",
+            target="label",
+        )
+    return label
+
+
+def set_identity_label(identity: CommunicationIdentity, label: Any) -> CommunicationIdentity:
+    """Name the identity in the console ("" clears the name). Raises ApiError (InvalidLabel)
+    and then changes nothing."""
+    identity.label = check_identity_label(label)
+    identity.label_key = identity.label.casefold()
+    identity.save(update_fields=["label", "label_key"])
+    return identity
+
+
+def search_identities(
+    resource: Resource, query: str, *, limit: int = IDENTITY_SEARCH_LIMIT
+) -> list[CommunicationIdentity]:
+    """At most `limit` identities of `resource` that `query` names, best first: labels that
+    start with it (alphabetical), then ids that start with it (a raw id `8:acs:...` or the
+    first characters of the GUID, whole or cut short), then labels with it inside (among the
+    newest LABEL_CONTAINS_SCAN identities). An empty query gives the newest identities.
+
+    Each step reads one index of (resource, ...) and at most `limit` rows, or LABEL_CONTAINS_SCAN
+    for a word inside; a query no identity could match (another resource's raw id, a control
+    character) finds nothing."""
+    query = query.strip() if isinstance(query, str) else ""
+    if len(query) > _QUERY_MAX_LENGTH or not is_single_line(query):
+        return []
+    identities = CommunicationIdentity.objects.filter(resource=resource)
+    if not query:
+        return list(identities.order_by("-created_at")[:limit])
+    key = query.casefold()
+    found = list(identities.filter(label_key__startswith=key).order_by("label_key", "id")[:limit])
+    id_prefix = _id_prefix(resource, query)
+    if id_prefix is not None and len(found) < limit:
+        by_id = identities.exclude(pk__in=[identity.pk for identity in found])
+        if id_prefix:
+            low, high = (uuid.UUID(id_prefix.ljust(32, fill)) for fill in "0f")
+            by_id = by_id.filter(id__gte=low, id__lte=high).order_by("id")
+        else:
+            by_id = by_id.order_by("-created_at")
+        found += by_id[: limit - len(found)]
+    if len(found) < limit:
+        # Read off the (resource, -created_at) index and matched here: a LIKE '%...%' on the
+        # newest rows, left to PostgreSQL's planner, may read every identity of the resource.
+        seen = {identity.pk for identity in found}
+        newest = identities.order_by("-created_at").values_list("pk", "label_key")
+        inside = sorted(
+            (label_key, pk)
+            for pk, label_key in newest[:LABEL_CONTAINS_SCAN]
+            if key in label_key and pk not in seen
+        )[: limit - len(found)]
+        by_pk = identities.in_bulk([pk for _, pk in inside])
+        found += [by_pk[pk] for _, pk in inside if pk in by_pk]
+    return found
+
+
+def _id_prefix(resource: Resource, query: str) -> str | None:
+    """The hex digits an identity id of `resource` starts with, when `query` can be the start
+    of its raw id or of its GUID; None otherwise."""
+    query = query.lower()
+    raw_prefix = f"8:acs:{resource.id}_"
+    if query.startswith("8:"):
+        if raw_prefix.startswith(query):
+            return ""  # the resource's own prefix, still being typed: any of its identities
+        if not query.startswith(raw_prefix):
+            return None  # another resource's identity, or no identity at all
+        query = query[len(raw_prefix) :]
+    elif not query.strip("-"):
+        return None  # dashes alone are no part of a GUID worth a search
+    digits = query.replace("-", "")
+    if len(digits) > 32 or not _HEX_DIGITS.issuperset(digits):
+        return None
+    return digits
 
 
 def revoke_tokens(identity: CommunicationIdentity) -> None:

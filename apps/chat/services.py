@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count, QuerySet
+from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -714,14 +714,21 @@ def send_typing(principal: TokenPrincipal, thread_id: str, body: dict[str, Any])
 # --- Console and operators -------------------------------------------------------------------
 def threads_of_resource(resource: Resource) -> QuerySet[ChatThread]:
     """A resource's threads for operators, with participant and message counts."""
+    # Counted per thread shown (correlated subqueries), not by joining every message of the
+    # resource's threads and grouping.
     return (
         ChatThread.objects.filter(resource=resource)
         .annotate(
-            participant_count=Count("participants", distinct=True),
-            message_count=Count("messages", distinct=True),
+            participant_count=_count_of(ChatParticipant),
+            message_count=_count_of(ChatMessage),
         )
         .order_by("-created_at")
     )
+
+
+def _count_of(model: Any) -> Coalesce:
+    rows = model.objects.filter(thread=OuterRef("pk")).order_by().values("thread")
+    return Coalesce(Subquery(rows.annotate(n=Count("pk")).values("n")), 0)
 
 
 def access_resource_thread(resource: Resource, thread_id: str) -> ChatThread:
@@ -731,6 +738,43 @@ def access_resource_thread(resource: Resource, thread_id: str) -> ChatThread:
     if thread is None:
         raise ThreadNotFound(f"Chat thread {thread_id!r} was not found.")
     return thread
+
+
+def find_threads_of_resource(resource: Resource, *, topic: str) -> QuerySet[ChatThread]:
+    """threads_of_resource whose topic holds `topic`, in any case (all of them for "")."""
+    threads = threads_of_resource(resource)
+    if len(topic) > checks.MAX_TOPIC_LENGTH:
+        return threads.none()  # no topic is that long
+    return threads.filter(topic__icontains=topic) if topic else threads
+
+
+def get_resource_thread(resource: Resource, thread_id: str) -> ChatThread:
+    """A thread of `resource`, deleted or not, for the console's thread page: without the
+    counts of access_resource_thread, which join every message of the thread to count them.
+    Raises ThreadNotFound, also for another resource's thread or an id no thread can have."""
+    thread = (
+        ChatThread.objects.filter(pk=thread_id, resource=resource).first()
+        if checks.is_storable(thread_id)
+        else None
+    )
+    if thread is None:
+        raise ThreadNotFound(f"Chat thread {thread_id!r} was not found.")
+    thread.resource = resource
+    return thread
+
+
+def participants_of_resource_thread(thread: ChatThread) -> QuerySet[ChatParticipant]:
+    """The thread's participants (at most MAX_PARTICIPANTS), first joined first, each with its
+    identity (for its raw id)."""
+    return thread.participants.select_related("identity").order_by("added_at", "id")
+
+
+def messages_of_resource_thread(thread: ChatThread) -> QuerySet[ChatMessage]:
+    """Every message of the thread, system messages and deleted ones too, newest first: the
+    order of the (thread, -created_at, -id) index, so a page of a long thread reads only its
+    rows. (Sequence order but for messages sent within the same few milliseconds: a message
+    reads the time just before it waits for the thread's row lock.)"""
+    return ChatMessage.objects.filter(thread=thread).order_by("-created_at", "-id")
 
 
 def participant_body(participant: ChatParticipant, *, metadata: bool = False) -> dict[str, Any]:

@@ -1,6 +1,6 @@
-"""Console pages for calling: the resource's call log and its rooms, each with a detail page;
-Try calling (a 1:1 call between identities) and Group call, live in the browser through
-static/calling/spool-calling.js on the identity socket."""
+"""Console pages for calling: the resource's call log, with a page for each call; Try calling
+(a 1:1 call between identities) and Group call, live in the browser through
+static/calling/spool-calling.js on the identity socket. Rooms are in rooms_views."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from apps.accounts import services as accounts
 from apps.accounts.models import Resource
 from apps.calls import records, rooms
 from apps.calls.models import Call
@@ -131,42 +130,11 @@ def call(request: HttpRequest, resource: Resource, call_id: str) -> HttpResponse
     return render(request, "console/calls_detail.html", context)
 
 
-@resource_page()
-def rooms_list(request: HttpRequest, resource: Resource) -> HttpResponse:
-    now = timezone.now()
-    page = _page(request, records.rooms_of_resource(resource, now))
-    context = _context(request, resource, "rooms", page=page, now=now)
-    return render(request, "console/rooms.html", context)
-
-
-@resource_page()
-def room(request: HttpRequest, resource: Resource, room_id: str) -> HttpResponse:
-    try:
-        found = rooms.access_room(resource, room_id)
-    except ApiError as error:
-        return _not_found(request, error)
-    now = timezone.now()
-    page = _page(request, records.calls_of_room(found))
-    context = _context(
-        request,
-        resource,
-        "rooms",
-        room=found,
-        now=now,
-        is_open=rooms.is_open(found, now),
-        participants=rooms.list_participants(found),
-        page=page,
-        rows=_rows(page.object_list, now),
-    )
-    return render(request, "console/rooms_detail.html", context)
-
-
 def _try_context(request: HttpRequest, resource: Resource, calls_tab: str) -> dict[str, Any]:
     return _context(
         request,
         resource,
         calls_tab,
-        identities=accounts.list_identities(resource)[:IDENTITY_CHOICES],
         token_url=reverse("console:calls-token", kwargs={"slug": resource.slug}),
         token_minutes=TRY_TOKEN_MINUTES,
     )

@@ -6,19 +6,26 @@ from collections.abc import Callable
 from datetime import datetime
 from functools import wraps
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from apps.accounts import services
-from apps.accounts.models import IncomingCalls, Resource, Role
+from apps.accounts.models import (
+    IDENTITY_LABEL_MAX_LENGTH,
+    CommunicationIdentity,
+    IncomingCalls,
+    Resource,
+    Role,
+)
 from apps.core.api import check_request_edges
 from apps.core.errors import ApiError, refusal_response
 
@@ -251,6 +258,8 @@ def resource_access(request: HttpRequest, resource: Resource) -> HttpResponse:
 
 # --- Identities & user access tokens --------------------------------------------------------
 ISSUED_TOKEN_KEY = "console-issued-token"
+# A search on the Identities page lists this many matches at most (in pages of PAGE_SIZE).
+PAGE_SEARCH_LIMIT = 100
 
 
 @resource_page()
@@ -263,17 +272,30 @@ def identities(request: HttpRequest, resource: Resource) -> HttpResponse:
             if issued:
                 # Shown once on the next page (post/redirect/get: a reload issues nothing).
                 request.session[ISSUED_TOKEN_KEY] = issued
-        return redirect("console:identities", slug=resource.slug)
+        # Back to the search the form was sent from, if any.
+        query = request.POST.get("q", "").strip()
+        url = reverse("console:identities", kwargs={"slug": resource.slug})
+        return redirect(f"{url}?{urlencode({'q': query})}" if query else url)
     issued = request.session.pop(ISSUED_TOKEN_KEY, None)
     if issued and issued.get("resource") == str(resource.pk):
         issued["expires_on"] = datetime.fromisoformat(issued["expires_on"])
     else:
         issued = None
+    query = request.GET.get("q", "").strip()
+    found = (
+        services.search_identities(resource, query, limit=PAGE_SEARCH_LIMIT)
+        if query
+        else services.list_identities(resource)
+    )
     context = _resource_context(
         request,
         resource,
         "identities",
-        page=_page(request, services.list_identities(resource)),
+        page=_page(request, found),
+        query=query,
+        search_capped=bool(query) and len(found) == PAGE_SEARCH_LIMIT,
+        pager_query=f"{urlencode({'q': query})}&" if query else "",
+        label_max_length=IDENTITY_LABEL_MAX_LENGTH,
         scopes=services.SCOPES,
         expiry_choices=[
             (60, "1 hour"),
@@ -304,10 +326,13 @@ def _identity_action(request: HttpRequest, resource: Resource) -> dict[str, Any]
         if action == "create":
             with transaction.atomic():
                 identity, token = services.create_identity(
-                    resource, scopes=scopes or None, expires_in_minutes=minutes if scopes else None
+                    resource,
+                    scopes=scopes or None,
+                    expires_in_minutes=minutes if scopes else None,
+                    label=request.POST.get("label", ""),
                 )
             if token is None:
-                messages.success(request, f"Identity {identity.raw_id} created.")
+                messages.success(request, f"Identity {_named(identity)} created.")
                 return None
             return _issued(resource, identity.raw_id, token, scopes)
         identity = services.access_identity(
@@ -322,6 +347,12 @@ def _identity_action(request: HttpRequest, resource: Resource) -> dict[str, Any]
             messages.success(
                 request, f"Every token of {identity.raw_id} issued so far is now refused."
             )
+        elif action == "label":
+            services.set_identity_label(identity, request.POST.get("label", ""))
+            if identity.label:
+                messages.success(request, f"{identity.raw_id} is now labelled “{identity.label}”.")
+            else:
+                messages.success(request, f"The label of {identity.raw_id} was cleared.")
         elif action == "incoming_calls":
             services.set_incoming_calls(identity, request.POST.get("incoming_calls", ""))
             label = IncomingCalls(identity.incoming_calls).label
@@ -333,6 +364,21 @@ def _identity_action(request: HttpRequest, resource: Resource) -> dict[str, Any]
     except ApiError as error:
         messages.error(request, error.message)
     return None
+
+
+def _named(identity: CommunicationIdentity) -> str:
+    return f"{identity.raw_id} (“{identity.label}”)" if identity.label else identity.raw_id
+
+
+@require_GET
+@resource_page()
+def identity_search(request: HttpRequest, resource: Resource) -> HttpResponse:
+    """The identity pickers' suggestions (static/console/picker.js), for any member's role:
+    `{"identities": [{"rawId", "label"}, ...]}`, at most services.IDENTITY_SEARCH_LIMIT."""
+    found = services.search_identities(resource, request.GET.get("q", ""))
+    return JsonResponse(
+        {"identities": [{"rawId": identity.raw_id, "label": identity.label} for identity in found]}
+    )
 
 
 def _issued(

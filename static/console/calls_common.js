@@ -23,9 +23,10 @@ window.SpoolConsoleCalls = (() => {
     return data;
   }
 
-  /** Sign in as `choice` ("new" or a raw id): a voip token, and a call agent on it. */
+  /** Sign in as `choice` (a raw id, or "new" or "" for a new identity): a voip token, and a call agent on it. */
   async function connect(root, choice) {
-    const issued = await issueToken(root, choice === "new" ? { create: true } : { identity: choice });
+    const id = (choice || "").trim();
+    const issued = await issueToken(root, id && id !== "new" ? { identity: id } : { create: true });
     const client = new SpoolCalling.CallClient();
     const devices = await client.getDeviceManager();
     const agent = await client.createCallAgent({

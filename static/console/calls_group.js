@@ -55,7 +55,7 @@
     const { agent, devices, identity } = await connect(root, choice);
     state.agent = agent;
     window.spoolCallAgent = agent;
-    form.elements.identity.replaceChildren(new Option(identity, identity));
+    form.elements.identity.value = identity;
     form.elements.identity.disabled = true; // the socket is this identity's from now on
     $("my-id").textContent = identity;
     agent.on("error", (error) => showError(state.call ? "call-error" : "join-error", error));

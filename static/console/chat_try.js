@@ -70,7 +70,7 @@
     button.disabled = true;
     $("signin-error").textContent = "";
     try {
-      const choice = connectForm.elements.identity.value;
+      const choice = connectForm.elements.identity.value.trim() || "new"; // empty: a new identity
       const issued = await issueToken(choice === "new" ? { create: true } : { identity: choice });
       const name = connectForm.elements.display_name.value.trim();
       start(issued, name || `User ${issued.identity.slice(-4)}`);

@@ -79,3 +79,19 @@ def test_readers_read_strangers_and_other_resources_see_nothing(
     assert api_for(owner).get(f"{base}{theirs}/").status_code == 404
     assert api_for(owner).get(f"{base}{theirs}/messages/").status_code == 404
     assert [t["id"] for t in api_for(owner).get(base).json()["results"]] == [thread_id]
+
+
+def test_a_deleted_message_s_text_is_gone_for_operators_too(owner: Any, resource: Any) -> None:
+    # given a thread whose first message its sender deleted
+    thread_id, alice, _ = a_thread(resource)
+    first = services.list_messages(alice, thread_id).get(content="one")
+    services.delete_message(alice, thread_id, str(first.pk))
+
+    # when the owner reads the messages through the management API
+    base = f"/api/v1/resources/{resource.slug}/chat/threads/{thread_id}/messages/"
+    messages = api_for(owner).get(base).json()["results"]
+
+    # then the deleted one is there, marked deleted, without its text (as in the ACS API)
+    deleted = next(m for m in messages if m["id"] == first.pk)
+    assert deleted["deleted_at"] and deleted["content"] == ""
+    assert [m["content"] for m in messages] == ["two", ""]

@@ -119,16 +119,19 @@ def test_strangers_do_not_find_the_chat_pages(resource: Resource, make_user: Any
     assert client.get(f"/resources/{resource.slug}/chat/try/").status_code == 404
 
 
-def test_try_chat_offers_the_resource_s_identities(owner: Any, resource: Resource) -> None:
+def test_try_chat_picks_identities_by_searching_the_resource_s(
+    owner: Any, resource: Resource
+) -> None:
     # given
     identity, _ = accounts.create_identity(resource)
 
     # when
     page = signed_in(owner).get(f"/resources/{resource.slug}/chat/try/")
 
-    # then
+    # then the identity field searches this resource's identities (no list of every id)
     html = page.content.decode()
-    assert f'<option value="{identity.raw_id}">' in html
+    assert f'data-identity-picker="/resources/{resource.slug}/identities/search/"' in html
+    assert identity.raw_id not in html
     assert f'data-endpoint="/r/{resource.slug}/"' in html
 
 

@@ -29,7 +29,7 @@ def start_chatting(
     """Open Try chat, sign in as `identity` (a new one by default); returns its raw id."""
     page.goto(f"/resources/{slug}/chat/try/")
     form = page.locator("#chat-connect")
-    form.locator("select[name=identity]").select_option(identity)
+    form.locator("input[name=identity]").fill("" if identity == "new" else identity)
     form.locator("input[name=display_name]").fill(name)
     if screenshot:
         shot(page, screenshot)

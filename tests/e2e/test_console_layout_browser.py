@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from azure.communication.chat import ChatClient, CommunicationTokenCredential
+from azure.communication.chat import ChatClient, ChatThreadClient, CommunicationTokenCredential
 from azure.communication.identity import CommunicationIdentityClient, CommunicationTokenScope
 from azure.communication.rooms import RoomsClient
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, WebSocket
@@ -38,6 +38,8 @@ SHOT_PAGES = {
     "events",
     "request-log",
     "sms-messages",
+    "room",
+    "chat-thread",
 }
 HANDSET = "+447700900123"
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
@@ -109,9 +111,9 @@ def connection_string_of(page: Page, slug: str) -> str:
     return connection
 
 
-def seed_sdk_traffic(live: LiveSpool, connection: str) -> None:
+def seed_sdk_traffic(live: LiveSpool, connection: str) -> tuple[str, str]:
     """Identities, a chat thread and a room, through the ACS SDKs: rows on those pages and
-    in the request log."""
+    in the request log. Returns the thread's id and the room's."""
     identity = CommunicationIdentityClient.from_connection_string(
         connection, connection_verify=live.cert
     )
@@ -122,9 +124,18 @@ def seed_sdk_traffic(live: LiveSpool, connection: str) -> None:
         CommunicationTokenCredential(token.token),
         connection_verify=live.cert,
     )
-    chat.create_chat_thread("Layout check: a topic long enough to need a second line on a phone")
+    thread = chat.create_chat_thread(
+        "Layout check: a topic long enough to need a second line on a phone"
+    ).chat_thread
+    assert thread is not None
+    ChatThreadClient(
+        endpoint_of(connection),
+        CommunicationTokenCredential(token.token),
+        thread.id,
+        connection_verify=live.cert,
+    ).send_message("Layout check: " + "long " * 60)
     rooms = RoomsClient.from_connection_string(connection, connection_verify=live.cert)
-    rooms.create_room()
+    return thread.id, rooms.create_room().id
 
 
 def buy_a_number(page: Page, slug: str) -> tuple[str, str]:
@@ -174,7 +185,9 @@ def make_staff(live: LiveSpool, username: str) -> None:
 
 
 # --- The pages ----------------------------------------------------------------------------
-def owner_pages(slug: str, resource: str, search: str) -> list[tuple[str, str, str]]:
+def owner_pages(
+    slug: str, resource: str, search: str, thread: str, room: str
+) -> list[tuple[str, str, str]]:
     """(screenshot name, path, title) of every page a resource's owner reaches."""
     base = f"/resources/{slug}"
     sections = [
@@ -195,9 +208,12 @@ def owner_pages(slug: str, resource: str, search: str) -> list[tuple[str, str, s
         ),
         ("sms-opt-outs", "/sms/opt-outs/", "SMS · Opt-outs"),
         ("chat", "/chat/", "Chat · Threads"),
+        ("chat-thread", f"/chat/threads/{thread}/", "Chat · Thread"),
         ("chat-try", "/chat/try/", "Chat · Try chat"),
         ("calls", "/calls/", "Calls · Call log"),
         ("rooms", "/calls/rooms/", "Calls · Rooms"),
+        ("room", f"/calls/rooms/{room}/", "Calls · Room"),
+        ("room-delete", f"/calls/rooms/{room}/delete/", "Calls · Delete room"),
         ("calls-try", "/calls/try/", "Calls · Try calling"),
         ("calls-group", "/calls/group/", "Calls · Group call"),
         ("calls-phones", "/calls/phones/", "Calls · Virtual phones"),
@@ -277,7 +293,7 @@ def test_every_console_page_fits_wide_and_narrow_windows(
         sign_up(page, username)
         resource = unique("Layout check ")
         slug = create_resource(page, resource)
-        seed_sdk_traffic(live_spool, connection_string_of(page, slug))
+        thread, room = seed_sdk_traffic(live_spool, connection_string_of(page, slug))
         search, number = buy_a_number(page, slug)
         send_sms(page, slug, number)
         subscribe_to_events(page, slug)
@@ -285,7 +301,7 @@ def test_every_console_page_fits_wide_and_narrow_windows(
 
         # when they visit every page, wide and narrow
         problems: list[str] = []
-        check_pages(page, watch, owner_pages(slug, resource, search), problems)
+        check_pages(page, watch, owner_pages(slug, resource, search, thread, room), problems)
 
         # then each fits, names itself, logs no error and stays on this machine
         assert not problems, "\n".join(problems)

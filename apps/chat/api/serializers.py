@@ -35,6 +35,8 @@ class ChatParticipantSerializer(serializers.ModelSerializer[ChatParticipant]):
 
 
 class ChatMessageSerializer(serializers.ModelSerializer[ChatMessage]):
+    content = serializers.SerializerMethodField()
+
     class Meta:
         model = ChatMessage
         fields = [
@@ -51,3 +53,7 @@ class ChatMessageSerializer(serializers.ModelSerializer[ChatMessage]):
             "edited_at",
             "deleted_at",
         ]
+
+    def get_content(self, message: ChatMessage) -> str:
+        # A deleted message's text is gone for operators too, as in the ACS API.
+        return "" if message.deleted_at else message.content
