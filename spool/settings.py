@@ -13,6 +13,7 @@ import ipaddress
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import dj_database_url
@@ -377,6 +378,9 @@ WORKER_CONCURRENCY = env_int("SPOOL_WORKER_CONCURRENCY", 2, minimum=1)
 # Processes of the worker that only delivers webhooks (and makes their handshakes).
 WEBHOOK_CONCURRENCY = env_int("SPOOL_WEBHOOK_CONCURRENCY", 2, minimum=1)
 WORKER_LOG_LEVEL = os.environ.get("SPOOL_WORKER_LOG_LEVEL", "WARNING")
+# One beat per deployment: the holder of this Redis lock runs it, others wait; a dead holder's
+# lock expires after this long and a waiting beat takes over (manage.py beat).
+BEAT_LOCK_SECONDS = env_int("SPOOL_BEAT_LOCK_SECONDS", 30, minimum=3)
 
 ALLOWED_HOSTS = [
     "127.0.0.1",
@@ -404,9 +408,16 @@ _LOCAL_PUBLIC_HOST = (
     PUBLIC_HOST in ("localhost", "127.0.0.1", "::1") or PUBLIC_HOST.replace(".", "").isdigit()
 )
 SECURE_HSTS_SECONDS = env_int("SPOOL_HSTS_SECONDS", 0 if _LOCAL_PUBLIC_HOST else 31536000)
-SECURE_PROXY_SSL_HEADER = (
-    ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("SPOOL_BEHIND_PROXY") else None
-)
+# Behind a load balancer (docker/haproxy/): the web processes take the client's address and
+# scheme from X-Forwarded-For / X-Forwarded-Proto, but only on connections from the proxies
+# listed (addresses or networks), so nobody else can claim another address.
+BEHIND_PROXY = env_bool("SPOOL_BEHIND_PROXY")
+TRUSTED_PROXIES = [
+    entry.strip()
+    for entry in os.environ.get("SPOOL_TRUSTED_PROXIES", "127.0.0.1,::1").split(",")
+    if entry.strip()
+]
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_PROXY else None
 
 # --- Django ---------------------------------------------------------------------------
 INSTALLED_APPS = [
@@ -506,12 +517,30 @@ TEMPLATES = [
 ]
 
 # --- Database: PostgreSQL when DATABASE_URL is set, else SQLite in the data dir ----------
+# On PostgreSQL each web thread and worker process keeps its connection (CONN_MAX_AGE), or,
+# with SPOOL_DB_POOL_SIZE, each process shares a psycopg pool of at most that many (fewer
+# connections per host when threads are many). Behind PgBouncer in transaction mode, set
+# SPOOL_PGBOUNCER=1: no server-side cursors or prepared statements cross its transactions.
+DB_POOL_SIZE = env_int("SPOOL_DB_POOL_SIZE", 0)
+PGBOUNCER = env_bool("SPOOL_PGBOUNCER")
 if os.environ.get("DATABASE_URL"):
     DATABASES = {
         "default": dj_database_url.parse(
-            os.environ["DATABASE_URL"], conn_max_age=600, conn_health_checks=True
+            os.environ["DATABASE_URL"],
+            conn_max_age=0 if DB_POOL_SIZE else 600,
+            conn_health_checks=not DB_POOL_SIZE,
         )
     }
+    if DB_POOL_SIZE:
+        # (Django has the pool check each connection before handing it out.)
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1,
+            "max_size": DB_POOL_SIZE,
+            "timeout": 10,  # a request waits this long for a connection, then fails
+        }
+    if PGBOUNCER:
+        DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+        DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None
 else:
     DATABASES = {
         "default": {
@@ -535,18 +564,44 @@ REDIS_SOCKET = DATA_DIR / "redis" / "redis.sock"
 EMBEDDED_REDIS = not os.environ.get("REDIS_URL")
 REDIS_URL = os.environ.get("REDIS_URL") or f"unix://{REDIS_SOCKET}"
 CELERY_REDIS_URL = f"redis+socket://{REDIS_SOCKET}" if EMBEDDED_REDIS else REDIS_URL
+# Redis through Sentinel (host:port,...): REDIS_URL's host is then the master's name in the
+# Sentinels' configuration (redis://:password@spool/0). apps/core/redis_connections.py.
+REDIS_SENTINELS = [
+    (host.strip(), int(port))
+    for host, port in (
+        entry.rsplit(":", 1)
+        for entry in os.environ.get("REDIS_SENTINELS", "").split(",")
+        if entry.strip()
+    )
+]
+if REDIS_SENTINELS and EMBEDDED_REDIS:
+    raise ImproperlyConfigured("REDIS_SENTINELS needs REDIS_URL=redis://<master name>/<db>")
 
 # An unreachable Redis must fail a request within a second, not hang it (a TCP Redis that
 # vanished; the private one is a unix socket that refuses at once).
+_redis_host: dict[str, Any] = {"address": REDIS_URL, "socket_connect_timeout": 1}
+if REDIS_SENTINELS:
+    _master = urlsplit(REDIS_URL)
+    _redis_host = {
+        "sentinels": REDIS_SENTINELS,
+        "master_name": _master.hostname,
+        "db": int(_master.path.strip("/") or 0),
+        "password": _master.password,
+        "socket_connect_timeout": 1,
+        "sentinel_kwargs": {"socket_connect_timeout": 1, "socket_timeout": 1},
+    }
+    # kombu's Sentinel transport: every Sentinel, asked in turn for the master.
+    CELERY_REDIS_URL = ";".join(
+        f"sentinel://{':' + _master.password + '@' if _master.password else ''}{host}:{port}"
+        f"{_master.path or '/0'}"
+        for host, port in REDIS_SENTINELS
+    )
 CHANNEL_LAYERS = {
     "default": {
         # The pub/sub layer fans out ~10x faster than the default one and does not drop
         # group messages silently (DESIGN.md, measured facts).
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {
-            "hosts": [{"address": REDIS_URL, "socket_connect_timeout": 1}],
-            "prefix": "spool",
-        },
+        "CONFIG": {"hosts": [_redis_host], "prefix": "spool"},
     }
 }
 CACHES = {
@@ -554,7 +609,15 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "spool",
-        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        "OPTIONS": {
+            "socket_connect_timeout": 1,
+            "socket_timeout": 1,
+            **(
+                {"pool_class": "apps.core.redis_connections.SentinelPool"}
+                if REDIS_SENTINELS
+                else {}
+            ),
+        },
     }
 }
 
@@ -566,7 +629,12 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {"visibility_timeout": 3600}
+if REDIS_SENTINELS:
+    CELERY_BROKER_TRANSPORT_OPTIONS.update(
+        master_name=urlsplit(REDIS_URL).hostname,
+        sentinel_kwargs={"socket_connect_timeout": 1, "socket_timeout": 1},
+    )
 CELERY_TASK_ALWAYS_EAGER = env_bool("SPOOL_CELERY_EAGER")
 # Requests to tenants' receivers wait on the internet: their own queue and workers (serve).
 CELERY_TASK_ROUTES = {
@@ -698,11 +766,37 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# --- Operators' monitoring: Prometheus and log shippers (docs/operations.md "Prometheus") ------
+# GET /metrics answers only `Authorization: Bearer <SPOOL_METRICS_TOKEN>`; unset, it is off (404).
+METRICS_TOKEN = os.environ.get("SPOOL_METRICS_TOKEN", "").strip()
+if METRICS_TOKEN and (len(METRICS_TOKEN) < 16 or not METRICS_TOKEN.isascii()):
+    raise ImproperlyConfigured(
+        "SPOOL_METRICS_TOKEN must be at least 16 ASCII characters (openssl rand -hex 32)"
+    )
+# Where `manage.py serve` has its processes write their samples (emptied at each start).
+METRICS_DIR = DATA_DIR / "prometheus"
+# A host without the web role serves GET /metrics alone on this port (manage.py metrics_server).
+METRICS_PORT = env_int("SPOOL_METRICS_PORT", 9464, minimum=1)
+# `json`: every log line is one JSON object (request-log lines with their fields at the top).
+LOG_FORMAT = os.environ.get("SPOOL_LOG_FORMAT", "plain").strip().lower() or "plain"
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"SPOOL_LOG_FORMAT must be plain or json, got {LOG_FORMAT!r}")
+# Celery replaces the root logger's handler with its own plain one unless told not to.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = LOG_FORMAT != "json"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(levelname)s %(name)s %(message)s",
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "timestamp": "time",  # ISO 8601, UTC
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": os.environ.get("SPOOL_LOG_LEVEL", "INFO")},
     "loggers": {"django.request": {"level": "ERROR"}, "celery": {"level": WORKER_LOG_LEVEL}},
 }

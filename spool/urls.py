@@ -1,5 +1,6 @@
 """URL map (DESIGN.md): /r/<slug>/ ACS data plane, /api/v1/ management API, /ws/ WebSockets
-(spool/asgi.py), /.well-known/jwks.json token keys, /admin/ Django admin, / the console."""
+(spool/asgi.py), /.well-known/jwks.json token keys, /healthz and /metrics (Prometheus) for
+operators, /admin/ Django admin, / the console."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from apps.accounts.signin import ThrottledAuthenticationForm
 from apps.accounts.views import jwks
 from apps.core.views import healthz
+from apps.metrics.views import metrics
 
 # The admin's name on its pages and in their titles ("Site administration | Spool administration").
 admin.site.site_header = admin.site.site_title = "Spool administration"
@@ -41,6 +43,7 @@ urlpatterns = [
     ),
     path(".well-known/jwks.json", jwks, name="jwks"),
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics, name="metrics"),  # Prometheus, behind SPOOL_METRICS_TOKEN
     path("admin/", admin.site.urls),
     path(
         "login/",

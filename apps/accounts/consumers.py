@@ -37,6 +37,7 @@ from apps.accounts import services, sockets, tokens
 from apps.core import parsers
 from apps.core.broker_guard import BROKER_ERRORS
 from apps.core.errors import ApiError
+from apps.metrics import exporter
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ class IdentityConsumer(AsyncJsonWebsocketConsumer):
             await sync_to_async(sockets.close_socket)(principal.identity.id, self.channel_name)
             raise
         self.group = group
+        exporter.WEBSOCKETS_OPEN.inc()  # down again in disconnect, which runs once per group
         self.watch = asyncio.ensure_future(self._watch_token(tokens.verify(token)["exp"]))
         await self.send_json(
             {
@@ -110,6 +112,7 @@ class IdentityConsumer(AsyncJsonWebsocketConsumer):
         if not getattr(self, "group", None) or getattr(self, "hooks_ran", False):
             return
         self.hooks_ran = True  # once, though a failure and then the server may both call it
+        exporter.WEBSOCKETS_OPEN.dec()
         self.watch.cancel()
         # Each step on its own: a failing one (a Redis outage, a hook's bug) must not keep the
         # others, such as hanging up this socket's calls, from running.

@@ -34,6 +34,8 @@ class RequestLog(models.Model):
     status = models.PositiveSmallIntegerField()
     duration_ms = models.FloatField()
     caller = models.CharField(max_length=200, blank=True)
+    # The client's address: behind a load balancer, the one it forwarded (SPOOL_BEHIND_PROXY).
+    client_address = models.GenericIPAddressField(null=True, blank=True)
     # A refused or failed request's ACS error (`error.code`, `error.message`).
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.CharField(max_length=300, blank=True)

@@ -21,9 +21,10 @@ from typing import Any
 from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from channels_redis.pubsub import RedisPubSubChannelLayer
-from django.conf import settings
 from django.db import transaction
 from redis import asyncio as aioredis
+
+from apps.core import redis_connections
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class _Publisher:
             await _send_each(self.layer, batch)
             return
         if self.redis is None:
-            self.redis = aioredis.Redis.from_url(settings.REDIS_URL)
+            self.redis = redis_connections.async_client()
         pipe = self.redis.pipeline(transaction=False)
         for group, payload in batch:
             pipe.publish(

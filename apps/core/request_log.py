@@ -1,11 +1,13 @@
 """The request log: every ACS and management API request as one structured line (logger
 `spool.requests`, JSON) and one RequestLog row, written in batches behind the request, with
 the response headers ACS sends: `x-ms-request-id`, `MS-CV`, and the caller's
-`x-ms-client-request-id` echoed."""
+`x-ms-client-request-id` echoed. Every request, logged or not, is also counted for Prometheus
+by route, method and status, with its duration (apps/metrics/exporter.py)."""
 
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import logging
 import secrets
@@ -20,6 +22,7 @@ from django.utils import timezone
 
 from apps.core.batching import BackgroundWriter
 from apps.core.models import RequestLog
+from apps.metrics import exporter
 
 logger = logging.getLogger("spool.requests")
 
@@ -55,7 +58,7 @@ def _route_and_slug(request: HttpRequest, kind: str) -> tuple[str, str]:
     route = match.route if match else ""
     for mount in ("r/<slug:slug>/", "api/v1/"):
         route = route.removeprefix(mount)
-    return route or "(no such route)", slug[:63]
+    return route or exporter.UNROUTED, slug[:63]
 
 
 def _error_of(response: HttpResponse) -> tuple[str, str]:
@@ -86,11 +89,21 @@ class RequestLogMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         kind = _kind(request.path_info)
-        if kind is None:
-            return self.get_response(request)
         started = time.perf_counter()
         response = self.get_response(request)
-        duration_ms = (time.perf_counter() - started) * 1000
+        seconds = time.perf_counter() - started
+        if kind is None:  # the console, admin, operators' endpoints: counted, not logged
+            match = request.resolver_match
+            route = match.route if match else ""
+            exporter.observe_request(
+                "web",
+                route or exporter.UNROUTED,
+                request.method or "",
+                response.status_code,
+                seconds,
+            )
+            return response
+        duration_ms = seconds * 1000
         request_id = str(uuid.uuid4())
         client_request_id = request.headers.get("x-ms-client-request-id", "")[:100]
         response["x-ms-request-id"] = request_id
@@ -98,6 +111,8 @@ class RequestLogMiddleware:
         if client_request_id:
             response["x-ms-client-request-id"] = client_request_id
         route, slug = _route_and_slug(request, kind)
+        # The pattern, never the path: a client sending random paths adds no series.
+        exporter.observe_request(kind, route, request.method or "", response.status_code, seconds)
         error_code, error_message = _error_of(response)
         entry = RequestLog(
             at=timezone.now(),
@@ -110,14 +125,24 @@ class RequestLogMiddleware:
             status=response.status_code,
             duration_ms=round(duration_ms, 2),
             caller=caller_of(request)[:200],
+            client_address=_client_address(request),
             error_code=error_code[:64],
             error_message=error_message[:300],
             client_request_id=client_request_id,
             request_id=request_id,
         )
-        logger.info(json.dumps(_line(entry), ensure_ascii=True))
+        logger.info(_JsonLine(_line(entry)))
         writer.add(request_id, entry)
         return response
+
+
+def _client_address(request: HttpRequest) -> str | None:
+    """The peer's address, which the web server took from the trusted load balancer's
+    X-Forwarded-For when Spool is behind one (runweb: SPOOL_BEHIND_PROXY)."""
+    try:
+        return str(ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")))
+    except ValueError:  # a unix socket, or a test client's placeholder
+        return None
 
 
 def _line(entry: RequestLog) -> dict[str, Any]:
@@ -132,7 +157,16 @@ def _line(entry: RequestLog) -> dict[str, Any]:
         "status": entry.status,
         "ms": entry.duration_ms,
         "caller": entry.caller,
+        "client": entry.client_address or "",
         "error": entry.error_code,
         "clientRequestId": entry.client_request_id,
         "requestId": entry.request_id,
     }
+
+
+class _JsonLine(dict[str, Any]):
+    """A log line's fields: JSON text as the message, and top-level fields of the line under
+    SPOOL_LOG_FORMAT=json (python-json-logger merges a dict message into its object)."""
+
+    def __str__(self) -> str:
+        return json.dumps(self, ensure_ascii=True)

@@ -6,7 +6,6 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any
 
 import redis
 from django.conf import settings
@@ -17,7 +16,7 @@ from django.views.decorators.http import require_GET
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from apps.core import services
+from apps.core import redis_connections, services
 
 # Each check answers within this, so a dead or hung dependency makes /healthz say so at once
 # instead of holding the request (and the web process's Django thread) until a TCP timeout.
@@ -39,18 +38,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
     200 when this web process can serve (database and Redis answer), else 503 with
     `"status": "degraded"` and `down` naming what failed; every check gives up after
     CHECK_TIMEOUT_SECONDS. `workers` lists workers with a recent heartbeat."""
-    database = _start_database_check()
-    checks: dict[str, Any] = {"redis": _check_redis()}
-    workers: list[str] = []
-    try:
-        # A check still out from an earlier request has less (or no) time left.
-        remaining = _database_check_started + CHECK_TIMEOUT_SECONDS - time.monotonic()
-        workers = database.result(timeout=max(0.0, remaining))
-        checks["database"] = "ok"
-    except FutureTimeout:
-        checks["database"] = f"error: no answer within {CHECK_TIMEOUT_SECONDS:g} s"
-    except Exception as error:  # the point is to report any failure, not to raise it
-        checks["database"] = f"error: {error.__class__.__name__}"
+    checks, workers = dependency_checks()
     down = [name for name in ("database", "redis") if checks[name] != "ok"]
     return JsonResponse(
         {
@@ -62,6 +50,24 @@ def healthz(request: HttpRequest) -> JsonResponse:
         },
         status=503 if down else 200,
     )
+
+
+def dependency_checks() -> tuple[dict[str, str], list[str]]:
+    """The database and Redis checks (also read by the Prometheus exporter), each "ok" or
+    "error: ...", within CHECK_TIMEOUT_SECONDS; and the workers with a recent heartbeat."""
+    database = _start_database_check()
+    checks = {"redis": _check_redis()}
+    workers: list[str] = []
+    try:
+        # A check still out from an earlier request has less (or no) time left.
+        remaining = _database_check_started + CHECK_TIMEOUT_SECONDS - time.monotonic()
+        workers = database.result(timeout=max(0.0, remaining))
+        checks["database"] = "ok"
+    except FutureTimeout:
+        checks["database"] = f"error: no answer within {CHECK_TIMEOUT_SECONDS:g} s"
+    except Exception as error:  # the point is to report any failure, not to raise it
+        checks["database"] = f"error: {error.__class__.__name__}"
+    return checks, workers
 
 
 def _start_database_check() -> Future[list[str]]:
@@ -113,7 +119,7 @@ def _redis_client(location: str) -> redis.Redis:
     # A client of its own: the cache's client has no timeouts and retries each command.
     with _lock:
         if location not in _redis_clients:
-            _redis_clients[location] = redis.Redis.from_url(
+            _redis_clients[location] = redis_connections.client(
                 location,
                 socket_connect_timeout=CHECK_TIMEOUT_SECONDS,
                 socket_timeout=CHECK_TIMEOUT_SECONDS,

@@ -29,6 +29,7 @@ from apps.events.models import (
     SubscriptionSchema,
     SubscriptionState,
 )
+from apps.metrics import exporter
 
 logger = logging.getLogger(__name__)
 
@@ -220,11 +221,20 @@ def _record(
             )
     if not ours:  # the row changed hands (or was deleted) meanwhile: report what it is now
         return EventDelivery.objects.filter(pk=delivery.pk).values_list("state", flat=True).first()
-    return str(changes.get("state", DeliveryState.PENDING))
+    state = str(changes.get("state", DeliveryState.PENDING))
+    exporter.WEBHOOK_ATTEMPTS.labels(_OUTCOMES.get(state, "failed")).inc()  # committed above
+    return state
+
+
+# Prometheus's outcome of an attempt, by the state it left (pending: failed, retried later).
+_OUTCOMES: dict[str, str] = {
+    DeliveryState.DELIVERED: "succeeded",
+    DeliveryState.DEAD_LETTERED: "dead_lettered",
+}
 
 
 def _dead_letter(delivery: EventDelivery, lease: datetime, reason: str) -> str:
-    EventDelivery.objects.filter(
+    expired = EventDelivery.objects.filter(
         pk=delivery.pk, state=DeliveryState.PENDING, lease_until=lease
     ).update(
         state=DeliveryState.DEAD_LETTERED,
@@ -232,6 +242,7 @@ def _dead_letter(delivery: EventDelivery, lease: datetime, reason: str) -> str:
         next_attempt_at=None,
         dead_letter_reason=reason,
     )
+    exporter.count_after_commit(exporter.WEBHOOK_EXPIRED, expired)
     return DeliveryState.DEAD_LETTERED
 
 
@@ -250,13 +261,16 @@ def sweep(limit: int = SWEEP_BATCH) -> int:
     Returns how many were queued."""
     now = timezone.now()
     free = Q(lease_until__isnull=True) | Q(lease_until__lte=now)
-    EventDelivery.objects.filter(free, state=DeliveryState.PENDING, expires_at__lte=now).exclude(
-        subscription__state=SubscriptionState.ACTIVE
-    ).update(
-        state=DeliveryState.DEAD_LETTERED,
-        next_attempt_at=None,
-        dead_letter_reason=f"{_expired_reason()} The subscription was not active.",
+    expired = (
+        EventDelivery.objects.filter(free, state=DeliveryState.PENDING, expires_at__lte=now)
+        .exclude(subscription__state=SubscriptionState.ACTIVE)
+        .update(
+            state=DeliveryState.DEAD_LETTERED,
+            next_attempt_at=None,
+            dead_letter_reason=f"{_expired_reason()} The subscription was not active.",
+        )
     )
+    exporter.count_after_commit(exporter.WEBHOOK_EXPIRED, expired)
     _requeue_handshakes(now)
     due = list(
         EventDelivery.objects.filter(

@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from apps.core.api import rfc3339
 from apps.events import services as events
+from apps.metrics import exporter
 from apps.numbers.models import NumberType, PhoneNumber
 from apps.sms import carriers
 from apps.sms.models import Direction, EarlyReceipt, MessageStatus, SenderPace, SmsMessage
@@ -211,6 +212,7 @@ def _record_answers(
     delivered: list[SmsMessage] = []  # known delivered at once (loopback)
     failed: dict[str, list[SmsMessage]] = defaultdict(list)  # by reason
     retry: dict[int, list[SmsMessage]] = defaultdict(list)  # by backoff seconds
+    expired = 0  # of the failed: retries ran out
     for message in chunk:
         answer = answers.get(message.pk) or carriers.CarrierError("no answer from the carrier")
         if isinstance(answer, carriers.Submitted):
@@ -221,6 +223,7 @@ def _record_answers(
         elif _expired(message, now):
             attempts = message.attempts + 1  # this claim's increment is in the database only
             failed[f"Gave up after {attempts} attempts: {answer}"[:500]].append(message)
+            expired += 1
         else:
             backoff = min(RETRY_BACKOFF_MAX_SECONDS, 2 ** (message.attempts + 1))
             message.status_detail = f"Retrying: {answer}"[:500]
@@ -265,6 +268,13 @@ def _record_answers(
         for reason, group in failed.items():
             for message in group:
                 _announce_report(message, False, reason, submitted_at=now)
+        # Counted for Prometheus once this commits.
+        refused = sum(len(group) for group in failed.values()) - expired
+        exporter.count_after_commit(exporter.SMS_SUBMITTED, len(submitted) + len(delivered))
+        exporter.count_after_commit(exporter.SMS_DELIVERED, len(delivered))
+        exporter.count_after_commit(exporter.SMS_FAILED.labels("refused"), refused)
+        exporter.count_after_commit(exporter.SMS_FAILED.labels("expired"), expired)
+        exporter.count_after_commit(exporter.SMS_RETRIED, sum(map(len, retry.values())))
     if submitted:
         _apply_early_receipts([m.carrier_message_id for m in submitted])
 
@@ -371,6 +381,8 @@ def _apply_receipts(receipts: dict[str, tuple[bool, str]]) -> set[str]:
             _update(group, status=status, status_detail=detail, finished_at=now)
             for message in group:
                 _announce_report(message, delivered, detail, submitted_at=message.submitted_at)
+            counter = exporter.SMS_DELIVERED if delivered else exporter.SMS_FAILED.labels("receipt")
+            exporter.count_after_commit(counter, len(group))
     return {message.carrier_message_id for message in messages}
 
 

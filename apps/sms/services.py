@@ -20,6 +20,7 @@ from apps.accounts.models import Resource
 from apps.core.api import rfc3339
 from apps.core.parsers import is_single_line, is_text, storable
 from apps.events import services as events
+from apps.metrics import exporter
 from apps.numbers.models import Capability, NumberStatus, PhoneNumber
 from apps.sms import delivery, optouts, segments
 from apps.sms.addresses import INVALID_TO, is_e164
@@ -246,7 +247,10 @@ def _send(resource: Resource, request: SendRequest) -> list[dict[str, Any]]:
         if row.repeatability_request_id:
             seen[row.repeatability_request_id] = row
     SmsMessage.objects.bulk_create(rows)  # one statement, or one transaction when split
-    if any(row.status == MessageStatus.QUEUED for row in rows):
+    queued = sum(1 for row in rows if row.status == MessageStatus.QUEUED)
+    exporter.count_after_commit(exporter.SMS_ACCEPTED, queued)
+    exporter.count_after_commit(exporter.SMS_FAILED.labels("opted_out"), len(rows) - queued)
+    if queued:
         delivery.request_drain()
     return results
 
@@ -282,6 +286,7 @@ def queue_reply(resource: Resource, *, sender: str, recipient: str, text: str) -
     """Queue a message that bypasses the opt-out list (the confirmation of STOP, HELP)."""
     message = _outbound(resource, sender=sender, recipient=recipient, text=text)
     message.save(force_insert=True)
+    exporter.count_after_commit(exporter.SMS_ACCEPTED)
     delivery.request_drain()
     return message
 
@@ -365,6 +370,7 @@ def receive_sms(
                 "ReceivedTimestamp": rfc3339(now),
             },
         )
+    exporter.count_after_commit(exporter.SMS_RECEIVED)
     return message
 
 

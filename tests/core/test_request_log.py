@@ -157,3 +157,18 @@ def test_the_console_shows_a_resources_own_log_filtered(
     stranger = Client()
     stranger.force_login(make_user("stranger"))
     assert stranger.get(url).status_code == 404
+
+
+def test_the_client_s_address_is_logged_and_shown(owner) -> None:
+    # given a request from a client (behind a load balancer, the web server has put the
+    # address the balancer forwarded in REMOTE_ADDR: apps/core/management/commands/runweb.py)
+    resource = services.create_resource("Addressed", owner=owner)
+    client = Client(REMOTE_ADDR="203.0.113.7")
+    client.force_login(owner)
+    client.get(f"/api/v1/resources/{resource.slug}/")
+
+    # then its row names the address, and the console's Logs page shows it
+    [row] = _rows()
+    assert row.client_address == "203.0.113.7"
+    page = client.get(f"/resources/{resource.slug}/logs/").content.decode()
+    assert "<code>203.0.113.7</code>" in page

@@ -123,7 +123,10 @@ def _config(
         app="spool.asgi:application",
         log_level="warning",
         access_log=False,
-        proxy_headers=False,
+        # Behind a load balancer, the client's address (request log, sign-in throttling,
+        # the loopback-only plain-HTTP API) comes from the trusted proxy's X-Forwarded-For.
+        proxy_headers=settings.BEHIND_PROXY,
+        forwarded_allow_ips=settings.TRUSTED_PROXIES,
         ws_max_size=1024 * 1024,
         timeout_graceful_shutdown=5,
         ssl_certfile=str(settings.TLS_CERT) if secure else None,

@@ -1,7 +1,9 @@
-"""`manage.py serve`: the whole platform in the foreground.
+"""`manage.py serve`: the whole platform in the foreground, or a host's share of it
+(`--role web,worker,beat,media`; hosts that split the roles share PostgreSQL and Redis).
 
 Starts the private Redis (embedded mode only), N web processes sharing the HTTP and HTTPS
-listening sockets, Celery workers (one for webhooks alone) and Celery beat; restarts any of them that dies, with
+listening sockets, Celery workers (one for webhooks alone), Celery beat (under the beat lock:
+one per deployment, `manage.py beat`) and the media plane; restarts any of them that dies, with
 backoff (`Backoff`), and never gives up; stops them all on Ctrl-C or SIGTERM (Redis last, so
 the others can finish with it).
 
@@ -37,6 +39,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.core.tls import ensure_self_signed
+from apps.metrics import exporter
 
 if TYPE_CHECKING:
     from apps.core.kamailio import SipTls
@@ -47,7 +50,7 @@ PR_SET_PDEATHSIG = 1
 TICK_SECONDS = 0.1  # how soon a dead child is noticed
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Children get SIGTERM if `serve` itself is killed, so nothing is left running."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -115,7 +118,7 @@ class Child:
         self.started_at = time.monotonic()
         # Own session: Ctrl-C reaches only `serve`, which stops the children in order.
         self.process = subprocess.Popen(
-            self.argv, pass_fds=self.pass_fds, start_new_session=True, preexec_fn=_die_with_parent
+            self.argv, pass_fds=self.pass_fds, start_new_session=True, preexec_fn=die_with_parent
         )
 
     def alive(self) -> bool:
@@ -144,6 +147,26 @@ class Child:
         except OSError:
             return ""
         return "".join(f"\n    {line}" for line in tail)
+
+
+# What one host can run (`serve --role`): the web tier (HTTP, HTTPS, WebSockets), the Celery
+# workers, beat (one at a time per deployment: `manage.py beat`), and the media plane (Janus,
+# the SIP edge, the media process).
+ROLES = ("web", "worker", "beat", "media")
+
+
+def parse_roles(value: str) -> set[str]:
+    """`all`, or a comma-separated list of ROLES."""
+    if value.strip() == "all":
+        return set(ROLES)
+    roles = {name.strip() for name in value.split(",") if name.strip()}
+    unknown = roles - set(ROLES)
+    if unknown or not roles:
+        raise CommandError(
+            f"--role: {', '.join(sorted(unknown)) or 'nothing'} is not a role; give all, or "
+            f"some of {', '.join(ROLES)} separated by commas."
+        )
+    return roles
 
 
 def _listen(port: int) -> socket.socket:
@@ -200,19 +223,93 @@ def _redis_config(directory: Path, socket_path: Path) -> str:
 
 
 class Command(BaseCommand):
-    help = "Run web (HTTP + HTTPS + WebSockets), worker and beat in the foreground."
+    help = "Run web (HTTP + HTTPS + WebSockets), worker, beat and media in the foreground."
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument(
             "--demo", action="store_true", help="seed the demo and print how to use it"
         )
+        parser.add_argument(
+            "--role",
+            default="all",
+            help="what this host runs: web, worker, beat, media, a comma-separated list of "
+            "them, or all (the default: everything on one host)",
+        )
 
-    def handle(self, *args: Any, demo: bool = False, **options: Any) -> None:
+    def handle(self, *args: Any, demo: bool = False, role: str = "all", **options: Any) -> None:
         self.stopping = False
+        roles = parse_roles(role)
+        if roles != set(ROLES) and settings.EMBEDDED_REDIS:
+            raise CommandError(
+                "--role: hosts that split the roles share one Redis: set REDIS_URL (and "
+                "DATABASE_URL to a PostgreSQL every host reaches)."
+            )
         demo_summary = io.StringIO()
         if demo:
             call_command("seed_demo", stdout=demo_summary)
             call_command("seed_demo_numbers", stdout=demo_summary)
+        if "web" in roles:
+            self._check_tls()
+        sockets = self._web_sockets() if "web" in roles else []
+        # Every child writes its Prometheus samples here, for /metrics to sum (a fresh folder
+        # per run: an earlier run's counts must not add up with this one's).
+        metrics_dir = exporter.reset_multiprocess_dir(settings.METRICS_DIR)
+        os.environ[exporter.MULTIPROC_ENV] = str(metrics_dir)
+        redis_child = self._start_redis() if settings.EMBEDDED_REDIS else None
+        children = [child for name in ROLES if name in roles for child in self._role(name, sockets)]
+        if "web" not in roles and settings.METRICS_TOKEN:
+            # This host's samples reach Prometheus through a /metrics of its own.
+            manage = str(Path(settings.BASE_DIR) / "manage.py")
+            children.append(Child("metrics", [sys.executable, manage, "metrics_server"]))
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._request_stop)
+        for child in children:
+            child.start()
+        if "web" in roles:
+            self._wait_until_serving()
+        self.stdout.write(demo_summary.getvalue(), ending="")
+        self._announce(roles)
+        try:
+            self._supervise([*([redis_child] if redis_child else []), *children])
+        finally:
+            self._stop(children)
+            for pair in sockets:
+                for sock in pair:
+                    sock.close()
+            if redis_child:
+                self._stop([redis_child])
+        self.stdout.write("Spool stopped.")
+
+    def _role(self, name: str, sockets: list[tuple[socket.socket, socket.socket]]) -> list[Child]:
+        """The processes of one role."""
+        python = sys.executable
+        manage = str(Path(settings.BASE_DIR) / "manage.py")
+        if name == "web":
+            return [
+                Child(
+                    f"web-{n}",
+                    [
+                        python,
+                        manage,
+                        "runweb",
+                        "--http-fd",
+                        str(http.fileno()),
+                        "--https-fd",
+                        str(https.fileno()),
+                    ],
+                    pass_fds=(http.fileno(), https.fileno()),
+                )
+                for n, (http, https) in enumerate(sockets)
+            ]
+        if name == "worker":
+            return self._workers(python)
+        if name == "beat":
+            # The lock's owner: this serve, so a beat it restarts takes its lock back at once.
+            os.environ["SPOOL_BEAT_OWNER"] = f"{socket.gethostname()}:{os.getpid()}"
+            return [Child("beat", [python, manage, "beat"])]
+        return self._media_children(python, manage)
+
+    def _check_tls(self) -> None:
         if settings.OPERATOR_TLS:
             missing = [str(p) for p in (settings.TLS_CERT, settings.TLS_KEY) if not p.is_file()]
             if missing:
@@ -223,32 +320,18 @@ class Command(BaseCommand):
             settings.TLS_CERT, settings.TLS_KEY, settings.PUBLIC_HOST, settings.RESOURCE_DOMAIN
         ):
             self.stdout.write(f"Created a self-signed certificate at {settings.TLS_CERT}")
+
+    def _web_sockets(self) -> list[tuple[socket.socket, socket.socket]]:
         _port_is_free(settings.HTTP_PORT)
         _port_is_free(settings.HTTPS_PORT)
-        sockets = [
+        return [
             (_listen(settings.HTTP_PORT), _listen(settings.HTTPS_PORT))
             for _ in range(settings.WEB_PROCESSES)
         ]
-        redis_child = self._start_redis() if settings.EMBEDDED_REDIS else None
-        python = sys.executable
-        manage = str(Path(settings.BASE_DIR) / "manage.py")
-        children = [
-            Child(
-                f"web-{n}",
-                [
-                    python,
-                    manage,
-                    "runweb",
-                    "--http-fd",
-                    str(http.fileno()),
-                    "--https-fd",
-                    str(https.fileno()),
-                ],
-                pass_fds=(http.fileno(), https.fileno()),
-            )
-            for n, (http, https) in enumerate(sockets)
-        ]
+
+    def _workers(self, python: str) -> list[Child]:
         celery = [python, "-m", "celery", "-A", "spool", "--quiet"]
+        children = []
         log_level = ["--loglevel", settings.WORKER_LOG_LEVEL]
         # Webhooks get workers of their own, so a slow receiver never delays an SMS or a
         # number purchase (their tasks are routed to the `webhooks` queue in settings).
@@ -272,26 +355,7 @@ class Command(BaseCommand):
                     ],
                 )
             )
-        schedule = str(settings.DATA_DIR / "celerybeat-schedule")
-        children.append(Child("beat", [*celery, "beat", *log_level, "--schedule", schedule]))
-        children += self._media_children(python, manage)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._request_stop)
-        for child in children:
-            child.start()
-        self._wait_until_serving()
-        self.stdout.write(demo_summary.getvalue(), ending="")
-        self._announce()
-        try:
-            self._supervise([*([redis_child] if redis_child else []), *children])
-        finally:
-            self._stop(children)
-            for pair in sockets:
-                for sock in pair:
-                    sock.close()
-            if redis_child:
-                self._stop([redis_child])
-        self.stdout.write("Spool stopped.")
+        return children
 
     def _media_children(self, python: str, manage: str) -> list[Child]:
         """Call Automation's media plane and group calls' SFU: a Janus of our own (unless one is
@@ -443,14 +507,21 @@ class Command(BaseCommand):
             except OSError:
                 time.sleep(0.2)
 
-    def _announce(self) -> None:
+    def _announce(self, roles: set[str]) -> None:
         host = (
             settings.BIND_ADDRESS if settings.BIND_ADDRESS not in ("0.0.0.0", "::") else "127.0.0.1"
         )
+        if "web" in roles:
+            where = (
+                f"console http://{host}:{settings.HTTP_PORT}/ and "
+                f"https://{host}:{settings.HTTPS_PORT}/ (public URL {settings.PUBLIC_URL})"
+            )
+        else:
+            where = "no web on this host"
+        running = "" if roles == set(ROLES) else f" ({', '.join(r for r in ROLES if r in roles)})"
         self.stdout.write(
-            f"Spool is running: console http://{host}:{settings.HTTP_PORT}/ and "
-            f"https://{host}:{settings.HTTPS_PORT}/ (public URL {settings.PUBLIC_URL}); "
-            f"data in {settings.DATA_DIR}. Press Ctrl-C to stop."
+            f"Spool is running{running}: {where}; data in {settings.DATA_DIR}. "
+            "Press Ctrl-C to stop."
         )
         self.stdout.flush()
 
@@ -476,6 +547,8 @@ class Command(BaseCommand):
                     self._schedule_restart(child, now)
 
     def _schedule_restart(self, child: Child, now: float) -> None:
+        if child.process is not None:  # its sockets are closed: out of the live gauges
+            exporter.mark_process_dead(child.process.pid)
         ran_for = now - child.started_at
         delay = child.backoff.failed(ran_for)
         child.restart_at = now + delay
