@@ -18,7 +18,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
@@ -200,6 +200,22 @@ def quote_id(raw_id: str) -> str:
 # --- A live `manage.py serve` -----------------------------------------------------------
 def endpoint_of(connection: str) -> str:
     return connection.split(";")[0].removeprefix("endpoint=")
+
+
+def wait_for(
+    condition: Callable[[], Any], timeout: float, *, errors: tuple[type[Exception], ...] = ()
+) -> float:
+    """Seconds until `condition()` held (checked every 0.1 s; `errors` count as not yet);
+    AssertionError after `timeout`."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        try:
+            if condition():
+                return time.monotonic() - start
+        except errors:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout} s")
 
 
 def wait_until_listening(url: str, timeout: float = 10) -> None:

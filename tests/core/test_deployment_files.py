@@ -268,8 +268,15 @@ def test_spool_gets_only_settings_that_spool_reads() -> None:
         for variable in environment(service):
             # then each is read by spool/settings.py (a typo would be silently ignored)
             assert f'"{variable}"' in SETTINGS, f"{name}: Spool reads no {variable}"
-        # and every Spool service shares one environment
-        assert environment(service) == environment(spool_services()["web1"]), name
+        # and every Spool service shares one environment (the media process, on the host's
+        # network, binds its metrics port to the bridge's gateway)
+        own = environment(service)
+        if name == "media":
+            assert (
+                own.pop("SPOOL_BIND")
+                == compose()["networks"]["spool"]["ipam"]["config"][0]["gateway"]
+            )
+        assert own == environment(spool_services()["web1"]), name
         assert service["env_file"] == ".env" or service["env_file"] == [".env"]
 
 
@@ -293,6 +300,8 @@ def test_env_example_names_settings_or_compose_variables_and_holds_no_secret() -
     for name in secrets:
         assert names[name] == "", f"env.example holds a value for {name}"
         assert name in required, f"compose.yml starts without {name}"
+        uses = re.findall(rf"\$\{{{name}(\W\W?)", raw)
+        assert uses and set(uses) == {":?"}, f"{name} has a default somewhere in compose.yml"
 
 
 def test_a_missing_secret_stops_compose_with_its_name() -> None:
@@ -360,11 +369,23 @@ def test_secrets_reach_both_sides_of_each_pair() -> None:
     assert kamailio["SPOOL_SIP_EDGE_SECRET"] == spool["SPOOL_SIP_EDGE_SECRET"]
     assert spool["SPOOL_SIP_EDGE"] == f"{kamailio['SPOOL_SIP_ADDRESS']}:5060"
     assert spool["SPOOL_SIP_LINE_ADDRESS"] == janus["SPOOL_SIP_ADDRESS"]
-    # Prometheus scrapes with Spool's metrics token, web hosts by names they answer to
+    # Prometheus scrapes with Spool's metrics token every Spool container: the web hosts' port
+    # by names they answer to, the others' metrics port (SPOOL_METRICS_PORT's default)
     prometheus = config["services"]["prometheus"]
     assert environment(prometheus)["SPOOL_METRICS_TOKEN"] == spool["SPOOL_METRICS_TOKEN"]
-    assert '["web1:8000", "web2:8000"]' in prometheus["command"][0]
-    assert {"web1", "web2"} <= set(spool["SPOOL_ALLOWED_HOSTS"].split(","))
+    targets = re.findall(r'"([\w.-]+:\d+)"', prometheus["command"][0])
+    assert 'env_int("SPOOL_METRICS_PORT", 9464' in SETTINGS
+    expected = []
+    for name, service in spool_services().items():
+        role = service["command"][0]
+        if role == "web":
+            expected.append(f"{name}:8000")
+            assert name in spool["SPOOL_ALLOWED_HOSTS"].split(",")
+        elif role == "media":
+            expected.append(f"{environment(service)['SPOOL_BIND']}:9464")
+        elif role != "migrate":
+            expected.append(f"{name}:9464")
+    assert sorted(targets) == sorted(expected)
     # and the Redis password is the one in REDIS_URL
     for name in ("redis-1", "redis-2", "sentinel-1"):
         password = environment(config["services"][name])["REDIS_PASSWORD"]
@@ -406,9 +427,7 @@ def test_the_lines_compose_rewrites_are_in_their_files(
 def test_compose_config_accepts_it(tmp_path: Path) -> None:
     """Debian's docker-compose (1.29) checks the file against the compose schema without a
     daemon; where it is not installed, the checks above stand alone."""
-    binary = shutil.which("docker-compose")
-    if binary is None:
-        pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
+    binary = require_tool("docker-compose")  # apt-get install docker-compose
     # given a copy of docker/ with env.example filled in as .env
     project = tmp_path / "docker"
     shutil.copytree(DOCKER, project, ignore=shutil.ignore_patterns(".env", "tls"))

@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ import requests
 import websockets
 from azure.communication.identity import CommunicationIdentityClient
 
-from tests.conftest import ROOT, LiveSpool, free_port, start_spool, stop_spool
+from tests.conftest import ROOT, LiveSpool, free_port, start_spool, stop_spool, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -76,15 +75,6 @@ class Balanced:
             for row in rows
             if row.get("pxname") == "spool_web" and row["svname"].startswith("web")
         }
-
-
-def wait_for(condition: Any, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout} s")
 
 
 def web_host(live: LiveSpool) -> tuple[subprocess.Popen[bytes], int]:

@@ -22,7 +22,7 @@ from azure.communication.chat import ChatClient, CommunicationTokenCredential
 from azure.communication.identity import CommunicationIdentityClient
 from azure.communication.sms import SmsClient
 
-from tests.conftest import LiveSpool, free_port, start_spool, stop_spool
+from tests.conftest import LiveSpool, free_port, start_spool, stop_spool, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -56,18 +56,6 @@ def redis_server(*args: str, cwd: Path) -> subprocess.Popen[bytes]:
         cwd=cwd,
         stdout=subprocess.DEVNULL,
     )
-
-
-def wait_for(condition: Any, timeout: float) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        try:
-            if condition():
-                return time.monotonic() - start
-        except redis.RedisError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout} s")
 
 
 @pytest.fixture
@@ -108,6 +96,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
                 redis.Redis(port=replica_port).info("replication")["master_link_status"] == "up"
             ),
             20,
+            errors=(redis.RedisError,),  # the replica is still starting
         )
         wait_for(lambda: cluster.master_port() == primary_port, 20)
         yield cluster

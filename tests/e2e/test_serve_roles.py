@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
@@ -18,7 +17,7 @@ import requests
 
 from apps.core.management.commands.beat import LOCK_KEY
 from apps.core.management.commands.serve import parse_roles
-from tests.conftest import ROOT, LiveSpool, free_port, start_spool, stop_spool
+from tests.conftest import ROOT, LiveSpool, free_port, start_spool, stop_spool, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -57,15 +56,6 @@ def runs_celery_beat(process: subprocess.Popen[bytes]) -> bool:
     except psutil.NoSuchProcess:
         return False
     return any("celery" in " ".join(child.cmdline()) for child in children)
-
-
-def wait_for(condition: Any, timeout: float) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if condition():
-            return time.monotonic() - start
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout} s")
 
 
 def test_roles_are_checked() -> None:
