@@ -51,7 +51,7 @@ class Command(BaseCommand):
         lock = client.lock(LOCK_KEY, timeout=ttl, thread_local=False)
         if not self._wait_for(lock, owner, ttl):
             return
-        logger.warning("beat lock taken by %s: starting beat", owner)
+        logger.info("beat lock taken by %s: starting beat", owner)
         beat = subprocess.Popen(
             [
                 sys.executable,
