@@ -15,6 +15,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ import pytest
 import requests
 import websockets
 from azure.communication.identity import CommunicationIdentityClient
+from azure.communication.sms import SmsClient
 
 from tests.conftest import ROOT, LiveSpool, free_port, start_spool, stop_spool, wait_for
 
@@ -112,6 +115,7 @@ def balanced(shared_redis: str, tmp_path: Path) -> Iterator[Balanced]:
             "SPOOL_PUBLIC_URL": public,
             "SPOOL_RESOURCE_DOMAIN": DOMAIN,
             "SPOOL_WEB_PROCESSES": "1",
+            "SPOOL_SMS_SEGMENTS_PER_SECOND": "100",  # a sender's pace: not what is tested
         },
         serve_args=["--role", "web,worker,beat"],
     )
@@ -174,7 +178,9 @@ def through_the_balancer(balanced: Balanced) -> tuple[str, str]:
     connection = balanced.live.manage("create_resource", "lb").stdout.strip().splitlines()[-1]
     slug = connection.split("//", 1)[1].split(".", 1)[0]
     key = connection.split("accesskey=", 1)[1]
-    return slug, f"endpoint={balanced.url}/r/{slug}/;accesskey={key}"
+    balanced_connection = f"endpoint={balanced.url}/r/{slug}/;accesskey={key}"
+    balanced.live.slugs[balanced_connection] = slug
+    return slug, balanced_connection
 
 
 @pytest.mark.timeout(240)
@@ -307,3 +313,58 @@ def test_a_drained_host_takes_no_new_requests(balanced: Balanced) -> None:
     after = balanced.requests_served()
 
     assert after["web1"] == before["web1"] and after["web2"] >= before["web2"] + 6
+
+
+def outbound_sms(live: LiveSpool) -> dict[str, tuple[str, int]]:
+    """Every outbound message: its status and how many times it was handed to the carrier."""
+    script = (
+        "import json; from apps.sms.models import SmsMessage; print(json.dumps({m.id: "
+        "(m.status, m.submissions) for m in SmsMessage.objects.filter(direction='outbound')}))"
+    )
+    found = json.loads(live.manage("shell", "-c", script).stdout.strip().splitlines()[-1])
+    return {key: (status, submissions) for key, (status, submissions) in found.items()}
+
+
+@pytest.mark.timeout(240)
+def test_sms_accepted_through_the_balancer_is_sent_once_when_a_web_host_dies(
+    balanced: Balanced,
+) -> None:
+    # given a client sending SMS through the balancer, one request after another
+    _, connection = through_the_balancer(balanced)
+    sender = balanced.live.give_number(connection)
+    sms = SmsClient.from_connection_string(
+        connection, connection_verify=balanced.live.cert, retry_total=0
+    )
+    accepted: list[str] = []
+    errors: list[str] = []
+    refused = 0
+
+    def send_for(seconds: float) -> None:
+        nonlocal refused
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            recipient = f"+4477009{len(accepted) + refused:05d}"
+            try:
+                [result] = sms.send(from_=sender, to=[recipient], message="through the LB")
+            except Exception as error:  # the request the dying host held: not accepted
+                refused += 1
+                errors.append(repr(error)[:300])
+                continue
+            assert result.successful
+            accepted.append(result.message_id)
+            time.sleep(0.05)  # under the resource's SMS quota (300 per 30 s)
+
+    # when the second web host is killed while it is being sent to
+    sending = threading.Thread(target=send_for, args=(8,))
+    sending.start()
+    time.sleep(3)
+    balanced.web2.kill()
+    sending.join()
+
+    def all_handed_over() -> bool:
+        sent = outbound_sms(balanced.live)  # one look at every message
+        return all(sent.get(key, ("", 0))[0] in ("sent", "delivered") for key in accepted)
+
+    wait_for(all_handed_over, 90)
+    sent = outbound_sms(balanced.live)
+    assert all(sent[key][1] == 1 for key in accepted)
