@@ -10,20 +10,9 @@ from django.test import Client
 
 from apps.accounts import services
 from apps.accounts.models import CommunicationIdentity, Resource, Role
+from tests.console.test_calls_pages import member, signed_in
 
 pytestmark = pytest.mark.django_db
-
-
-def signed_in(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def member(resource: Resource, make_user: Any, role: str) -> Client:
-    user = make_user(f"{role}-member")
-    services.add_member(resource, user.username, role)
-    return signed_in(user)
 
 
 def page_url(resource: Resource) -> str:
