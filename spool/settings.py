@@ -388,6 +388,12 @@ ALLOWED_HOSTS = [
     "[::1]",
     PUBLIC_HOST,
     *([f".{RESOURCE_DOMAIN}"] if RESOURCE_DOMAIN else []),
+    # The host's own address, when it listens on one: the console URL serve prints.
+    *(
+        [f"[{BIND_ADDRESS}]" if ":" in BIND_ADDRESS else BIND_ADDRESS]
+        if BIND_ADDRESS not in ("0.0.0.0", "::", "")
+        else []
+    ),
     *env_list("SPOOL_ALLOWED_HOSTS"),
 ]
 CSRF_TRUSTED_ORIGINS = [
