@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import websockets
 from azure.communication.identity import CommunicationIdentityClient, CommunicationTokenScope
 from cryptography import x509
 
-from tests.conftest import ROOT, LiveSpool, start_spool, stop_spool
+from tests.conftest import ROOT, LiveSpool, start_spool, stop_spool, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -197,3 +198,26 @@ def test_an_operators_certificate_is_never_replaced(live_spool: LiveSpool, tmp_p
     assert result.returncode != 0
     assert "typo.key" in result.stderr
     assert cert.read_text() == "operator's own certificate"
+
+
+def test_json_logs_take_in_the_web_servers_own_lines() -> None:
+    live, cleanups = start_spool({"SPOOL_LOG_FORMAT": "json"})
+    try:
+        # when a client sends the web server something that is not HTTP
+        with socket.create_connection(("127.0.0.1", live.http_port), timeout=10) as client:
+            client.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+            assert client.recv(1024).startswith(b"HTTP/1.1 400")
+
+        # then uvicorn's warning is one JSON object, like every other log line
+        def warning() -> dict | None:
+            for line in (live.data_dir / "serve.log").read_text().splitlines():
+                if line.startswith("{") and '"uvicorn.error"' in line:
+                    return json.loads(line)
+            return None
+
+        wait_for(lambda: warning() is not None, 10)
+        found = warning()
+        assert found is not None and found["level"] == "WARNING"
+        assert "Invalid HTTP request" in found["message"]
+    finally:
+        stop_spool(live, cleanups)

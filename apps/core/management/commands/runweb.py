@@ -123,6 +123,9 @@ def _config(
         app="spool.asgi:application",
         log_level="warning",
         access_log=False,
+        # Its own lines (uvicorn.error) go through Django's LOGGING: JSON with the rest when
+        # SPOOL_LOG_FORMAT=json, instead of uvicorn's plain handler.
+        log_config=None,
         # Behind a load balancer, the client's address (request log, sign-in throttling,
         # the loopback-only plain-HTTP API) comes from the trusted proxy's X-Forwarded-For.
         proxy_headers=settings.BEHIND_PROXY,
