@@ -92,6 +92,33 @@ def env_port_range(name: str, default: tuple[int, int] | None) -> tuple[int, int
     return ports
 
 
+def env_janus_servers(name: str) -> list[tuple[str, int]]:
+    """Janus servers, comma-separated: each its WebSocket API (`ws://` or `wss://`), optionally
+    with the most calls it takes (`ws://10.0.0.7:8188#calls=200`; none: no limit). Returns
+    (url, calls) pairs, calls 0 for no limit."""
+    servers: list[tuple[str, int]] = []
+    for entry in env_list(name):
+        url, _, capacity = entry.partition("#")
+        parts = urlsplit(url)
+        if parts.scheme not in ("ws", "wss") or not parts.hostname:
+            raise ImproperlyConfigured(
+                f"{name}: {entry!r} is not a Janus WebSocket URL (ws://host:8188)"
+            )
+        calls = 0
+        if capacity:
+            key, _, value = capacity.partition("=")
+            if key != "calls" or not value.isdigit() or int(value) < 1:
+                raise ImproperlyConfigured(
+                    f"{name}: after # comes calls=N, N at least 1 (ws://host:8188#calls=200), "
+                    f"got {entry!r}"
+                )
+            calls = int(value)
+        if url in (known for known, _ in servers):
+            raise ImproperlyConfigured(f"{name} names {url} twice")
+        servers.append((url, calls))
+    return servers
+
+
 def env_limit(name: str, default: str) -> tuple[int, int] | None:
     """A quota: `count/seconds`, e.g. `1000/30`, or `off` (not counted at all)."""
     value = os.environ.get(name, "").strip() or default
@@ -352,6 +379,15 @@ if GROUP_CALLS not in ("sfu", "mesh"):
 # listens on, and the Janus it drives (AudioBridge; the SFU's Janus unless set apart).
 MEDIA_CHANNEL = os.environ.get("SPOOL_MEDIA_CHANNEL", "automation.media")
 MEDIA_JANUS_URL = os.environ.get("SPOOL_MEDIA_JANUS_URL", "")
+# Several Janus servers (SPOOL_JANUS_URLS=ws://a:8188#calls=200,ws://b:8188#calls=100), which
+# serve group calls' VideoRoom and the media process alike: each new call is placed on the
+# healthy one with the most spare capacity and stays there (apps/calls/janus_placement.py).
+# Set, it takes the place of SPOOL_JANUS_URL and SPOOL_MEDIA_JANUS_URL above (which are then
+# ignored); unset, those are the lists, of one each.
+JANUS_SERVERS = env_janus_servers("SPOOL_JANUS_URLS")
+# How often the media process asks each Janus server whether it is alive (`info`); one that does
+# not answer takes no new calls and its calls end (code 503, subCode 510503).
+JANUS_HEALTH_SECONDS = env_float("SPOOL_JANUS_HEALTH_SECONDS", 5.0, minimum=0.5)
 RECORDINGS_DIR = Path(os.environ.get("SPOOL_RECORDINGS_DIR", str(DATA_DIR / "recordings")))
 RECORDING_RETENTION_DAYS = int(os.environ.get("SPOOL_RECORDING_RETENTION_DAYS", "30"))
 # Finished recordings go to this S3-compatible bucket when set (apps/automation/storage.py).

@@ -20,7 +20,7 @@ from django.conf import settings
 from apps.automation import services
 from apps.automation.call_media import CallMedia
 from apps.automation.sip_line import IncomingPhoneCall, SipLine
-from apps.calls import incoming_phones, phones
+from apps.calls import incoming_phones, janus_placement, phones
 from apps.calls.sfu import JanusError
 from apps.core import rtpengine
 from apps.pstn.inbound import InboundRefused
@@ -59,11 +59,17 @@ class Answering:
         """Take phone calls while the process runs (nothing to do without a SIP edge)."""
         if not settings.SIP_EDGE:
             return
+
+        async def pick_url() -> str:
+            plane = janus_placement.MEDIA
+            return self.janus_url or await database_sync_to_async(janus_placement.up_server)(plane)
+
         line = SipLine(
             self.janus_url,
             settings.SIP_EDGE,
             self._on_incoming,
             max_calls=settings.SIP_LINE_MAX_CALLS,
+            pick_url=pick_url,
         )
         await line.run()
 

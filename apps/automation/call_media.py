@@ -26,6 +26,7 @@ class CallMedia:
 
     call_id: str
     room: AudioBridgeRoom
+    server: str = ""  # the Janus the call is on (its room, bridge and phone legs)
     legs: dict[str, str] = field(default_factory=dict)  # raw id -> socket channel name
     opened: bool = False
     runner: asyncio.Task[None] | None = None

@@ -10,6 +10,11 @@ never loses it. When it starts, calls its predecessor held are ended (code 503: 
 rooms went with its Janus session) and their running operations failed; recordings keep the
 segments written so far. docs/automation.md has the process model.
 
+With several Janus servers (SPOOL_JANUS_URLS), each call's room is on the server it was placed
+on (apps/calls/janus_placement.py), placed here when its room first opens unless a group call's
+first browser placed it already; this process checks every server's health each
+SPOOL_JANUS_HEALTH_SECONDS, and ends the calls of a server that went away.
+
 MediaProcess is spread over a few modules: recognize operations in recognizing.py and
 recordings in recorder.py (mixins it inherits), what it keeps of a call in call_media.py, and
 the sync database steps it runs in media_steps.py.
@@ -57,7 +62,7 @@ from apps.automation.phoning import Phoning
 from apps.automation.recognizing import Recognizing
 from apps.automation.recorder import Recorder
 from apps.automation.room_bridge import RoomBridge
-from apps.calls import signaling
+from apps.calls import janus_placement, signaling
 from apps.calls.sfu import JanusError
 from apps.core import outbound
 
@@ -72,7 +77,8 @@ PLAY_FAILED_MEDIA = (500, 8500, "Action failed, the media server refused to play
 
 
 class MediaProcess(Recognizing, Recorder, Phoning, Answering):
-    def __init__(self, janus_url: str) -> None:
+    def __init__(self, janus_url: str = "") -> None:
+        # One Janus for every call (tests); empty: each call on the server it is placed on.
         self.janus_url = janus_url
         self.calls: dict[str, CallMedia] = {}
         self.incoming = {}
@@ -91,6 +97,7 @@ class MediaProcess(Recognizing, Recorder, Phoning, Answering):
             asyncio.create_task(self._alive()),
             asyncio.create_task(self._run_line()),
             asyncio.create_task(self._run_dtmf_log()),
+            asyncio.create_task(self._janus_health()),
         ]
         try:
             await self.stopping.wait()
@@ -104,6 +111,17 @@ class MediaProcess(Recognizing, Recorder, Phoning, Answering):
         while True:
             await database_sync_to_async(cache.set)(services.MEDIA_ALIVE_KEY, 1, ALIVE_SECONDS)
             await asyncio.sleep(1)
+
+    async def _janus_health(self) -> None:
+        """Check every configured Janus server; the calls of one that is down end (each round,
+        so a call placed there before anyone noticed ends too)."""
+        while True:
+            try:
+                for url in await janus_placement.check_all():
+                    await database_sync_to_async(signaling.end_janus_calls)(url)
+            except Exception:
+                logger.exception("the Janus health check failed")
+            await asyncio.sleep(settings.JANUS_HEALTH_SECONDS)
 
     async def _listen(self) -> None:
         assert self.layer is not None
@@ -187,8 +205,9 @@ class MediaProcess(Recognizing, Recorder, Phoning, Answering):
             # A group call's browsers stay in its VideoRoom (the SFU): its AudioBridge room is
             # bridged to it, so they and the call's phones hear each other.
             in_sfu = await database_sync_to_async(_is_sfu_call)(call_id)
-            room = AudioBridgeRoom(self.janus_url, call_id, on_event, browsers=in_sfu)
-            media = self.calls[call_id] = holder["media"] = CallMedia(call_id, room)
+            server = self.janus_url or await database_sync_to_async(janus_placement.place)(call_id)
+            room = AudioBridgeRoom(server, call_id, on_event, browsers=in_sfu)
+            media = self.calls[call_id] = holder["media"] = CallMedia(call_id, room, server=server)
             media.in_sfu = in_sfu
         if not media.opened:
             await media.room.open(record_dir=settings.RECORDINGS_DIR)
@@ -202,7 +221,7 @@ class MediaProcess(Recognizing, Recorder, Phoning, Answering):
             logger.warning("the bridge to call %s's SFU room broke: %s", media.call_id, event)
 
         media.bridge = RoomBridge(
-            self.janus_url, videoroom=media.call_id, audiobridge=media.call_id, on_event=on_event
+            media.server, videoroom=media.call_id, audiobridge=media.call_id, on_event=on_event
         )
         try:
             await media.bridge.open()
@@ -278,6 +297,9 @@ class MediaProcess(Recognizing, Recorder, Phoning, Answering):
             media.opened = False
             for done in media.playing.values():
                 done.set()
+            # Janus itself gone: every call on it ends; else this call's room alone went.
+            if not self.janus_url and await janus_placement.confirm_lost(media.server):
+                await database_sync_to_async(signaling.end_janus_calls)(media.server)
             await database_sync_to_async(_media_failed)(media.call_id)
 
     async def _end(self, call_id: str) -> None:
@@ -583,8 +605,10 @@ class MediaProcess(Recognizing, Recorder, Phoning, Answering):
 
 
 async def main() -> None:
-    url = settings.MEDIA_JANUS_URL or settings.JANUS_URL
-    if not url:
-        raise SystemExit("Set SPOOL_MEDIA_JANUS_URL (or SPOOL_JANUS_URL) to Janus's WebSocket API.")
-    process = MediaProcess(url)
+    if not janus_placement.servers(janus_placement.MEDIA):
+        raise SystemExit(
+            "Set SPOOL_JANUS_URLS (or SPOOL_MEDIA_JANUS_URL, SPOOL_JANUS_URL) to Janus's "
+            "WebSocket API."
+        )
+    process = MediaProcess()
     await process.run()

@@ -204,7 +204,11 @@ def _media_failed(call_id: str) -> None:
     call = Call.objects.filter(pk=call_id, ended_at__isnull=True).first()
     if call is not None:
         signaling.end_call(
-            call, END_MEDIA_LOST, "The media server went away.", by=call.caller_raw_id
+            call,
+            END_MEDIA_LOST,
+            signaling.MEDIA_SERVER_GONE,
+            by=call.caller_raw_id,
+            sub_code=signaling.SUB_MEDIA_SERVER_GONE,
         )
 
 

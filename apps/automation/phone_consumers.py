@@ -17,11 +17,13 @@ import re
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.core import signing
 
 from apps.automation.virtual_phones import VirtualPhone, phones_domain
+from apps.calls import janus_placement
 from apps.calls.sfu import JanusError
 
 logger = logging.getLogger(__name__)
@@ -44,7 +46,7 @@ def phones_available() -> bool:
     return bool(
         settings.VOICE_CARRIER == "loopback"
         and settings.SIP_EDGE
-        and (settings.MEDIA_JANUS_URL or settings.JANUS_URL)
+        and janus_placement.servers(janus_placement.MEDIA)
     )
 
 
@@ -66,8 +68,9 @@ class VirtualPhoneConsumer(AsyncJsonWebsocketConsumer):
             await self.close(CLOSE_UNAVAILABLE)
             return
         number = str(claims["number"])
+        server = await database_sync_to_async(janus_placement.up_server)(janus_placement.MEDIA)
         self.phone = VirtualPhone(
-            settings.MEDIA_JANUS_URL or settings.JANUS_URL,
+            server,
             settings.SIP_EDGE,
             phones_domain(str(claims["resource"])),
             number,

@@ -33,8 +33,6 @@ NO_BRIDGE_LEG = EndReason(503, 510503, "The media server could not take the phon
 class Phoning:
     """MediaProcess's phone legs; MediaProcess gives the rooms and the DTMF path."""
 
-    janus_url: str
-
     if TYPE_CHECKING:
 
         async def _media(self, call_id: str) -> CallMedia: ...
@@ -59,7 +57,7 @@ class Phoning:
             return
         fqdns = [fqdn for fqdn, _ in trunks]
         phone = PhoneCall(
-            self.janus_url,
+            media.server,
             self._on_phone_event(media, raw_id, fqdns),
             setup_seconds=settings.SIP_TRUNK_SETUP_SECONDS,
         )

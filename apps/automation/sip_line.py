@@ -174,8 +174,12 @@ class SipLine:
         *,
         max_calls: int = 50,
         timeout: float = TIMEOUT,
+        pick_url: Callable[[], Awaitable[str]] | None = None,
     ) -> None:
         self.url = url
+        # Called before each registration, when given: the line moves to a Janus that is up
+        # when its own went away (several Janus servers, apps/calls/janus_placement.py).
+        self.pick_url = pick_url
         self.edge = edge  # host:port
         self.on_call = on_call
         self.max_calls = max_calls
@@ -214,6 +218,8 @@ class SipLine:
 
     # --- internals ---------------------------------------------------------------------------
     async def _open(self) -> None:
+        if self.pick_url is not None:
+            self.url = await self.pick_url() or self.url
         session = self._session = _SipSession(self.url, self.timeout)
         await session.create()
         master = await session.attach()

@@ -16,5 +16,13 @@ class RoomAdmin(ReadOnlyAdmin):
 
 @admin.register(Call)
 class CallAdmin(ReadOnlyAdmin):
-    list_display = ["id", "resource", "caller_raw_id", "state", "created_at", "end_code"]
-    list_filter = ["state", "resource"]
+    list_display = [
+        "id",
+        "resource",
+        "caller_raw_id",
+        "state",
+        "created_at",
+        "end_code",
+        "janus_server",
+    ]
+    list_filter = ["state", "resource", "janus_server"]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from apps.calls import media_link, sfu, signaling, turn
+from apps.calls import janus_placement, media_link, sfu, signaling, turn
 from apps.calls.exceptions import CallNotAllowed, InvalidCallRequest
 from apps.calls.models import CallTopology
 from apps.core.errors import ApiError
@@ -124,26 +124,35 @@ COMMANDS: dict[str, Callable[[IdentityConsumer, dict[str, Any]], Any]] = {
 
 # --- Group calls through Janus ---------------------------------------------------------------
 async def _open_sfu_leg(consumer: IdentityConsumer, call_id: str) -> None:
-    """Join the call's Janus room for this socket; Janus's feed offers go to the client."""
+    """Join the call's Janus room, on the server the call is placed on (placing it, for its
+    first participant), for this socket; Janus's feed offers go to the client. Raises
+    JanusError (NoJanusServer when no server can take the call)."""
     key = (consumer.channel_name, call_id)
+    server = await database_sync_to_async(janus_placement.place)(call_id)
 
     async def on_event(event: dict[str, Any]) -> None:
         if event["kind"] == "disconnected":  # Janus went away: the participant's media with it
             await _close_sfu_leg(key)
-            await database_sync_to_async(signaling.media_lost)(consumer.principal, call_id)
+            await _media_lost(consumer, call_id, server)
             return
         data = event["jsep"] if event["kind"] == "offer" else {"type": "bye"}
         await _send_signal(consumer, call_id, f"{signaling.SFU_PEER}:{event['feed']}", data)
 
-    leg = sfu.JanusLeg(
-        settings.JANUS_URL, room=call_id, display=consumer.principal.raw_id, on_event=on_event
-    )
+    leg = sfu.JanusLeg(server, room=call_id, display=consumer.principal.raw_id, on_event=on_event)
     _sfu_legs[key] = leg
     try:
         await leg.open()
     except sfu.JanusError:
         _sfu_legs.pop(key, None)
         raise
+
+
+async def _media_lost(consumer: IdentityConsumer, call_id: str, server: str) -> None:
+    """The participant's Janus session failed or its connection dropped. If the server itself
+    is gone, every call on it ends (503, 510503); else only this participant leaves (503)."""
+    if server and await janus_placement.confirm_lost(server):
+        await database_sync_to_async(signaling.end_janus_calls)(server)
+    await database_sync_to_async(signaling.media_lost)(consumer.principal, call_id)
 
 
 async def _close_sfu_leg(key: tuple[str, str]) -> None:
@@ -264,7 +273,11 @@ async def _run(
             await _open_sfu_leg(consumer, reply["callId"])
         except sfu.JanusError as error:
             logger.warning("Janus refused a join: %s", error)
-            await database_sync_to_async(signaling.media_lost)(consumer.principal, reply["callId"])
+            lost = error.code == sfu.CONNECTION_LOST and not isinstance(
+                error, janus_placement.NoJanusServer
+            )
+            server = await database_sync_to_async(janus_placement.server_of)(reply["callId"])
+            await _media_lost(consumer, reply["callId"], server if lost else "")
         return None
     if name == "call.invite":
         # The caller's process stops the ringing in time (if it goes, so does the call).

@@ -109,6 +109,9 @@ class Call(models.Model):
     end_code = models.PositiveIntegerField(null=True, blank=True)
     end_subcode = models.PositiveIntegerField(null=True, blank=True)
     end_reason = models.CharField(max_length=200, blank=True, default="")
+    # The Janus server its media is on (its WebSocket API URL), chosen the first time the call
+    # needs Janus and kept for its whole life (apps/calls/janus_placement.py); empty: none yet.
+    janus_server = models.CharField(max_length=200, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at"]
@@ -117,6 +120,12 @@ class Call(models.Model):
             # The metrics rollup: calls started, ended and in progress in an interval.
             models.Index(fields=["created_at"], name="call_created_idx"),
             models.Index(fields=["ended_at"], name="call_ended_idx"),
+            # Placement counts the live calls on each Janus server; a dead one's are ended.
+            models.Index(
+                fields=["janus_server"],
+                condition=models.Q(ended_at__isnull=True) & ~models.Q(janus_server=""),
+                name="call_live_janus_idx",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(

@@ -451,13 +451,13 @@ async def destroy_room(url: str, room: str, *, timeout: float = TIMEOUT) -> None
         await session.destroy()
 
 
-def destroy_room_in_background(room: str) -> None:
-    """Destroy the room of an ended call without holding up the caller (a sync service);
-    failures are logged: an empty room left behind costs Janus little."""
+def destroy_room_in_background(url: str, room: str) -> None:
+    """Destroy the room of an ended call on the Janus at `url` without holding up the caller (a
+    sync service); failures are logged: an empty room left behind costs Janus little."""
 
     def run() -> None:
         try:
-            asyncio.run(destroy_room(settings.JANUS_URL, room))
+            asyncio.run(destroy_room(url, room))
         except Exception as error:
             logger.warning("Could not destroy Janus room %s: %s", room, error)
 

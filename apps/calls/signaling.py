@@ -11,12 +11,14 @@ socket's own process handles those, apps.calls.consumers).
 Webhooks get CallStarted, CallEnded, CallParticipantAdded and CallParticipantRemoved through
 the events app. End codes follow the ACS calling client: 0 ended normally, 487 cancelled by the
 caller before an answer, 603 declined, 408 nobody answered, 410 the socket of a leg went away, 503 the media server
-(Janus) failed the participant.
+(Janus) failed the participant, and 503 with subCode 510503 for every participant of a call whose
+Janus server went away (apps/calls/janus_placement.py).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import uuid
 from typing import Any
@@ -28,7 +30,7 @@ from django.utils import timezone
 from apps.accounts import services as accounts
 from apps.accounts.models import IncomingCalls, Resource
 from apps.accounts.services import TokenPrincipal, identity_group
-from apps.calls import media_link, phones, rooms, sfu
+from apps.calls import janus_placement, media_link, phones, rooms, sfu
 from apps.calls import signals as call_signals
 from apps.calls.exceptions import CallNotAllowed, CallNotFound, InvalidCallRequest, TooManyCalls
 from apps.calls.models import (
@@ -48,12 +50,18 @@ from apps.events import schemas
 from apps.events.services import NewEvent, publish_events
 from apps.numbers import orders as numbers
 
+logger = logging.getLogger(__name__)
+
 FRAME_TYPE = "call"
 CALL_SCOPES = frozenset({"voip", "voip.join"})
 PLACE_CALLS = frozenset({"voip"})
 MAX_SIGNAL_BYTES = 64 * 1024
 END_NORMAL, END_REMOVED, END_UNANSWERED, END_GONE = 0, 403, 408, 410
 END_CANCELLED, END_MEDIA_LOST, END_DECLINED = 487, 503, 603
+# A call whose Janus server went away ends with 503 and this subCode: 510000 + the code marks an
+# end Spool decided, as apps/automation/sip.py marks a phone's (docs/calls.md).
+SUB_MEDIA_SERVER_GONE = 510503
+MEDIA_SERVER_GONE = "The media server went away."
 PHONE_PREFIX = "4:"  # a phone leg's raw id: 4:+E.164 (apps/calls/phones.py)
 # An SDP media section that sends: what a Consumer (receive-only role) may not offer or answer.
 SENDING_DIRECTION = re.compile(r"^a=(sendrecv|sendonly)\s*$", re.MULTILINE)
@@ -466,7 +474,7 @@ def _group_target(principal: TokenPrincipal, body: dict[str, Any]) -> dict[str, 
 
 
 def group_topology() -> str:
-    sfu = settings.JANUS_URL and settings.GROUP_CALLS == "sfu"
+    sfu = settings.GROUP_CALLS == "sfu" and janus_placement.servers(janus_placement.SFU)
     return CallTopology.SFU if sfu else CallTopology.MESH
 
 
@@ -601,7 +609,7 @@ def add_phone(principal: TokenPrincipal, call_id: Any, body: dict[str, Any]) -> 
             "Phones join group calls through the SFU: this deployment's group calls are a mesh "
             "(install Janus, or set SPOOL_JANUS_URL; SPOOL_GROUP_CALLS=sfu)."
         )
-    if settings.MEDIA_JANUS_URL not in ("", settings.JANUS_URL):
+    if not janus_placement.media_shares_sfu():
         raise CallNotAllowed(
             "Phones join group calls when the media process drives the SFU's Janus "
             "(SPOOL_MEDIA_JANUS_URL unset or equal to SPOOL_JANUS_URL)."
@@ -805,6 +813,25 @@ def media_lost(principal: TokenPrincipal, call_id: Any) -> None:
         _leave(call, leg, END_MEDIA_LOST)
 
 
+def end_janus_calls(url: str) -> int:
+    """The Janus server `url` went away (janus_placement found it down): every live call placed
+    on it ends for everyone, code 503 and subCode 510503, whatever its kind (CallEnded, and for
+    Call Automation CallDisconnected, carry both). Returns how many calls were live there.
+    Idempotent: a call another process ended meanwhile is left as it ended."""
+    calls = list(Call.objects.filter(janus_server=url, ended_at__isnull=True))
+    for call in calls:
+        _end(
+            call,
+            END_MEDIA_LOST,
+            MEDIA_SERVER_GONE,
+            by=call.caller_raw_id,
+            sub_code=SUB_MEDIA_SERVER_GONE,
+        )
+    if calls:
+        logger.warning("Janus %s went away: %d calls on it ended", url, len(calls))
+    return len(calls)
+
+
 def socket_closed(channel_name: str) -> None:
     """The socket holding a leg went away: it leaves its group calls and ends its 1:1 calls
     (code 410)."""
@@ -905,8 +932,11 @@ def _end(call: Call, code: int, reason: str, *, by: str, sub_code: int = 0) -> C
         elif any(leg.raw_id.startswith(PHONE_PREFIX) for leg in legs):
             # The media process holds the phones of a group call: they hang up.
             media_link.send_after_commit({"type": "end", "call": str(call.pk)})
+        server = ""
         if call.topology == CallTopology.SFU:
-            transaction.on_commit(lambda: sfu.destroy_room_in_background(str(call.pk)))
+            server = call.janus_server or janus_placement.server_of(call.pk)
+        if server and not janus_placement.is_down(server):  # (a dead one has no rooms left)
+            transaction.on_commit(lambda: sfu.destroy_room_in_background(server, str(call.pk)))
         if was_connected:
             publish_events(
                 call.resource,

@@ -11,7 +11,8 @@ Two kinds of metric:
   (prometheus_client's multiprocess mode). Without that variable (unit tests, a lone process)
   they live in this process's memory.
 - Read at scrape time (`PlatformCollector`): database and Redis up, Celery queue depths,
-  delivery lag, worker heartbeats, calls live, Janus reachable. Each scrape does this once,
+  delivery lag, worker heartbeats, calls live, each Janus server's health and the calls placed
+  on it. Each scrape does this once,
   in a thread of its own, within SCRAPE_TIMEOUT_SECONDS; a dependency that does not answer is
   reported as down rather than holding the scrape.
 
@@ -39,7 +40,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.db import connection, transaction
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -108,7 +108,11 @@ for _outcome in WEBHOOK_OUTCOMES:
 SCRAPED = {
     "spool_database_up": "1 if the database answered SELECT 1 within the scrape's deadline.",
     "spool_redis_up": "1 if Redis (cache, channel layer, broker) answered a write.",
-    "spool_janus_up": "1 if the Janus media server's WebSocket API accepted a connection.",
+    "spool_janus_up": (
+        "1 if a Janus server answered its last health check (not checked lately: if its "
+        "WebSocket API accepted a connection), by server."
+    ),
+    "spool_janus_calls": "Live calls placed on a Janus server, by server.",
     "spool_celery_queue_length": "Messages waiting in a Celery queue.",
     "spool_delivery_lag_seconds": "How long the oldest due webhook or queued SMS has waited.",
     "spool_workers_live": "Celery workers with a heartbeat in the last two minutes.",
@@ -195,7 +199,8 @@ class Reading:
 
     database_up: bool = False
     redis_up: bool = False
-    janus_up: bool | None = None
+    janus_up: dict[str, bool] = field(default_factory=dict)  # by server URL
+    janus_calls: dict[str, int] = field(default_factory=dict)
     queues: dict[str, int | None] = field(default_factory=dict)
     lag: dict[str, float] = field(default_factory=dict)
     workers_live: int | None = None
@@ -217,8 +222,16 @@ class PlatformCollector:
         reading = read_platform()
         yield _gauge("spool_database_up", float(reading.database_up))
         yield _gauge("spool_redis_up", float(reading.redis_up))
-        if reading.janus_up is not None:
-            yield _gauge("spool_janus_up", float(reading.janus_up))
+        yield _gauge(
+            "spool_janus_up",
+            labels=["server"],
+            samples=[([url], float(up)) for url, up in reading.janus_up.items()],
+        )
+        yield _gauge(
+            "spool_janus_calls",
+            labels=["server"],
+            samples=[([url], calls) for url, calls in reading.janus_calls.items()],
+        )
         yield _gauge(
             "spool_celery_queue_length",
             labels=["queue"],
@@ -306,7 +319,7 @@ def _read(database_up: bool, redis_up: bool) -> Reading:
             # No heartbeat for a day (or ever) is as bad as it gets for an alert.
             reading.heartbeat_age = min(ages) if ages else math.inf
         reading.calls_live = _guarded(_calls_live, {})
-    reading.janus_up = _janus_up()
+    reading.janus_up, reading.janus_calls = _janus(database_up, redis_up)
     return reading
 
 
@@ -330,12 +343,25 @@ def _calls_live() -> dict[str, int]:
     return counts
 
 
-def _janus_up() -> bool | None:
-    """Whether Janus's WebSocket API accepts a connection (the opening handshake only: the
-    Janus protocol itself is spoken by its drivers). None when no Janus is configured."""
-    url = settings.MEDIA_JANUS_URL or settings.JANUS_URL
-    if not url:
-        return None
+def _janus(database_up: bool, redis_up: bool) -> tuple[dict[str, bool], dict[str, int]]:
+    """Each configured Janus server's health as placement sees it (apps/calls/janus_placement.py:
+    the media process's last check, in the cache) and the live calls placed on it. A server not
+    checked lately is tried now."""
+    from apps.calls import janus_placement
+
+    urls = [server.url for server in janus_placement.all_servers()]
+    recorded: dict[str, bool | None] = dict.fromkeys(urls)
+    if redis_up:
+        recorded = _guarded(lambda: janus_placement.health(urls), recorded)
+    up = {url: _accepts(url) if found is None else found for url, found in recorded.items()}
+    live = _guarded(janus_placement.live_calls, None) if database_up else None
+    calls = {url: live.get(url, 0) for url in urls} if live is not None else {}
+    return up, calls
+
+
+def _accepts(url: str) -> bool:
+    """Whether a Janus WebSocket API accepts a connection (the opening handshake only: the
+    Janus protocol itself is spoken by its drivers)."""
     from websockets.sync.client import connect
     from websockets.typing import Subprotocol
 

@@ -268,7 +268,7 @@ async def test_signals_for_the_sfu_are_refused_in_a_mesh_call(connect: Any) -> N
     assert (await socket.until(type="error"))["code"] == "Forbidden"
 
 
-async def test_a_join_when_janus_is_down_leaves_the_call_with_503(
+async def test_a_join_when_janus_is_down_ends_the_call_with_503(
     connect: Any, settings: Any
 ) -> None:
     settings.JANUS_URL = "ws://127.0.0.1:9/"  # nothing listens there
@@ -276,13 +276,20 @@ async def test_a_join_when_janus_is_down_leaves_the_call_with_503(
 
     joined = await join(socket, groupId=str(uuid.uuid4()))
 
+    # the call was placed on that Janus, which is found down: its calls end (503, 510503)
     assert joined["topology"] == "sfu"
     ended = await socket.until(event="stateChanged", state="Disconnected")
-    assert ended["callEndReason"] == {"code": 503, "subCode": 0}
+    assert ended["callEndReason"] == {"code": 503, "subCode": 510503}
     legs = await database_sync_to_async(
         lambda: list(CallParticipant.objects.values_list("state", flat=True))
     )()
     assert legs == ["left"]
+
+    # and while it is down, a new call has no Janus to go to: its participant leaves (503)
+    other = await connect()
+    await join(other, groupId=str(uuid.uuid4()))
+    refused = await other.until(event="stateChanged", state="Disconnected")
+    assert refused["callEndReason"] == {"code": 503, "subCode": 0}
 
 
 async def test_a_room_call_follows_changes_to_the_room(connect: Any, resource: Any) -> None:

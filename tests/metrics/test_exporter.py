@@ -324,7 +324,30 @@ def test_the_scrape_time_readings(resource: Any) -> None:
     assert reading.lag == {"webhooks": 0.0, "sms": 0.0}
     assert reading.workers_live == 0 and reading.heartbeat_age == float("inf")
     assert reading.queues == {"celery": 3, "webhooks": 0}
-    assert reading.janus_up is None  # none configured
+    assert reading.janus_up == {} and reading.janus_calls == {}  # none configured
+
+
+@pytest.mark.django_db
+def test_each_janus_server_s_health_and_calls_placed_on_it(
+    resource: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from apps.calls import janus_placement
+
+    # given two Janus servers: a found down with a live call on it, b never checked (it is
+    # tried at scrape time) with none
+    a, b = "ws://10.0.0.1:8188", "ws://10.0.0.2:8188"
+    settings.JANUS_SERVERS = [(a, 10), (b, 0)]
+    now = timezone.now()
+    Call.objects.create(resource=resource, caller_raw_id="8:acs:x", created_at=now, janus_server=a)
+    janus_placement.record(a, False, "refused")
+    monkeypatch.setattr(exporter, "_accepts", lambda url: url == b)
+
+    # when the readings are taken
+    reading = exporter._read(database_up=True, redis_up=True)
+
+    # then each server has its own samples
+    assert reading.janus_up == {a: False, b: True}
+    assert reading.janus_calls == {a: 1, b: 0}
 
 
 @pytest.mark.django_db

@@ -668,11 +668,13 @@ def call_ended(call: Call) -> None:
         state=ConnectionState.DISCONNECTED
     ):
         code = 200 if call.end_code in (0, None) else int(call.end_code)
+        # An abnormal end's subCode too (510503: the call's Janus server went away).
+        subcode = (call.end_subcode or 0) if code != 200 else 0
         reason = call.end_reason or "The call ended."
         if never_answered and connection.state == ConnectionState.CONNECTING:
-            _create_call_failed(connection, (code, 0, reason))
+            _create_call_failed(connection, (code, subcode, reason))
         else:
-            disconnect(connection, reason, code=code)
+            disconnect(connection, reason, code=code, subcode=subcode)
     media_link.send_after_commit({"type": "end", "call": str(call.pk)})
 
 

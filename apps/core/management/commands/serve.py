@@ -364,7 +364,7 @@ class Command(BaseCommand):
         from apps.core import janus as engine
 
         children = []
-        if not (settings.MEDIA_JANUS_URL or settings.JANUS_URL):
+        if not (settings.JANUS_SERVERS or settings.MEDIA_JANUS_URL or settings.JANUS_URL):
             if engine.janus_binary() is None:
                 self.stdout.write(
                     "Janus is not installed: Call Automation is off (apt-get install janus)."
