@@ -328,6 +328,9 @@ MAX_HELD_NUMBERS = env_int("SPOOL_MAX_HELD_NUMBERS", 100, minimum=1)
 # process's SIP line registers ("host:port"; empty: no inbound calls). `serve` starts its own
 # on SPOOL_BIND at SPOOL_SIP_PORT when Kamailio is installed and no edge is set (0: none).
 SIP_EDGE = os.environ.get("SPOOL_SIP_EDGE", "")
+# The control socket (host:port) of the rtpengine beside the edge, whose health the media process
+# checks (apps/metrics/engines.py); `serve` sets it for the one it starts.
+RTPENGINE_NG = os.environ.get("SPOOL_RTPENGINE_NG", "")
 SIP_PORT = env_int("SPOOL_SIP_PORT", 5060, minimum=0)
 # The address Janus's SIP plugin sends from: the only one the edge takes the line's REGISTER from.
 SIP_LINE_ADDRESS = os.environ.get("SPOOL_SIP_LINE_ADDRESS", "127.0.0.1")

@@ -65,6 +65,7 @@ from apps.automation.room_bridge import RoomBridge
 from apps.calls import janus_placement, signaling
 from apps.calls.sfu import JanusError
 from apps.core import outbound
+from apps.metrics import engines
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +99,7 @@ class MediaProcess(Recognizing, Recorder, Phoning, Answering):
             asyncio.create_task(self._run_line()),
             asyncio.create_task(self._run_dtmf_log()),
             asyncio.create_task(self._janus_health()),
+            asyncio.create_task(self._engine_health()),
         ]
         try:
             await self.stopping.wait()
@@ -121,6 +123,15 @@ class MediaProcess(Recognizing, Recorder, Phoning, Answering):
                     await database_sync_to_async(signaling.end_janus_calls)(url)
             except Exception:
                 logger.exception("the Janus health check failed")
+            await asyncio.sleep(settings.JANUS_HEALTH_SECONDS)
+
+    async def _engine_health(self) -> None:
+        """Kamailio's and rtpengine's answers, for the metrics (apps/metrics/engines.py)."""
+        while True:
+            try:
+                await asyncio.to_thread(engines.check)
+            except Exception:
+                logger.exception("the SIP engines' health check failed")
             await asyncio.sleep(settings.JANUS_HEALTH_SECONDS)
 
     async def _listen(self) -> None:

@@ -55,14 +55,15 @@ def command(
     ]
 
 
-def wait_answering(ng_port: int, timeout: float = 5.0) -> bool:
-    """Wait until the rtpengine on 127.0.0.1:`ng_port` answers an ng `ping`; False if it did
-    not within `timeout` s. Kamailio is started after it, or its first calls find no relay."""
+def wait_answering(ng_port: int, timeout: float = 5.0, *, host: str = "127.0.0.1") -> bool:
+    """Wait until the rtpengine on `host`:`ng_port` answers an ng `ping`; False if it did not
+    within `timeout` s. Kamailio is started after it, or its first calls find no relay."""
     deadline = time.monotonic() + timeout
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.settimeout(0.1)
         while time.monotonic() < deadline:
-            sock.sendto(b"spool d7:command4:pinge", ("127.0.0.1", ng_port))
+            sock.sendto(b"spool d7:command4:pinge", (host, ng_port))
             try:
                 if b"pong" in sock.recv(256):
                     return True

@@ -113,6 +113,8 @@ SCRAPED = {
         "WebSocket API accepted a connection), by server."
     ),
     "spool_janus_calls": "Live calls placed on a Janus server, by server.",
+    "spool_sip_edge_up": "1 if the SIP edge (Kamailio) answered the media process's last OPTIONS.",
+    "spool_rtpengine_up": "1 if rtpengine answered the media process's last ng ping.",
     "spool_celery_queue_length": "Messages waiting in a Celery queue.",
     "spool_delivery_lag_seconds": "How long the oldest due webhook or queued SMS has waited.",
     "spool_workers_live": "Celery workers with a heartbeat in the last two minutes.",
@@ -201,6 +203,7 @@ class Reading:
     redis_up: bool = False
     janus_up: dict[str, bool] = field(default_factory=dict)  # by server URL
     janus_calls: dict[str, int] = field(default_factory=dict)
+    engines: dict[str, bool] = field(default_factory=dict)  # SIP edge, rtpengine, if checked
     queues: dict[str, int | None] = field(default_factory=dict)
     lag: dict[str, float] = field(default_factory=dict)
     workers_live: int | None = None
@@ -232,6 +235,8 @@ class PlatformCollector:
             labels=["server"],
             samples=[([url], calls) for url, calls in reading.janus_calls.items()],
         )
+        for engine, up in reading.engines.items():
+            yield _gauge(f"spool_{engine}_up", float(up))
         yield _gauge(
             "spool_celery_queue_length",
             labels=["queue"],
@@ -305,11 +310,12 @@ def _read_in_thread(database_up: bool, redis_up: bool) -> Reading:
 
 
 def _read(database_up: bool, redis_up: bool) -> Reading:
-    from apps.metrics import health
+    from apps.metrics import engines, health
 
     reading = Reading()
     if redis_up:  # (kombu retries a broker that refuses, for long)
         reading.queues = _guarded(health.queue_depths, {})
+        reading.engines = _guarded(engines.health, {})
     if database_up:
         reading.lag = _guarded(health.delivery_lag, {})
         workers = _guarded(health.workers, None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -218,3 +219,39 @@ def test_sockets_open_are_counted_and_forgotten_with_a_killed_web_process(
     before = sum(v for k, v in tokens_before.items() if k[0] in total)
     after = sum(v for k, v in found.items() if k[0] in total)
     assert after >= before
+
+
+def test_the_sip_engines_serve_started_are_reported_and_a_dead_one_shows(live: LiveSpool) -> None:
+    from tests.janus import require_janus
+
+    require_janus()  # the media process, which checks the engines, drives Janus
+    if shutil.which("kamailio") is None or shutil.which("rtpengine") is None:
+        if os.environ.get("SPOOL_REQUIRE_TOOLS") == "1":
+            pytest.fail("kamailio and rtpengine-daemon are not installed")
+        pytest.skip("kamailio and rtpengine-daemon are not installed")
+
+    # given the Kamailio and rtpengine `serve` started, both answering
+    wait_for_scrape(
+        live,
+        lambda f: get(f, "spool_sip_edge_up") == 1 and get(f, "spool_rtpengine_up") == 1,
+        timeout=60,
+    )
+
+    # when rtpengine stops answering (stopped, not killed: serve would restart it)
+    assert live.process is not None
+    [relay] = [
+        child
+        for child in psutil.Process(live.process.pid).children(recursive=True)
+        if child.name() == "rtpengine"
+    ]
+    relay.suspend()
+    try:
+        # then the scrape says so, and the edge is still up
+        wait_for_scrape(
+            live,
+            lambda f: get(f, "spool_rtpengine_up") == 0 and get(f, "spool_sip_edge_up") == 1,
+            timeout=60,
+        )
+    finally:
+        relay.resume()
+    wait_for_scrape(live, lambda f: get(f, "spool_rtpengine_up") == 1, timeout=60)

@@ -459,6 +459,7 @@ class Command(BaseCommand):
             return [], ""
         ng_port, dtmf_port = rtpengine.free_udp_port(), rtpengine.free_udp_port()
         dtmf_log = os.environ["SPOOL_SIP_DTMF_LOG"] = f"127.0.0.1:{dtmf_port}"  # for media
+        os.environ["SPOOL_RTPENGINE_NG"] = f"127.0.0.1:{ng_port}"  # its health (apps/metrics)
         argv = rtpengine.command(settings.DATA_DIR / "rtpengine", address, ng_port, dtmf_log)
         return [Child("rtpengine", argv)], f"udp:127.0.0.1:{ng_port}"
 

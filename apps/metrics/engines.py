@@ -1,0 +1,89 @@
+"""The SIP engines' health, for the metrics: the media process (which runs beside them) asks
+Kamailio and rtpengine whether they answer every SPOOL_JANUS_HEALTH_SECONDS and records what it
+found in the cache, where every host's scrape reads it (spool_sip_edge_up, spool_rtpengine_up).
+
+- Kamailio: a SIP OPTIONS over UDP to SPOOL_SIP_EDGE, answered 200 by docker/kamailio/.
+- rtpengine: an ng `ping` to SPOOL_RTPENGINE_NG (host:port of its control socket; `serve` sets
+  it for the rtpengine it starts).
+
+An engine not configured, or not checked lately (no media process), has no sample.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import socket
+
+from django.conf import settings
+from django.core.cache import cache
+
+from apps.core import rtpengine
+
+logger = logging.getLogger(__name__)
+
+SIP_EDGE, RTPENGINE = "sip_edge", "rtpengine"
+KEY = "engine-health:{name}"
+ANSWER_SECONDS = 2.0
+
+
+def _address(value: str, default_port: int) -> tuple[str, int]:
+    host, _, port = value.rpartition(":") if ":" in value else (value, "", str(default_port))
+    return host.strip("[]"), int(port)
+
+
+def sip_edge_answers(edge: str, timeout: float = ANSWER_SECONDS) -> bool:
+    """Whether the SIP edge (host:port) answers an OPTIONS with 200."""
+    host, port = _address(edge, 5060)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect((host, port))
+            local_host, local_port = sock.getsockname()[:2]
+            tag = secrets.token_hex(8)
+            request = (
+                f"OPTIONS sip:{edge} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP {local_host}:{local_port};branch=z9hG4bK{tag};rport\r\n"
+                "Max-Forwards: 5\r\n"
+                f"From: <sip:health@{local_host}>;tag={tag}\r\n"
+                f"To: <sip:{edge}>\r\n"
+                f"Call-ID: {tag}@spool-health\r\n"
+                "CSeq: 1 OPTIONS\r\n"
+                "Content-Length: 0\r\n\r\n"
+            )
+            sock.send(request.encode())
+            return sock.recv(2048).startswith(b"SIP/2.0 200")
+        except OSError:  # a timeout, or ICMP's refusal
+            return False
+
+
+def rtpengine_answers(address: str, timeout: float = ANSWER_SECONDS) -> bool:
+    host, port = _address(address, 2223)
+    return rtpengine.wait_answering(port, timeout, host=host)
+
+
+def configured() -> dict[str, str]:
+    """The engines this deployment has, by name, with their addresses."""
+    found = {SIP_EDGE: settings.SIP_EDGE, RTPENGINE: settings.RTPENGINE_NG}
+    return {name: address for name, address in found.items() if address}
+
+
+def check() -> dict[str, bool]:
+    """Ask each configured engine and record the answers (the media process, each round)."""
+    checks = {SIP_EDGE: sip_edge_answers, RTPENGINE: rtpengine_answers}
+    found = {name: checks[name](address) for name, address in configured().items()}
+    ttl = int(max(60.0, 6 * settings.JANUS_HEALTH_SECONDS))
+    for name, up in found.items():
+        before = cache.get(KEY.format(name=name))
+        if before is not False and not up:
+            logger.error("%s at %s does not answer", name, configured()[name])
+        cache.set(KEY.format(name=name), up, ttl)
+    return found
+
+
+def health() -> dict[str, bool]:
+    """The last recorded answers of the configured engines (those checked lately)."""
+    keys = {name: KEY.format(name=name) for name in configured()}
+    records = cache.get_many(list(keys.values()))
+    return {name: bool(records[key]) for name, key in keys.items() if key in records}
