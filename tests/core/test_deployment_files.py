@@ -8,10 +8,13 @@ Redis and Sentinel configurations started for real (docs/deployment.md)."""
 from __future__ import annotations
 
 import datetime
+import grp
 import http.server
 import os
+import pwd
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -29,7 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, wait_for
 
 DOCKER = ROOT / "docker"
 COMPOSE = DOCKER / "compose.yml"
@@ -452,7 +455,8 @@ def test_haproxy_accepts_its_configuration_with_composes_values(tmp_path: Path) 
     haproxy = require_tool("haproxy")
     # given the variables the configuration reads, from compose.yml
     config = (DOCKER / "haproxy" / "haproxy.cfg").read_text()
-    wanted = set(re.findall(r"\$\{(SPOOL_[A-Z0-9_]+)\}", config))
+    optional = set(re.findall(r"^\.if defined\((SPOOL_[A-Z0-9_]+)\)", config, re.MULTILINE))
+    wanted = set(re.findall(r"\$\{(SPOOL_[A-Z0-9_]+)\}", config)) - optional
     service = services()["haproxy"]
     env = environment(service)
     assert wanted <= set(env), f"compose.yml gives HAProxy no {wanted - set(env)}"
@@ -480,6 +484,48 @@ def test_haproxy_accepts_its_configuration_with_composes_values(tmp_path: Path) 
 
     # then
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_haproxy_drops_root_for_the_user_it_is_given(tmp_path: Path) -> None:
+    haproxy = require_tool("haproxy")
+    if os.geteuid() != 0:
+        pytest.skip("only root can change user")
+    # given the configuration with a user and group, as Debian's unit (root) starts it
+    (tmp_path / "lb.pem").write_bytes(self_signed_pem())
+    port = free_port()
+    env = {
+        "PATH": os.environ["PATH"],
+        "SPOOL_LB_BIND": f"127.0.0.1:{port}",
+        "SPOOL_LB_HTTP_BIND": f"127.0.0.1:{free_port()}",
+        "SPOOL_LB_CERT": str(tmp_path / "lb.pem"),
+        "SPOOL_LB_RUN_DIR": str(tmp_path),
+        "SPOOL_PUBLIC_HOST": "127.0.0.1",
+        "SPOOL_WEB1": f"127.0.0.1:{free_port()}",
+        "SPOOL_WEB2": f"127.0.0.1:{free_port()}",
+        "SPOOL_LB_USER": "nobody",
+        "SPOOL_LB_GROUP": "nogroup",
+    }
+    process = subprocess.Popen(
+        [haproxy, "-db", "-f", str(DOCKER / "haproxy" / "haproxy.cfg")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        # when it listens
+        wait_for(lambda: (tmp_path / "admin.sock").exists(), 10)
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass
+
+        # then it runs as that user and group, not as root
+        status = Path(f"/proc/{process.pid}/status").read_text()
+        uid = next(line.split()[1:] for line in status.splitlines() if line.startswith("Uid:"))
+        gid = next(line.split()[1:] for line in status.splitlines() if line.startswith("Gid:"))
+        assert set(uid) == {str(pwd.getpwnam("nobody").pw_uid)}
+        assert set(gid) == {str(grp.getgrnam("nogroup").gr_gid)}
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 def self_signed_pem() -> bytes:
