@@ -69,7 +69,10 @@ class BackgroundWriter:
             self._pending = {}
 
     def _run(self, interval: float) -> None:
-        while True:
+        while True:  # nothing may end this loop: the buffer would grow unwritten
             time.sleep(interval)
-            close_old_connections()
+            try:
+                close_old_connections()
+            except Exception:
+                logger.exception("%s: could not check the database connection", self.name)
             self.flush()
