@@ -126,13 +126,14 @@ class MediaProcess(Recognizing, Recorder, Phoning, Answering):
             await asyncio.sleep(settings.JANUS_HEALTH_SECONDS)
 
     async def _engine_health(self) -> None:
-        """Kamailio's and rtpengine's answers, for the metrics (apps/metrics/engines.py)."""
+        """Kamailio's and rtpengine's answers, for the metrics (apps/metrics/engines.py); the
+        first after a round's wait (serve starts them beside this process)."""
         while True:
+            await asyncio.sleep(settings.JANUS_HEALTH_SECONDS)
             try:
                 await asyncio.to_thread(engines.check)
             except Exception:
                 logger.exception("the SIP engines' health check failed")
-            await asyncio.sleep(settings.JANUS_HEALTH_SECONDS)
 
     async def _listen(self) -> None:
         assert self.layer is not None

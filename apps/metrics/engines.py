@@ -75,9 +75,11 @@ def check() -> dict[str, bool]:
     found = {name: checks[name](address) for name, address in configured().items()}
     ttl = int(max(60.0, 6 * settings.JANUS_HEALTH_SECONDS))
     for name, up in found.items():
-        before = cache.get(KEY.format(name=name))
-        if before is not False and not up:
-            logger.error("%s at %s does not answer", name, configured()[name])
+        before = cache.get(KEY.format(name=name))  # None: not checked lately
+        if before is True and not up:
+            logger.error("%s at %s stopped answering", name, configured()[name])
+        elif before is False and up:
+            logger.warning("%s at %s answers again", name, configured()[name])
         cache.set(KEY.format(name=name), up, ttl)
     return found
 
