@@ -64,15 +64,21 @@ lint: install
 typecheck: install
 	$(PY) -m mypy apps spool
 
+# Every bench script, one after the other (a failed one does not stop the others), then one
+# table of their headline figures beside the ceilings measured in the same run; the same goes to
+# $SPOOL_BENCH_JSON (default bench/results/<UTC time>.json). Compare two runs with
+# `.venv/bin/python bench/compare.py OLD.json NEW.json`. SPOOL_BENCH_SCRIPTS="tokens sms": only
+# those; SPOOL_BENCH_SMOKE=1: each script's quick smoke run (no figure worth reading).
 bench: install
-	$(PY) bench/tokens.py
-	$(PY) bench/sms.py
-	$(PY) bench/chat.py
-	$(PY) bench/calls.py
-	$(PY) bench/automation.py
-	$(PY) bench/pstn.py
-	@if [ -n "$$DATABASE_URL" ]; then $(PY) bench/phone_numbers.py; \
-	else echo "bench/phone_numbers.py needs DATABASE_URL (PostgreSQL): skipped."; fi
+	@export SPOOL_BENCH_JSON="$${SPOOL_BENCH_JSON:-bench/results/$$(date -u +%Y%m%dT%H%M%SZ).json}"; \
+	failed=""; \
+	for name in $${SPOOL_BENCH_SCRIPTS:-tokens sms chat calls automation pstn console scale phone_numbers}; do \
+		if [ "$$name" = phone_numbers ] && [ -z "$$DATABASE_URL" ]; then \
+			echo "bench/phone_numbers.py needs DATABASE_URL (PostgreSQL): skipped."; continue; fi; \
+		echo "=== bench/$$name.py"; \
+		$(PY) bench/$$name.py || failed="$$failed $$name"; \
+	done; \
+	echo; $(PY) bench/summary.py "$$SPOOL_BENCH_JSON" --failed "$$failed"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -22,8 +22,11 @@ aiortc peer each, the prompt looped with play_file, the room recorded): Janus's 
 N steps up until a caller hears less than 90% of its frames or the step limit.
 
     .venv/bin/python bench/automation.py [--calls 20] [--steps 2,5,10,20] [--seconds 10]
+        [--smoke] [--json PATH]
 
-Prints figures and one JSON line; exits non-zero only when something could not be set up.
+Prints figures and one JSON line; exits non-zero only when something could not be set up. With
+--json PATH (or SPOOL_BENCH_JSON) its headline figures go to that file too
+(bench/bench_results.py); --smoke is the CI-safe run: 1 call, one step of 1 call, 1 s windows.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription  # noqa: E402
 
 from apps.calls.agent import CallAgent, ToneTrack, offer_loopback  # noqa: E402
-from bench import tokens  # noqa: E402
+from bench import bench_results, tokens  # noqa: E402
 from bench.calls import cpu_seconds  # noqa: E402
 from bench.chat import finite, percentile  # noqa: E402
 
@@ -396,12 +399,65 @@ def stats(values: list[float]) -> dict[str, float]:
     return {"p50_ms": percentile(values, 50), "p99_ms": percentile(values, 99), "n": len(values)}
 
 
+def record_figures(
+    results_file: bench_results.Results,
+    latencies: dict[str, list[float]],
+    bare_prompt: list[float],
+    concurrent: list[dict[str, Any]],
+    bare: list[dict[str, Any]],
+) -> None:
+    """The latencies' p50 (the prompt beside the bare AudioBridge), CPU per call at each step
+    beside the bare engine's, and the most calls held with full audio."""
+    prompt, dtmf = latencies["prompt"], latencies["dtmf"]
+    results_file.add(
+        "answer -> first prompt audio at the caller (p50)",
+        percentile(prompt, 50),
+        "ms",
+        better="lower",
+        ceiling_name="join -> first prompt audio, bare AudioBridge (p50)",
+        ceiling=percentile(bare_prompt, 50),
+        p50_ms=percentile(prompt, 50),
+        p99_ms=percentile(prompt, 99),
+    )
+    results_file.add(
+        "key pressed -> RecognizeCompleted at the app (p50)",
+        percentile(dtmf, 50),
+        "ms",
+        better="lower",
+        p50_ms=percentile(dtmf, 50),
+        p99_ms=percentile(dtmf, 99),
+    )
+    bare_by_calls = {step["calls"]: step for step in bare}
+    for step in concurrent:
+        n = step["calls"]
+        bare_step = bare_by_calls.get(n)
+        results_file.add(
+            f"CPU per automated call, {n} at once (Janus, media, web, workers)",
+            sum(step["cpu_percent"].values()) / n,
+            "% of a core",
+            better="lower",
+            ceiling_name=f"bare Janus AudioBridge per call, {n} at once" if bare_step else "",
+            ceiling=bare_step["cpu_percent"] / n if bare_step else None,
+        )
+    held = [s["calls"] for s in concurrent if s["rates"] and min(s["rates"]) >= 0.9 * FULL_RATE]
+    tried = max((s["calls"] for s in concurrent), default=0)
+    results_file.add(
+        f"automated calls held with full audio (steps up to {tried})",
+        max(held, default=0),
+        "calls",
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=20, help="sequential calls for (a) and (b)")
     parser.add_argument("--steps", default="2,5,10,20", help="concurrent calls to try for (c)")
     parser.add_argument("--seconds", type=float, default=10, help="each CPU window")
+    bench_results.add_arguments(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.calls, args.steps, args.seconds = 1, "1", 1
+    results_file = bench_results.Results("automation", smoke=args.smoke, path=args.json)
     steps = [int(s) for s in args.steps.split(",")]
     for tool in ("janus", "espeak-ng", "ffmpeg"):
         if not shutil.which(tool):
@@ -511,6 +567,8 @@ def main() -> int:
             for s in bare
         ],
     }
+    record_figures(results_file, latencies, bare_prompt, concurrent, bare)
+    results_file.save()
     print(json.dumps(finite(result)))
     return 0
 

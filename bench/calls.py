@@ -23,9 +23,12 @@ the server's CPU is counted. Frames/s per leg and kbit/s per leg show the media 
 How: `tests.conftest.start_spool()` starts `manage.py serve` on free ports with a temporary
 data dir; identities and voip tokens come from the HMAC-signed Identity API.
 
-    .venv/bin/python bench/calls.py [--calls 50] [--seconds 10] [--quick]
+    .venv/bin/python bench/calls.py [--calls 50] [--seconds 10] [--quick] [--smoke] [--json PATH]
 
-Prints figures and one JSON line; exits non-zero only when something could not be set up.
+Prints figures and one JSON line; exits non-zero only when something could not be set up. With
+--json PATH (or SPOOL_BENCH_JSON) its headline figures go to that file too
+(bench/bench_results.py); --smoke is the CI-safe run: 2 calls, 1 s windows, one or two legs
+per topology.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ from aiortc.contrib.media import MediaRelay  # noqa: E402
 
 from apps.calls.agent import CallAgent, ToneTrack, offer_loopback  # noqa: E402
 from apps.calls.sfu import JanusError, JanusLeg, destroy_room  # noqa: E402
-from bench import tokens  # noqa: E402
+from bench import bench_results, tokens  # noqa: E402
 from bench.chat import finite, percentile  # noqa: E402
 from tests.janus import BarsTrack, run_janus  # noqa: E402
 
@@ -490,16 +493,55 @@ async def measure_forwarding(seconds: float) -> tuple[list[Forwarding], dict[str
     return rows, mesh_extra
 
 
+def record_figures(
+    results_file: bench_results.Results,
+    setup: list[float],
+    bare: list[float],
+    rows: list[Forwarding],
+) -> None:
+    """Call setup p50 beside two bare aiortc peers; Janus's CPU per leg beside aiortc's relay
+    (the alternative to an SFU) with the same media."""
+    results_file.add(
+        "call setup, invite to first audio at both ends (p50)",
+        percentile(setup, 50),
+        "ms",
+        better="lower",
+        ceiling_name="two aiortc peers, signaling in-process (p50)",
+        ceiling=percentile(bare, 50),
+        p50_ms=percentile(setup, 50),
+        p99_ms=percentile(setup, 99),
+    )
+    for r in rows:
+        if r.system != "janus":
+            continue
+        relay = next((x for x in rows if x.system == "aiortc relay" and x.media == r.media), None)
+        results_file.add(
+            f"Janus CPU per forwarded leg, {r.media}",
+            r.per_leg_percent,
+            "% of a core",
+            better="lower",
+            ceiling_name=f"aiortc MediaRelay per leg, {r.media}" if relay else "",
+            ceiling=relay.per_leg_percent if relay else None,
+        )
+
+
 def main() -> int:
     if "--peer" in sys.argv[1:]:
         return peer_main()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=50, help="sequential calls (50)")
     parser.add_argument("--seconds", type=float, default=10, help="each CPU window (10)")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 10 calls, 3 s windows")
+    parser.add_argument("--quick", action="store_true", help="a short run: 10 calls, 3 s windows")
+    bench_results.add_arguments(parser)
     args = parser.parse_args()
+    global JANUS_AUDIO, JANUS_VIDEO, RELAY_AUDIO, RELAY_VIDEO, MESH_AUDIO, MESH_VIDEO, WARM_UP
     if args.quick:
         args.calls, args.seconds = 10, 3
+    if args.smoke:
+        args.calls, args.seconds = 2, 1
+        JANUS_AUDIO, JANUS_VIDEO, RELAY_AUDIO, RELAY_VIDEO = (1, 2), (1, 1), (1, 1), (1, 1)
+        MESH_AUDIO, MESH_VIDEO, WARM_UP = 2, 2, 0.5
+    results_file = bench_results.Results("calls", smoke=args.smoke, path=args.json)
     if not shutil.which("janus") and not os.path.exists("/usr/bin/janus"):
         print("setup failed: Janus not installed (apt-get install janus)", file=sys.stderr)
         return 1
@@ -540,6 +582,8 @@ def main() -> int:
     print(times_line("ceiling: two aiortc peers, signaling in-process", bare))
     print()
     print_forwarding(rows, mesh_extra)
+    record_figures(results_file, setup, bare, rows)
+    results_file.save()
     print(
         f"total run time {time.monotonic() - began:.0f} s; "
         f"load average at the end {os.getloadavg()[0]:.2f} (1 min)"

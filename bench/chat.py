@@ -33,9 +33,12 @@ ws_raw_server.py talks to Redis on 127.0.0.1:6379; if nothing answers there, the
 Redis's own redis-server is run there for the duration.
 
     .venv/bin/python bench/chat.py [--rates 100,200] [--seconds 15] [--connections 8]
-        [--deflate] [--no-ceiling] [--quick]
+        [--deflate] [--no-ceiling] [--quick] [--smoke] [--json PATH]
 
-Prints figures and one JSON line; exits non-zero only when something could not be set up.
+Prints figures and one JSON line; exits non-zero only when something could not be set up. With
+--json PATH (or SPOOL_BENCH_JSON) its headline figures go to that file too
+(bench/bench_results.py); --smoke is the CI-safe run: 20 sockets, 20 messages/s for 1 s, the
+ceiling at that rate only.
 """
 
 from __future__ import annotations
@@ -63,11 +66,11 @@ from urllib.parse import quote, urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `from bench import ...` when run as a script
 
-from bench import sms, tokens  # noqa: E402
+from bench import bench_results, sms, tokens  # noqa: E402
 
 IDENTITY_API_VERSION = "2023-10-01"
 CHAT_API_VERSION = "2024-03-07"
-CLIENTS = 1000
+CLIENTS = 1000  # --smoke: fewer
 GROUP = 10  # participants per thread
 CEILING_EXTRA_RATE = 400.0  # messages/s: where the raw ceiling still keeps up on this box
 PAD = "x" * 80  # a message of ~120 characters, like ws_load.py's 100-byte payload
@@ -78,6 +81,8 @@ AIM_DELIVERIES_PER_SECOND = 2000
 AIM_P99_MS = 100.0
 AIM_KIB_PER_CONNECTION = 100.0
 REST_WARNING_PERCENT = 20.0  # CPU of everything else during a run, % of a core
+WARM_UP_SECONDS = 2.0  # posting off the record before each target's runs
+OPEN_SETTLE_SECONDS = 3.0  # between opening the sockets and reading the memory they take
 CEILING_LINE = re.compile(
     r"deliveries=(\d+)/(\d+) \(([\d,]+)/s\) p50=([\d.na]+)ms p99=([\d.na]+)ms lost=(-?\d+)"
 )
@@ -172,8 +177,6 @@ def percentile(values: list[float], p: float) -> float:
 # --- The poster (a child process: `chat.py --post`, plan on stdin, Posting as JSON on stdout) --
 def post_main() -> int:
     plan = json.load(sys.stdin)
-    parts = urlsplit(plan["base_url"])
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
     threads: list[dict[str, Any]] = plan["threads"]  # {"path": ..., "tokens": [...]}
     rate, tag, connections = float(plan["rate"]), str(plan["tag"]), int(plan["connections"])
     total = max(1, round(rate * float(plan["seconds"])))
@@ -183,29 +186,26 @@ def post_main() -> int:
     lock = threading.Lock()
 
     def work() -> None:
-        connection = http.client.HTTPConnection(host, port, timeout=30)
+        api = Api(plan["base_url"])  # plain HTTP, or HTTPS (bench/scale.py)
         while (job := jobs.get()) is not None:
             i, due = job
             thread = threads[i % len(threads)]
             token = thread["tokens"][(i // len(threads)) % len(thread["tokens"])]
             sent = time.time()
             body = json.dumps({"content": f"{tag} {i} {sent:.6f} {due:.6f} {PAD}"}).encode()
-            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
             started = time.perf_counter()
             try:
-                connection.request("POST", thread["path"], body, headers)
-                response = connection.getresponse()
-                answer, status = response.read(), response.status
+                status, answer = api.call(
+                    thread["path"], {"Authorization": f"Bearer {token}"}, body
+                )
             except (OSError, http.client.HTTPException) as error:
-                connection.close()
-                connection = http.client.HTTPConnection(host, port, timeout=30)
-                answer, status = repr(error).encode(), 0
+                status, answer = 0, repr(error)
             elapsed = time.perf_counter() - started
             with lock:
                 records.append((i, status, elapsed, sent - due, sent, time.time()))
                 if status != 201 and not errors:
-                    errors.append(f"{status} {answer[:300]!r}")
-        connection.close()
+                    errors.append(f"{status} {str(answer)[:300]}")
+        api.close()
 
     workers = [threading.Thread(target=work) for _ in range(connections)]
     for worker in workers:
@@ -244,8 +244,15 @@ class Api:
     def __init__(self, base_url: str) -> None:
         parts = urlsplit(base_url)
         self.netloc = parts.netloc
-        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
-        self.connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        self.secure = parts.scheme == "https"  # (bench/scale.py, through HAProxy)
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or (443 if self.secure else 80)
+        self.connection = self.connect()
+
+    def connect(self) -> http.client.HTTPConnection:
+        if self.secure:  # trusting SSL_CERT_FILE, as the default context does
+            return http.client.HTTPSConnection(self.host, self.port, timeout=30)
+        return http.client.HTTPConnection(self.host, self.port, timeout=30)
 
     def call(self, target: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
         try:
@@ -256,7 +263,7 @@ class Api:
             status, answer = response.status, response.read()
         except (OSError, http.client.HTTPException):
             self.connection.close()
-            self.connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
+            self.connection = self.connect()
             raise
         try:
             return status, json.loads(answer or b"null")
@@ -668,12 +675,14 @@ async def measure_spool_async(
             f"  {len(receiver.sockets) - 1:,} sockets open in {time.monotonic() - started:.1f} s",
             flush=True,
         )
-        await asyncio.sleep(3)
+        await asyncio.sleep(OPEN_SETTLE_SECONDS)
         rss_open = web.memory_info().rss
         runs = []
         for target, base_url in (("same", live.http_url), ("other", other_url)):
             # Warm the poster's path and the target process off the record.
-            await measure(receiver, target, base_url, threads, min(rates), 2, connections, {})
+            await measure(
+                receiver, target, base_url, threads, min(rates), WARM_UP_SECONDS, connections, {}
+            )
             for rate in rates:
                 run = await measure(
                     receiver, target, base_url, threads, rate, seconds, connections, processes
@@ -944,6 +953,49 @@ def print_verdict(runs: list[Run], memory: Memory) -> None:
     )
 
 
+def record_figures(
+    results_file: bench_results.Results,
+    runs: list[Run],
+    memory: Memory,
+    ceilings: list[Ceiling],
+    raw_per_connection: float | None,
+) -> None:
+    """Deliveries/s beside the raw fan-out at the same rate, the posting API's latency, and the
+    memory per idle socket beside the raw server's."""
+    by_rate = {c.rate: c for c in ceilings}
+    for r in runs:
+        ceiling = by_rate.get(r.rate)
+        results_file.add(
+            f"deliveries, posts to {TARGETS[r.target]} at {r.rate:g} messages/s",
+            r.deliveries_per_second,
+            "deliveries/s",
+            ceiling_name=f"raw websockets + Redis (ws_raw_server.py), {r.rate:g} messages/s"
+            if ceiling
+            else "",
+            ceiling=ceiling.per_second if ceiling else None,
+            p50_ms=r.p50_ms,
+            p99_ms=r.p99_ms,
+        )
+    for r in runs:
+        results_file.add(
+            f"posts accepted by the Chat API, to {TARGETS[r.target]} at {r.rate:g} messages/s",
+            r.accepted_per_second,
+            "posts/s",
+            p50_ms=r.api_p50_ms,
+            p99_ms=r.api_p99_ms,
+        )
+    results_file.add(
+        f"memory per idle WebSocket ({memory.sockets:,} open)",
+        memory.per_connection / 1024,
+        "KiB",
+        better="lower",
+        ceiling_name="raw websockets server (ws_raw_server.py)"
+        if raw_per_connection is not None
+        else "",
+        ceiling=raw_per_connection / 1024 if raw_per_connection is not None else None,
+    )
+
+
 def main() -> int:
     if "--post" in sys.argv[1:]:
         return post_main()
@@ -966,12 +1018,18 @@ def main() -> int:
         "threads overlap waits on a networked database",
     )
     parser.add_argument("--no-ceiling", action="store_true", help="skip the raw ceiling")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 100/s for 3 s")
+    parser.add_argument("--quick", action="store_true", help="a short run: 100/s for 3 s")
+    bench_results.add_arguments(parser)
     args = parser.parse_args()
-    global API_THREADS
+    global API_THREADS, CLIENTS, WARM_UP_SECONDS, OPEN_SETTLE_SECONDS
     API_THREADS = args.api_threads
     if args.quick:
         args.rates, args.seconds = "100", 3
+    if args.smoke:
+        args.rates, args.seconds, args.connections = "20", 1, 2
+        CLIENTS, WARM_UP_SECONDS, OPEN_SETTLE_SECONDS = 2 * GROUP, 0.1, 0.5
+        tokens.SERVE_SIZES = tokens.SMOKE_SERVE_SIZES
+    results_file = bench_results.Results("chat", smoke=args.smoke, path=args.json)
     rates = [float(r) for r in args.rates.split(",") if r.strip()]
 
     began, load = time.monotonic(), os.getloadavg()[0]
@@ -1000,7 +1058,7 @@ def main() -> int:
         )
         if not args.no_ceiling:
             ceiling_redis, redis_server = sms.baseline_redis(scratch)
-            ceiling_rates = sorted({*rates, CEILING_EXTRA_RATE})
+            ceiling_rates = sorted({*rates} if args.smoke else {*rates, CEILING_EXTRA_RATE})
             ceilings, raw_per_connection = measure_ceiling(
                 conftest, ceiling_rates, args.seconds, scratch
             )
@@ -1023,6 +1081,8 @@ def main() -> int:
         print_ceiling(ceilings, raw_per_connection, args.seconds)
     print()
     print_verdict(runs, memory)
+    record_figures(results_file, runs, memory, ceilings, raw_per_connection)
+    results_file.save()
     print(
         f"total run time {time.monotonic() - began:.0f} s; "
         f"load average at the end {os.getloadavg()[0]:.2f} (1 min)"

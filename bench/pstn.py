@@ -40,8 +40,12 @@ of Janus and Kamailio. K steps up until a call's audio does not flow. The load g
 `gen%` column is this process's share).
 
     .venv/bin/python bench/pstn.py [--calls 50] [--steps 5,10,20,40] [--seconds 6]
+        [--smoke] [--json PATH]
 
-Prints figures and one JSON line; exits non-zero only when something could not be set up.
+Prints figures and one JSON line; exits non-zero only when something could not be set up. With
+--json PATH (or SPOOL_BENCH_JSON) its headline figures go to that file too
+(bench/bench_results.py); --smoke is the CI-safe run: 1 call per figure, one step of 1 call,
+1 s windows, 0.5 s between steps, 1 s of slack for sipp's calls to connect.
 Every process it starts is stopped by its PID.
 """
 
@@ -80,7 +84,7 @@ from aiortc import (  # noqa: E402
 )
 
 from apps.calls.agent import CallAgent, ToneTrack, offer_loopback  # noqa: E402
-from bench import tokens  # noqa: E402
+from bench import bench_results, tokens  # noqa: E402
 from bench.calls import cpu_seconds  # noqa: E402
 from bench.chat import finite, percentile  # noqa: E402
 from tests.automation.tones import alaw_decode  # noqa: E402
@@ -95,6 +99,7 @@ FULL_RATE = 50.0  # frames (packets) per second of 20 ms audio
 FLOWING = 0.9  # a call whose audio flows gets at least this share of FULL_RATE
 CALL_RATE = 10  # calls per second sipp places in a step
 SETTLE = 2.0  # seconds between steps
+RAMP_SLACK = 3.0  # seconds, beyond the calls' placing, for them all to connect
 TIMEOUT = 20.0  # seconds for a call to connect or to be heard
 # Seconds a call in stays up (from its INVITE): calls hung up within ~50 ms of their answer,
 # back to back, leave Janus's SIP plugin without an idle line for a second or two (486).
@@ -525,7 +530,7 @@ async def measure_step(
 ) -> None:
     """sipp places step.calls calls; once they all send audio (or the ramp's time is up), a
     window of `seconds`; then sipp hangs up and the step's figures are filled in."""
-    ramp = step.calls / CALL_RATE + 3.0
+    ramp = step.calls / CALL_RATE + RAMP_SLACK
     talk_ms = int((ramp + 1.0 + seconds + 1.0) * 1000)
     # The calls of the step before have ended; a call that comes right after a burst of BYEs
     # may find no idle line in Janus's SIP plugin (486), with or without Spool: let it settle.
@@ -907,8 +912,10 @@ async def bare_line(
         yield line
     finally:
         running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
+        # SipLine.run() has been seen to hang in its way out (ending its Janus session), now and
+        # then: the figures are taken, so go on without it rather than wait for ever.
+        if not (await asyncio.wait({running}, timeout=TIMEOUT))[0]:
+            say(f"the bare SIP line did not stop within {TIMEOUT:g} s after it was cancelled")
         for room in list(rooms.values()):
             await room.close()
 
@@ -1093,12 +1100,62 @@ def step_json(step: Step) -> dict[str, Any]:
     }
 
 
+def record_figures(
+    results_file: bench_results.Results, spool: dict[str, Any], bare: dict[str, Any]
+) -> None:
+    """Each setup time's p50 beside the bare engines', CPU per flowing call at each step beside
+    the bare Janus + Kamailio's, and the most calls whose audio flowed."""
+    setups = [
+        ("call out: invite -> Connected", "outbound", "connected", "Janus: room -> 200 OK"),
+        ("call out: invite -> first audio", "outbound", "heard", "Janus: room -> first audio"),
+        ("call in, IVR: INVITE -> 200 OK", "inbound", "answered", "Kamailio + Janus line"),
+        ("call in, IVR: INVITE -> first audio", "inbound", "heard", "menu played on accept"),
+    ]
+    for name, part, key, bare_name in setups:
+        values = spool[part][key]
+        results_file.add(
+            f"{name} (p50)",
+            percentile(values, 50),
+            "ms",
+            better="lower",
+            ceiling_name=f"bare {bare_name} (p50)",
+            ceiling=percentile(bare[part][key], 50),
+            p50_ms=percentile(values, 50),
+            p99_ms=percentile(values, 99),
+        )
+    bare_by_calls = {step.calls: step for step in bare["concurrent"]}
+    for step in spool["concurrent"]:
+        bare_step = bare_by_calls.get(step.calls)
+        results_file.add(
+            f"CPU per flowing call in, {step.calls} at once (every process of serve)",
+            step.per_call(),
+            "% of a core",
+            better="lower",
+            ceiling_name=f"bare Janus + Kamailio per call, {step.calls} at once"
+            if bare_step
+            else "",
+            ceiling=bare_step.per_call() if bare_step else None,
+        )
+    held = [step.calls for step in spool["concurrent"] if step.flowing >= step.calls]
+    tried = max((step.calls for step in spool["concurrent"]), default=0)
+    results_file.add(
+        f"calls in held with audio flowing (steps up to {tried})",
+        max(held, default=0),
+        "calls",
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--calls", type=int, default=50, help="calls one at a time, per figure")
     parser.add_argument("--steps", default="5,10,20,40", help="concurrent calls to try")
     parser.add_argument("--seconds", type=float, default=6, help="each CPU window")
+    bench_results.add_arguments(parser)
     args = parser.parse_args()
+    global SETTLE, RAMP_SLACK
+    if args.smoke:
+        args.calls, args.steps, args.seconds, SETTLE, RAMP_SLACK = 1, "1", 1, 0.5, 1.0
+    results_file = bench_results.Results("pstn", smoke=args.smoke, path=args.json)
     steps = [int(s) for s in args.steps.split(",")]
     for tool in ("janus", "sipp", "espeak-ng"):
         if not shutil.which(tool):
@@ -1129,6 +1186,8 @@ def main() -> int:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     result = report(spool, bare)
+    record_figures(results_file, spool, bare)
+    results_file.save()
     print(f"total run time {time.monotonic() - began:.0f} s; load average {os.getloadavg()[0]:.2f}")
     print(json.dumps(finite(result)))
     return 0

@@ -26,8 +26,13 @@ PostgreSQL). celery_base.py always uses Redis on 127.0.0.1:6379; if nothing answ
 script runs the embedded Redis's own redis-server there for the duration.
 
     .venv/bin/python bench/sms.py [--clients 8,32] [--seconds 8] [--messages 5000] [--quick]
+        [--smoke] [--json PATH]
 
-Prints figures and one JSON line; exits non-zero only when something could not be set up.
+Prints figures and one JSON line; exits non-zero only when something could not be set up. With
+--json PATH (or SPOOL_BENCH_JSON) its headline figures go to that file too
+(bench/bench_results.py); --smoke is the CI-safe run: 2 clients, 1 s, 1 recipient per request,
+100 messages, one web process, no warm-up run, one end-to-end run (SMPP, 1 worker) and one
+ceiling (-c 1), no quota-off serve.
 """
 
 from __future__ import annotations
@@ -53,12 +58,12 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `from bench import ...` when run as a script
 
-from bench import tokens  # noqa: E402
+from bench import bench_results, tokens  # noqa: E402
 
 API_VERSION = "2021-03-07"
 SEND_TARGET = "/sms?api-version=" + API_VERSION
 TEXT = "Your Spool benchmark code is 123456."  # GSM-7, one segment
-SHAPES = (1, 100)  # recipients per request in the accepted-rate runs
+SHAPES = (1, 100)  # recipients per request in the accepted-rate runs (--smoke: 1)
 E2E_BATCH = 100
 E2E_CLIENTS = 8
 PACING = "1000000"
@@ -228,7 +233,8 @@ def measure_accepted(
                 raise tokens.SetupError(f"the pre-signed send request was not accepted: {problem}")
             script = scratch / f"sms-{recipients}.lua"
             script.write_text(tokens.replay_script([(target, headers)], body))
-            tokens.run_wrk("warm-up", url, max(client_counts), 2, script)
+            if tokens.WARM_UP_SECONDS:
+                tokens.run_wrk("warm-up", url, max(client_counts), tokens.WARM_UP_SECONDS, script)
             for clients in client_counts:
                 before = progress.settled_total()
                 run = tokens.run_wrk(f"send {recipients}", url, clients, seconds, script)
@@ -557,6 +563,35 @@ def print_verdict(
         )
 
 
+def record_figures(
+    results_file: bench_results.Results,
+    accepted: list[Accepted],
+    quota_off: list[Accepted],
+    e2e: list[EndToEnd],
+    ceilings: dict[int, Ceiling],
+) -> None:
+    """Accepted messages/s (no ceiling measured for them: the aim is 500/s), and end to end
+    beside the trivial-Celery-task ceiling with as many worker processes."""
+    for rows, note in ((accepted, ""), (quota_off, ", quota off")):
+        for r in rows:
+            results_file.add(
+                f"accepted, {r.recipients} recipient(s)/request, {r.clients} clients{note}",
+                r.messages_per_second,
+                "messages/s",
+                p50_ms=r.p50_ms,
+                p99_ms=r.p99_ms,
+            )
+    for r in e2e:
+        ceiling = ceilings.get(r.workers)
+        results_file.add(
+            f"end to end, {r.carrier}, {r.workers} worker(s)",
+            r.per_second,
+            "messages/s",
+            ceiling_name=f"trivial Celery task per message, celery_base -c {r.workers}",
+            ceiling=ceiling.per_second if ceiling else None,
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", default="8,32", help="wrk connections, comma-separated (8,32)")
@@ -568,11 +603,19 @@ def main() -> int:
         "--timeout", type=float, default=150, help="limit of each wait, seconds (150)"
     )
     parser.add_argument(
-        "--quick", action="store_true", help="a smoke run: 8 clients, 2 s, 500 messages"
+        "--quick", action="store_true", help="a short run: 8 clients, 2 s, 500 messages"
     )
+    bench_results.add_arguments(parser)
     args = parser.parse_args()
     if args.quick:
         args.clients, args.seconds, args.messages, args.timeout = "8", 2, 500, 60
+    global SHAPES
+    if args.smoke:
+        args.clients, args.seconds, args.messages, args.timeout = "2", 1, E2E_BATCH, 60
+        SHAPES, tokens.WARM_UP_SECONDS, tokens.SERVE_SIZES = (1,), 0, tokens.SMOKE_SERVE_SIZES
+    results_file = bench_results.Results("sms", smoke=args.smoke, path=args.json)
+    # The smoke run takes each code path once: SMPP end to end also covers what loopback does.
+    runs = [("smpp", 1)] if args.smoke else [(c, w) for c in ("loopback", "smpp") for w in (1, 2)]
     client_counts = [int(c) for c in args.clients.split(",") if c.strip()]
     if args.messages % E2E_BATCH or not 0 < args.messages <= 99_900:
         parser.error(f"--messages must be a multiple of {E2E_BATCH} up to 99,900")
@@ -597,20 +640,22 @@ def main() -> int:
             flush=True,
         )
         accepted = measure_accepted(conftest, client_counts, args.seconds, scratch)
-        quota_off = measure_accepted(
-            conftest, [max(client_counts)], args.seconds, scratch, tokens.QUOTA_OFF
-        )
+        quota_off = []
+        if not args.smoke:
+            quota_off = measure_accepted(
+                conftest, [max(client_counts)], args.seconds, scratch, tokens.QUOTA_OFF
+            )
         e2e = []
-        for carrier in ("loopback", "smpp"):
-            for workers in (1, 2):
-                e2e.append(
-                    measure_end_to_end(
-                        conftest, carrier, workers, args.messages, args.timeout, scratch
-                    )
-                )
-                print(f"  end to end: {carrier} x {workers} worker(s) done", flush=True)
+        for carrier, workers in runs:
+            e2e.append(
+                measure_end_to_end(conftest, carrier, workers, args.messages, args.timeout, scratch)
+            )
+            print(f"  end to end: {carrier} x {workers} worker(s) done", flush=True)
         ceiling_redis, redis_server = baseline_redis(scratch)
-        ceilings = {c: measure_ceiling(c, args.messages, args.timeout, scratch) for c in (1, 2)}
+        ceilings = {
+            c: measure_ceiling(c, args.messages, args.timeout, scratch)
+            for c in sorted({workers for _, workers in runs})
+        }
         print("  celery_base.py ceilings done", flush=True)
     except (tokens.SetupError, RuntimeError, subprocess.SubprocessError, OSError) as error:
         detail = getattr(error, "stderr", None) or ""
@@ -622,8 +667,9 @@ def main() -> int:
 
     print()
     print_accepted(accepted)
-    print("The same with the SMS quota off (its cost is the difference):")
-    print_accepted(quota_off)
+    if quota_off:
+        print("The same with the SMS quota off (its cost is the difference):")
+        print_accepted(quota_off)
     print()
     print_end_to_end(e2e, ceilings)
     print()
@@ -636,6 +682,8 @@ def main() -> int:
         )
     print()
     print_verdict(accepted, e2e, ceilings)
+    record_figures(results_file, accepted, quota_off, e2e, ceilings)
+    results_file.save()
     print(
         f"total run time {time.monotonic() - began:.0f} s; "
         f"load average at the end {os.getloadavg()[0]:.2f} (1 min)"

@@ -13,9 +13,12 @@ resource and a few identities, pre-signs one token request per identity (a signa
 valid for 15 minutes), checks one of them returns 200, and has `wrk` replay them with a Lua
 script. Aim: at least 500 tokens/s and p99 under 50 ms at 32 clients on a 2-core machine.
 
-    .venv/bin/python bench/tokens.py [--clients 1,32] [--seconds 10]
+    .venv/bin/python bench/tokens.py [--clients 1,32] [--seconds 10] [--smoke] [--json PATH]
 
-Prints figures; exits non-zero only when something could not be set up.
+Prints figures; exits non-zero only when something could not be set up. With --json PATH (or
+SPOOL_BENCH_JSON) its headline figures go to that file too (bench/bench_results.py); --smoke
+is the CI-safe run: 2 clients, 1 s runs, a few identities, one web process, no warm-up runs,
+no quota-off serve, no daphne and no JWT ceiling.
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # `from bench import ...` when run as a script
+
+from bench import bench_results  # noqa: E402
+
 BASELINES = Path(os.environ.get("SPOOL_BASELINES_DIR") or ROOT.parent / "shared" / "baselines")
 API_VERSION = "2023-10-01"
 TOKEN_BODY = json.dumps({"scopes": ["chat", "voip"]}).encode()
@@ -45,6 +52,9 @@ IDENTITIES = 32
 AIM_TOKENS_PER_SECOND = 500
 AIM_P99_MS = 50.0
 AIM_CLIENTS = 32
+WARM_UP_SECONDS = 2  # wrk's run off the record before each measured one (whole seconds; 0: none)
+SERVE_SIZES: dict[str, str] = {}  # on top of serve's defaults (--smoke: the smallest serve)
+SMOKE_SERVE_SIZES = {"SPOOL_WEB_PROCESSES": "1", "SPOOL_WORKER_CONCURRENCY": "1"}
 
 # wrk calls done() once at the end; printing one JSON line is sturdier than parsing its
 # human-readable report (units switch between us, ms and s).
@@ -286,7 +296,8 @@ def measure_baseline(
     process = start_baseline(name, app_argv, port, scratch / f"{name.split()[0]}.log")
     try:
         url = f"http://127.0.0.1:{port}/sync"
-        run_wrk("warm-up", url, clients, 1, script)
+        if WARM_UP_SECONDS:
+            run_wrk("warm-up", url, clients, max(1, WARM_UP_SECONDS // 2), script)
         return run_wrk(f"ceiling: bare Django, {name}", url, clients, seconds, script)
     finally:
         stop(process)
@@ -326,7 +337,13 @@ def main() -> int:
     parser.add_argument(
         "--seconds", type=float, default=10, help="length of each measured run (default 10)"
     )
+    bench_results.add_arguments(parser)
     args = parser.parse_args()
+    global IDENTITIES, WARM_UP_SECONDS, SERVE_SIZES
+    if args.smoke:
+        args.clients, args.seconds, IDENTITIES, WARM_UP_SECONDS = "2", 1, 4, 0
+        SERVE_SIZES = SMOKE_SERVE_SIZES
+    results_file = bench_results.Results("tokens", smoke=args.smoke, path=args.json)
     client_counts = [int(c) for c in args.clients.split(",") if c.strip()]
     if shutil.which("wrk") is None:
         print("wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
@@ -347,11 +364,14 @@ def main() -> int:
             flush=True,
         )
         results = measure_spool(conftest, client_counts, args.seconds, scratch)
-        results += measure_spool(
-            conftest, [max(client_counts)], args.seconds, scratch, QUOTA_OFF, only_http=True
+        if not args.smoke:  # the same code path, with the quotas off
+            results += measure_spool(
+                conftest, [max(client_counts)], args.seconds, scratch, QUOTA_OFF, only_http=True
+            )
+        results += measure_ceilings(
+            conftest, max(client_counts), args.seconds, scratch, with_daphne=not args.smoke
         )
-        results += measure_ceilings(conftest, max(client_counts), args.seconds, scratch)
-        jwt_lines = jwt_ceiling()
+        jwt_lines = [] if args.smoke else jwt_ceiling()
     except (SetupError, RuntimeError, subprocess.CalledProcessError) as error:
         detail = getattr(error, "stderr", None) or ""
         print(f"setup failed: {error}\n{detail}", file=sys.stderr)
@@ -366,6 +386,8 @@ def main() -> int:
     for line in jwt_lines:
         print(f"  {line}")
     report_ratios(results)
+    record_figures(results_file, results)
+    results_file.save()
     # Other work on the box skews single runs; a high figure here says to repeat the run.
     print(f"load average at the end: {os.getloadavg()[0]:.2f} (1 min)")
     return 0
@@ -378,6 +400,7 @@ def serve_sizes() -> dict[str, str]:
         "SPOOL_WEB_PROCESSES": str(settings.WEB_PROCESSES),
         "SPOOL_WEB_THREADS": str(settings.WEB_THREADS),
         "SPOOL_WORKER_CONCURRENCY": str(settings.WORKER_CONCURRENCY),
+        **SERVE_SIZES,
     }
 
 
@@ -423,7 +446,8 @@ def measure_spool(
             script.write_text(replay_script(signed, TOKEN_BODY))
             url = f"{base_url}/"  # the path comes from the script
             # Warm every web process and thread (lazy imports, DB connections) off the record.
-            run_wrk("warm-up", url, max(client_counts), 2, script)
+            if WARM_UP_SECONDS:
+                run_wrk("warm-up", url, max(client_counts), WARM_UP_SECONDS, script)
             for clients in client_counts:
                 results.append(
                     run_wrk(
@@ -436,7 +460,7 @@ def measure_spool(
 
 
 def measure_ceilings(
-    conftest: ModuleType, clients: int, seconds: float, scratch: Path
+    conftest: ModuleType, clients: int, seconds: float, scratch: Path, with_daphne: bool = True
 ) -> list[Result]:
     """djbase's trivial JSON view under gunicorn (WSGI) and daphne (ASGI), one after the other."""
     bin_dir = Path(sys.executable).parent
@@ -452,6 +476,8 @@ def measure_ceilings(
         "djbase.wsgi",
     ]
     results = [measure_baseline("gunicorn -w 2 (WSGI)", gunicorn, port, clients, seconds, scratch)]
+    if not with_daphne:
+        return results
     port = conftest.free_port()
     daphne = [
         str(bin_dir / "daphne"),
@@ -463,6 +489,27 @@ def measure_ceilings(
     ]
     results.append(measure_baseline("daphne (ASGI)", daphne, port, clients, seconds, scratch))
     return results
+
+
+def record_figures(results_file: bench_results.Results, results: list[Result]) -> None:
+    """Every Spool row as a headline figure; at the ceilings' concurrency, beside gunicorn's."""
+    gunicorn = next(r for r in results if "gunicorn" in r.scenario)
+    for r in results:
+        if not r.scenario.startswith("Spool"):
+            continue
+        same = r.clients == gunicorn.clients
+        results_file.add(
+            f"{r.scenario.removeprefix('Spool tokens, ')}, {r.clients} client"
+            + ("s" if r.clients != 1 else ""),
+            r.per_second,
+            "tokens/s",
+            ceiling_name=f"bare Django, gunicorn -w 2 (WSGI), {gunicorn.clients} clients"
+            if same
+            else "",
+            ceiling=gunicorn.per_second if same else None,
+            p50_ms=r.p50_ms,
+            p99_ms=r.p99_ms,
+        )
 
 
 def report_ratios(results: list[Result]) -> None:
