@@ -394,7 +394,8 @@ class PhoneCall:
                     deadlines.append(closed_at + CLOSED_GRACE_SECONDS)
                 wait = max(0.0, min(deadlines) - loop.time()) if deadlines else None
                 try:
-                    message = await asyncio.wait_for(session.events.get(), wait)
+                    async with asyncio.timeout(wait):  # (not wait_for: apps/calls/sfu.py)
+                        message = await session.events.get()
                 except TimeoutError:
                     gone = closed_at is not None and loop.time() >= closed_at + CLOSED_GRACE_SECONDS
                     reason = BRIDGE_DROPPED if gone else TRUNK_SILENT
@@ -535,7 +536,8 @@ async def register(
     data, _ = await session.message(handle, {"request": "register", **body})
     event = (data.get("result") or {}).get("event")
     while event not in ("registered", "registration_failed"):
-        message = await asyncio.wait_for(session.events.get(), timeout)
+        async with asyncio.timeout(timeout):  # (not wait_for: apps/calls/sfu.py)
+            message = await session.events.get()
         if message is None:
             raise JanusError(CONNECTION_LOST, "the connection to Janus closed")
         if message.get("sender") == handle:

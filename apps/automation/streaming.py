@@ -454,7 +454,8 @@ class MediaStream:
             },
         }
         try:
-            await asyncio.wait_for(self._ws.send(json.dumps(metadata)), STALL_SECONDS)
+            async with asyncio.timeout(STALL_SECONDS):  # (not wait_for: apps/calls/sfu.py)
+                await self._ws.send(json.dumps(metadata))
             if self.options.bidirectional:
                 self.player = RtpPlayer(self.options.rate)
                 await self.player.open(self.room, self.player_display)

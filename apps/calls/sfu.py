@@ -100,7 +100,10 @@ class _Connection:
             await self._socket.send(
                 json.dumps({**message, **_secret(), "transaction": transaction})
             )
-            reply = await asyncio.wait_for(answer, timeout)
+            # asyncio.timeout, not wait_for: 3.11's wait_for loses a cancellation that
+            # comes as the answer does, and its caller then never stops.
+            async with asyncio.timeout(timeout):
+                reply = await answer
         except TimeoutError as error:
             raise JanusError(
                 CONNECTION_LOST, f"no answer from Janus to {message.get('janus')} in {timeout} s"
