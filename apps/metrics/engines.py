@@ -1,10 +1,12 @@
-"""The SIP engines' health, for the metrics: the media process (which runs beside them) asks
-Kamailio and rtpengine whether they answer every SPOOL_JANUS_HEALTH_SECONDS and records what it
-found in the cache, where every host's scrape reads it (spool_sip_edge_up, spool_rtpengine_up).
+"""The media engines' health, for the metrics: the media process asks Kamailio, rtpengine and
+coturn whether they answer every SPOOL_JANUS_HEALTH_SECONDS and records what it found in the
+cache, where every host's scrape reads it (spool_sip_edge_up, spool_rtpengine_up, spool_turn_up).
 
 - Kamailio: a SIP OPTIONS over UDP to SPOOL_SIP_EDGE, answered 200 by docker/kamailio/.
 - rtpengine: an ng `ping` to SPOOL_RTPENGINE_NG (host:port of its control socket; `serve` sets
   it for the rtpengine it starts).
+- coturn: a STUN Binding request (RFC 5389, no credentials needed) over UDP to the first of
+  SPOOL_TURN_URLS that takes UDP.
 
 An engine not configured, or not checked lately (no media process), has no sample.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import logging
 import secrets
 import socket
+import struct
 
 from django.conf import settings
 from django.core.cache import cache
@@ -22,7 +25,8 @@ from apps.core import rtpengine
 
 logger = logging.getLogger(__name__)
 
-SIP_EDGE, RTPENGINE = "sip_edge", "rtpengine"
+SIP_EDGE, RTPENGINE, TURN = "sip_edge", "rtpengine", "turn"
+STUN_COOKIE = 0x2112A442
 KEY = "engine-health:{name}"
 ANSWER_SECONDS = 2.0
 
@@ -63,15 +67,41 @@ def rtpengine_answers(address: str, timeout: float = ANSWER_SECONDS) -> bool:
     return rtpengine.wait_answering(port, timeout, host=host)
 
 
+def turn_answers(address: str, timeout: float = ANSWER_SECONDS) -> bool:
+    """Whether the TURN server (host:port) answers a STUN Binding request with a success."""
+    host, port = _address(address, 3478)
+    transaction = secrets.token_bytes(12)
+    request = struct.pack("!HHI", 0x0001, 0, STUN_COOKIE) + transaction
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.sendto(request, (host, port))
+            answer = sock.recv(2048)
+        except OSError:
+            return False
+    return answer[:2] == b"\x01\x01" and answer[8:20] == transaction
+
+
+def turn_address() -> str:
+    """host:port of the first SPOOL_TURN_URLS entry that takes UDP ("" if none)."""
+    for url in settings.TURN_URLS:
+        scheme, _, rest = url.partition(":")
+        where, _, query = rest.partition("?")
+        if scheme == "turn" and "transport=tcp" not in query:
+            return where if ":" in where.lstrip("[").rpartition("]")[2] else f"{where}:3478"
+    return ""
+
+
 def configured() -> dict[str, str]:
     """The engines this deployment has, by name, with their addresses."""
-    found = {SIP_EDGE: settings.SIP_EDGE, RTPENGINE: settings.RTPENGINE_NG}
+    found = {SIP_EDGE: settings.SIP_EDGE, RTPENGINE: settings.RTPENGINE_NG, TURN: turn_address()}
     return {name: address for name, address in found.items() if address}
 
 
 def check() -> dict[str, bool]:
     """Ask each configured engine and record the answers (the media process, each round)."""
-    checks = {SIP_EDGE: sip_edge_answers, RTPENGINE: rtpengine_answers}
+    checks = {SIP_EDGE: sip_edge_answers, RTPENGINE: rtpengine_answers, TURN: turn_answers}
     found = {name: checks[name](address) for name, address in configured().items()}
     ttl = int(max(60.0, 6 * settings.JANUS_HEALTH_SECONDS))
     for name, up in found.items():

@@ -115,6 +115,7 @@ SCRAPED = {
     "spool_janus_calls": "Live calls placed on a Janus server, by server.",
     "spool_sip_edge_up": "1 if the SIP edge (Kamailio) answered the media process's last OPTIONS.",
     "spool_rtpengine_up": "1 if rtpengine answered the media process's last ng ping.",
+    "spool_turn_up": "1 if the TURN server (coturn) answered the media process's last STUN request.",
     "spool_celery_queue_length": "Messages waiting in a Celery queue.",
     "spool_delivery_lag_seconds": "How long the oldest due webhook or queued SMS has waited.",
     "spool_workers_live": "Celery workers with a heartbeat in the last two minutes.",
@@ -203,7 +204,7 @@ class Reading:
     redis_up: bool = False
     janus_up: dict[str, bool] = field(default_factory=dict)  # by server URL
     janus_calls: dict[str, int] = field(default_factory=dict)
-    engines: dict[str, bool] = field(default_factory=dict)  # SIP edge, rtpengine, if checked
+    engines: dict[str, bool] = field(default_factory=dict)  # SIP edge, rtpengine, TURN, if checked
     queues: dict[str, int | None] = field(default_factory=dict)
     lag: dict[str, float] = field(default_factory=dict)
     workers_live: int | None = None

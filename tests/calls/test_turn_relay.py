@@ -155,3 +155,9 @@ def test_a_wrong_secret_gets_no_relay(coturn: int) -> None:
         asyncio.run(
             _relay_only_exchange(coturn, server["username"], server["credential"], timeout=5)
         )
+
+
+def test_the_health_check_gets_coturns_answer(coturn: int) -> None:
+    from apps.metrics import engines
+
+    assert engines.turn_answers(f"127.0.0.1:{coturn}", timeout=2)

@@ -119,3 +119,37 @@ def test_answers_are_recorded_for_the_scrape_and_only_configured_engines_have_on
     # and a deployment without them has none
     with override_settings(SIP_EDGE="", RTPENGINE_NG=""):
         assert engines.check() == {} and engines.health() == {}
+
+
+def stun_success(request: bytes) -> bytes:
+    return b"\x01\x01\x00\x00" + request[4:20]
+
+
+def test_the_turn_server_is_up_when_it_answers_a_stun_binding_request(
+    peers: list[UdpPeer],
+) -> None:
+    turn = peer(peers, stun_success)
+    assert engines.turn_answers(turn.address, timeout=1)
+    [request] = turn.received
+    assert request[:4] == b"\x00\x01\x00\x00" and request[4:8] == b"\x21\x12\xa4\x42"
+    # an answer to another transaction, or an error answer, is not one
+    other = peer(peers, lambda request: b"\x01\x01\x00\x00" + request[4:8] + bytes(12))
+    refusal = peer(peers, lambda request: b"\x01\x11\x00\x00" + request[4:20])
+    assert not engines.turn_answers(other.address, timeout=0.3)
+    assert not engines.turn_answers(refusal.address, timeout=0.3)
+
+
+@pytest.mark.parametrize(
+    ("urls", "address"),
+    [
+        (["turn:turn.example.org:3478?transport=udp"], "turn.example.org:3478"),
+        (["turn:turn.example.org"], "turn.example.org:3478"),
+        (["turn:10.0.0.5:3478?transport=tcp", "turn:10.0.0.5:3479"], "10.0.0.5:3479"),
+        (["turn:[2001:db8::5]:3478"], "[2001:db8::5]:3478"),
+        (["turns:turn.example.org:5349?transport=tcp"], ""),
+        ([], ""),
+    ],
+)
+def test_the_turn_server_checked_is_the_first_that_takes_udp(urls: list[str], address: str) -> None:
+    with override_settings(TURN_URLS=urls):
+        assert engines.turn_address() == address
