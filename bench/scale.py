@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `from bench import ...` when run as a script
 
 from bench import bench_results, chat, sms, tokens  # noqa: E402
+from tests import haproxy  # noqa: E402
 
 HAPROXY_CONFIG = ROOT / "docker" / "haproxy" / "haproxy.cfg"
 
@@ -60,20 +61,11 @@ class Hosts:
 
     def command(self, line: str) -> str:
         assert self.admin is not None
-        with socket.socket(socket.AF_UNIX) as admin:
-            admin.connect(str(self.admin))
-            admin.sendall(line.encode() + b"\n")
-            return b"".join(iter(lambda: admin.recv(65536), b"")).decode()
+        return haproxy.admin(self.admin, line)
 
     def states(self) -> dict[str, str]:
-        lines = self.command("show stat").splitlines()
-        header = lines[0].lstrip("# ").split(",")
-        rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
-        return {
-            row["svname"]: row["status"]
-            for row in rows
-            if row.get("pxname") == "spool_web" and row["svname"].startswith("web")
-        }
+        assert self.admin is not None
+        return haproxy.web_servers(self.admin, "status")
 
     def use(self, count: int) -> None:
         """Balance over the first `count` hosts (1 or 2); waits until HAProxy says so."""

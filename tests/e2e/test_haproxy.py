@@ -29,6 +29,7 @@ import websockets
 from azure.communication.identity import CommunicationIdentityClient
 from azure.communication.sms import SmsClient
 
+from tests import haproxy
 from tests.conftest import ROOT, LiveSpool, free_port, start_spool, stop_spool, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -53,31 +54,14 @@ class Balanced:
     admin: Path
 
     def admin_command(self, command: str) -> str:
-        with socket.socket(socket.AF_UNIX) as admin:
-            admin.connect(str(self.admin))
-            admin.sendall(command.encode() + b"\n")
-            return b"".join(iter(lambda: admin.recv(65536), b"")).decode()
+        return haproxy.admin(self.admin, command)
 
     def server_states(self) -> dict[str, str]:
         """web1/web2 -> UP, DOWN, DRAIN... from HAProxy's stats."""
-        lines = self.admin_command("show stat").splitlines()
-        header = lines[0].lstrip("# ").split(",")
-        rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
-        return {
-            row["svname"]: row["status"]
-            for row in rows
-            if row.get("pxname") == "spool_web" and row["svname"] not in ("BACKEND",)
-        }
+        return haproxy.web_servers(self.admin, "status")
 
     def requests_served(self) -> dict[str, int]:
-        lines = self.admin_command("show stat").splitlines()
-        header = lines[0].lstrip("# ").split(",")
-        rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
-        return {
-            row["svname"]: int(row["stot"] or 0)
-            for row in rows
-            if row.get("pxname") == "spool_web" and row["svname"].startswith("web")
-        }
+        return {name: int(n or 0) for name, n in haproxy.web_servers(self.admin, "stot").items()}
 
 
 def web_host(live: LiveSpool) -> tuple[subprocess.Popen[bytes], int]:

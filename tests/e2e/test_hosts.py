@@ -23,7 +23,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,8 +41,9 @@ import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
 from apps.core.tls import ensure_self_signed
+from tests import haproxy
 from tests.conftest import ROOT, LiveSpool, wait_for
-from tests.e2e.test_haproxy import require_haproxy
+from tests.e2e.test_haproxy import outbound_sms, require_haproxy
 from tests.netns import Host, Network, require_namespaces
 
 pytestmark = pytest.mark.e2e
@@ -156,20 +156,10 @@ class Platform:
         return f"https://{LB}"
 
     def admin(self, command: str) -> str:
-        with socket.socket(socket.AF_UNIX) as admin:
-            admin.connect(str(self.run_dir / "admin.sock"))
-            admin.sendall(command.encode() + b"\n")
-            return b"".join(iter(lambda: admin.recv(65536), b"")).decode()
+        return haproxy.admin(self.run_dir / "admin.sock", command)
 
     def stats(self, column: str) -> dict[str, str]:
-        lines = self.admin("show stat").splitlines()
-        header = lines[0].lstrip("# ").split(",")
-        rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
-        return {
-            row["svname"]: row[column]
-            for row in rows
-            if row.get("pxname") == "spool_web" and row["svname"].startswith("web")
-        }
+        return haproxy.web_servers(self.run_dir / "admin.sock", column)
 
     def served(self) -> dict[str, int]:
         return {name: int(count or 0) for name, count in self.stats("stot").items()}
@@ -399,15 +389,6 @@ def scrape(client: ThreadPoolExecutor, address: str) -> dict[tuple[str, str], fl
 
 def counter(found: dict[tuple[str, str], float], name: str) -> float:
     return sum(value for (sample, _), value in found.items() if sample == name)
-
-
-def outbound_sms(app: AppHost) -> dict[str, tuple[str, int]]:
-    script = (
-        "import json; from apps.sms.models import SmsMessage; print(json.dumps({m.id: "
-        "(m.status, m.submissions) for m in SmsMessage.objects.filter(direction='outbound')}))"
-    )
-    found = json.loads(app.manage("shell", "-c", script).stdout.strip().splitlines()[-1])
-    return {key: (status, submissions) for key, (status, submissions) in found.items()}
 
 
 class Sender:
