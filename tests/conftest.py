@@ -274,6 +274,8 @@ class LiveSpool:
     env: dict[str, str]
     process: subprocess.Popen[bytes] | None = None
     slugs: dict[str, str] = field(default_factory=dict)
+    # What `manage` runs its commands under (tests/e2e/test_hosts.py: `ip netns exec <host>`).
+    command_prefix: list[str] = field(default_factory=list)
 
     @property
     def http_url(self) -> str:
@@ -289,7 +291,7 @@ class LiveSpool:
 
     def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
-            [sys.executable, str(ROOT / "manage.py"), *args],
+            [*self.command_prefix, sys.executable, str(ROOT / "manage.py"), *args],
             env=self.env,
             cwd=ROOT,
             capture_output=True,

@@ -70,25 +70,6 @@ def as_postgres(args: list[str]) -> list[str]:
     return ["setpriv", "--reuid=postgres", "--regid=postgres", "--clear-groups", *args]
 
 
-class AppHost(LiveSpool):
-    """A Spool host: `manage.py` runs in its namespace."""
-
-    namespace: str = ""
-
-    def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            ["ip", "netns", "exec", self.namespace, sys.executable, str(ROOT / "manage.py"), *args],
-            env=self.env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if check and done.returncode != 0:
-            raise AssertionError(f"manage.py {args[0]} failed:\n{done.stderr[-4000:]}")
-        return done
-
-
 @dataclass
 class Hook:
     """The tenant's webhook receiver, on the client host: answers the handshake, keeps the
@@ -145,8 +126,8 @@ class Platform:
     b: Host
     lb: Host
     client: Host
-    app_a: AppHost
-    app_b: AppHost
+    app_a: LiveSpool
+    app_b: LiveSpool
     processes: dict[str, subprocess.Popen[bytes]]
     run_dir: Path
     cert: str
@@ -193,7 +174,7 @@ class Platform:
         return None
 
 
-def migrate(app: AppHost) -> None:
+def migrate(app: LiveSpool) -> None:
     """The schema, once PostgreSQL on the data host takes connections."""
     deadline = time.monotonic() + 60
     while (done := app.manage("migrate", "--noinput", check=False)).returncode != 0:
@@ -304,8 +285,8 @@ def platform() -> Iterator[Platform]:
             for name, host in (("a", a), ("b", b)):
                 env = {**common, "SPOOL_BIND": host.address}
                 env["SPOOL_DATA_DIR"] = str(folder / f"app-{name}")
-                app = AppHost(folder / f"app-{name}", WEB_PORT, 8443, env)
-                app.namespace = host.namespace
+                app = LiveSpool(folder / f"app-{name}", WEB_PORT, 8443, env)
+                app.command_prefix = host.command([])  # its manage.py runs on that host
                 hosts.append(app)
             app_a, app_b = hosts
             migrate(app_a)
