@@ -40,7 +40,10 @@ def fresh_quotas() -> None:
     addresses that tests share, such as 127.0.0.1)."""
     from django.core.cache import cache
 
+    from apps.core import quotas
+
     cache.clear()
+    quotas.leases.forget()
 
 
 @pytest.fixture(autouse=True)

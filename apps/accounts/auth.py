@@ -116,39 +116,65 @@ def _form_encode(text: str) -> str:
 
 def verify_hmac(request: HttpRequest, resource: Resource) -> str:
     """Check an HMAC-SHA256 signed request against the resource's two keys, and return the
-    name of the key that signed it.
-
-    Raises Unauthorized with a reason. The signed host is the Host header (a resource's own
-    origin), or the Host header plus the resource prefix (`h:8443/r/<slug>`, as the SDKs sign
-    an endpoint with a path); the path is the raw request target (Rooms signs it decoded; the
-    JS SDKs sign the query re-encoded as a form), and
-    every comparison is constant-time.
-    """
-    header = request.headers.get("Authorization")
-    if not header:
-        raise Unauthorized("The request is not signed: the Authorization header is missing.")
-    signed_headers, signature = _parse_authorization(header)
-    date = request.headers.get("x-ms-date")
-    content_hash = request.headers.get("x-ms-content-sha256")
-    if not date or not content_hash:
-        raise Unauthorized("The x-ms-date and x-ms-content-sha256 headers are required.")
-    _signed_date(date)
+    name of the key that signed it (see check_signature). Raises Unauthorized with a reason."""
     try:
         body = request.body
     except RequestDataTooBig:
         raise ApiError(
             "The request body is too large.", status=413, code="RequestEntityTooLarge"
         ) from None
-    actual_hash = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    return check_signature(
+        SignedRequest(
+            method=request.method or "",
+            target=raw_request_target(request),
+            host=request.get_host(),
+            authorization=request.headers.get("Authorization", ""),
+            date=request.headers.get("x-ms-date", ""),
+            content_hash=request.headers.get("x-ms-content-sha256", ""),
+            body=body,
+        ),
+        resource.slug,
+        resource.access_keys(),
+    )
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    """What an HMAC signature covers, as the request carried it (`target`: the raw path and
+    query; `host`: the validated Host header)."""
+
+    method: str
+    target: str
+    host: str
+    authorization: str
+    date: str
+    content_hash: str
+    body: bytes
+
+
+def check_signature(request: SignedRequest, slug: str, keys: list[bytes]) -> str:
+    """The name of the key (primary, secondary) of the resource `slug` that signed `request`.
+
+    Raises Unauthorized with a reason. The signed host is the Host header (a resource's own
+    origin), or the Host header plus the resource prefix (`h:8443/r/<slug>`, as the SDKs sign
+    an endpoint with a path); the path is the raw request target (Rooms signs it decoded; the
+    JS SDKs sign the query re-encoded as a form), and every comparison is constant-time.
+    """
+    if not request.authorization:
+        raise Unauthorized("The request is not signed: the Authorization header is missing.")
+    signed_headers, signature = _parse_authorization(request.authorization)
+    date, content_hash = request.date, request.content_hash
+    if not date or not content_hash:
+        raise Unauthorized("The x-ms-date and x-ms-content-sha256 headers are required.")
+    _signed_date(date)
+    actual_hash = base64.b64encode(hashlib.sha256(request.body).digest()).decode()
     if not hmac.compare_digest(actual_hash.encode(), content_hash.encode()):
         raise Unauthorized("x-ms-content-sha256 does not match the request body.")
 
-    target = raw_request_target(request)
-    host = request.get_host()
-    prefix = f"/r/{resource.slug}"
+    target, host = request.target, request.host
+    prefix = f"/r/{slug}"
     hosts = (f"{host}{prefix}", f"{host}{prefix}/", host)
     targets = dict.fromkeys((target, unquote(target), _form_encoded_query(target)))
-    keys = list(zip(("primary", "secondary"), resource.access_keys(), strict=True))
     matched = ""
     for signed_host in hosts:
         for path_and_query in targets:
@@ -157,8 +183,8 @@ def verify_hmac(request: HttpRequest, resource: Resource) -> str:
                 f"{request.method}\n{path_and_query}\n"
                 + ";".join(values[h] for h in signed_headers)
             ).encode()
-            for name, key in keys:
-                expected = hmac.new(key, string_to_sign, hashlib.sha256).digest()
+            for name, key in zip(("primary", "secondary"), keys, strict=True):
+                expected = hmac.digest(key, string_to_sign, "sha256")
                 # Keep looping after a match so the time taken does not tell which key matched.
                 if hmac.compare_digest(expected, signature):
                     matched = name

@@ -64,22 +64,41 @@ def resource_for_host(host: str) -> Resource | None:
     Raises UnknownResourceHost for a name under the resource domain that no resource has, so
     such a host never falls through to the console.
     """
+    lookup = resource_lookup_for_host(host)
+    if lookup is None:
+        return None
+    resource = Resource.objects.filter(**lookup).first()
+    if resource is None and _is_resource_origin(host, lookup):
+        raise UnknownResourceHost(host)  # a deleted resource's name or port, say
+    return resource
+
+
+def resource_lookup_for_host(host: str) -> dict[str, Any] | None:
+    """How to find the resource whose origin `host` names (`{"slug": ...}` or
+    `{"port": ...}`), or None for the console's origin (no query needed).
+
+    Raises UnknownResourceHost for a name under the resource domain that cannot be a slug."""
     name, port = split_host(host)
     domain = settings.RESOURCE_DOMAIN
     if domain and name.endswith(f".{domain}") and name != settings.PUBLIC_HOST.lower():
         label = name[: -len(domain) - 1]
-        resource = Resource.objects.filter(slug=label).first() if "." not in label else None
-        if resource is None:
+        if "." in label:
             raise UnknownResourceHost(name)
-        return resource
+        return {"slug": label}
     if port in _console_ports():
         return None
-    resource = Resource.objects.filter(port=port).first()
-    if resource is None and settings.RESOURCE_PORTS is not None:
-        first, last = settings.RESOURCE_PORTS
-        if first <= (port or 0) <= last:
-            raise UnknownResourceHost(host)  # a deleted resource's port, say
-    return resource
+    return {"port": port}
+
+
+def _is_resource_origin(host: str, lookup: dict[str, Any]) -> bool:
+    """Whether a host the lookup found no resource for still names a resource's origin: a name
+    under the resource domain, or a port of SPOOL_RESOURCE_PORTS."""
+    if "slug" in lookup:
+        return True
+    if settings.RESOURCE_PORTS is None:
+        return False
+    first, last = settings.RESOURCE_PORTS
+    return first <= (lookup["port"] or 0) <= last
 
 
 def resource_endpoint(resource: Resource) -> str:

@@ -425,9 +425,23 @@ def issue_token_for(
     )
     if identity_id is None or generation is None:
         raise IdentityNotFound(f"Identity {raw_id!r} was not found.", target="id")
-    token = _sign_token(raw_id, resource.id, generation, chosen, minutes)
+    return issue_checked_token(raw_id, identity_id, resource.id, generation, chosen, minutes)
+
+
+def issue_checked_token(
+    raw_id: str,
+    identity_id: uuid.UUID,
+    resource_id: uuid.UUID,
+    generation: int,
+    scopes: list[str],
+    minutes: int,
+) -> IssuedToken:
+    """Sign a token for an identity just read (its token generation) with scopes and lifetime
+    that check_token_request passed, and note it: the last-issued time (written behind the
+    hot path) and the metric. Shared by the view and the token route (token_route.py)."""
+    token = _sign_token(raw_id, resource_id, generation, scopes, minutes)
     token_times.add(identity_id, timezone.now())
-    metric_counters.count(resource.id, "tokens.issued")
+    metric_counters.count(resource_id, "tokens.issued")
     return token
 
 

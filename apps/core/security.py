@@ -32,17 +32,26 @@ CSP_EXEMPT = ("/api/docs/", "/api/redoc/")
 
 
 def is_loopback(request: HttpRequest) -> bool:
+    return is_loopback_address(request.META.get("REMOTE_ADDR", ""))
+
+
+def is_loopback_address(address: str) -> bool:
     try:
-        return ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")).is_loopback
+        return ipaddress.ip_address(address).is_loopback
     except ValueError:
         return False
 
 
 def plain_http_refused(request: HttpRequest) -> bool:
+    """The ACS API over plain HTTP (see api_transport_allowed)."""
+    return not api_transport_allowed(request.is_secure(), request.META.get("REMOTE_ADDR", ""))
+
+
+def api_transport_allowed(secure: bool, client_address: str) -> bool:
     """The ACS API over plain HTTP: keys' signatures and user tokens would cross the network
     in the clear. Allowed from loopback (nothing to sniff; the console's Try pages over
     http://127.0.0.1:8000), or everywhere with SPOOL_ALLOW_HTTP_API."""
-    return not (request.is_secure() or settings.ALLOW_HTTP_API or is_loopback(request))
+    return secure or settings.ALLOW_HTTP_API or is_loopback_address(client_address)
 
 
 class HttpsOnlyApiMiddleware:

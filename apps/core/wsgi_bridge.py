@@ -8,28 +8,41 @@ thread pool, and buffers the answer: one crossing in, one out. It reuses a2wsgi'
 builder. Bodies past SPOOL_BODY_MEMORY bytes are spooled to a temporary file, so a large
 upload does not grow the process; bodies over `max_body` (or announcing more in
 Content-Length) are refused with 413 before the app sees them.
+
+`shortcuts` answer the busiest requests without Django's request machinery (the token
+route, apps/accounts/token_route.py): each is tried first, on the same worker thread, with
+the ASGI scope and the body, and answers or returns None to leave the request to Django.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from a2wsgi.wsgi import build_environ
 
+logger = logging.getLogger(__name__)
+
 SPOOL_BODY_MEMORY = 1024 * 1024
+SHORTCUT_MAX_BODY = 64 * 1024  # larger bodies go to Django: no shortcut takes one
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 Headers = list[tuple[bytes, bytes]]
+Answer = tuple[int, Headers, bytes]
+Shortcut = Callable[[dict[str, Any], bytes], Answer | None]
 
 
 class BufferedWsgi:
-    def __init__(self, app: WsgiApp, *, threads: int, max_body: int) -> None:
+    def __init__(
+        self, app: WsgiApp, *, threads: int, max_body: int, shortcuts: Sequence[Shortcut] = ()
+    ) -> None:
         self.app = app
         self.max_body = max_body
+        self.shortcuts = tuple(shortcuts)
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="wsgi")
 
     async def __call__(
@@ -58,7 +71,7 @@ class BufferedWsgi:
         loop = asyncio.get_running_loop()
         try:
             status, headers, content = await loop.run_in_executor(
-                self.executor, self._run, scope, body
+                self.executor, self._answer, scope, body, size
             )
         finally:
             body.close()
@@ -75,7 +88,21 @@ class BufferedWsgi:
                     return 0
         return 0
 
-    def _run(self, scope: dict[str, Any], body: Any) -> tuple[int, Headers, bytes]:
+    def _answer(self, scope: dict[str, Any], body: Any, size: int) -> Answer:
+        if self.shortcuts and size <= SHORTCUT_MAX_BODY:
+            content = body.read()
+            body.seek(0)
+            for shortcut in self.shortcuts:
+                try:
+                    answer = shortcut(scope, content)
+                except Exception:  # Django answers instead, with its own error handling
+                    logger.exception("Shortcut %s failed; Django answers", shortcut)
+                    answer = None
+                if answer is not None:
+                    return answer
+        return self._run(scope, body)
+
+    def _run(self, scope: dict[str, Any], body: Any) -> Answer:
         environ: dict[str, Any] = dict(build_environ(scope, body))  # type: ignore[arg-type]
         environ["wsgi.input_terminated"] = True
         started: dict[str, Any] = {}

@@ -263,3 +263,70 @@ def test_sign_ups_are_limited_per_address(limits) -> None:
     from django.contrib.auth.models import User
 
     assert not User.objects.filter(username="real").exists()
+
+
+# --- Leases: a busy key counted in batches, never past its limit ---------------------------
+BIG = (1000, 30)  # leases of 10 (1/100 of the limit)
+
+
+def _count_calls(monkeypatch) -> list[int]:
+    """What each round trip to the cache added to the count."""
+    added: list[int] = []
+    count = quotas._counts
+
+    def counting(*args, **kwargs):
+        added.append(kwargs["add"])
+        return count(*args, **kwargs)
+
+    monkeypatch.setattr(quotas, "_counts", counting)
+    return added
+
+
+def test_a_busy_key_goes_to_the_cache_once_per_lease_not_per_request(clock, monkeypatch) -> None:
+    added = _count_calls(monkeypatch)
+    for _ in range(25):
+        quotas.spend("t", "k", BIG, what="testing")
+
+    assert added == [10, 10, 10]
+
+
+def test_with_leases_a_key_is_refused_exactly_at_its_limit(clock, monkeypatch) -> None:
+    # given a limit that is not a whole number of leases (of 10)
+    added = _count_calls(monkeypatch)
+    for _ in range(1005):
+        quotas.spend("t", "k", (1005, 30), what="testing")
+
+    # then the 1,006th is refused; the lease that did not fit was given back and the last
+    # requests were counted one by one
+    with pytest.raises(quotas.QuotaExceeded):
+        quotas.spend("t", "k", (1005, 30), what="testing")
+    assert added[:100] == [10] * 100 and added[101:] == [1] * 5
+
+
+def test_processes_holding_leases_never_let_a_key_pass_its_limit(clock, monkeypatch) -> None:
+    # given three web processes, each with its own leases, taking requests in turn
+    processes = [quotas.Leases() for _ in range(3)]
+    allowed = 0
+    for turn in range(1500):
+        monkeypatch.setattr(quotas, "leases", processes[turn % 3])
+        try:
+            quotas.spend("t", "k", BIG, what="testing")
+            allowed += 1
+        except quotas.QuotaExceeded:
+            pass
+
+    # then never more than the limit; early by at most what the other two held unspent
+    assert 1000 - 2 * 10 <= allowed <= 1000
+
+
+def test_with_leases_refused_requests_still_count(clock) -> None:
+    for _ in range(1000):
+        quotas.spend("t", "k", BIG, what="testing")
+    for _ in range(200):  # a client that keeps hammering
+        with pytest.raises(quotas.QuotaExceeded):
+            quotas.spend("t", "k", BIG, what="testing")
+
+    # 10% into the next window: (1,000 + 200 refused) * 0.9 > 1,000, so still refused
+    clock.now += 30 - (clock.now % 30) + 3
+    with pytest.raises(quotas.QuotaExceeded):
+        quotas.spend("t", "k", BIG, what="testing")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from apps.core.wsgi_bridge import BufferedWsgi
+from apps.core.wsgi_bridge import SHORTCUT_MAX_BODY, BufferedWsgi
 
 
 def echo_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -103,3 +103,47 @@ async def test_a_large_body_reaches_the_app_through_a_temporary_file() -> None:
         BufferedWsgi(echo_app, threads=1, max_body=10 * 1024 * 1024), [big[:1000], big[1000:]]
     )
     assert len(json.loads(sent[1]["body"])["body"]) == len(big)
+
+
+async def test_a_shortcut_answers_before_the_app_with_the_scope_and_the_whole_body() -> None:
+    seen: list[tuple[str, bytes]] = []
+
+    def shortcut(scope: dict[str, Any], body: bytes) -> Any:
+        seen.append((scope["path"], body))
+        return 200, [(b"content-type", b"text/plain")], b"short"
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        raise AssertionError("the app is not called when a shortcut answers")
+
+    bridge = BufferedWsgi(app, threads=1, max_body=100, shortcuts=[shortcut])
+    sent = await _call(bridge, [b'{"a":', b" 1}"])
+
+    assert seen == [("/r/x/identities/8:acs:a_b", b'{"a": 1}')]
+    assert (sent[0]["status"], sent[1]["body"]) == (200, b"short")
+
+
+async def test_the_app_answers_what_a_shortcut_leaves_or_fails_on() -> None:
+    def leaves(scope: dict[str, Any], body: bytes) -> Any:
+        return None
+
+    def fails(scope: dict[str, Any], body: bytes) -> Any:
+        raise RuntimeError("a bug in a shortcut")
+
+    for shortcut in (leaves, fails):
+        bridge = BufferedWsgi(echo_app, threads=1, max_body=100, shortcuts=[shortcut])
+        sent = await _call(bridge, [b'{"a": 1}'])
+        assert sent[0]["status"] == 201
+        assert json.loads(sent[1]["body"])["body"] == '{"a": 1}'  # the body, still unread
+
+
+async def test_a_large_body_skips_the_shortcuts() -> None:
+    called: list[int] = []
+
+    def shortcut(scope: dict[str, Any], body: bytes) -> Any:
+        called.append(len(body))
+        return None
+
+    bridge = BufferedWsgi(echo_app, threads=1, max_body=10**6, shortcuts=[shortcut])
+    sent = await _call(bridge, [b"x" * (SHORTCUT_MAX_BODY + 1)])
+
+    assert called == [] and sent[0]["status"] == 201

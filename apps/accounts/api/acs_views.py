@@ -16,7 +16,8 @@ from apps.core.errors import ApiError
 IDENTITY_API_VERSIONS = ("2021-03-07", "2022-06-01", "2022-10-01", "2023-10-01")
 
 
-def _token_body(token: services.IssuedToken) -> dict[str, str]:
+def token_body(token: services.IssuedToken) -> dict[str, str]:
+    """A token as the Identity API answers it (also the token route's, token_route.py)."""
     return {"token": token.token, "expiresOn": rfc3339(token.expires_on)}
 
 
@@ -39,7 +40,7 @@ class IdentityCollection(IdentityView):
             )
         result: dict[str, Any] = {"identity": {"id": identity.raw_id}}
         if token:
-            result["accessToken"] = _token_body(token)
+            result["accessToken"] = token_body(token)
         return Response(result, status=201)
 
 
@@ -59,7 +60,7 @@ class IssueAccessToken(IdentityView):
         token = services.issue_token_for(
             request_resource(request), raw_id, body.get("scopes"), body.get("expiresInMinutes")
         )
-        return Response(_token_body(token))
+        return Response(token_body(token))
 
 
 class RevokeAccessTokens(IdentityView):

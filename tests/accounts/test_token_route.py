@@ -1,0 +1,256 @@
+"""The token route (apps/accounts/token_route.py): token requests answered before Django.
+
+It must answer exactly as the view does when it answers, and leave everything else to Django
+(which the rest of the suite tests through the view): each refusal below is checked to get
+None from the route, and Django's answer to the same request is checked to be the refusal."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jwt
+import pytest
+from django.db import DatabaseError
+from django.test import Client
+
+from apps.accounts import services, token_route
+from apps.accounts.models import CommunicationIdentity, Resource
+from apps.core import quotas
+from apps.core.models import RequestLog
+from apps.core.request_log import writer
+from tests.conftest import AcsClient, origin_host, quote_id, sign_headers
+
+pytestmark = pytest.mark.django_db
+
+BODY = json.dumps({"scopes": ["chat", "voip"]}).encode()
+
+
+def token_request(
+    resource: Resource,
+    raw_id: str,
+    *,
+    paths: bool = False,
+    body: bytes = BODY,
+    key: str | None = None,
+    query: str = "api-version=2023-10-01",
+    headers: dict[str, str] | None = None,
+    scheme: str = "http",
+    client: str = "127.0.0.1",
+    host: str = "",
+) -> tuple[dict[str, Any], bytes]:
+    """An ASGI scope and body as uvicorn hands them on, signed as AcsClient signs them."""
+    prefix = f"/r/{resource.slug}" if paths else ""
+    host = host or ("testserver" if paths else origin_host(resource))
+    path = f"{prefix}/identities/{quote_id(raw_id)}/:issueAccessToken"
+    signed = sign_headers(
+        "POST", f"{path}?{query}", body, key or resource.primary_key, f"{host}{prefix}"
+    )
+    sent = {"host": host, "content-type": "application/json", **signed, **(headers or {})}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "scheme": scheme,
+        "path": f"{prefix}/identities/{raw_id}/:issueAccessToken",
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "headers": [(k.lower().encode(), v.encode()) for k, v in sent.items()],
+        "client": (client, 50000),
+    }
+    return scope, body
+
+
+@pytest.fixture
+def identity(resource: Resource) -> CommunicationIdentity:
+    return services.create_identity(resource)[0]
+
+
+def _headers(answer: Any) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in answer[1]}
+
+
+@pytest.mark.parametrize("paths", [False, True], ids=["own origin", "/r/<slug>"])
+def test_the_route_answers_as_the_view_does(
+    resource: Resource, identity: CommunicationIdentity, paths: bool
+) -> None:
+    answer = token_route.answer(*token_request(resource, identity.raw_id, paths=paths))
+    view = AcsClient(resource, resource.primary_key, paths=paths).call(
+        "POST",
+        f"/identities/{quote_id(identity.raw_id)}/:issueAccessToken",
+        {"scopes": ["chat", "voip"]},
+    )
+
+    assert answer is not None
+    assert answer[0] == view.status_code == 200
+    assert set(_headers(answer)) == {name.lower() for name in view.headers}
+    route_body, view_body = json.loads(answer[2]), view.json()
+    assert set(route_body) == set(view_body) == {"token", "expiresOn"}
+    route_claims = jwt.decode(route_body["token"], options={"verify_signature": False})
+    view_claims = jwt.decode(view_body["token"], options={"verify_signature": False})
+    for changing in ("iat", "exp", "pad"):
+        route_claims.pop(changing, None)
+        view_claims.pop(changing, None)
+    assert route_claims == view_claims
+    assert services.authenticate_token(route_body["token"]).identity == identity
+
+
+def test_over_https_the_route_sends_hsts_as_django_does(
+    resource: Resource, identity: CommunicationIdentity, settings: Any
+) -> None:
+    settings.SECURE_HSTS_SECONDS = 3600
+    answer = token_route.answer(*token_request(resource, identity.raw_id, scheme="https"))
+    acs = AcsClient(resource, resource.primary_key, secure=True)
+    view = acs.call(
+        "POST", f"/identities/{quote_id(identity.raw_id)}/:issueAccessToken", {"scopes": ["chat"]}
+    )
+
+    assert answer is not None
+    assert _headers(answer)["strict-transport-security"] == view["Strict-Transport-Security"]
+
+
+def test_a_token_from_the_route_is_logged_counted_and_noted(
+    resource: Resource, identity: CommunicationIdentity
+) -> None:
+    scope, body = token_request(
+        resource, identity.raw_id, headers={"x-ms-client-request-id": "mine-1"}
+    )
+    answer = token_route.answer(scope, body)
+    writer.flush()
+
+    assert answer is not None
+    headers = _headers(answer)
+    assert headers["x-ms-client-request-id"] == "mine-1"
+    row = RequestLog.objects.get(request_id=headers["x-ms-request-id"])
+    assert (row.route, row.status, row.caller, row.resource_slug, row.api_version) == (
+        "identities/<str:raw_id>/:issueAccessToken",
+        200,
+        "key:primary",
+        resource.slug,
+        "2023-10-01",
+    )
+    assert row.client_address == "127.0.0.1"
+    identity.refresh_from_db()
+    assert identity.last_token_issued_at is not None
+
+
+# Each request the route leaves to Django, with what Django answers it.
+REFUSALS: dict[str, tuple[dict[str, Any], int]] = {
+    "a wrong key": ({"key": "c2VjcmV0" * 4}, 401),
+    "another api-version": ({"query": "api-version=2020-01-01"}, 400),
+    "an extra query parameter": ({"query": "api-version=2023-10-01&x=1"}, 200),
+    "a browser's request": ({"headers": {"Origin": "https://app.example"}}, 200),
+    "a body that is not JSON": ({"body": b"{nope"}, 400),
+    "an unknown scope": ({"body": b'{"scopes": ["root"]}'}, 400),
+    "a lifetime out of range": ({"body": b'{"scopes": ["chat"], "expiresInMinutes": 5}'}, 400),
+    "a body that is not an object": ({"body": b"[1]"}, 400),
+    "a NUL in the body": ({"body": b'{"scopes": ["chat\\u0000"]}'}, 400),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_the_route_leaves_anything_but_an_ordinary_success_to_django(
+    resource: Resource, identity: CommunicationIdentity, case: str
+) -> None:
+    change, django_status = REFUSALS[case]
+    scope, body = token_request(resource, identity.raw_id, **change)
+
+    assert token_route.answer(scope, body) is None
+
+    headers = {
+        name: value.decode() for name, value in ((k.decode(), v) for k, v in scope["headers"])
+    }
+    query = scope["query_string"].decode()
+    view = Client().generic(
+        "POST",
+        f"{scope['path']}?{query}",
+        body,
+        content_type="application/json",
+        REQUEST_URI=f"{scope['raw_path'].decode()}?{query}",
+        **{
+            f"HTTP_{k.upper().replace('-', '_')}": v
+            for k, v in headers.items()
+            if k != "content-type"
+        },
+    )
+    assert view.status_code == django_status, view.content
+
+
+def test_an_identity_of_another_resource_is_left_to_django_which_does_not_find_it(
+    resource: Resource, other_resource: Resource, identity: CommunicationIdentity
+) -> None:
+    theirs = services.create_identity(other_resource)[0]
+    # Resource A's key, A's origin, B's identity; and B's identity id under A's id.
+    forged = theirs.raw_id.replace(str(other_resource.id), str(resource.id))
+    for raw_id in (theirs.raw_id, forged):
+        assert token_route.answer(*token_request(resource, raw_id)) is None
+        view = AcsClient(resource, resource.primary_key).call(
+            "POST", f"/identities/{quote_id(raw_id)}/:issueAccessToken", {"scopes": ["chat"]}
+        )
+        assert view.status_code == 404
+
+
+def test_a_deleted_identity_gets_no_token_from_the_route(
+    resource: Resource, identity: CommunicationIdentity
+) -> None:
+    services.delete_identity(identity)
+    assert token_route.answer(*token_request(resource, identity.raw_id)) is None
+
+
+def test_another_resources_key_is_left_to_django(
+    resource: Resource, other_resource: Resource, identity: CommunicationIdentity
+) -> None:
+    scope, body = token_request(resource, identity.raw_id, key=other_resource.primary_key)
+    assert token_route.answer(scope, body) is None
+
+
+def test_a_rotated_key_stops_working_on_the_route_at_once(
+    resource: Resource, identity: CommunicationIdentity
+) -> None:
+    old_key = resource.primary_key
+    assert token_route.answer(*token_request(resource, identity.raw_id)) is not None
+    services.regenerate_key(resource, "primary")
+    assert token_route.answer(*token_request(resource, identity.raw_id, key=old_key)) is None
+
+
+def test_plain_http_from_afar_and_unknown_hosts_are_left_to_django(
+    resource: Resource, identity: CommunicationIdentity
+) -> None:
+    scope, body = token_request(resource, identity.raw_id, client="203.0.113.9")
+    assert token_route.answer(scope, body) is None  # Django answers 403 HttpsRequired
+    scope, body = token_request(resource, identity.raw_id, scheme="https", client="203.0.113.9")
+    assert token_route.answer(scope, body) is not None
+
+    scope, body = token_request(resource, identity.raw_id, headers={"host": "evil.example"})
+    assert token_route.answer(scope, body) is None
+    # A resource's origin serves its API at the root: /r/<slug>/ there is another path.
+    scope, body = token_request(resource, identity.raw_id, paths=True, host=origin_host(resource))
+    assert token_route.answer(scope, body) is None
+
+
+def test_a_database_error_leaves_the_request_to_django(
+    resource: Resource, identity: CommunicationIdentity, monkeypatch: Any
+) -> None:
+    def broken(request: Any) -> None:
+        raise DatabaseError("the database is away")
+
+    monkeypatch.setattr(token_route, "_identity_and_keys", broken)
+    assert token_route.answer(*token_request(resource, identity.raw_id)) is None
+
+
+def test_the_route_refuses_past_the_quota_in_acs_shape_and_counts_once(
+    resource: Resource, identity: CommunicationIdentity, settings: Any
+) -> None:
+    settings.QUOTAS = {**settings.QUOTAS, "tokens": (3, 30)}
+    answers = [token_route.answer(*token_request(resource, identity.raw_id)) for _ in range(4)]
+
+    assert [a[0] for a in answers if a] == [200, 200, 200, 429]
+    refused = answers[3]
+    assert refused is not None
+    assert json.loads(refused[2])["error"]["code"] == "TooManyRequests"
+    assert 1 <= int(_headers(refused)["retry-after"]) <= 30
+    # The view shares the count: the next request through Django is refused too.
+    view = AcsClient(resource, resource.primary_key).call(
+        "POST", f"/identities/{quote_id(identity.raw_id)}/:issueAccessToken", {"scopes": ["chat"]}
+    )
+    assert view.status_code == 429
+    quotas.leases.forget()
