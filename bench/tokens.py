@@ -11,7 +11,8 @@ How: `tests.conftest.start_spool()` starts `manage.py serve` on free ports with 
 data dir (and a throwaway PostgreSQL database when DATABASE_URL is set). The script creates a
 resource and a few identities, pre-signs one token request per identity (a signature stays
 valid for 15 minutes), checks one of them returns 200, and has `wrk` replay them with a Lua
-script. Aim: at least 500 tokens/s and p99 under 50 ms at 32 clients on a 2-core machine.
+script. Aim (issue 18): at 32 clients, at least half the gunicorn ceiling of the same run with p99
+under 30 ms on the embedded defaults, at least 0.35 of it on PostgreSQL.
 
     .venv/bin/python bench/tokens.py [--clients 1,32] [--seconds 10] [--smoke] [--json PATH]
 
@@ -49,8 +50,8 @@ API_VERSION = "2023-10-01"
 TOKEN_BODY = json.dumps({"scopes": ["chat", "voip"]}).encode()
 # Tokens for several identities, as real traffic from many users would ask for.
 IDENTITIES = 32
-AIM_TOKENS_PER_SECOND = 500
-AIM_P99_MS = 50.0
+AIM_RATIO = 0.35 if os.environ.get("DATABASE_URL") else 0.5  # of the gunicorn ceiling
+AIM_P99_MS = 30.0
 AIM_CLIENTS = 32
 WARM_UP_SECONDS = 2  # wrk's run off the record before each measured one (whole seconds; 0: none)
 SERVE_SIZES: dict[str, str] = {}  # on top of serve's defaults (--smoke: the smallest serve)
@@ -523,10 +524,11 @@ def report_ratios(results: list[Result]) -> None:
             )
     for r in results:
         if r.scenario.startswith("Spool") and r.clients == AIM_CLIENTS:
-            met = r.per_second >= AIM_TOKENS_PER_SECOND and r.p99_ms < AIM_P99_MS
+            ratio = r.per_second / gunicorn.per_second
+            met = ratio >= AIM_RATIO and r.p99_ms < AIM_P99_MS
             print(
-                f"aim (>= {AIM_TOKENS_PER_SECOND} tokens/s, p99 < {AIM_P99_MS:g} ms at {AIM_CLIENTS} clients), "
-                f"{r.scenario}: {'met' if met else 'NOT met'} ({r.per_second:,.0f}/s, p99 {r.p99_ms:.1f} ms)"
+                f"aim (>= {AIM_RATIO:g} of the ceiling, p99 < {AIM_P99_MS:g} ms at {AIM_CLIENTS} clients), "
+                f"{r.scenario}: {'met' if met else 'NOT met'} ({ratio:.2f}, p99 {r.p99_ms:.1f} ms)"
             )
 
 
