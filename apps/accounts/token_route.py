@@ -110,13 +110,17 @@ class _TokenRequest:
 def _read(scope: dict[str, Any], body: bytes) -> _TokenRequest | None:
     headers: dict[str, str] = {}
     for name, value in scope["headers"]:
-        headers[name.decode("latin-1")] = value.decode("latin-1")
+        key = name.decode("latin-1")
+        if key in headers:
+            return None  # a repeated header: Django joins them (and refuses a joined Host)
+        headers[key] = value.decode("latin-1")
     host = headers.get("host", "")
     domain, _ = split_domain_port(host)
     if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
         return None  # Django refuses it (400)
-    if "origin" in headers or not headers.get("content-type", "").startswith("application/json"):
-        return None  # CORS headers to add, or a body DRF would not parse
+    media_type = headers.get("content-type", "").partition(";")[0].strip().lower()
+    if "origin" in headers or media_type != "application/json":
+        return None  # CORS headers to add, or a body DRF may not parse
     secure = scope["scheme"] == "https"
     client = (scope.get("client") or ("", 0))[0]
     if not security.api_transport_allowed(secure, client):

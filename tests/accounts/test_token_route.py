@@ -144,6 +144,7 @@ REFUSALS: dict[str, tuple[dict[str, Any], int]] = {
     "a lifetime out of range": ({"body": b'{"scopes": ["chat"], "expiresInMinutes": 5}'}, 400),
     "a body that is not an object": ({"body": b"[1]"}, 400),
     "a NUL in the body": ({"body": b'{"scopes": ["chat\\u0000"]}'}, 400),
+    "another media type": ({"headers": {"content-type": "application/jsonx"}}, 415),
 }
 
 
@@ -164,7 +165,7 @@ def test_the_route_leaves_anything_but_an_ordinary_success_to_django(
         "POST",
         f"{scope['path']}?{query}",
         body,
-        content_type="application/json",
+        content_type=headers["content-type"],
         REQUEST_URI=f"{scope['raw_path'].decode()}?{query}",
         **{
             f"HTTP_{k.upper().replace('-', '_')}": v
@@ -221,6 +222,9 @@ def test_plain_http_from_afar_and_unknown_hosts_are_left_to_django(
     assert token_route.answer(scope, body) is not None
 
     scope, body = token_request(resource, identity.raw_id, headers={"host": "evil.example"})
+    assert token_route.answer(scope, body) is None
+    scope, body = token_request(resource, identity.raw_id)
+    scope["headers"].append((b"host", origin_host(resource).encode()))  # Host twice
     assert token_route.answer(scope, body) is None
     # A resource's origin serves its API at the root: /r/<slug>/ there is another path.
     scope, body = token_request(resource, identity.raw_id, paths=True, host=origin_host(resource))
