@@ -1,26 +1,30 @@
-"""How fast chat messages reach 1,000 WebSockets, beside this machine's raw fan-out ceiling.
+"""How fast chat messages reach 1,000 WebSockets on two web processes, and what an idle socket
+costs, beside this machine's raw fan-out ceiling measured in the same run.
 
-Measures, on ONE web process (SPOOL_WEB_PROCESSES=1) holding 1,000 identity sockets
-(/ws/?access_token=...) of 100 threads of 10 participants:
-- the posting side: messages posted through the ACS Chat API
-  (POST /r/<slug>/chat/threads/<id>/messages, api-version 2024-03-07, Bearer token of one of
-  the thread's participants) at a fixed offered rate from a few keep-alive connections,
-  accepted per second and the API's p50/p99;
-- the delivery side: chatMessageReceived frames per second over the sockets (every participant,
-  the sender too, gets each message: 10 deliveries per message), p50/p99 from the time the post
-  was sent (embedded in the message) to the frame's arrival, the p99 from the time the post was
-  due (shows the poster falling behind its schedule), and lost deliveries (10 per accepted
-  message, minus those that arrived);
-- memory per idle connection: the RSS of serve's `runweb` process before and after opening the
-  1,000 sockets, divided by 1,000.
-Each offered rate runs twice: posts sent to the web process that holds the sockets, and posts
-sent to a second web process (uvicorn on spool.asgi, same data dir, database and Redis), so the
-first process only fans out.
+Issue 18's aim: 4,000 deliveries/s to 1,000 sockets at p99 under 100 ms, none lost, with the
+sockets spread over two web processes and posts through a third; 10,000 idle sockets on one web
+process at under 30 KiB each. Measured:
+- fan-out: 1,000 identity sockets (/ws/?access_token=...) of 100 threads of 10 participants,
+  every other one on each of two web processes (so each message reaches both); messages posted
+  through the ACS Chat API (POST /r/<slug>/chat/threads/<id>/messages, api-version 2024-03-07,
+  Bearer token of one of the thread's participants) to a third web process, at fixed offered
+  rates up to 400 messages/s (4,000 deliveries/s), from a few keep-alive connections. Printed:
+  accepted posts/s and the API's p50/p99; chatMessageReceived frames per second over the
+  sockets (every participant, the sender too, gets each message: 10 deliveries per message),
+  p50/p99 from the time the post was sent (embedded in the message) to the frame's arrival, the
+  p99 from the time the post was due (shows the poster falling behind its schedule), lost
+  deliveries (10 per accepted message, minus those that arrived), and each process's CPU;
+- memory per idle socket: 10,000 sockets opened on a fresh web process, its RSS before them,
+  with the first 1,000 and with all 10,000, divided by the number open; and the CPU the
+  process then spends on them over 10 s while they sit idle.
+The web processes are `manage.py runweb`, as serve runs them: serve's own (SPOOL_WEB_PROCESSES=1)
+and others this script starts on listening sockets of their own, with the same data dir,
+database and Redis.
 
 In the same run, the ceiling of ../shared/baselines/: `ws_raw_server.py PORT` (plain websockets +
-Redis pub/sub) loaded by `ws_load.py URL 1000 10 RATE SECONDS` at the same rates plus 400/s.
-Aim: p99 under 100 ms while delivering at least 2,000 deliveries/s with none lost, and under
-100 KiB per idle connection.
+Redis pub/sub, one process) loaded by `ws_load.py URL 1000 10 RATE SECONDS` at the same rates,
+and the raw server's RSS per idle socket with 1,000 and with 10,000 clients; each figure is
+printed beside its ceiling.
 
 How: `tests.conftest.start_spool()` starts `manage.py serve` on free ports with a temporary
 data dir, a throwaway PostgreSQL database when DATABASE_URL is set, and REDIS_URL's Redis when
@@ -28,29 +32,37 @@ set (its own database number; else the embedded private Redis). Identities and c
 from the HMAC-signed Identity API, threads from the Chat API. The sockets are read by one
 asyncio loop in this process (websockets, no compression, like ws_load.py; --deflate offers
 permessage-deflate as browsers do); the poster is a child process (this script with --post)
-with one thread per connection. The load shares the machine's cores with the server.
-ws_raw_server.py talks to Redis on 127.0.0.1:6379; if nothing answers there, the embedded
-Redis's own redis-server is run there for the duration.
+with one thread per connection. The load shares the machine's cores with the server. The
+script raises its open-file limit to the hard limit (its children inherit it): 10,000 sockets
+need more than 10,000 descriptors on both ends. ws_raw_server.py talks to Redis on
+127.0.0.1:6379; if nothing answers there, the embedded Redis's own redis-server is run there for
+the duration.
 
-    .venv/bin/python bench/chat.py [--rates 100,200] [--seconds 15] [--connections 8]
-        [--deflate] [--no-ceiling] [--quick] [--smoke] [--json PATH]
+    .venv/bin/python bench/chat.py [--rates 100,200,400] [--seconds 10] [--idle 10000]
+        [--connections 8] [--api-threads N] [--deflate] [--no-ceiling] [--profile DIR]
+        [--quick] [--smoke] [--json PATH]
 
 Prints figures and one JSON line; exits non-zero only when something could not be set up. With
 --json PATH (or SPOOL_BENCH_JSON) its headline figures go to that file too
-(bench/bench_results.py); --smoke is the CI-safe run: 20 sockets, 20 messages/s for 1 s, the
-ceiling at that rate only.
+(bench/bench_results.py). --quick runs 400 messages/s for 3 s (the idle sockets as usual);
+--smoke is the CI-safe run: 20 sockets, 20 messages/s for 1 s, 40 idle sockets, the ceiling at
+that rate only. --profile DIR records the web processes with py-spy (`--gil --format raw`)
+during the run at the highest rate, one file per process in DIR.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import http.client
 import json
 import os
 import queue
 import re
+import resource
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -70,22 +82,26 @@ from bench import bench_results, sms, tokens  # noqa: E402
 
 IDENTITY_API_VERSION = "2023-10-01"
 CHAT_API_VERSION = "2024-03-07"
-CLIENTS = 1000  # --smoke: fewer
+CLIENTS = 1000  # fan-out sockets (--smoke: fewer)
 GROUP = 10  # participants per thread
-CEILING_EXTRA_RATE = 400.0  # messages/s: where the raw ceiling still keeps up on this box
+IDLE_SOCKETS = 10_000  # --idle
+IDLE_FIRST = 1000  # the idle scenario's first reading, after this many
 PAD = "x" * 80  # a message of ~120 characters, like ws_load.py's 100-byte payload
 OPEN_CONCURRENCY = 50  # WebSocket handshakes in flight while opening the sockets
 QUIET_SECONDS = 3.0  # a run's deliveries are over when none arrived for this long
 DRAIN_LIMIT_SECONDS = 30.0
-AIM_DELIVERIES_PER_SECOND = 2000
+AIM_DELIVERIES_PER_SECOND = 4000
 AIM_P99_MS = 100.0
-AIM_KIB_PER_CONNECTION = 100.0
+AIM_KIB_PER_CONNECTION = 30.0  # at IDLE_SOCKETS on one web process
 REST_WARNING_PERCENT = 20.0  # CPU of everything else during a run, % of a core
-WARM_UP_SECONDS = 2.0  # posting off the record before each target's runs
-OPEN_SETTLE_SECONDS = 3.0  # between opening the sockets and reading the memory they take
+WARM_UP_SECONDS = 2.0  # posting off the record before the runs
+OPEN_SETTLE_SECONDS = 3.0  # between opening sockets and reading the memory they take
+IDLE_CPU_SECONDS = 10.0  # how long the idle sockets' CPU is watched (token re-checks, pings)
 CEILING_LINE = re.compile(
     r"deliveries=(\d+)/(\d+) \(([\d,]+)/s\) p50=([\d.na]+)ms p99=([\d.na]+)ms lost=(-?\d+)"
 )
+WEB_NAMES = ("web 1", "web 2", "posting web")  # the sockets' two processes, the posts' one
+CPU_NAMES = (*WEB_NAMES, "redis", "postgres", "bench", "poster", "rest")
 
 
 @dataclass
@@ -106,7 +122,7 @@ class Posting:
 
 @dataclass
 class Run:
-    target: str  # "same" (posts to the sockets' web process) or "other"
+    target: str  # a name for the run (a tag of its messages: no spaces)
     rate: float  # messages/s offered
     seconds: float
     sent: int
@@ -144,11 +160,14 @@ class Ceiling:
 
 
 @dataclass
+@dataclass
 class Memory:
+    """A web process's RSS with `sockets` idle sockets open, and before them."""
+
+    sockets: int
     rss_before: int
     rss_open: int
-    rss_end: int
-    sockets: int
+    cpu_percent: float | None = None  # of one core, while they sat idle (the last reading)
 
     @property
     def per_connection(self) -> float:
@@ -376,53 +395,76 @@ def external_redis(url: str) -> Any:
     return None
 
 
-API_THREADS = 1  # --api-threads: SPOOL_WEB_THREADS of the second (posting) web process
+API_THREADS = 1  # --api-threads (else serve's default): SPOOL_WEB_THREADS of the posting process
 
 
-def start_other_web(conftest: ModuleType, live: Any, scratch: Path) -> tuple[Any, str]:
-    """A second web process on the same data dir, database and Redis: posts only."""
-    port = conftest.free_port()
-    log = scratch / "other-web.log"
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "spool.asgi:application",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--loop",
-        "uvloop",
-        "--http",
-        "httptools",
-        "--log-level",
-        "warning",
-        "--no-access-log",
-    ]
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env={**live.env, "SPOOL_WEB_THREADS": str(API_THREADS)},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base_url = f"http://127.0.0.1:{port}"
+@dataclass
+class Web:
+    """A web process this script started (`manage.py runweb`), and its plain-HTTP URL."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+
+
+def start_web(live: Any, scratch: Path, name: str, env: dict[str, str] | None = None) -> Web:
+    """Another web process as serve runs them (`manage.py runweb` on inherited listening
+    sockets), on ports of its own, with serve's data dir, database and Redis."""
+    listeners = []
+    for _ in ("http", "https"):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(2048)
+        sock.set_inheritable(True)
+        listeners.append(sock)
+    http, https = listeners
+    # Its own ports are its console ports, as serve's are for the processes serve starts:
+    # else every request on them is looked up as a resource's own origin (a query per post).
+    own_ports = {
+        "SPOOL_HTTP_PORT": str(http.getsockname()[1]),
+        "SPOOL_HTTPS_PORT": str(https.getsockname()[1]),
+    }
+    log = scratch / f"web-{name}.log"
+    try:
+        with open(log, "wb") as out:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    str(ROOT / "manage.py"),
+                    "runweb",
+                    "--http-fd",
+                    str(http.fileno()),
+                    "--https-fd",
+                    str(https.fileno()),
+                ],
+                cwd=ROOT,
+                env={**live.env, **own_ports, **(env or {})},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                pass_fds=(http.fileno(), https.fileno()),
+            )
+        base_url = f"http://127.0.0.1:{http.getsockname()[1]}"
+    finally:
+        for sock in listeners:  # the child holds its own copies
+            sock.close()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
         try:
             tokens.send(base_url, "GET", "/healthz", {}, b"")
-            return process, base_url
+            return Web(process, base_url)
         except OSError:
             time.sleep(0.2)
     tokens.stop(process)
-    raise tokens.SetupError(f"the second web process did not start:\n{log.read_text()[-3000:]}")
+    raise tokens.SetupError(f"the {name} web process did not start:\n{log.read_text()[-3000:]}")
+
+
+def ws_url(base_url: str) -> str:
+    return base_url.replace("http://", "ws://").replace("https://", "wss://")
 
 
 # --- The sockets --------------------------------------------------------------------------------
 class Receiver:
-    """The 1,000 sockets, read by one asyncio loop; counts the current run's deliveries."""
+    """The sockets, read by one asyncio loop; counts the current run's deliveries."""
 
     def __init__(self) -> None:
         self.sockets: list[Any] = []
@@ -634,8 +676,39 @@ async def measure(
     )
 
 
-async def measure_spool_async(
-    conftest: ModuleType,
+def start_profiles(
+    processes: dict[str, Any], seconds: float, folder: Path | None
+) -> list[subprocess.Popen[bytes]]:
+    """py-spy recording each web process for `seconds` (--profile), or nothing."""
+    if folder is None:
+        return []
+    spy = Path(sys.executable).parent / "py-spy"
+    folder.mkdir(parents=True, exist_ok=True)
+    return [
+        subprocess.Popen(
+            [
+                str(spy),
+                "record",
+                "--gil",
+                "-r",
+                "200",
+                "--format",
+                "raw",
+                "-d",
+                f"{max(1, round(seconds))}",
+                "-p",
+                str(processes[name].pid),
+                "-o",
+                str(folder / f"{name.replace(' ', '-')}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name in WEB_NAMES
+    ]
+
+
+async def measure_fan_out(
     live: Any,
     users: list[tuple[str, str]],
     threads: list[dict[str, Any]],
@@ -644,61 +717,127 @@ async def measure_spool_async(
     connections: int,
     deflate: bool,
     scratch: Path,
-) -> tuple[list[Run], Memory]:
+    profile: Path | None,
+) -> list[Run]:
+    """The sockets every other one on serve's web process and on a second one, the posts
+    through a third."""
+    receiver = Receiver()
+    with contextlib.ExitStack() as started_webs:
+        second = start_web(live, scratch, "sockets")
+        started_webs.callback(tokens.stop, second.process)
+        posting = start_web(live, scratch, "posts", {"SPOOL_WEB_THREADS": str(API_THREADS)})
+        started_webs.callback(tokens.stop, posting.process)
+        try:
+            return await fan_out(
+                live,
+                receiver,
+                second,
+                posting,
+                users,
+                threads,
+                rates,
+                seconds,
+                connections,
+                deflate,
+                profile,
+            )
+        finally:
+            await receiver.close()
+
+
+async def fan_out(
+    live: Any,
+    receiver: Receiver,
+    second: Web,
+    posting: Web,
+    users: list[tuple[str, str]],
+    threads: list[dict[str, Any]],
+    rates: list[float],
+    seconds: float,
+    connections: int,
+    deflate: bool,
+    profile: Path | None,
+) -> list[Run]:
+    import psutil
+
     web = child_process(live, "runweb")
     if web is None:
         raise tokens.SetupError("no runweb process under serve")
     redis_url = live.env.get("REDIS_URL")
     redis_process = external_redis(redis_url) if redis_url else child_process(live, "redis")
-    receiver = Receiver()
-    ws_url = live.http_url.replace("http://", "ws://")
-    other, other_url = start_other_web(conftest, live, scratch)
-    try:
-        import psutil
-
-        processes = {
-            "web": web,
-            "other web": psutil.Process(other.pid),
-            "redis": redis_process,
-            "postgres": postgres_seconds if live.env.get("DATABASE_URL") else None,
-            "bench": psutil.Process(),
-        }
-        # One socket first, off the record: the first one pays for lazy imports and the
-        # channel layer's Redis connections, which are not per-connection costs.
-        spare = users[-1][1]
-        await receiver.open(ws_url, [spare], deflate)
-        await asyncio.sleep(1)
-        rss_before = web.memory_info().rss
-        started = time.monotonic()
-        await receiver.open(ws_url, [token for _, token in users[:CLIENTS]], deflate)
+    processes = {
+        "web 1": web,
+        "web 2": psutil.Process(second.process.pid),
+        "posting web": psutil.Process(posting.process.pid),
+        "redis": redis_process,
+        "postgres": postgres_seconds if live.env.get("DATABASE_URL") else None,
+        "bench": psutil.Process(),
+    }
+    started = time.monotonic()
+    participant_tokens = [token for _, token in users[:CLIENTS]]
+    for n, base_url in enumerate((live.http_url, second.url)):
+        await receiver.open(ws_url(base_url), participant_tokens[n::2], deflate)
+    print(
+        f"  {len(receiver.sockets):,} sockets open on two web processes in "
+        f"{time.monotonic() - started:.1f} s",
+        flush=True,
+    )
+    # Warm the poster's path and the processes off the record.
+    await measure(
+        receiver, "warm-up", posting.url, threads, min(rates), WARM_UP_SECONDS, connections, {}
+    )
+    runs = []
+    for rate in rates:
+        spies = start_profiles(processes, seconds, profile if rate == max(rates) else None)
+        run = await measure(
+            receiver, "fan-out", posting.url, threads, rate, seconds, connections, processes
+        )
+        for spy in spies:
+            spy.wait()
+        runs.append(run)
         print(
-            f"  {len(receiver.sockets) - 1:,} sockets open in {time.monotonic() - started:.1f} s",
+            f"  {rate:g} messages/s: {run.deliveries_per_second:,.0f} deliveries/s, "
+            f"p99 {run.p99_ms:,.1f} ms, {run.lost:,} lost",
             flush=True,
         )
-        await asyncio.sleep(OPEN_SETTLE_SECONDS)
-        rss_open = web.memory_info().rss
-        runs = []
-        for target, base_url in (("same", live.http_url), ("other", other_url)):
-            # Warm the poster's path and the target process off the record.
-            await measure(
-                receiver, target, base_url, threads, min(rates), WARM_UP_SECONDS, connections, {}
+    return runs
+
+
+async def measure_idle(
+    live: Any, user_tokens: list[str], count: int, deflate: bool, scratch: Path
+) -> list[Memory]:
+    """RSS per idle socket on a fresh web process, with IDLE_FIRST and with `count` open."""
+    import psutil
+
+    web = start_web(live, scratch, "idle")
+    receiver = Receiver()
+    try:
+        watched = psutil.Process(web.process.pid)
+        url = ws_url(web.url)
+        # One socket first, off the record: the first one pays for lazy imports and the
+        # channel layer's Redis connections, which are not per-connection costs.
+        await receiver.open(url, user_tokens[-1:], deflate)
+        await asyncio.sleep(1)
+        rss_before = watched.memory_info().rss
+        readings, opened, started = [], 0, time.monotonic()
+        for step in sorted({min(IDLE_FIRST, count), count}):
+            await receiver.open(url, user_tokens[opened:step], deflate)
+            opened = step
+            await asyncio.sleep(OPEN_SETTLE_SECONDS)
+            readings.append(Memory(step, rss_before, watched.memory_info().rss))
+            if step == count:
+                before = cpu_seconds(watched)
+                await asyncio.sleep(IDLE_CPU_SECONDS)
+                readings[-1].cpu_percent = (cpu_seconds(watched) - before) / IDLE_CPU_SECONDS * 100
+            print(
+                f"  {step:,} idle sockets open in {time.monotonic() - started:.1f} s: "
+                f"{readings[-1].per_connection / 1024:,.1f} KiB each",
+                flush=True,
             )
-            for rate in rates:
-                run = await measure(
-                    receiver, target, base_url, threads, rate, seconds, connections, processes
-                )
-                runs.append(run)
-                print(
-                    f"  posts to the {target} web process at {rate:g}/s: "
-                    f"{run.deliveries_per_second:,.0f} deliveries/s, p99 {run.p99_ms:,.1f} ms, "
-                    f"{run.lost:,} lost",
-                    flush=True,
-                )
-        memory = Memory(rss_before, rss_open, web.memory_info().rss, len(receiver.sockets) - 1)
-        await receiver.close()
-        return runs, memory
+        return readings
     finally:
-        tokens.stop(other)
+        await receiver.close()
+        tokens.stop(web.process)
 
 
 def measure_spool(
@@ -707,26 +846,32 @@ def measure_spool(
     seconds: float,
     connections: int,
     deflate: bool,
+    idle: int,
     scratch: Path,
-) -> tuple[list[Run], Memory]:
+    profile: Path | None,
+) -> tuple[list[Run], list[Memory]]:
     started = time.monotonic()
     live, cleanups = conftest.start_spool(
         {**tokens.serve_sizes(), **tokens.QUOTA_COUNTED, "SPOOL_WEB_PROCESSES": "1"}
     )
     try:
-        resource = tokens.resource_of(live, live.create_resource(f"bench-{os.getpid()}"))
-        users = create_users(conftest, live.http_url, resource, CLIENTS + 1)  # +1: the spare
-        threads = create_threads(live.http_url, resource, users[:CLIENTS])
+        resource_ = tokens.resource_of(live, live.create_resource(f"bench-{os.getpid()}"))
+        # The fan-out's participants are also the first of the idle sockets; +1: a spare.
+        users = create_users(conftest, live.http_url, resource_, max(CLIENTS, idle) + 1)
+        threads = create_threads(live.http_url, resource_, users[:CLIENTS])
         print(
             f"  serve started; {len(users):,} identities and {len(threads)} threads created in "
             f"{time.monotonic() - started:.1f} s",
             flush=True,
         )
-        return asyncio.run(
-            measure_spool_async(
-                conftest, live, users, threads, rates, seconds, connections, deflate, scratch
+        runs = asyncio.run(
+            measure_fan_out(
+                live, users, threads, rates, seconds, connections, deflate, scratch, profile
             )
         )
+        idle_tokens = [token for _, token in users]
+        memory = asyncio.run(measure_idle(live, idle_tokens, idle, deflate, scratch))
+        return runs, memory
     finally:
         conftest.stop_spool(live, cleanups)
 
@@ -745,69 +890,83 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> Non
     raise tokens.SetupError(f"ws_raw_server.py did not listen:\n{log.read_text()[-3000:]}")
 
 
-def raw_memory(server: Any, port: int, clients: int, deadline: float) -> int | None:
-    """The raw server's RSS once `clients` sockets are established (ws_load.py waits 1 s
-    between opening them and sending), or None if that moment was missed."""
+def raw_memory(server: Any, clients: int, fds_before: int, deadline: float) -> int | None:
+    """The raw server's RSS once it holds `clients` more descriptors than before (its sockets;
+    ws_load.py waits 1 s between opening them and sending), or None if that moment was missed."""
     import psutil
 
     while time.monotonic() < deadline:
         try:
-            established = sum(
-                1
-                for c in server.net_connections(kind="tcp")
-                if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port
-            )
+            if server.num_fds() - fds_before >= clients:
+                return int(server.memory_info().rss)
         except psutil.Error:
             return None
-        if established >= clients:
-            return int(server.memory_info().rss)
         time.sleep(0.05)
     return None
 
 
+def start_raw_server(scratch: Path, name: str) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    log = scratch / f"ws-raw-{name}.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "ws_raw_server.py", str(port)],
+            cwd=tokens.BASELINES,
+            env=tokens.baseline_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for_port(port, server, log)
+    except BaseException:
+        tokens.stop(server)
+        raise
+    return server, port
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def ws_load(port: int, clients: int, rate: float, seconds: float) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "ws_load.py",
+            f"ws://127.0.0.1:{port}",
+            str(clients),
+            str(GROUP),
+            f"{rate:g}",
+            f"{seconds:g}",
+        ],
+        cwd=tokens.BASELINES,
+        env=tokens.baseline_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def measure_ceiling(
-    conftest: ModuleType, rates: list[float], seconds: float, scratch: Path
-) -> tuple[list[Ceiling], float | None]:
-    """ws_load.py against a fresh ws_raw_server.py per rate; the raw server's bytes per idle
-    connection (from the first run)."""
+    rates: list[float], seconds: float, scratch: Path
+) -> tuple[list[Ceiling], Memory | None]:
+    """ws_load.py against a fresh ws_raw_server.py per rate; the raw server's RSS with CLIENTS
+    idle sockets (from the first run)."""
     import psutil
 
-    results, per_connection = [], None
+    results, memory = [], None
     for rate in rates:
-        port = conftest.free_port()
-        log = scratch / f"ws-raw-{rate:g}.log"
-        with open(log, "wb") as out:
-            server = subprocess.Popen(
-                [sys.executable, "ws_raw_server.py", str(port)],
-                cwd=tokens.BASELINES,
-                env=tokens.baseline_env(),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        server, port = start_raw_server(scratch, f"{rate:g}")
         try:
-            wait_for_port(port, server, log)
             watched = psutil.Process(server.pid)
-            before = watched.memory_info().rss
-            load = subprocess.Popen(
-                [
-                    sys.executable,
-                    "ws_load.py",
-                    f"ws://127.0.0.1:{port}",
-                    str(CLIENTS),
-                    str(GROUP),
-                    f"{rate:g}",
-                    f"{seconds:g}",
-                ],
-                cwd=tokens.BASELINES,
-                env=tokens.baseline_env(),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
+            before, fds = watched.memory_info().rss, watched.num_fds()
+            load = ws_load(port, CLIENTS, rate, seconds)
             try:
-                opened = raw_memory(watched, port, CLIENTS, time.monotonic() + 60)
-                if per_connection is None and opened is not None:
-                    per_connection = (opened - before) / CLIENTS
+                opened = raw_memory(watched, CLIENTS, fds, time.monotonic() + 60)
+                if memory is None and opened is not None:
+                    memory = Memory(CLIENTS, before, opened)
                 out, err = load.communicate(timeout=seconds + 120)
             finally:
                 if load.poll() is None:
@@ -831,102 +990,121 @@ def measure_ceiling(
             print(f"  ceiling at {rate:g} messages/s done", flush=True)
         finally:
             tokens.stop(server)
-    return results, per_connection
+    return results, memory
+
+
+def measure_raw_idle(count: int, scratch: Path) -> Memory | None:
+    """The raw server's RSS with `count` idle sockets (ws_load.py's, opened one after another),
+    or None if it never held them all."""
+    import psutil
+
+    server, port = start_raw_server(scratch, f"idle-{count}")
+    try:
+        watched = psutil.Process(server.pid)
+        before, fds = watched.memory_info().rss, watched.num_fds()
+        # A message a second to a group of 10: the sockets are opened, then idle.
+        load = ws_load(port, count, 1, OPEN_SETTLE_SECONDS + 10)
+        try:
+            opened = raw_memory(watched, count, fds, time.monotonic() + 120)
+            if opened is not None:
+                time.sleep(OPEN_SETTLE_SECONDS)  # as for Spool's
+                opened = int(watched.memory_info().rss)
+        finally:
+            load.kill()
+            load.wait()
+        print(f"  ceiling with {count:,} idle sockets done", flush=True)
+        return None if opened is None else Memory(count, before, opened)
+    finally:
+        tokens.stop(server)
 
 
 # --- Report -------------------------------------------------------------------------------------
-TARGETS = {"same": "the sockets' process", "other": "a second process"}
-
-
 def print_posting(runs: list[Run], connections: int) -> None:
     print(
-        f"Posting through the Chat API ({connections} keep-alive connections, Bearer token of a "
-        "participant, ~120-character messages)"
+        f"Posting through the Chat API to the posting web process ({connections} keep-alive "
+        f"connections, {API_THREADS} request thread(s), Bearer token of a participant, "
+        "~120-character messages)"
     )
     print(
-        f"  {'posts to':<20}  {'offered/s':>9}  {'sent':>6}  {'accepted':>8}  {'accepted/s':>10}"
-        f"  {'API p50 ms':>10}  {'API p99 ms':>10}  {'late p99 ms':>11}  {'errors':>6}"
+        f"  {'offered/s':>9}  {'sent':>6}  {'accepted':>8}  {'accepted/s':>10}  {'API p50 ms':>10}"
+        f"  {'API p99 ms':>10}  {'late p99 ms':>11}  {'errors':>6}"
     )
     for r in runs:
         print(
-            f"  {TARGETS[r.target]:<20}  {r.rate:>9,.0f}  {r.sent:>6,}  {r.accepted:>8,}"
-            f"  {r.accepted_per_second:>10,.0f}  {r.api_p50_ms:>10.1f}  {r.api_p99_ms:>10.1f}"
-            f"  {r.lag_p99_ms:>11.1f}  {r.errors:>6,}"
+            f"  {r.rate:>9,.0f}  {r.sent:>6,}  {r.accepted:>8,}  {r.accepted_per_second:>10,.0f}"
+            f"  {r.api_p50_ms:>10.1f}  {r.api_p99_ms:>10.1f}  {r.lag_p99_ms:>11.1f}"
+            f"  {r.errors:>6,}"
         )
     for r in runs:
         if r.error:
-            print(f"  e.g. ({TARGETS[r.target]}, {r.rate:g}/s): {r.error}")
+            print(f"  e.g. ({r.rate:g}/s): {r.error}")
     print("  late = how long after its scheduled time a post left (all connections busy)")
 
 
 def print_delivery(runs: list[Run], ceilings: list[Ceiling]) -> None:
     print(
-        f"Delivery to {CLIENTS:,} WebSockets on one web process ({CLIENTS // GROUP} threads of "
-        f"{GROUP}; {GROUP} deliveries per message)"
+        f"Delivery to {CLIENTS:,} WebSockets on two web processes ({CLIENTS // 2:,} each; "
+        f"{CLIENTS // GROUP} threads of {GROUP} with members on both; {GROUP} deliveries per "
+        "message), beside the raw ceiling at the same rate"
     )
     print(
-        f"  {'posts to':<20}  {'offered/s':>9}  {'deliveries/s':>12}  {'p50 ms':>7}  {'p99 ms':>7}"
-        f"  {'p99 sched':>9}  {'lost':>6}  {'/ ceiling':>9}  CPU % of a core (web, other web, "
-        "redis, postgres, bench, poster, rest)"
+        f"  {'offered/s':>9}  {'deliveries/s':>12}  {'p50 ms':>7}  {'p99 ms':>7}  {'p99 sched':>9}"
+        f"  {'lost':>6}  |  {'ceiling/s':>9}  {'p50 ms':>7}  {'p99 ms':>7}  {'lost':>6}"
+        f"  {'ratio':>5}"
     )
     by_rate = {c.rate: c for c in ceilings}
     for r in runs:
-        ceiling = by_rate.get(r.rate)
-        ratio = r.deliveries_per_second / ceiling.per_second if ceiling else None
-        cpu = ", ".join(
-            sms.figure(r.cpu_percent.get(name))
-            for name in ("web", "other web", "redis", "postgres", "bench", "poster", "rest")
-        )
+        c = by_rate.get(r.rate)
+        ratio = r.deliveries_per_second / c.per_second if c else None
         print(
-            f"  {TARGETS[r.target]:<20}  {r.rate * GROUP:>9,.0f}  {r.deliveries_per_second:>12,.0f}"
-            f"  {r.p50_ms:>7.1f}  {r.p99_ms:>7.1f}  {r.p99_from_schedule_ms:>9.1f}  {r.lost:>6,}"
-            f"  {sms.figure(ratio, 2):>9}  {cpu}"
+            f"  {r.rate * GROUP:>9,.0f}  {r.deliveries_per_second:>12,.0f}  {r.p50_ms:>7.1f}"
+            f"  {r.p99_ms:>7.1f}  {r.p99_from_schedule_ms:>9.1f}  {r.lost:>6,}  |  "
+            f"{sms.figure(c.per_second if c else None):>9}"
+            f"  {sms.figure(c.p50_ms if c else None, 1):>7}"
+            f"  {sms.figure(c.p99_ms if c else None, 1):>7}"
+            f"  {sms.figure(c.lost if c else None):>6}  {sms.figure(ratio, 2):>5}"
         )
-    extras = [r for r in runs if r.duplicates or r.closed_sockets]
-    for r in extras:
-        print(
-            f"  ({TARGETS[r.target]}, {r.rate:g}/s): {r.duplicates} duplicate deliveries, "
-            f"{r.closed_sockets} sockets closed"
-        )
+    for r in runs:
+        if r.duplicates or r.closed_sockets:
+            print(
+                f"  ({r.rate:g}/s): {r.duplicates} duplicate deliveries, "
+                f"{r.closed_sockets} sockets closed"
+            )
     print(
         "  latency from the post's send time; p99 sched = from its scheduled time; "
         "deliveries/s = frames / (last frame - first post)"
     )
+    print(f"  CPU, % of a core: {', '.join(CPU_NAMES)}")
+    for r in runs:
+        cpu = ", ".join(sms.figure(r.cpu_percent.get(name)) for name in CPU_NAMES)
+        print(f"  {r.rate * GROUP:>9,.0f}  {cpu}")
 
 
-def print_ceiling(
-    ceilings: list[Ceiling], raw_per_connection: float | None, seconds: float
-) -> None:
+def print_memory(memory: list[Memory], raw: dict[int, Memory]) -> None:
     print(
-        f"Ceiling: ../shared/baselines/ws_raw_server.py + ws_load.py {CLIENTS} {GROUP} RATE "
-        f"{seconds:g} (websockets + Redis pub/sub on 127.0.0.1:6379)"
+        "Memory per idle WebSocket (RSS of one web process, after the sockets, less before them, "
+        "divided by their number), beside the raw server's"
     )
-    print(f"  {'offered/s':>9}  {'deliveries/s':>12}  {'p50 ms':>7}  {'p99 ms':>7}  {'lost':>6}")
-    for c in ceilings:
+    print(
+        f"  {'sockets':>7}  {'RSS MiB':>8}  {'KiB each':>8}  {'idle CPU %':>10}  |  "
+        f"{'ceiling KiB each':>16}"
+    )
+    for m in memory:
+        ceiling = raw.get(m.sockets)
         print(
-            f"  {c.rate * GROUP:>9,.0f}  {c.per_second:>12,.0f}  {c.p50_ms:>7.1f}  {c.p99_ms:>7.1f}"
-            f"  {c.lost:>6,}"
+            f"  {m.sockets:>7,}  {m.rss_open / 2**20:>8,.1f}  {m.per_connection / 1024:>8.1f}"
+            f"  {sms.figure(m.cpu_percent):>10}  |  "
+            f"{sms.figure(ceiling.per_connection / 1024 if ceiling else None, 1):>16}"
         )
-    if raw_per_connection is not None:
-        print(f"  memory per idle connection (RSS): {raw_per_connection / 1024:,.1f} KiB")
-
-
-def print_memory(memory: Memory) -> None:
     print(
-        f"Memory of the web process (RSS): {memory.rss_before / 2**20:,.1f} MiB before the "
-        f"sockets, {memory.rss_open / 2**20:,.1f} MiB with {memory.sockets:,} idle, "
-        f"{memory.rss_end / 2**20:,.1f} MiB after the runs: "
-        f"{memory.per_connection / 1024:,.1f} KiB per idle connection"
+        f"  idle CPU = the web process's, % of a core, over {IDLE_CPU_SECONDS:g} s with the "
+        "sockets open and silent (token re-checks every 30 s, keep-alive pings every 20 s)"
     )
 
 
-def print_verdict(runs: list[Run], memory: Memory) -> None:
-    for target in TARGETS:
-        candidates = [
-            r for r in runs if r.target == target and r.rate * GROUP >= AIM_DELIVERIES_PER_SECOND
-        ]
-        if not candidates:
-            continue
+def print_verdict(runs: list[Run], memory: list[Memory]) -> None:
+    candidates = [r for r in runs if r.rate * GROUP >= AIM_DELIVERIES_PER_SECOND]
+    if candidates:
         r = min(candidates, key=lambda r: r.rate)
         met = (
             r.p99_ms < AIM_P99_MS
@@ -935,20 +1113,24 @@ def print_verdict(runs: list[Run], memory: Memory) -> None:
             and r.deliveries_per_second >= AIM_DELIVERIES_PER_SECOND * 0.95
         )
         print(
-            f"aim: >= {AIM_DELIVERIES_PER_SECOND:,} deliveries/s at p99 < {AIM_P99_MS:g} ms, none "
-            f"lost, posts to {TARGETS[target]}: {'met' if met else 'NOT met'} "
-            f"({r.deliveries_per_second:,.0f}/s, p99 {r.p99_ms:,.1f} ms, {r.lost:,} lost, "
-            f"{r.errors} posts refused)"
+            f"aim: {AIM_DELIVERIES_PER_SECOND:,} deliveries/s to {CLIENTS:,} sockets on two web "
+            f"processes at p99 < {AIM_P99_MS:g} ms, none lost, posts through a third: "
+            f"{'met' if met else 'NOT met'} ({r.deliveries_per_second:,.0f}/s, p99 "
+            f"{r.p99_ms:,.1f} ms, {r.lost:,} lost, {r.errors} posts refused)"
         )
+    else:
+        print(f"aim: not measured (no rate reached {AIM_DELIVERIES_PER_SECOND:,} deliveries/s)")
     busy = [r for r in runs if r.cpu_percent.get("rest", 0) > REST_WARNING_PERCENT]
     if busy:
         print(
             f"note: other work used up to {max(r.cpu_percent['rest'] for r in busy):.0f}% of a "
             f"core during {len(busy)} run(s) (column 'rest'): repeat on a quiet machine"
         )
-    kib = memory.per_connection / 1024
+    last = memory[-1]
+    kib = last.per_connection / 1024
     print(
-        f"aim: < {AIM_KIB_PER_CONNECTION:g} KiB per idle connection: "
+        f"aim: {last.sockets:,} idle sockets on one web process at < "
+        f"{AIM_KIB_PER_CONNECTION:g} KiB each: "
         f"{'met' if kib < AIM_KIB_PER_CONNECTION else 'NOT met'} ({kib:,.1f} KiB)"
     )
 
@@ -956,17 +1138,17 @@ def print_verdict(runs: list[Run], memory: Memory) -> None:
 def record_figures(
     results_file: bench_results.Results,
     runs: list[Run],
-    memory: Memory,
+    memory: list[Memory],
     ceilings: list[Ceiling],
-    raw_per_connection: float | None,
+    raw: dict[int, Memory],
 ) -> None:
     """Deliveries/s beside the raw fan-out at the same rate, the posting API's latency, and the
-    memory per idle socket beside the raw server's."""
+    memory per idle socket beside the raw server's with as many."""
     by_rate = {c.rate: c for c in ceilings}
     for r in runs:
         ceiling = by_rate.get(r.rate)
         results_file.add(
-            f"deliveries, posts to {TARGETS[r.target]} at {r.rate:g} messages/s",
+            f"deliveries to {CLIENTS:,} sockets on two web processes at {r.rate:g} messages/s",
             r.deliveries_per_second,
             "deliveries/s",
             ceiling_name=f"raw websockets + Redis (ws_raw_server.py), {r.rate:g} messages/s"
@@ -976,24 +1158,51 @@ def record_figures(
             p50_ms=r.p50_ms,
             p99_ms=r.p99_ms,
         )
+        results_file.add(
+            f"lost deliveries at {r.rate:g} messages/s",
+            r.lost,
+            "deliveries",
+            better="lower",
+            ceiling_name="raw websockets + Redis (ws_raw_server.py)" if ceiling else "",
+            ceiling=ceiling.lost if ceiling else None,
+        )
     for r in runs:
         results_file.add(
-            f"posts accepted by the Chat API, to {TARGETS[r.target]} at {r.rate:g} messages/s",
+            f"posts accepted by the Chat API on a third web process at {r.rate:g} messages/s",
             r.accepted_per_second,
             "posts/s",
             p50_ms=r.api_p50_ms,
             p99_ms=r.api_p99_ms,
         )
-    results_file.add(
-        f"memory per idle WebSocket ({memory.sockets:,} open)",
-        memory.per_connection / 1024,
-        "KiB",
-        better="lower",
-        ceiling_name="raw websockets server (ws_raw_server.py)"
-        if raw_per_connection is not None
-        else "",
-        ceiling=raw_per_connection / 1024 if raw_per_connection is not None else None,
-    )
+    for m in memory:
+        ceiling = raw.get(m.sockets)
+        results_file.add(
+            f"memory per idle WebSocket ({m.sockets:,} open on one web process)",
+            m.per_connection / 1024,
+            "KiB",
+            better="lower",
+            ceiling_name="raw websockets server (ws_raw_server.py)" if ceiling else "",
+            ceiling=ceiling.per_connection / 1024 if ceiling else None,
+        )
+        if m.cpu_percent is not None:
+            results_file.add(
+                f"CPU of a web process holding {m.sockets:,} idle WebSockets",
+                m.cpu_percent,
+                "% of a core",
+                better="lower",
+            )
+
+
+def raise_open_files(needed: int) -> None:
+    """The soft limit on open files up to the hard one (children inherit it); SetupError when
+    even that is too low for `needed` descriptors."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise tokens.SetupError(
+            f"{needed:,} open files needed, the hard limit is {hard:,} (ulimit -Hn; --idle N)"
+        )
 
 
 def main() -> int:
@@ -1001,9 +1210,12 @@ def main() -> int:
         return post_main()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--rates", default="100,200", help="messages/s offered, comma-separated (100,200)"
+        "--rates", default="100,200,400", help="messages/s offered, comma-separated (100,200,400)"
     )
-    parser.add_argument("--seconds", type=float, default=15, help="length of each run (15)")
+    parser.add_argument("--seconds", type=float, default=10, help="length of each run (10)")
+    parser.add_argument(
+        "--idle", type=int, default=IDLE_SOCKETS, help=f"idle sockets ({IDLE_SOCKETS})"
+    )
     parser.add_argument(
         "--connections", type=int, default=8, help="the poster's keep-alive connections (8)"
     )
@@ -1013,55 +1225,70 @@ def main() -> int:
     parser.add_argument(
         "--api-threads",
         type=int,
-        default=1,
-        help="SPOOL_WEB_THREADS of the second web process, which takes the posts (1); more "
-        "threads overlap waits on a networked database",
+        default=0,
+        help="SPOOL_WEB_THREADS of the posting web process (serve's default: 2 on PostgreSQL, "
+        "else 1); more threads overlap waits on a networked database",
     )
     parser.add_argument("--no-ceiling", action="store_true", help="skip the raw ceiling")
-    parser.add_argument("--quick", action="store_true", help="a short run: 100/s for 3 s")
+    parser.add_argument(
+        "--profile", metavar="DIR", help="py-spy the web processes at the highest rate into DIR"
+    )
+    parser.add_argument("--quick", action="store_true", help="a short run: 400/s for 3 s")
     bench_results.add_arguments(parser)
     args = parser.parse_args()
-    global API_THREADS, CLIENTS, WARM_UP_SECONDS, OPEN_SETTLE_SECONDS
+    global API_THREADS, CLIENTS, WARM_UP_SECONDS, OPEN_SETTLE_SECONDS, IDLE_CPU_SECONDS
     API_THREADS = args.api_threads
     if args.quick:
-        args.rates, args.seconds = "100", 3
+        args.rates, args.seconds = "400", 3
     if args.smoke:
-        args.rates, args.seconds, args.connections = "20", 1, 2
-        CLIENTS, WARM_UP_SECONDS, OPEN_SETTLE_SECONDS = 2 * GROUP, 0.1, 0.5
+        args.rates, args.seconds, args.connections, args.idle = "20", 1, 2, 4 * GROUP
+        CLIENTS, WARM_UP_SECONDS, OPEN_SETTLE_SECONDS, IDLE_CPU_SECONDS = 2 * GROUP, 0.1, 0.5, 0.5
         tokens.SERVE_SIZES = tokens.SMOKE_SERVE_SIZES
     results_file = bench_results.Results("chat", smoke=args.smoke, path=args.json)
     rates = [float(r) for r in args.rates.split(",") if r.strip()]
+    profile = Path(args.profile).resolve() if args.profile else None
 
     began, load = time.monotonic(), os.getloadavg()[0]
     scratch = Path(tempfile.mkdtemp(prefix="spool-bench-"))
     redis_server = None
     ceilings: list[Ceiling] = []
-    raw_per_connection = None
+    raw: dict[int, Memory] = {}
     ceiling_redis = ""
     try:
+        raise_open_files(max(CLIENTS, args.idle) + 1000)
         conftest = tokens.load_conftest(scratch)
         database = (
             "PostgreSQL (DATABASE_URL)" if os.environ.get("DATABASE_URL") else "SQLite (embedded)"
         )
         redis = "Redis at REDIS_URL" if os.environ.get("REDIS_URL") else "private Redis (embedded)"
         sizes = tokens.serve_sizes()
+        API_THREADS = API_THREADS or int(sizes["SPOOL_WEB_THREADS"])
         print(
-            f"Spool chat fan-out: {database}, {redis}, 1 web process x "
-            f"{sizes['SPOOL_WEB_THREADS']} thread(s), {CLIENTS:,} sockets in threads of {GROUP}, "
+            f"Spool chat fan-out: {database}, {redis}, {CLIENTS:,} sockets in threads of {GROUP} "
+            f"on 2 web processes x {sizes['SPOOL_WEB_THREADS']} thread(s), posts through a third "
+            f"x {API_THREADS} thread(s), {args.idle:,} idle sockets on a fourth, "
             f"{'with' if args.deflate else 'without'} permessage-deflate, {args.seconds:g} s per "
-            f"rate, {os.cpu_count()} CPUs, second web process x {API_THREADS} thread(s); "
-            f"load average {load:.2f}",
+            f"rate, {os.cpu_count()} CPUs; load average {load:.2f}",
             flush=True,
         )
         runs, memory = measure_spool(
-            conftest, rates, args.seconds, args.connections, args.deflate, scratch
+            conftest,
+            rates,
+            args.seconds,
+            args.connections,
+            args.deflate,
+            args.idle,
+            scratch,
+            profile,
         )
         if not args.no_ceiling:
             ceiling_redis, redis_server = sms.baseline_redis(scratch)
-            ceiling_rates = sorted({*rates} if args.smoke else {*rates, CEILING_EXTRA_RATE})
-            ceilings, raw_per_connection = measure_ceiling(
-                conftest, ceiling_rates, args.seconds, scratch
-            )
+            ceilings, first = measure_ceiling(sorted(set(rates)), args.seconds, scratch)
+            raw = {m.sockets: m for m in (first,) if m is not None}
+            if memory[-1].sockets not in raw:
+                idle_raw = measure_raw_idle(memory[-1].sockets, scratch)
+                if idle_raw is not None:
+                    raw[idle_raw.sockets] = idle_raw
     except (tokens.SetupError, RuntimeError, subprocess.SubprocessError, OSError) as error:
         detail = getattr(error, "stderr", None) or ""
         print(f"setup failed: {error}\n{detail}", file=sys.stderr)
@@ -1075,13 +1302,15 @@ def main() -> int:
     print()
     print_delivery(runs, ceilings)
     print()
-    print_memory(memory)
+    print_memory(memory, raw)
     if ceilings:
-        print()
-        print_ceiling(ceilings, raw_per_connection, args.seconds)
+        print(
+            f"Ceiling: ../shared/baselines/ws_raw_server.py + ws_load.py {CLIENTS} {GROUP} RATE "
+            f"{args.seconds:g} (websockets + Redis pub/sub on 127.0.0.1:6379, one process)"
+        )
     print()
     print_verdict(runs, memory)
-    record_figures(results_file, runs, memory, ceilings, raw_per_connection)
+    record_figures(results_file, runs, memory, ceilings, raw)
     results_file.save()
     print(
         f"total run time {time.monotonic() - began:.0f} s; "
@@ -1092,9 +1321,11 @@ def main() -> int:
             finite(
                 {
                     "runs": [{**asdict(r), "lost": r.lost} for r in runs],
-                    "memory": {**asdict(memory), "per_connection": memory.per_connection},
+                    "memory": [{**asdict(m), "per_connection": m.per_connection} for m in memory],
                     "ceiling": [asdict(c) for c in ceilings],
-                    "ceiling_bytes_per_connection": raw_per_connection,
+                    "ceiling_memory": [
+                        {**asdict(m), "per_connection": m.per_connection} for m in raw.values()
+                    ],
                     "ceiling_redis": ceiling_redis,
                     "database": database,
                     "redis": redis,

@@ -3,7 +3,8 @@
 Django's own ASGI handler starts a thread per request and answers ~9x slower than WSGI on
 this hardware (DESIGN.md facts); BufferedWsgi runs the WSGI handler on a fixed thread pool
 inside the event loop that serves WebSockets, so one port serves both at WSGI speed. Token
-requests, the busiest, are answered before Django when they can be (apps/accounts/token_route.py).
+requests and SMS sends, the busiest, are answered before Django when they can be
+(apps/accounts/token_route.py, apps/sms/send_route.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from apps.core.wsgi_bridge import BufferedWsgi  # noqa: E402
 django_wsgi = get_wsgi_application()
 
 from apps.accounts import token_route  # noqa: E402  (models: after Django's set-up)
+from apps.chat import message_route  # noqa: E402
+from apps.sms import send_route  # noqa: E402
 from spool.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -30,7 +33,7 @@ application = ProtocolTypeRouter(
             django_wsgi,
             threads=settings.WEB_THREADS,
             max_body=settings.MAX_UPLOAD_BYTES,
-            shortcuts=[token_route.answer],
+            shortcuts=[token_route.answer, send_route.answer, message_route.answer],
         ),
         "websocket": BrokerOutageGuard(URLRouter(websocket_urlpatterns)),
     }

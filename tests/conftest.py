@@ -137,6 +137,62 @@ def origin_host(resource: Resource) -> str:
     return f"127.0.0.1:{resource.port}"
 
 
+def signed_scope(
+    resource: Resource,
+    path: str,
+    body: bytes,
+    *,
+    raw_path: str = "",
+    query: str,
+    paths: bool = False,
+    key: str | None = None,
+    headers: dict[str, str] | None = None,
+    scheme: str = "http",
+    client: str = "127.0.0.1",
+    host: str = "",
+) -> tuple[dict[str, Any], bytes]:
+    """An ASGI scope and body of a POST to the resource's ACS API, as uvicorn hands them on
+    (signed as AcsClient signs them): for the routes answered before Django."""
+    prefix = f"/r/{resource.slug}" if paths else ""
+    host = host or ("testserver" if paths else origin_host(resource))
+    raw = prefix + (raw_path or path)
+    signed = sign_headers(
+        "POST", f"{raw}?{query}", body, key or resource.primary_key, f"{host}{prefix}"
+    )
+    sent = {"host": host, "content-type": "application/json", **signed, **(headers or {})}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "scheme": scheme,
+        "path": prefix + path,
+        "raw_path": raw.encode(),
+        "query_string": query.encode(),
+        "headers": [(k.lower().encode(), v.encode()) for k, v in sent.items()],
+        "client": (client, 50000),
+    }
+    return scope, body
+
+
+def django_answer(scope: dict[str, Any], body: bytes) -> Any:
+    """Django's answer to the request of an ASGI scope (signed_scope's)."""
+    from django.test import Client
+
+    headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+    query = scope["query_string"].decode()
+    return Client().generic(
+        "POST",
+        f"{scope['path']}?{query}",
+        body,
+        content_type=headers["content-type"],
+        REQUEST_URI=f"{scope['raw_path'].decode()}?{query}",
+        **{
+            f"HTTP_{k.upper().replace('-', '_')}": v
+            for k, v in headers.items()
+            if k != "content-type"
+        },
+    )
+
+
 @dataclass
 class AcsClient:
     """Calls the resource's ACS API through Django's test client, signed like an ACS SDK: at

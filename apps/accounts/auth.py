@@ -159,6 +159,9 @@ def check_signature(request: SignedRequest, slug: str, keys: list[bytes]) -> str
     origin), or the Host header plus the resource prefix (`h:8443/r/<slug>`, as the SDKs sign
     an endpoint with a path); the path is the raw request target (Rooms signs it decoded; the
     JS SDKs sign the query re-encoded as a form), and every comparison is constant-time.
+    Both keys are tried for each way of signing, so the time taken does not tell which key
+    matched; the search stops at the first way that matches, which the signer already knows
+    (18 HMACs were a tenth of a token request's CPU, profiled).
     """
     if not request.authorization:
         raise Unauthorized("The request is not signed: the Authorization header is missing.")
@@ -175,7 +178,6 @@ def check_signature(request: SignedRequest, slug: str, keys: list[bytes]) -> str
     prefix = f"/r/{slug}"
     hosts = (f"{host}{prefix}", f"{host}{prefix}/", host)
     targets = dict.fromkeys((target, unquote(target), _form_encoded_query(target)))
-    matched = ""
     for signed_host in hosts:
         for path_and_query in targets:
             values = {"x-ms-date": date, "host": signed_host, "x-ms-content-sha256": content_hash}
@@ -183,14 +185,13 @@ def check_signature(request: SignedRequest, slug: str, keys: list[bytes]) -> str
                 f"{request.method}\n{path_and_query}\n"
                 + ";".join(values[h] for h in signed_headers)
             ).encode()
+            matched = ""
             for name, key in zip(("primary", "secondary"), keys, strict=True):
-                expected = hmac.digest(key, string_to_sign, "sha256")
-                # Keep looping after a match so the time taken does not tell which key matched.
-                if hmac.compare_digest(expected, signature):
+                if hmac.compare_digest(hmac.digest(key, string_to_sign, "sha256"), signature):
                     matched = name
-    if not matched:
-        raise Unauthorized("The request signature does not match any access key of this resource.")
-    return matched
+            if matched:
+                return matched
+    raise Unauthorized("The request signature does not match any access key of this resource.")
 
 
 class ThrottledBasicAuthentication(authentication.BasicAuthentication):
@@ -241,6 +242,14 @@ class HmacAuthentication(authentication.BaseAuthentication):
         return "HMAC-SHA256"
 
 
+def bearer_token(authorization: str) -> str | None:
+    """The user access token of an `Authorization: Bearer <token>` header, else None."""
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
 class BearerTokenAuthentication(authentication.BaseAuthentication):
     """DRF authentication with a user access token; request.auth is a TokenPrincipal whose
     identity belongs to the resource in the path."""
@@ -248,11 +257,10 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
     def authenticate(
         self, request: Request
     ) -> tuple[services.TokenPrincipal, services.TokenPrincipal] | None:
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = bearer_token(request.headers.get("Authorization", ""))
+        if token is None:
             raise Unauthorized("A user access token (Authorization: Bearer ...) is required.")
-        principal = services.authenticate_token(token.strip())
+        principal = services.authenticate_token(token)
         # The token's identity comes with its resource: no query for the one addressed.
         if principal.identity.resource.slug != _requested_slug(request._request):
             raise Unauthorized("The token belongs to another resource.")

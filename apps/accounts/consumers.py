@@ -18,9 +18,11 @@ happens, a socket that closes runs every close hook (a call's other leg hears th
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 import random
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -45,6 +47,7 @@ CLOSE_UNAUTHORIZED = 4001
 CLOSE_TOO_MANY = 4029  # the identity holds SPOOL_MAX_SOCKETS_PER_IDENTITY already
 CLOSE_INTERNAL_ERROR = 1011
 RECHECK_SECONDS = 30
+RECHECK_BATCH_SECONDS = 0.5  # how long a due re-check may wait for others
 
 Command = Callable[["IdentityConsumer", dict[str, Any]], Awaitable[None]]
 _commands: dict[str, Command] = {}
@@ -68,6 +71,85 @@ def register_frame_scopes(frame_type: str, scopes: Iterable[str]) -> None:
     _frame_scopes[frame_type] = frozenset(scopes)
 
 
+Count = Callable[[Any, str], None]  # apps.accounts.sockets' open/keep/close_socket
+_thread_contexts = threading.local()
+
+
+def _in_thread_context(count: Count, identity_id: Any, channel: str) -> None:
+    """`count(identity_id, channel)` in a context the current thread keeps.
+
+    Django's cache handle lives in a context variable (asgiref's Local): called from a
+    socket's own context, the socket counts would build a cache client with a Redis connection
+    pool of its own and keep it, and its connection, as long as the socket (80 KiB per idle
+    socket instead of 36 in a web process whose start-up had not used the cache yet, as under
+    a plain `uvicorn spool.asgi:application`). In the worker thread's own context, every
+    socket shares one."""
+    context = getattr(_thread_contexts, "context", None)
+    if context is None:
+        context = _thread_contexts.context = contextvars.Context()
+    context.run(count, identity_id, channel)
+
+
+async def _count_socket(count: Count, identity_id: Any, channel: str) -> None:
+    await sync_to_async(_in_thread_context)(count, identity_id, channel)
+
+
+Recheck = tuple[str, Any, str]  # a socket's token, identity id and channel name
+
+
+def _recheck(due: list[Recheck]) -> list[str | None]:
+    """For each socket, why its token is refused now, or None when it still holds (its count
+    is then renewed). A failure other than a refusal (the database or Redis is away) keeps the
+    socket: it is checked again next time."""
+    refusals: list[str | None] = []
+    for token, identity_id, channel in due:
+        try:
+            services.authenticate_token(token)
+            _in_thread_context(sockets.keep_socket, identity_id, channel)
+        except ApiError as error:
+            refusals.append(error.message)
+            continue
+        except Exception:
+            logger.exception("Re-checking a socket's token failed")
+        refusals.append(None)
+    return refusals
+
+
+class _Rechecks:
+    """The periodic token re-checks of this process's sockets, made together: the ones due
+    within RECHECK_BATCH_SECONDS share one hop to a worker thread, where each was two (a
+    thread hop cost more than the check itself: at 10,000 idle sockets, 333 a second took
+    half a core, bench/chat.py)."""
+
+    def __init__(self) -> None:
+        self.due: list[tuple[Recheck, asyncio.Future[str | None]]] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def check(self, token: str, identity_id: Any, channel: str) -> str | None:
+        """Why the token is refused now, or None when it still holds (see _recheck)."""
+        loop = asyncio.get_running_loop()
+        if not self.due or loop is not self.loop:  # (tests run a loop each)
+            self.due, self.loop = [], loop
+            loop.call_later(RECHECK_BATCH_SECONDS, lambda: asyncio.ensure_future(self._run()))
+        outcome: asyncio.Future[str | None] = loop.create_future()
+        self.due.append(((token, identity_id, channel), outcome))
+        return await outcome
+
+    async def _run(self) -> None:
+        due, self.due = self.due, []
+        try:
+            refusals = await database_sync_to_async(_recheck)([recheck for recheck, _ in due])
+        except Exception:  # not a refusal: keep the sockets, check again next time
+            logger.exception("Re-checking %d sockets' tokens failed", len(due))
+            refusals = [None] * len(due)
+        for (_, outcome), refused in zip(due, refusals, strict=True):
+            if not outcome.done():  # (its socket may have closed meanwhile)
+                outcome.set_result(refused)
+
+
+_rechecks = _Rechecks()
+
+
 class IdentityConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         query = parse_qs(self.scope.get("query_string", b"").decode())
@@ -81,7 +163,7 @@ class IdentityConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
         try:
-            await sync_to_async(sockets.open_socket)(principal.identity.id, self.channel_name)
+            await _count_socket(sockets.open_socket, principal.identity.id, self.channel_name)
         except ApiError as error:  # too many sockets for this identity
             await self.send_json({"type": "error", "code": error.code, "message": error.message})
             await self.close(code=CLOSE_TOO_MANY)
@@ -92,11 +174,11 @@ class IdentityConsumer(AsyncJsonWebsocketConsumer):
         try:
             await self.channel_layer.group_add(group, self.channel_name)
         except BaseException:
-            await sync_to_async(sockets.close_socket)(principal.identity.id, self.channel_name)
+            await _count_socket(sockets.close_socket, principal.identity.id, self.channel_name)
             raise
         self.group = group
         exporter.WEBSOCKETS_OPEN.inc()  # down again in disconnect, which runs once per group
-        self.watch = asyncio.ensure_future(self._watch_token(tokens.verify(token)["exp"]))
+        self._watch_token(tokens.verify(token)["exp"])
         await self.send_json(
             {
                 "type": "hello",
@@ -121,7 +203,7 @@ class IdentityConsumer(AsyncJsonWebsocketConsumer):
         except Exception:
             logger.exception("Leaving the identity group failed for %s", self.channel_name)
         try:
-            await sync_to_async(sockets.close_socket)(self.principal.identity.id, self.channel_name)
+            await _count_socket(sockets.close_socket, self.principal.identity.id, self.channel_name)
         except Exception:
             logger.exception("Uncounting socket %s failed", self.channel_name)
         for hook in _on_close:
@@ -133,28 +215,32 @@ class IdentityConsumer(AsyncJsonWebsocketConsumer):
             except Exception:
                 logger.exception("Close hook %r failed for %s", hook, self.channel_name)
 
-    async def _watch_token(self, expires_at: float) -> None:
+    def _watch_token(self, expires_at: float, pause: float | None = None) -> None:
         """Close at expiry, or earlier when a periodic re-check refuses the token. The first
         re-check comes at a random point of the period, so sockets that opened together
-        (after a restart) do not all re-check at once."""
-        pause = random.uniform(0, RECHECK_SECONDS)
-        while True:
-            remaining = expires_at - time.time()
-            await asyncio.sleep(max(0.0, min(remaining, pause)))
-            pause = RECHECK_SECONDS
-            if expires_at - time.time() <= 0:
-                await self._refuse("The token has expired.")
-                return
-            try:
-                await database_sync_to_async(services.authenticate_token)(self.token)
-                await sync_to_async(sockets.keep_socket)(
-                    self.principal.identity.id, self.channel_name
-                )
-            except ApiError as error:
-                await self._refuse(error.message)
-                return
-            except Exception:  # the database is away: keep the socket, check again next time
-                logger.exception("Re-checking a socket's token failed")
+        (after a restart) do not all re-check at once. A timer waits between checks, not a
+        task: an idle socket then holds no task and coroutine (issue 18's 10,000 idle
+        sockets)."""
+        if pause is None:
+            pause = random.uniform(0, RECHECK_SECONDS)
+        delay = max(0.0, min(expires_at - time.time(), pause))
+        loop = asyncio.get_running_loop()
+        self.watch: asyncio.TimerHandle | asyncio.Future[None] = loop.call_later(
+            delay, self._check_token, expires_at
+        )
+
+    def _check_token(self, expires_at: float) -> None:
+        self.watch = asyncio.ensure_future(self._recheck_token(expires_at))
+
+    async def _recheck_token(self, expires_at: float) -> None:
+        if expires_at - time.time() <= 0:
+            await self._refuse("The token has expired.")
+            return
+        refused = await _rechecks.check(self.token, self.principal.identity.id, self.channel_name)
+        if refused is not None:
+            await self._refuse(refused)
+            return
+        self._watch_token(expires_at, RECHECK_SECONDS)
 
     @classmethod
     async def decode_json(cls, text_data: str) -> Any:
@@ -281,7 +367,7 @@ class IdentityConsumer(AsyncJsonWebsocketConsumer):
         self.token, self.principal = token, principal
         self.watch.cancel()
         expires_at = tokens.verify(token)["exp"]
-        self.watch = asyncio.ensure_future(self._watch_token(expires_at))
+        self._watch_token(expires_at)
         await self.send_json(
             {"type": "token.renewed", "scopes": sorted(principal.scopes), "expiresOn": expires_at}
         )

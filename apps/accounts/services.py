@@ -5,12 +5,15 @@ Every view, API view and command goes through these functions: they hold the rul
 
 from __future__ import annotations
 
+import functools
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import jwt
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
@@ -44,10 +47,11 @@ from apps.accounts.models import (
     new_access_key,
 )
 from apps.accounts.token_times import token_times
-from apps.core import realtime
+from apps.core import realtime, rows, sql
 from apps.core import services as core_services
 from apps.core.errors import ApiError
 from apps.core.parsers import is_single_line
+from apps.core.sql import column
 from apps.metrics import counters as metric_counters
 
 User = get_user_model()
@@ -624,21 +628,81 @@ def authenticate_token(token: str) -> TokenPrincipal:
     """The identity a user access token speaks for. Raises TokenRefused when the token is
     invalid or expired, was revoked, or its identity (or resource) is gone."""
     try:
-        claims = tokens.verify(token)
+        claims = _verified_claims(token)
     except tokens.InvalidToken as error:
         raise TokenRefused(str(error)) from None
     sub = str(claims.get("sub", ""))
     resource_id, _, identity_id = sub.removeprefix("8:acs:").partition("_")
     try:
-        identity = CommunicationIdentity.objects.select_related("resource").get(
-            pk=uuid.UUID(identity_id), resource_id=uuid.UUID(resource_id)
-        )
-    except (ValueError, CommunicationIdentity.DoesNotExist):
-        raise TokenRefused("The token's identity no longer exists.") from None
+        identity = _identity_with_resource(uuid.UUID(identity_id), uuid.UUID(resource_id))
+    except ValueError:
+        identity = None
+    if identity is None:
+        raise TokenRefused("The token's identity no longer exists.")
     if claims.get("gen") != identity.token_generation:
         raise TokenRefused("The token has been revoked.")
     scopes = frozenset(str(claims.get("scp", "")).split())
     return TokenPrincipal(identity=identity, scopes=scopes)
+
+
+# Tokens whose signature was checked, with their claims and their signing key's id: a chat
+# client sends the same token with every post, and checking its signature again was a tenth
+# of the post's CPU (profiled, bench/chat.py). Emptied when full.
+_verified: dict[str, tuple[dict[str, Any], str]] = {}
+VERIFIED_TOKENS_KEPT = 4096
+
+
+def _verified_claims(token: str) -> dict[str, Any]:
+    """tokens.verify(token), remembered until the token expires or its signing key is gone
+    (deleted after a leak): then tokens.verify checks it again, and refuses it. Raises
+    InvalidToken."""
+    known = _verified.get(token)
+    if known is not None:
+        claims, kid = known
+        if claims["exp"] > time.time() and tokens.key_store().find(kid) is not None:
+            return claims
+    claims = tokens.verify(token)
+    if len(_verified) >= VERIFIED_TOKENS_KEPT:
+        _verified.clear()
+    _verified[token] = (claims, str(jwt.get_unverified_header(token).get("kid", "")))
+    return claims
+
+
+def _identity_with_resource(
+    identity_id: uuid.UUID, resource_id: uuid.UUID
+) -> CommunicationIdentity | None:
+    """The identity with its resource, in one plain-SQL read: every API call and socket with a
+    token makes it, and building it through the ORM cost more than running it (profiled,
+    bench/chat.py)."""
+    identities, resources = rows.columns(CommunicationIdentity), rows.columns(Resource)
+    uuid_field = CommunicationIdentity._meta.pk
+    assert uuid_field is not None
+    db = sql.database()
+    found = sql.fetch(
+        _identity_query(),
+        [
+            uuid_field.get_db_prep_value(identity_id, db),
+            uuid_field.get_db_prep_value(resource_id, db),
+        ],
+    )
+    if not found:
+        return None
+    row = found[0]
+    identity = identities.instance(row[: len(identities)])
+    identity.resource = resources.instance(row[len(identities) :])
+    return identity
+
+
+@functools.cache
+def _identity_query() -> str:
+    identities, resources = rows.columns(CommunicationIdentity), rows.columns(Resource)
+    return (
+        f"SELECT {identities.select('i')}, {resources.select('r')} "
+        f"FROM {identities.table} i JOIN {resources.table} r "
+        f"ON r.{column(Resource, 'id')} = i.{column(CommunicationIdentity, 'resource')} "
+        f"WHERE i.{column(CommunicationIdentity, 'id')} = %s "
+        f"AND i.{column(CommunicationIdentity, 'resource')} = %s"
+    )
 
 
 def authenticate_socket(token: str, host: str) -> TokenPrincipal:

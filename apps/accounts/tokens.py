@@ -145,14 +145,14 @@ class KeyStore:
         return {"keys": [key.public_jwk() for key in self.keys()]}
 
 
-_stores: dict[Path, KeyStore] = {}
+_stores: dict[str, KeyStore] = {}  # by the setting's text: a Path per call cost 2% of a token
 
 
 def key_store() -> KeyStore:
-    directory = Path(settings.SIGNING_KEYS_DIR)
+    directory = str(settings.SIGNING_KEYS_DIR)
     store = _stores.get(directory)
     if store is None:
-        store = _stores.setdefault(directory, KeyStore(directory))
+        store = _stores.setdefault(directory, KeyStore(Path(directory)))
     return store
 
 

@@ -21,7 +21,7 @@ from apps.accounts.services import identity_group
 from apps.core import realtime
 from apps.core.identifiers import identifier_kind, identifier_model
 from apps.events import schemas
-from apps.events.services import NewEvent, publish_events
+from apps.events.services import Copies, NewEvent, publish_events
 
 if TYPE_CHECKING:
     from apps.chat.models import ChatMessage, ChatParticipant, ChatThread
@@ -252,19 +252,23 @@ def _per_user(
     subject: str,
     recipients: Sequence[str],
     resource_id: object,
-) -> list[NewEvent]:
-    return [
-        NewEvent(
-            event_type,
-            f"{subject}/recipient/{raw_id(resource_id, identity_id)}",
-            {
-                **data,
-                "recipientCommunicationIdentifier": _grid_id(raw_id(resource_id, identity_id)),
-            },
-            keep_unmatched=False,
-        )
-        for identity_id in recipients
-    ]
+) -> Copies:
+    """The event's copy for each recipient, made if a subscription takes them."""
+
+    def make() -> list[NewEvent]:
+        return [
+            NewEvent(
+                event_type,
+                f"{subject}/recipient/{raw_id(resource_id, identity_id)}",
+                {
+                    **data,
+                    "recipientCommunicationIdentifier": _grid_id(raw_id(resource_id, identity_id)),
+                },
+            )
+            for identity_id in recipients
+        ]
+
+    return Copies(event_type, make)
 
 
 def _publish(
@@ -278,10 +282,8 @@ def _publish(
     """The thread-level event and its copy for each recipient (Event Grid's two forms)."""
     publish_events(
         thread.resource,
-        [
-            NewEvent(schemas.PREFIX + thread_type, subject, data),
-            *_per_user(schemas.PREFIX + user_type, data, subject, recipients, thread.resource_id),
-        ],
+        [NewEvent(schemas.PREFIX + thread_type, subject, data)],
+        [_per_user(schemas.PREFIX + user_type, data, subject, recipients, thread.resource_id)],
     )
 
 
@@ -378,6 +380,7 @@ def publish_participants_added(
     now: datetime,
 ) -> None:
     events: list[NewEvent] = []
+    copies: list[Copies] = []
     for participant in added:
         data = {
             **_thread_data(thread, now),
@@ -387,14 +390,16 @@ def publish_participants_added(
         }
         subject = f"thread/{thread.pk}/participantAdded/{_participant_raw_id(participant)}"
         events.append(NewEvent(schemas.PREFIX + "ChatThreadParticipantAdded", subject, data))
-        events += _per_user(
-            schemas.PREFIX + "ChatParticipantAddedToThreadWithUser",
-            data,
-            subject,
-            member_ids,
-            thread.resource_id,
+        copies.append(
+            _per_user(
+                schemas.PREFIX + "ChatParticipantAddedToThreadWithUser",
+                data,
+                subject,
+                member_ids,
+                thread.resource_id,
+            )
         )
-    publish_events(thread.resource, events)
+    publish_events(thread.resource, events, copies)
 
 
 def publish_participant_removed(

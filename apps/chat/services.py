@@ -13,13 +13,14 @@ Every call acts for a TokenPrincipal (a user access token's identity and scopes)
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection, transaction
-from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db import transaction
+from django.db.models import Count, ForeignKey, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -44,7 +45,9 @@ from apps.chat.models import (
     MessageType,
     ReadReceipt,
 )
+from apps.core import rows, sql
 from apps.core.identifiers import identifier_model, is_communication_user, raw_id_of
+from apps.core.sql import column
 
 CHAT_SCOPES = frozenset({"chat", "chat.join", "chat.join.limited"})
 MANAGE_THREADS = frozenset({"chat"})
@@ -69,8 +72,18 @@ class ThreadAccess:
     participant: ChatParticipant
     # Every participant's identity id, for fan-out (read with the access check: one query).
     member_ids: list[str]
-    # Every participant, the caller too (read with the same query).
-    participants: list[ChatParticipant]
+    # Every participant's row, read with the same query: the participants are made from them
+    # when asked for (making ten on every message was a tenth of a post, bench/chat.py).
+    participant_rows: list[Sequence[Any]] = field(repr=False)
+
+    @functools.cached_property
+    def participants(self) -> list[ChatParticipant]:
+        """Every participant, the caller too (the caller's is `participant` itself)."""
+        mine = str(self.participant.identity_id)
+        return [
+            self.participant if identity_id == mine else _participant(self.thread, row)
+            for identity_id, row in zip(self.member_ids, self.participant_rows, strict=True)
+        ]
 
 
 def access_thread(
@@ -82,13 +95,7 @@ def access_thread(
     if not checks.is_storable(thread_id):  # e.g. %00 in the path: no thread has such an id
         raise ThreadNotFound(f"Chat thread {thread_id!r} was not found.")
     resource = principal.identity.resource
-    # One query: the thread comes joined to each of its participants.
-    participants = list(
-        ChatParticipant.objects.select_related("thread").filter(
-            thread_id=thread_id, thread__resource=resource, thread__deleted_at__isnull=True
-        )
-    )
-    thread = participants[0].thread if participants else None
+    thread, participant_rows = _thread_and_participants(thread_id, resource)
     if thread is None:
         exists = ChatThread.objects.filter(
             pk=thread_id, resource=resource, deleted_at__isnull=True
@@ -97,12 +104,52 @@ def access_thread(
             raise ThreadNotFound(f"Chat thread {thread_id!r} was not found.")
         raise NotAParticipant("Only participants of the thread may do this.")
     thread.resource = resource
-    for participant in participants:
-        participant.thread = thread  # one shared thread object, changed in one place
-    mine = next((p for p in participants if p.identity_id == principal.identity.id), None)
-    if mine is None:
+    participants = rows.columns(ChatParticipant)
+    member_ids = [str(participants.value(row, "identity_id")) for row in participant_rows]
+    mine = str(principal.identity.id)
+    if mine not in member_ids:
         raise NotAParticipant("Only participants of the thread may do this.")
-    return ThreadAccess(thread, mine, [str(p.identity_id) for p in participants], participants)
+    participant = _participant(thread, participant_rows[member_ids.index(mine)])
+    return ThreadAccess(thread, participant, member_ids, participant_rows)
+
+
+def _participant(thread: ChatThread, row: Sequence[Any]) -> ChatParticipant:
+    """A participant from its row, its `thread` the one thread object, so a change to it is
+    seen through every participant."""
+    participant = rows.columns(ChatParticipant).instance(row)
+    participant.thread = thread
+    return participant
+
+
+def _thread_and_participants(
+    thread_id: str, resource: Resource
+) -> tuple[ChatThread | None, list[Sequence[Any]]]:
+    """The resource's live thread `thread_id` and its participants' rows (in no particular
+    order: sorting them cost more than the rest of the query, bench/chat.py); (None, []) when
+    it has none. One plain-SQL query: every chat call makes it, and building it through the
+    ORM cost more than running it (profiled)."""
+    thread_columns = rows.columns(ChatThread)
+    resource_field = ChatThread._meta.get_field("resource")
+    assert isinstance(resource_field, ForeignKey)
+    found = sql.fetch(
+        _thread_query(), [thread_id, resource_field.get_db_prep_value(resource.pk, sql.database())]
+    )
+    if not found:
+        return None, []
+    thread = thread_columns.instance(found[0][: len(thread_columns)])
+    return thread, [row[len(thread_columns) :] for row in found]
+
+
+@functools.cache
+def _thread_query() -> str:
+    thread_columns, participant_columns = rows.columns(ChatThread), rows.columns(ChatParticipant)
+    return (
+        f"SELECT {thread_columns.select('t')}, {participant_columns.select('p')} "
+        f"FROM {thread_columns.table} t JOIN {participant_columns.table} p "
+        f"ON p.{column(ChatParticipant, 'thread')} = t.{column(ChatThread, 'id')} "
+        f"WHERE t.{column(ChatThread, 'id')} = %s AND t.{column(ChatThread, 'resource')} = %s "
+        f"AND t.{column(ChatThread, 'deleted_at')} IS NULL"
+    )
 
 
 def _resolve(
@@ -144,20 +191,22 @@ def _next_sequence(thread: ChatThread, *, message: bool = False) -> int:
     the caller's transaction commits, so a thread's changes commit in sequence order."""
     table = ChatThread._meta.db_table
     now = timezone.now()
-    with connection.cursor() as cursor:
-        if message:
-            cursor.execute(
-                f"UPDATE {table} SET last_sequence = last_sequence + 1, last_message_at = %s "
-                "WHERE id = %s RETURNING last_sequence",
-                [now, thread.pk],
-            )
-        else:
-            cursor.execute(
-                f"UPDATE {table} SET last_sequence = last_sequence + 1 WHERE id = %s "
-                "RETURNING last_sequence",
-                [thread.pk],
-            )
-        thread.last_sequence = int(cursor.fetchone()[0])
+    if message:
+        ((sequence,),) = sql.fetch(
+            f"UPDATE {table} SET last_sequence = last_sequence + 1, last_message_at = %s "
+            "WHERE id = %s RETURNING last_sequence",
+            [
+                ChatThread._meta.get_field("last_message_at").get_db_prep_save(now, sql.database()),
+                thread.pk,
+            ],
+        )
+    else:
+        ((sequence,),) = sql.fetch(
+            f"UPDATE {table} SET last_sequence = last_sequence + 1 WHERE id = %s "
+            "RETURNING last_sequence",
+            [thread.pk],
+        )
+    thread.last_sequence = int(sequence)
     if message:
         thread.last_message_at = now
     return thread.last_sequence
@@ -174,7 +223,7 @@ def _record(
 ) -> None:
     """Log one realtime event of the thread and push it to its audience after commit."""
     now = timezone.now()
-    ChatActivity.objects.create(
+    activity = ChatActivity(
         thread=thread,
         sequence=sequence,
         event=event,
@@ -182,6 +231,7 @@ def _record(
         also_to=list(also_to),
         created_at=now,
     )
+    rows.insert([activity])  # every change makes one (the ORM's INSERT cost more to build)
     notifications.push(thread, sequence, event, data, [*member_ids, *also_to], at=now)
 
 
@@ -513,8 +563,23 @@ def _system_message(
     )
 
 
-def send_message(principal: TokenPrincipal, thread_id: str, body: dict[str, Any]) -> ChatMessage:
-    """Store a text or html message and tell every participant (the sender too, as ACS does)."""
+@dataclass(frozen=True)
+class MessageRequest:
+    """A message a participant may send, checked (check_send_message)."""
+
+    principal: TokenPrincipal
+    access: ThreadAccess
+    kind: str
+    content: str
+    display_name: str
+    metadata: dict[str, str]
+
+
+def check_send_message(
+    principal: TokenPrincipal, thread_id: str, body: dict[str, Any]
+) -> MessageRequest:
+    """Check a text or html message of the caller to the thread; nothing is written. Raises
+    InvalidChatRequest (400), and what access_thread raises."""
     content = checks.check_content(body.get("content"))
     kind = body.get("type") or MessageType.TEXT
     if kind not in USER_MESSAGE_TYPES:
@@ -524,19 +589,27 @@ def send_message(principal: TokenPrincipal, thread_id: str, body: dict[str, Any]
     )
     metadata = checks.check_metadata(body.get("metadata"))
     access = access_thread(principal, thread_id)
+    return MessageRequest(principal, access, kind, content, display_name, metadata)
+
+
+def do_send_message(request: MessageRequest) -> ChatMessage:
+    """Store a checked message and tell every participant (the sender too, as ACS does) and
+    the webhooks. Taking the thread's sequence locks its row until the commit."""
+    access = request.access
     with transaction.atomic():
         thread = access.thread
         sequence = _next_sequence(thread, message=True)
-        message = ChatMessage.objects.create(
+        message = ChatMessage(
             thread=thread,
             sequence_id=sequence,
-            type=kind,
-            content=content,
-            sender_raw_id=principal.raw_id,
-            sender_display_name=display_name or access.participant.display_name,
-            metadata=metadata,
+            type=request.kind,
+            content=request.content,
+            sender_raw_id=request.principal.raw_id,
+            sender_display_name=request.display_name or access.participant.display_name,
+            metadata=request.metadata,
             created_at=thread.last_message_at or timezone.now(),
         )
+        rows.insert([message])  # (the ORM's INSERT cost more to build than to run)
         _record(
             thread,
             sequence,
@@ -546,6 +619,11 @@ def send_message(principal: TokenPrincipal, thread_id: str, body: dict[str, Any]
         )
         notifications.publish_message(message, "received", access.member_ids)
     return message
+
+
+def send_message(principal: TokenPrincipal, thread_id: str, body: dict[str, Any]) -> ChatMessage:
+    """Store a text or html message and tell every participant (the sender too, as ACS does)."""
+    return do_send_message(check_send_message(principal, thread_id, body))
 
 
 def visible_messages(access: ThreadAccess) -> QuerySet[ChatMessage]:

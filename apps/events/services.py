@@ -12,24 +12,26 @@ broker message or a killed worker delays a webhook, never loses it.
 from __future__ import annotations
 
 import base64
+import functools
 import hmac
 import json
 import logging
 import re
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db.models import ForeignKey, QuerySet
 from django.utils import timezone
 
 from apps.accounts.models import Resource
-from apps.core import outbound, realtime
+from apps.core import outbound, realtime, rows, sql
 from apps.core.errors import ApiError
+from apps.core.sql import column
 from apps.events import dispatch, samples, schemas, webhooks
 from apps.events.dispatch import parse_uuid
 from apps.events.exceptions import (
@@ -401,57 +403,94 @@ class NewEvent:
     subject: str
     data: dict[str, Any]
     data_version: str = "1.0"
-    # False for fan-out copies (one per chat participant): kept only when a subscription
-    # takes them, so a busy thread does not fill the event log with copies nobody reads.
-    keep_unmatched: bool = True
 
 
-def publish_events(resource: Resource, events: Sequence[NewEvent]) -> list[Event]:
-    """`publish_event` for several events at once: one query for the subscriptions, one
-    insert for the events and one for their deliveries. Call inside the caller's transaction."""
-    for new in events:
-        if new.event_type not in schemas.EVENT_TYPES:
-            raise ValueError(f"{new.event_type!r} is not a known event type (schemas.EVENT_TYPES)")
-    if not events:
+@dataclass(frozen=True)
+class Copies:
+    """An event's copies of type `event_type`, one per recipient (chat's per-user events), made
+    by `make` only when a subscription takes that type: otherwise nobody reads them, a busy
+    thread's would fill the event log, and making them was a twentieth of a chat post
+    (profiled, bench/chat.py)."""
+
+    event_type: str
+    make: Callable[[], Sequence[NewEvent]]
+
+
+def publish_events(
+    resource: Resource, events: Sequence[NewEvent], copies: Sequence[Copies] = ()
+) -> list[Event]:
+    """`publish_event` for several events at once, and the `copies` a subscription takes: one
+    query for the subscriptions, one insert for the events and one for their deliveries. Call
+    inside the caller's transaction."""
+    for event_type in [new.event_type for new in events] + [c.event_type for c in copies]:
+        if event_type not in schemas.EVENT_TYPES:
+            raise ValueError(f"{event_type!r} is not a known event type (schemas.EVENT_TYPES)")
+    if not events and not copies:
         return []
-    subscriptions = list(resource.event_subscriptions.filter(state=SubscriptionState.ACTIVE))
+    subscriptions = _active_subscriptions(resource)
+    taken = [c for c in copies if any(s.accepts(c.event_type) for s in subscriptions)]
+    events = [*events, *(new for group in taken for new in group.make())]
     now = timezone.now()
     # No savepoint inside the caller's transaction (two round trips per chat message).
     with transaction.atomic(savepoint=False):
         wanted = [(new, [s for s in subscriptions if s.accepts(new.event_type)]) for new in events]
-        wanted = [(new, subs) for new, subs in wanted if subs or new.keep_unmatched]
-        stored = Event.objects.bulk_create(
-            [
-                Event(
-                    resource=resource,
-                    event_type=new.event_type,
-                    subject=new.subject,
-                    data=new.data,
-                    data_version=new.data_version,
-                    event_time=now,
-                )
-                for new, _ in wanted
-            ]
-        )
+        # Plain-SQL inserts (apps/core/rows.py): the ORM's cost more to build than to run.
+        stored = [
+            Event(
+                resource=resource,
+                event_type=new.event_type,
+                subject=new.subject,
+                data=new.data,
+                data_version=new.data_version,
+                event_time=now,
+            )
+            for new, _ in wanted
+        ]
+        rows.insert(stored)
         expires_at = now + timedelta(minutes=settings.EVENT_TTL_MINUTES)
-        deliveries = EventDelivery.objects.bulk_create(
-            [
-                EventDelivery(
-                    resource_id=resource.pk,
-                    event=event,
-                    subscription=subscription,
-                    next_attempt_at=now,
-                    expires_at=expires_at,
-                    queued_until=dispatch.queue_lease(),
-                )
-                for event, (_, subs) in zip(stored, wanted, strict=True)
-                for subscription in subs
-            ]
-        )
+        deliveries = [
+            EventDelivery(
+                resource_id=resource.pk,
+                event=event,
+                subscription=subscription,
+                next_attempt_at=now,
+                expires_at=expires_at,
+                queued_until=dispatch.queue_lease(),
+            )
+            for event, (_, subs) in zip(stored, wanted, strict=True)
+            for subscription in subs
+        ]
+        rows.insert(deliveries)
         dispatch.enqueue_on_commit([delivery.pk for delivery in deliveries])
         for event in stored:
             _announce_to_console(event)
     return stored
+
+
+def _active_subscriptions(resource: Resource) -> list[EventSubscription]:
+    """The resource's active subscriptions, by name. Read at every publication, so a
+    subscription takes events from the next one on; in plain SQL, as every chat message reads
+    them (most resources have none) and building the ORM's query cost more than running it
+    (profiled, bench/chat.py)."""
+    subscriptions = rows.columns(EventSubscription)
+    resource_field = EventSubscription._meta.get_field("resource")
+    assert isinstance(resource_field, ForeignKey)
+    found = sql.fetch(
+        _subscriptions_query(),
+        [resource_field.get_db_prep_value(resource.pk, sql.database()), SubscriptionState.ACTIVE],
+    )
+    return [subscriptions.instance(row) for row in found]
+
+
+@functools.cache
+def _subscriptions_query() -> str:
+    subscriptions = rows.columns(EventSubscription)
+    return (
+        f"SELECT {subscriptions.select('s')} FROM {subscriptions.table} s "
+        f"WHERE s.{column(EventSubscription, 'resource')} = %s "
+        f"AND s.{column(EventSubscription, 'state')} = %s "
+        f"ORDER BY s.{column(EventSubscription, 'name')}"
+    )
 
 
 def _announce_to_console(event: Event) -> None:

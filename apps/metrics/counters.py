@@ -5,33 +5,34 @@ TOKEN_TIME_FLUSH_SECONDS, as the identities' token times are: apps/core/batching
 from __future__ import annotations
 
 import operator
+import time
 from collections.abc import Hashable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from django.conf import settings
 from django.db.models import F
-from django.utils import timezone
 
 from apps.core.batching import BackgroundWriter
 
 
 def _write(pending: dict[Hashable, Any]) -> None:
     from apps.metrics.models import MetricPoint
-    from apps.metrics.rollup import FIVE_MINUTES, floor
 
     for key, count in pending.items():
-        resource_id, metric, start = cast(tuple[Any, str, datetime], key)
+        resource_id, metric, start = cast(tuple[Any, str, int], key)
         point = {
             "resource_id": resource_id,
             "metric": metric,
             "minutes": 5,
-            "start": floor(start, FIVE_MINUTES),
+            "start": datetime.fromtimestamp(start, tz=UTC),
         }
         # Several web processes add to one point: create it empty if missing, then add.
         MetricPoint.objects.bulk_create([MetricPoint(**point, value=0)], ignore_conflicts=True)
         MetricPoint.objects.filter(**point).update(value=F("value") + count)
 
+
+INTERVAL_SECONDS = 300  # the 5-minute points of apps/metrics/rollup.py
 
 _counts = BackgroundWriter(
     "metric-counts",
@@ -42,10 +43,10 @@ _counts = BackgroundWriter(
 
 
 def count(resource_id: Any, metric: str, n: int = 1) -> None:
-    """Add `n` to `metric` of the resource for the current 5-minute interval."""
-    from apps.metrics.rollup import FIVE_MINUTES, floor
-
-    _counts.add((resource_id, metric, floor(timezone.now(), FIVE_MINUTES)), n)
+    """Add `n` to `metric` of the resource for the current 5-minute interval (its start in
+    seconds since the epoch: a datetime per call cost 1.5% of a token request, profiled)."""
+    now = int(time.time())
+    _counts.add((resource_id, metric, now - now % INTERVAL_SECONDS), n)
 
 
 def flush() -> None:

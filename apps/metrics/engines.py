@@ -17,6 +17,8 @@ import logging
 import secrets
 import socket
 import struct
+import time
+from collections.abc import Callable
 
 from django.conf import settings
 from django.core.cache import cache
@@ -36,30 +38,51 @@ def _address(value: str, default_port: int) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _ask_over_udp(
+    host: str, port: int, request: Callable[[str, int], bytes], timeout: float
+) -> bytes:
+    """Send request(local host, local port) over UDP and return the first answer (b"" if none).
+
+    Sent again after 0.5 s, 1 s, 2 s... as SIP and STUN clients do (RFC 3261 timer A, RFC 5389
+    7.2.1): one lost datagram must not mark an engine down. ICMP's refusal ends it at once.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    deadline = time.monotonic() + timeout
+    wait = 0.5
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect((host, port))
+            datagram = request(*sock.getsockname()[:2])
+            while (left := deadline - time.monotonic()) > 0:
+                sock.send(datagram)
+                sock.settimeout(min(wait, left))
+                try:
+                    return sock.recv(2048)
+                except TimeoutError:
+                    wait *= 2
+        except OSError:  # ICMP's refusal, or no route
+            pass
+    return b""
+
+
 def sip_edge_answers(edge: str, timeout: float = ANSWER_SECONDS) -> bool:
     """Whether the SIP edge (host:port) answers an OPTIONS with 200."""
     host, port = _address(edge, 5060)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(timeout)
-        try:
-            sock.connect((host, port))
-            local_host, local_port = sock.getsockname()[:2]
-            tag = secrets.token_hex(8)
-            request = (
-                f"OPTIONS sip:{edge} SIP/2.0\r\n"
-                f"Via: SIP/2.0/UDP {local_host}:{local_port};branch=z9hG4bK{tag};rport\r\n"
-                "Max-Forwards: 5\r\n"
-                f"From: <sip:health@{local_host}>;tag={tag}\r\n"
-                f"To: <sip:{edge}>\r\n"
-                f"Call-ID: {tag}@spool-health\r\n"
-                "CSeq: 1 OPTIONS\r\n"
-                "Content-Length: 0\r\n\r\n"
-            )
-            sock.send(request.encode())
-            return sock.recv(2048).startswith(b"SIP/2.0 200")
-        except OSError:  # a timeout, or ICMP's refusal
-            return False
+    tag = secrets.token_hex(8)
+
+    def options(local_host: str, local_port: int) -> bytes:
+        return (
+            f"OPTIONS sip:{edge} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {local_host}:{local_port};branch=z9hG4bK{tag};rport\r\n"
+            "Max-Forwards: 5\r\n"
+            f"From: <sip:health@{local_host}>;tag={tag}\r\n"
+            f"To: <sip:{edge}>\r\n"
+            f"Call-ID: {tag}@spool-health\r\n"
+            "CSeq: 1 OPTIONS\r\n"
+            "Content-Length: 0\r\n\r\n"
+        ).encode()
+
+    return _ask_over_udp(host, port, options, timeout).startswith(b"SIP/2.0 200")
 
 
 def rtpengine_answers(address: str, timeout: float = ANSWER_SECONDS) -> bool:
@@ -72,14 +95,7 @@ def turn_answers(address: str, timeout: float = ANSWER_SECONDS) -> bool:
     host, port = _address(address, 3478)
     transaction = secrets.token_bytes(12)
     request = struct.pack("!HHI", 0x0001, 0, STUN_COOKIE) + transaction
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(timeout)
-        try:
-            sock.sendto(request, (host, port))
-            answer = sock.recv(2048)
-        except OSError:
-            return False
+    answer = _ask_over_udp(host, port, lambda *_: request, timeout)
     return answer[:2] == b"\x01\x01" and answer[8:20] == transaction
 
 

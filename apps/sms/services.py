@@ -197,6 +197,16 @@ def _send(resource: Resource, request: SendRequest) -> list[dict[str, Any]]:
     # transaction holds only the insert. (A repeatability id that races in is caught by the
     # unique constraint and replayed by `send`.)
     sending_number(resource, request.sender)
+    results, rows = prepare_send(resource.pk, request)
+    store_accepted(rows)
+    return results
+
+
+def prepare_send(
+    resource_id: uuid.UUID, request: SendRequest
+) -> tuple[list[dict[str, Any]], list[SmsMessage]]:
+    """The ACS per-recipient results of a send request whose sender may send, and the rows to
+    store for them (store_accepted): reads the opt-outs and the repeatability ids seen."""
     wanted = [r.to for r in request.recipients if is_e164(r.to)]
     opted_out = optouts.opted_out(request.sender, wanted)
     request_ids = [
@@ -206,7 +216,7 @@ def _send(resource: Resource, request: SendRequest) -> list[dict[str, Any]]:
         {
             message.repeatability_request_id: message
             for message in SmsMessage.objects.filter(
-                resource=resource, repeatability_request_id__in=request_ids
+                resource_id=resource_id, repeatability_request_id__in=request_ids
             )
         }
         if request_ids
@@ -224,7 +234,7 @@ def _send(resource: Resource, request: SendRequest) -> list[dict[str, Any]]:
             results.append(_refused(recipient, INVALID_TO))
             continue
         row = _outbound(
-            resource,
+            resource_id,
             sender=request.sender,
             recipient=recipient.to,
             text=request.text,
@@ -246,13 +256,21 @@ def _send(resource: Resource, request: SendRequest) -> list[dict[str, Any]]:
         results.append(send_result(row))
         if row.repeatability_request_id:
             seen[row.repeatability_request_id] = row
+    return results, rows
+
+
+def store_accepted(rows: list[SmsMessage]) -> None:
+    """Store accepted messages (of one request or of many: send_route's group commit) in one
+    statement, and ask for a drain once they are committed. Raises IntegrityError for a
+    repeatability id stored meanwhile."""
+    if not rows:
+        return
     SmsMessage.objects.bulk_create(rows)  # one statement, or one transaction when split
     queued = sum(1 for row in rows if row.status == MessageStatus.QUEUED)
     exporter.count_after_commit(exporter.SMS_ACCEPTED, queued)
     exporter.count_after_commit(exporter.SMS_FAILED.labels("opted_out"), len(rows) - queued)
     if queued:
         delivery.request_drain()
-    return results
 
 
 def send_result(message: SmsMessage) -> dict[str, Any]:
@@ -284,7 +302,7 @@ def _refused(recipient: Recipient, reason: str) -> dict[str, Any]:
 
 def queue_reply(resource: Resource, *, sender: str, recipient: str, text: str) -> SmsMessage:
     """Queue a message that bypasses the opt-out list (the confirmation of STOP, HELP)."""
-    message = _outbound(resource, sender=sender, recipient=recipient, text=text)
+    message = _outbound(resource.pk, sender=sender, recipient=recipient, text=text)
     message.save(force_insert=True)
     exporter.count_after_commit(exporter.SMS_ACCEPTED)
     delivery.request_drain()
@@ -292,7 +310,7 @@ def queue_reply(resource: Resource, *, sender: str, recipient: str, text: str) -
 
 
 def _outbound(
-    resource: Resource,
+    resource_id: uuid.UUID,
     *,
     sender: str,
     recipient: str,
@@ -304,7 +322,7 @@ def _outbound(
     info = info or segments.analyze(text)
     return SmsMessage(
         id=new_message_id(Direction.OUTBOUND),
-        resource=resource,
+        resource_id=resource_id,
         direction=Direction.OUTBOUND,
         sender=sender,
         recipient=recipient,

@@ -75,12 +75,22 @@ async def _still_answers(communicator: WebsocketCommunicator) -> None:
     assert await communicator.receive_json_from(timeout=5) == {"type": "pong"}
 
 
-def _watch_tasks() -> list[asyncio.Task[Any]]:
-    return [
-        task
-        for task in asyncio.all_tasks()
-        if "_watch_token" in repr(task.get_coro()) and not task.done()
-    ]
+def _watching(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The consumers whose token watch starts from now on."""
+    watching: list[Any] = []
+    start = consumers.IdentityConsumer._watch_token
+
+    def spy(consumer: Any, *args: Any) -> None:
+        start(consumer, *args)
+        watching.append(consumer)
+
+    monkeypatch.setattr(consumers.IdentityConsumer, "_watch_token", spy)
+    return watching
+
+
+def _stopped(watch: Any) -> bool:
+    """A watch (its timer, or its re-check under way) that will not run again."""
+    return watch.cancelled() if isinstance(watch, asyncio.TimerHandle) else watch.done()
 
 
 @pytest.mark.parametrize(
@@ -256,11 +266,13 @@ async def test_a_failing_close_hook_does_not_keep_the_others_from_running(resour
         consumers._on_close.remove(broken)
 
 
-async def test_the_token_watch_stops_with_the_socket_after_bad_frames(resource: Any) -> None:
+async def test_the_token_watch_stops_with_the_socket_after_bad_frames(
+    resource: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # given a socket that was sent bad frames
-    before = len(_watch_tasks())
+    watching = _watching(monkeypatch)
     communicator, _ = await _open(resource, ["chat"])
-    assert len(_watch_tasks()) == before + 1
+    assert len(watching) == 1 and not _stopped(watching[0].watch)
     for text in ("{not json", VERY_DEEP, '{"n": ' + "9" * 5000 + "}"):
         await _send_text(communicator, text)
         await communicator.receive_json_from(timeout=5)
@@ -272,4 +284,4 @@ async def test_the_token_watch_stops_with_the_socket_after_bad_frames(resource: 
     await asyncio.sleep(0)
 
     # then its token watch is gone
-    assert len(_watch_tasks()) == before
+    assert _stopped(watching[0].watch)

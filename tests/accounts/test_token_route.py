@@ -12,14 +12,13 @@ from typing import Any
 import jwt
 import pytest
 from django.db import DatabaseError
-from django.test import Client
 
 from apps.accounts import services, token_route
 from apps.accounts.models import CommunicationIdentity, Resource
 from apps.core import quotas
 from apps.core.models import RequestLog
 from apps.core.request_log import writer
-from tests.conftest import AcsClient, origin_host, quote_id, sign_headers
+from tests.conftest import AcsClient, django_answer, origin_host, quote_id, signed_scope
 
 pytestmark = pytest.mark.django_db
 
@@ -30,34 +29,18 @@ def token_request(
     resource: Resource,
     raw_id: str,
     *,
-    paths: bool = False,
     body: bytes = BODY,
-    key: str | None = None,
     query: str = "api-version=2023-10-01",
-    headers: dict[str, str] | None = None,
-    scheme: str = "http",
-    client: str = "127.0.0.1",
-    host: str = "",
+    **options: Any,
 ) -> tuple[dict[str, Any], bytes]:
-    """An ASGI scope and body as uvicorn hands them on, signed as AcsClient signs them."""
-    prefix = f"/r/{resource.slug}" if paths else ""
-    host = host or ("testserver" if paths else origin_host(resource))
-    path = f"{prefix}/identities/{quote_id(raw_id)}/:issueAccessToken"
-    signed = sign_headers(
-        "POST", f"{path}?{query}", body, key or resource.primary_key, f"{host}{prefix}"
+    return signed_scope(
+        resource,
+        f"/identities/{raw_id}/:issueAccessToken",
+        body,
+        raw_path=f"/identities/{quote_id(raw_id)}/:issueAccessToken",
+        query=query,
+        **options,
     )
-    sent = {"host": host, "content-type": "application/json", **signed, **(headers or {})}
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "scheme": scheme,
-        "path": f"{prefix}/identities/{raw_id}/:issueAccessToken",
-        "raw_path": path.encode(),
-        "query_string": query.encode(),
-        "headers": [(k.lower().encode(), v.encode()) for k, v in sent.items()],
-        "client": (client, 50000),
-    }
-    return scope, body
 
 
 @pytest.fixture
@@ -157,22 +140,7 @@ def test_the_route_leaves_anything_but_an_ordinary_success_to_django(
 
     assert token_route.answer(scope, body) is None
 
-    headers = {
-        name: value.decode() for name, value in ((k.decode(), v) for k, v in scope["headers"])
-    }
-    query = scope["query_string"].decode()
-    view = Client().generic(
-        "POST",
-        f"{scope['path']}?{query}",
-        body,
-        content_type=headers["content-type"],
-        REQUEST_URI=f"{scope['raw_path'].decode()}?{query}",
-        **{
-            f"HTTP_{k.upper().replace('-', '_')}": v
-            for k, v in headers.items()
-            if k != "content-type"
-        },
-    )
+    view = django_answer(scope, body)
     assert view.status_code == django_status, view.content
 
 
@@ -234,7 +202,7 @@ def test_plain_http_from_afar_and_unknown_hosts_are_left_to_django(
 def test_a_database_error_leaves_the_request_to_django(
     resource: Resource, identity: CommunicationIdentity, monkeypatch: Any
 ) -> None:
-    def broken(request: Any) -> None:
+    def broken(*args: Any) -> None:
         raise DatabaseError("the database is away")
 
     monkeypatch.setattr(token_route, "_identity_and_keys", broken)

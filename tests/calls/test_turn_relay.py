@@ -32,6 +32,23 @@ def free_udp_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _wait_until_bound(port: int, process: subprocess.Popen, log: Path) -> None:
+    """Until coturn's UDP socket is open (/proc/net/udp lists it) and its servers are made (its
+    log says how many): a datagram sent before may be refused or dropped, and a loaded machine
+    may take seconds to start them."""
+    bound = f"0100007F:{port:04X}"
+    deadline = time.monotonic() + 20
+
+    def ready() -> bool:
+        started = log.exists() and "Total General servers" in log.read_text(errors="replace")
+        return started and bound in Path("/proc/net/udp").read_text()
+
+    while not ready():
+        assert process.poll() is None, log.read_text()[-2000:] if log.exists() else "no log"
+        assert time.monotonic() < deadline, f"coturn did not start on 127.0.0.1:{port} in 20 s"
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def coturn(tmp_path) -> Iterator[int]:
     if not os.path.exists(TURNSERVER):
@@ -56,9 +73,8 @@ def coturn(tmp_path) -> Iterator[int]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    time.sleep(0.5)  # coturn binds at once; give it a moment before the first allocation
     try:
-        assert process.poll() is None, (tmp_path / "turn.log").read_text()[-2000:]
+        _wait_until_bound(port, process, tmp_path / "turn.log")
         yield port
     finally:
         process.terminate()
@@ -160,4 +176,5 @@ def test_a_wrong_secret_gets_no_relay(coturn: int) -> None:
 def test_the_health_check_gets_coturns_answer(coturn: int) -> None:
     from apps.metrics import engines
 
-    assert engines.turn_answers(f"127.0.0.1:{coturn}", timeout=2)
+    # (sent again after 0.5, 1 and 2 s: a loaded machine's coturn may miss the first)
+    assert engines.turn_answers(f"127.0.0.1:{coturn}", timeout=5)

@@ -3,11 +3,15 @@ database gone for a moment) or a write that fails is logged, and later rows are 
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 from collections.abc import Hashable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from django.db import OperationalError
 
 from apps.core import batching
 from apps.core.batching import BackgroundWriter
@@ -44,3 +48,130 @@ def test_a_failing_round_does_not_stop_the_writer(monkeypatch: pytest.MonkeyPatc
     # then the thread is still there and writes them
     assert done.wait(5), written
     assert writer._thread is not None and writer._thread.is_alive()
+
+
+# --- GroupCommit ----------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def no_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writes below touch no database: the thread's connection checks are skipped."""
+    monkeypatch.setattr(batching, "close_old_connections", lambda: None)
+    monkeypatch.setattr(batching, "connection", SimpleNamespace(vendor="none"))
+
+
+def _group(write: Any) -> batching.GroupCommit[str]:
+    return batching.GroupCommit("test-group", write, inline=lambda: False)
+
+
+def test_what_is_pending_is_written_in_one_call_and_each_answer_follows_its_commit() -> None:
+    # given a write that is slow the first time, so that more items queue meanwhile
+    calls: list[list[str]] = []
+    first_started, release = threading.Event(), threading.Event()
+
+    def write(items: list[str]) -> None:
+        if not calls:
+            first_started.set()
+            release.wait(5)
+        calls.append(list(items))
+
+    group = _group(write)
+    first = group.submit("a", then=lambda: "a committed")
+    assert first_started.wait(5)
+    later = [group.submit(item, then=lambda item=item: f"{item} committed") for item in "bcd"]
+
+    # then nothing is answered before its write, and the three waiting share one write
+    assert not any(f.done() for f in [first, *later])
+    release.set()
+    assert [f.result(5) for f in [first, *later]] == [f"{x} committed" for x in "abcd"]
+    assert calls == [["a"], ["b", "c", "d"]]
+
+
+def test_a_failing_item_fails_only_its_own_answer() -> None:
+    # given a write that refuses one item, as a unique constraint would
+    written: list[str] = []
+    gate = threading.Event()
+
+    def write(items: list[str]) -> None:
+        gate.wait(5)
+        if "bad" in items:
+            raise ValueError("duplicate")
+        written.extend(items)
+
+    group = _group(write)
+    answers = {item: group.submit(item, then=lambda: "ok") for item in ("x", "bad", "y")}
+    gate.set()
+
+    # then the batch is retried item by item: the others are committed and answered
+    assert answers["x"].result(5) == answers["y"].result(5) == "ok"
+    with pytest.raises(ValueError):
+        answers["bad"].result(5)
+    assert sorted(written) == ["x", "y"]
+
+
+def test_an_answer_given_up_before_its_write_is_not_written() -> None:
+    # given a write in progress, and a request behind it whose client goes away
+    written: list[str] = []
+    started, release = threading.Event(), threading.Event()
+
+    def write(items: list[str]) -> None:
+        started.set()
+        release.wait(5)
+        written.extend(items)
+
+    group = _group(write)
+    first = group.submit("first", then=lambda: "ok")
+    assert started.wait(5)
+    gone = group.submit("gone", then=lambda: "ok")
+    kept = group.submit("kept", then=lambda: "ok")
+
+    # when the waiting one is cancelled (the bridge cancels it when the client disconnects)
+    assert gone.cancel()
+    release.set()
+
+    # then the others are written, the cancelled one is not
+    assert first.result(5) == kept.result(5) == "ok"
+    assert written == ["first", "kept"]
+
+
+def test_inline_writes_in_the_callers_thread_at_once() -> None:
+    written: list[tuple[str, str]] = []
+    group = batching.GroupCommit(
+        "test-inline",
+        lambda items: written.extend((i, threading.current_thread().name) for i in items),
+        inline=lambda: True,
+    )
+    answer = group.submit("now", then=lambda: "done")
+    assert answer.done() and answer.result() == "done"
+    assert written == [("now", threading.current_thread().name)]
+
+
+def test_on_sqlite_a_locked_database_is_asked_again_every_millisecond(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given SQLite, whose write lock another writer holds for the first two tries
+    pragmas: list[str] = []
+    cursor = SimpleNamespace(execute=pragmas.append)
+    monkeypatch.setattr(
+        batching,
+        "connection",
+        SimpleNamespace(vendor="sqlite", cursor=lambda: contextlib.nullcontext(cursor)),
+    )
+    tries: list[float] = []
+
+    def write(items: list[str]) -> None:
+        tries.append(time.monotonic())
+        if len(tries) <= 2:
+            raise OperationalError("database is locked")
+
+    # when
+    batching._promptly(write, ["row"])
+
+    # then the busy handler is off (no sleeps of up to 100 ms) and the write came through
+    assert pragmas == ["PRAGMA busy_timeout = 0"]
+    assert len(tries) == 3 and tries[-1] - tries[0] < 0.5
+
+    # and another database error is not retried
+    def broken(items: list[str]) -> None:
+        raise OperationalError("no such table: sms_smsmessage")
+
+    with pytest.raises(OperationalError, match="no such table"):
+        batching._promptly(broken, ["row"])

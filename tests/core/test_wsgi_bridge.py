@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+from concurrent.futures import Future
 from typing import Any
 
 from apps.core.wsgi_bridge import SHORTCUT_MAX_BODY, BufferedWsgi
@@ -147,3 +150,130 @@ async def test_a_large_body_skips_the_shortcuts() -> None:
     sent = await _call(bridge, [b"x" * (SHORTCUT_MAX_BODY + 1)])
 
     assert called == [] and sent[0]["status"] == 201
+
+
+async def test_a_deferred_answer_is_awaited_while_the_worker_thread_takes_the_next_request() -> (
+    None
+):
+    # given a shortcut that answers with a Future, resolved only when a second request comes
+    pending: list[Future[Any]] = []
+
+    def shortcut(scope: dict[str, Any], body: bytes) -> Any:
+        if body == b"second":
+            pending[0].set_result((202, [], b"first, committed"))
+            return 200, [], b"second"
+        pending.append(Future())
+        return pending[0]
+
+    bridge = BufferedWsgi(echo_app, threads=1, max_body=100, shortcuts=[shortcut])
+
+    # when the first waits on its Future and the second comes on the one worker thread
+    first = asyncio.create_task(_call(bridge, [b"first"]))
+    while not pending:
+        await asyncio.sleep(0.01)
+    second = await _call(bridge, [b"second"])
+
+    # then both are answered: the thread was not held by the first
+    assert second[1]["body"] == b"second"
+    answered = await asyncio.wait_for(first, 5)
+    assert (answered[0]["status"], answered[1]["body"]) == (202, b"first, committed")
+
+
+async def test_django_answers_a_request_whose_deferred_answer_fails() -> None:
+    def shortcut(scope: dict[str, Any], body: bytes) -> Any:
+        failed: Future[Any] = Future()
+        failed.set_exception(RuntimeError("the commit failed"))
+        return failed
+
+    bridge = BufferedWsgi(echo_app, threads=1, max_body=100, shortcuts=[shortcut])
+    sent = await _call(bridge, [b'{"a": 1}'])
+
+    assert sent[0]["status"] == 201
+    assert json.loads(sent[1]["body"])["body"] == '{"a": 1}'  # the body, read again from the start
+
+
+async def test_a_request_that_goes_away_while_the_app_works_leaves_the_next_one_unharmed(
+    caplog: Any,
+) -> None:
+    # given an app still working when its request is cancelled (the client went away)
+    started, release = asyncio.Event(), threading.Event()
+    loop = asyncio.get_running_loop()
+
+    def slow_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        loop.call_soon_threadsafe(started.set)
+        release.wait(5)
+        return echo_app(environ, start_response)
+
+    app = BufferedWsgi(slow_app, threads=1, max_body=100)
+    request = asyncio.ensure_future(_call(app, [b"first"]))
+    await started.wait()
+    request.cancel()
+    release.set()
+    # then its late answer is dropped quietly, and the next request is answered
+    sent = await _call(app, [b"second"])
+    assert json.loads(sent[1]["body"])["body"] == "second"
+    assert request.cancelled()
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+async def test_a_request_that_goes_away_cancels_its_deferred_answer() -> None:
+    # given a shortcut whose answer waits on a write not done yet
+    pending: list[Future[Any]] = []
+
+    def shortcut(scope: dict[str, Any], body: bytes) -> Any:
+        pending.append(Future())
+        return pending[0]
+
+    bridge = BufferedWsgi(echo_app, threads=1, max_body=100, shortcuts=[shortcut])
+    request = asyncio.ensure_future(_call(bridge, [b"x"]))
+    while not pending:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.01)
+    # when the client goes away
+    request.cancel()
+    await asyncio.sleep(0.01)
+    # then the write is called off (GroupCommit leaves a cancelled Future's row out)
+    assert pending[0].cancelled()
+
+
+async def test_many_requests_at_once_each_get_their_own_answer() -> None:
+    # given two request threads, and deferred answers a third thread settles in batches
+    # (as GroupCommit does): answers reach the loop many at a time, with one wake-up each
+    batch: list[tuple[Future[Any], bytes]] = []
+    lock = threading.Lock()
+
+    def shortcut(scope: dict[str, Any], body: bytes) -> Any:
+        if body.startswith(b"deferred"):
+            deferred: Future[Any] = Future()
+            with lock:
+                batch.append((deferred, body))
+            return deferred
+        return None  # the app echoes it
+
+    stop = threading.Event()
+
+    def committer() -> None:
+        while not stop.is_set():
+            with lock:
+                settled, batch[:] = list(batch), []
+            for deferred, body in settled:
+                deferred.set_result((202, [], body))
+            stop.wait(0.005)
+
+    threading.Thread(target=committer, daemon=True).start()
+    bridge = BufferedWsgi(echo_app, threads=2, max_body=100, shortcuts=[shortcut])
+    try:
+        # when 400 requests come at once, half answered by the app, half deferred
+        bodies = [f"{'deferred' if n % 2 else 'plain'} {n}".encode() for n in range(400)]
+        answers = await asyncio.wait_for(
+            asyncio.gather(*(_call(bridge, [body]) for body in bodies)), 10
+        )
+    finally:
+        stop.set()
+
+    # then every request gets its own answer, none lost or swapped
+    for body, sent in zip(bodies, answers, strict=True):
+        if body.startswith(b"deferred"):
+            assert (sent[0]["status"], sent[1]["body"]) == (202, body)
+        else:
+            assert json.loads(sent[1]["body"])["body"] == body.decode()

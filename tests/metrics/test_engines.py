@@ -153,3 +153,26 @@ def test_the_turn_server_is_up_when_it_answers_a_stun_binding_request(
 def test_the_turn_server_checked_is_the_first_that_takes_udp(urls: list[str], address: str) -> None:
     with override_settings(TURN_URLS=urls):
         assert engines.turn_address() == address
+
+
+def dropping_the_first(answer: Callable[[bytes], bytes]) -> Callable[[bytes], bytes | None]:
+    """A peer whose first datagram is lost on the way, as UDP allows."""
+    seen: list[bytes] = []
+
+    def maybe(request: bytes) -> bytes | None:
+        seen.append(request)
+        return answer(request) if len(seen) > 1 else None
+
+    return maybe
+
+
+def test_a_lost_datagram_is_sent_again_and_the_engine_is_still_up(
+    peers: list[UdpPeer],
+) -> None:
+    edge = peer(peers, dropping_the_first(sip_reply("200 OK")))
+    turn = peer(peers, dropping_the_first(stun_success))
+    assert engines.sip_edge_answers(edge.address, timeout=2)
+    assert engines.turn_answers(turn.address, timeout=2)
+    # the same request both times (one transaction), sent again after half a second
+    assert len(edge.received) == 2 and edge.received[0] == edge.received[1]
+    assert len(turn.received) == 2 and turn.received[0] == turn.received[1]

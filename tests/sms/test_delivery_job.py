@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.core.cache import cache
+from django.db import DatabaseError
 from django.utils import timezone
 
 from apps.events.models import Event
@@ -337,3 +340,82 @@ def test_receipts_for_no_message_are_dropped_after_an_hour(
     # then the old one is gone, the new one still waits for its message
     assert list(EarlyReceipt.objects.values_list("carrier_message_id", flat=True)) == ["c-soon"]
     assert health.unmatched_receipts() == 0
+
+
+# --- Recording behind (SMS_RECORD_BEHIND, on in production, off in the tests above) --------
+# A delivering worker records a chunk's answers on a thread of its own while it submits the
+# next chunk: every answer is stored, the next chunk reaches the carrier before the last one's
+# answers are stored, and a recording that fails fails the drain and leaves its messages to
+# the sweep.
+RECIPIENTS = [f"+4477009{n:05d}" for n in range(160)]  # claimed as 100 (two chunks), then 60
+
+
+def accept_all(resource: Any, sender: str, recipients: list[str]) -> list[str]:
+    return [
+        message_id
+        for start in range(0, len(recipients), 40)
+        for message_id in accept(resource, sender, *recipients[start : start + 40])
+    ]
+
+
+@pytest.fixture
+def behind(settings: Any, transactional_db: None) -> None:
+    """Recording on another thread, which sees only committed rows: a transactional test."""
+    settings.SMS_RECORD_BEHIND = True
+    cache.set(delivery.DRAIN_REQUESTED, 1)  # accept() queues no drain: the test runs it
+
+
+def test_the_next_chunk_is_submitted_while_the_last_is_recorded(
+    behind: None, resource: Any, sender: str, carrier: ScriptedCarrier, monkeypatch: Any
+) -> None:
+    second_chunk_handed = threading.Event()
+
+    def answer(message: Outgoing) -> Submitted:
+        if len(carrier.submitted) > delivery.SUBMIT_CHUNK:
+            second_chunk_handed.set()
+        return Submitted(f"c-{message.message_id}")
+
+    carrier.answer = answer
+    record = delivery._record_answers
+    recorders: list[str] = []
+    overlapped: list[bool] = []
+
+    def record_slowly(chunk: Any, answers: Any) -> None:
+        recorders.append(threading.current_thread().name)
+        if not overlapped:  # the first chunk's answers wait until the second chunk is sent
+            overlapped.append(second_chunk_handed.wait(timeout=5))
+        record(chunk, answers)
+
+    monkeypatch.setattr(delivery, "_record_answers", record_slowly)
+    ids = accept_all(resource, sender, RECIPIENTS[:60])  # two chunks
+    # when a drain carries them
+    assert delivery.drain() == len(ids)
+    # then the second chunk went out while the first one's answers were being stored
+    assert overlapped == [True]
+    assert all(name.startswith("sms-record") for name in recorders) and len(recorders) == 2
+    # and every answer is stored
+    stored = SmsMessage.objects.filter(pk__in=ids)
+    assert {m.status for m in stored} == {MessageStatus.SENT}
+    assert {m.carrier_message_id for m in stored} == {f"c-{message_id}" for message_id in ids}
+
+
+def test_a_recording_that_fails_fails_the_drain_and_the_messages_wait_for_the_sweep(
+    behind: None, resource: Any, sender: str, carrier: ScriptedCarrier, monkeypatch: Any
+) -> None:
+    def fail(chunk: Any, answers: Any) -> None:
+        raise DatabaseError("disk I/O error")
+
+    monkeypatch.setattr(delivery, "_record_answers", fail)
+    ids = accept_all(resource, sender, RECIPIENTS)
+    # when the drain's first recording fails
+    with pytest.raises(DatabaseError):
+        delivery.drain()
+    # then it stops there: the chunk sent meanwhile went out, no later one
+    assert len(carrier.submitted) == 2 * delivery.SUBMIT_CHUNK
+    # and those messages stay claimed, marked as handed over, for the sweep to send again
+    handed = SmsMessage.objects.filter(pk__in=carrier.submitted)
+    assert set(handed.values_list("status", flat=True)) == {MessageStatus.SENDING}
+    assert not handed.filter(submit_started_at__isnull=True).exists()
+    # while the rest wait in the queue
+    rest = SmsMessage.objects.filter(pk__in=ids).exclude(pk__in=carrier.submitted)
+    assert set(rest.values_list("status", flat=True)) == {MessageStatus.QUEUED}

@@ -1,0 +1,71 @@
+"""The chat message route, `POST [/r/<slug>]/chat/threads/<id>/messages`, answered without
+Django's request machinery.
+
+Posting a message is the chat API's busiest request (issue 18: 400 messages/s through one web
+process), and profiled through Django (bench/chat.py), its middleware, URL resolver and DRF
+took a quarter of the post. This route does the rest alone, on the web tier's worker thread
+(apps/core/wsgi_bridge.py): the request's checks and the answer's headers and log
+(apps/accounts/shortcuts.py), the token (accounts.authenticate_token), the quota
+(core.quotas), the message's checks and write (services.check_send_message and
+do_send_message), all shared with the view.
+
+Only an ordinary success is answered here, and a quota's refusal (counted once); anything else
+returns None before anything is written or counted, and Django answers it with the view's own
+errors: whatever shortcuts.read leaves to Django, a missing, invalid, expired or revoked token
+or one of another resource, a body the view refuses, a thread that is not there or whose
+participant the caller is not, a database error. tests/chat/test_message_route.py holds the
+two answers side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError
+
+from apps.accounts import services as accounts
+from apps.accounts import shortcuts
+from apps.chat import services
+from apps.chat.api.acs_views import CHAT_API_VERSIONS, ChatView
+from apps.core import quotas
+from apps.core.errors import ApiError
+from apps.core.wsgi_bridge import Answer
+
+PATH = re.compile(shortcuts.SLUG_PREFIX + r"/chat/threads/(?P<thread_id>[^/]+)/messages")
+ROUTE = "chat/threads/<str:thread_id>/messages"  # its pattern in api/acs_urls.py
+ALLOW = "GET, POST, HEAD, OPTIONS"  # the view's methods, as DRF names them
+QUOTA = ChatView.quota
+
+
+def answer(scope: dict[str, Any], body: bytes) -> Answer | None:
+    """The answer to a message post, or None to leave the request to Django."""
+    if scope["method"] != "POST" or not scope["path"].endswith("/messages"):
+        return None
+    request = shortcuts.read(scope, body, PATH, CHAT_API_VERSIONS)
+    if request is None:
+        return None
+    token = shortcuts.bearer_token(request)
+    if token is None:
+        return None
+    try:
+        principal = accounts.authenticate_token(token)
+        resource = principal.identity.resource
+        if not shortcuts.addresses(request, resource):
+            return None  # the token is another resource's
+        checked = services.check_send_message(principal, request.route["thread_id"], request.fields)
+    except (ApiError, DatabaseError):  # Django's path answers (and reconnects)
+        return None
+    logged_as = shortcuts.Logged(ROUTE, resource.slug, identity=principal.log_name)
+    try:
+        quotas.spend(QUOTA, principal.identity.pk, settings.QUOTAS[QUOTA], what=QUOTA)
+    except quotas.QuotaExceeded as refused:
+        return shortcuts.refuse(request, logged_as, refused, allow=ALLOW)
+    try:
+        message = services.do_send_message(checked)
+    except DatabaseError:
+        return None
+    content = json.dumps({"id": str(message.pk)}, separators=(",", ":")).encode()
+    return shortcuts.respond(request, logged_as, 201, content, allow=ALLOW)

@@ -1,0 +1,135 @@
+"""The SMS send route, `POST [/r/<slug>]/sms`, answered without Django's request machinery,
+its rows committed together with other requests' (a group commit).
+
+Profiled at 32 clients (bench/sms.py), a single-recipient send spent most of its web process
+in Django's middleware, DRF and building ORM queries, and a third of its wall time waiting for
+SQLite's write lock, which every accepted request took once, in turn with the other web
+process and the delivering workers. Here the request's checks (apps/accounts/shortcuts.py),
+one query for the resource's keys and the sender's SMS capability, and the quota run on the
+web tier's worker thread; the rows go to this process's GroupCommit, whose thread stores
+everything pending in one transaction. The event loop awaits the commit (wsgi_bridge), so the
+worker thread takes the next request meanwhile, and the 202 goes out only once the rows are
+committed: nothing answered is lost.
+
+Only an ordinary acceptance is answered here, and a quota's refusal (counted once); anything
+else returns None and Django answers it, with the view's own errors: whatever shortcuts.read
+leaves to Django, a body the view refuses, a bad signature, a sender the resource cannot send
+from, a database error. If the commit fails (a repeatability id stored meanwhile by another
+request), Django answers the request from the start: the view replays the stored result. What
+an acceptance does is shared with the view: services.check_send_request, prepare_send and
+store_accepted; tests/sms/test_send_route.py holds the two answers side by side.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import uuid
+from concurrent.futures import Future
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError
+
+from apps.accounts import shortcuts
+from apps.accounts.auth import Unauthorized, check_signature
+from apps.accounts.models import Resource
+from apps.core import quotas, sql
+from apps.core.batching import GroupCommit
+from apps.core.errors import ApiError
+from apps.core.sql import column, table
+from apps.core.wsgi_bridge import Answer
+from apps.numbers.models import NumberStatus, PhoneNumber
+from apps.sms import services
+from apps.sms.api.acs_views import SMS_API_VERSIONS, SmsView
+from apps.sms.models import SmsMessage
+
+PATH = re.compile(shortcuts.SLUG_PREFIX + "/sms")
+ROUTE = "sms"  # its pattern in apps/sms/api/acs_urls.py, as the request log names it
+QUOTA = SmsView.quota
+
+
+def _store(batches: list[list[SmsMessage]]) -> None:
+    services.store_accepted([row for rows in batches for row in rows])
+
+
+accepted = GroupCommit("sms-accepted", _store, inline=lambda: not settings.SMS_GROUP_COMMIT)
+
+
+def answer(scope: dict[str, Any], body: bytes) -> Answer | Future[Answer] | None:
+    """The answer to a send request (a Future of it once rows are to be stored), or None to
+    leave the request to Django."""
+    if scope["method"] != "POST" or not scope["path"].endswith("/sms"):
+        return None
+    request = shortcuts.read(scope, body, PATH, SMS_API_VERSIONS)
+    if request is None:
+        return None
+    try:
+        send = services.check_send_request(request.fields)
+    except ApiError:
+        return None
+    try:
+        found = _resource_and_sender(request.lookup, send.sender)
+    except DatabaseError:  # Django's path reconnects and answers
+        return None
+    if found is None:
+        return None
+    resource_id, slug, keys, sms_capability = found
+    try:
+        key_name = check_signature(request.signed, slug, keys)
+    except Unauthorized:
+        return None
+    if sms_capability not in services.SENDING_CAPABILITIES:
+        return None  # not the resource's number, or it may not send: the view says which
+    logged_as = shortcuts.Logged(ROUTE, slug, key_name)
+    try:
+        quotas.spend(QUOTA, resource_id, settings.QUOTAS[QUOTA], what=QUOTA)
+    except quotas.QuotaExceeded as refused:
+        return shortcuts.refuse(request, logged_as, refused)
+    try:
+        results, rows = services.prepare_send(resource_id, send)
+    except DatabaseError:
+        return None
+    content = json.dumps({"value": results}, separators=(",", ":")).encode()
+
+    def respond() -> Answer:
+        return shortcuts.respond(request, logged_as, 202, content)
+
+    if not rows:  # every recipient refused or replayed: nothing to store
+        return respond()
+    return accepted.submit(rows, then=respond)
+
+
+def _resource_and_sender(
+    lookup: dict[str, Any], sender: str
+) -> tuple[uuid.UUID, str, list[bytes], str | None] | None:
+    """The resource's id, slug and access keys, and the SMS capability of its owned number
+    `sender` (None if it owns no such number), in one query; None for no such resource."""
+    ((field, value),) = lookup.items()
+    found = sql.fetch(_resource_query(field), [sender, NumberStatus.OWNED, value])
+    if not found:
+        return None
+    resource_id, slug, primary, secondary, sms_capability = found[0]
+    keys = shortcuts.access_keys(primary, secondary)
+    if keys is None:
+        return None
+    pk = Resource._meta.pk
+    assert pk is not None
+    return pk.to_python(resource_id), slug, keys, sms_capability
+
+
+@functools.cache
+def _resource_query(resource_field: str) -> str:
+    """The SQL of the resource's and its sender's read, built once (through the ORM, building
+    it cost more than running it). `resource_field`: slug or port."""
+    resource, number = Resource, PhoneNumber
+    return (
+        f"SELECT r.{column(resource, 'id')}, r.{column(resource, 'slug')}, "
+        f"r.{column(resource, 'primary_key')}, r.{column(resource, 'secondary_key')}, "
+        f"n.{column(number, 'owned_sms')} "
+        f"FROM {table(resource)} r LEFT JOIN {table(number)} n "
+        f"ON n.{column(number, 'owner')} = r.{column(resource, 'id')} "
+        f"AND n.{column(number, 'number')} = %s AND n.{column(number, 'status')} = %s "
+        f"WHERE r.{column(resource, resource_field)} = %s"
+    )

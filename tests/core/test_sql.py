@@ -1,0 +1,66 @@
+"""apps/core/sql.fetch: the hot plain-SQL statements through the driver's own cursor, on
+Django's connection, in its transaction and with its errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.db import DatabaseError, connection, transaction
+
+from apps.accounts.models import Resource
+from apps.core import sql
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _slug_of(resource_id: Any) -> list[tuple[Any, ...]]:
+    pk = Resource._meta.pk
+    assert pk is not None
+    return sql.fetch(
+        f"SELECT {sql.column(Resource, 'slug')} FROM {sql.table(Resource)} "
+        f"WHERE {sql.column(Resource, 'id')} = %s",
+        [pk.get_db_prep_value(resource_id, connection)],
+    )
+
+
+def test_a_read_gives_its_rows_and_an_update_without_returning_none(resource: Resource) -> None:
+    assert not connection.queries_logged  # the driver's cursor, not Django's
+    assert _slug_of(resource.pk) == [(resource.slug,)]
+    assert (
+        sql.fetch(
+            f"UPDATE {sql.table(Resource)} SET {sql.column(Resource, 'name')} = %s "
+            f"WHERE {sql.column(Resource, 'slug')} = %s",
+            ["renamed", resource.slug],
+        )
+        == []
+    )
+    resource.refresh_from_db()
+    assert resource.name == "renamed"
+
+
+def test_a_write_is_part_of_the_callers_transaction(resource: Resource) -> None:
+    # when a statement's transaction rolls back
+    with pytest.raises(RuntimeError), transaction.atomic():
+        sql.fetch(
+            f"UPDATE {sql.table(Resource)} SET {sql.column(Resource, 'name')} = %s "
+            f"WHERE {sql.column(Resource, 'slug')} = %s",
+            ["lost", resource.slug],
+        )
+        raise RuntimeError("rolled back")
+    # then its change is gone
+    resource.refresh_from_db()
+    assert resource.name != "lost"
+
+
+def test_a_failing_statement_raises_djangos_error_and_the_connection_carries_on(
+    resource: Resource,
+) -> None:
+    with pytest.raises(DatabaseError):
+        sql.fetch("SELECT no_such_column FROM no_such_table WHERE 1 = %s", [1])
+    assert _slug_of(resource.pk) == [(resource.slug,)]
+
+
+def test_the_query_counters_see_it(resource: Resource, django_assert_num_queries: Any) -> None:
+    with django_assert_num_queries(1):
+        assert _slug_of(resource.pk) == [(resource.slug,)]
