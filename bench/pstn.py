@@ -632,14 +632,20 @@ def voip_user(live: Any, connection: str) -> tuple[str, str]:
     return user.properties["id"], token.token
 
 
-def wait_for_line(edge: str) -> None:
+def wait_for_line(spool: Spool) -> None:
     """Until the media process's SIP line is registered at the edge (503 before)."""
     from tests.pstn.edge import invite
 
     deadline = time.monotonic() + 30
-    while invite(edge, "+19999999999", timeout=2) in (0, 503):
+    seen = []
+    while (status := invite(spool.edge, "+19999999999", timeout=2)) in (0, 503):
+        seen.append(status)
         if time.monotonic() > deadline:
-            raise SetupError("Spool's SIP line did not register at its edge")
+            log = (spool.live.data_dir / "serve.log").read_text(errors="replace")
+            raise SetupError(
+                f"Spool's SIP line did not register at its edge (answers {seen}); the end of "
+                "its log:\n" + "\n".join(log.splitlines()[-40:])
+            )
         time.sleep(0.5)
 
 
@@ -984,7 +990,7 @@ def run_spool(
             _, token = voip_user(live, spool.connection)
             outbound = asyncio.run(spool_outbound(spool, token, args.calls))
             say("Spool: calls out measured")
-            wait_for_line(spool.edge)
+            wait_for_line(spool)
             inbound = asyncio.run(inbound_times(spool.edge, spool.ivr_number, args.calls))
             say("Spool: calls in measured")
             concurrent = asyncio.run(spool_concurrent(spool, scratch, steps, args.seconds))

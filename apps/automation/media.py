@@ -77,6 +77,14 @@ PLAY_FAILED_FORMAT = (400, 8535, "Action failed, file format is invalid.")
 PLAY_FAILED_MEDIA = (500, 8500, "Action failed, the media server refused to play.")
 
 
+def _report_death(task: asyncio.Task[None]) -> None:
+    """Each loop of the media process runs until it stops: one that ended on an error is a bug
+    the operator must see in the log (not only when the process exits)."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        name = getattr(task.get_coro(), "__qualname__", task.get_name())
+        logger.error("the media process loop %s stopped", name, exc_info=error)
+
+
 class MediaProcess(Recognizing, Recorder, Phoning, Answering):
     def __init__(self, janus_url: str = "") -> None:
         # One Janus for every call (tests); empty: each call on the server it is placed on.
@@ -101,6 +109,8 @@ class MediaProcess(Recognizing, Recorder, Phoning, Answering):
             asyncio.create_task(self._janus_health()),
             asyncio.create_task(self._engine_health()),
         ]
+        for task in tasks:
+            task.add_done_callback(_report_death)
         try:
             await self.stopping.wait()
         finally:

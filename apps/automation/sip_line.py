@@ -198,8 +198,11 @@ class SipLine:
             try:
                 await self._open()
                 await self._dispatch()
-            except JanusError as error:
-                logger.warning("the SIP line at %s is down: %s", self.edge, error)
+            except (JanusError, TimeoutError, OSError) as error:
+                # An edge that does not answer yet (it is still starting) times out the REGISTER.
+                logger.warning("the SIP line at %s is down: %r", self.edge, error)
+            except Exception:  # a bug must not leave Spool without phone calls until a restart
+                logger.exception("the SIP line at %s failed", self.edge)
             finally:
                 await self._close()
             await asyncio.sleep(RETRY_SECONDS)

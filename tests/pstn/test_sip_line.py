@@ -6,6 +6,7 @@ trunk gets the status; calls at once take helpers; a trunk's own X-Spool-Source 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -211,3 +212,40 @@ async def test_a_declined_call_gets_the_status_and_calls_at_once_take_helpers(
 @pytest.mark.timeout(30)
 async def test_without_the_line_registered_the_edge_answers_503(edge: Edge) -> None:
     assert await asyncio.to_thread(invite, edge.address, NUMBER) == 503
+
+
+@pytest.mark.timeout(60)
+async def test_a_line_whose_edge_does_not_answer_yet_keeps_registering(
+    janus_url: str,  # noqa: F811
+) -> None:
+    # given an edge that hears REGISTERs but answers none (Kamailio still starting)
+    heard: list[bytes] = []
+
+    class MuteEdge(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            heard.append(data)
+
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(MuteEdge, local_addr=("127.0.0.1", 0))
+    port = transport.get_extra_info("sockname")[1]
+    line = SipLine(janus_url, f"127.0.0.1:{port}", on_call=None, timeout=1)  # type: ignore
+    task = asyncio.create_task(line.run())
+    try:
+        # when the first REGISTER goes unanswered for longer than the line waits
+        def attempts() -> set[str]:
+            return {
+                header.split(":", 1)[1].strip()
+                for data in heard
+                for header in data.decode(errors="replace").split("\r\n")
+                if header.lower().startswith(("call-id:", "i:"))
+            }
+
+        await until(lambda: len(attempts()) >= 2, 20, "a second REGISTER")
+
+        # then the line tried again with a new registration, and is still running
+        assert not task.done()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        transport.close()
