@@ -594,9 +594,12 @@ if os.environ.get("DATABASE_URL"):
             "max_size": DB_POOL_SIZE,
             "timeout": 10,  # a request waits this long for a connection, then fails
         }
+    # Django's queries are never prepared (its cursor binds parameters itself); the hot
+    # plain-SQL statements are (apps/core/sql.py), except behind PgBouncer, where psycopg's
+    # None turns preparing off.
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None if PGBOUNCER else 5
     if PGBOUNCER:
         DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
-        DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None
 else:
     DATABASES = {
         "default": {

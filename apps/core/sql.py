@@ -1,6 +1,7 @@
 """Names for the few hot queries written in plain SQL, where building the ORM's query cost more
 than running it (each says what was profiled): tables and columns come from the models, quoted
-for the connection's database; and `fetch`, which runs such a query."""
+for the connection's database; `fetch`, which runs such a query; and `insert_many`, which
+stores many rows at once."""
 
 from __future__ import annotations
 
@@ -42,16 +43,30 @@ def fetch(query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     db.ensure_connection()
     db.validate_no_broken_transaction()
     with db.wrap_database_errors:
-        if db.vendor == "sqlite":
-            cursor = db.connection.cursor()
-            query = _qmark(query)
-        else:
-            cursor = db.create_cursor()
+        if db.vendor == "postgresql":
+            return _fetch_prepared(db, query, params)
+        cursor = db.connection.cursor()
         try:
-            cursor.execute(query, params)
+            cursor.execute(_qmark(query), params)
             return cursor.fetchall() if cursor.description else []
         finally:
             cursor.close()
+
+
+def _fetch_prepared(
+    db: BaseDatabaseWrapper, query: str, params: Sequence[Any]
+) -> list[tuple[Any, ...]]:
+    """On PostgreSQL, the statement prepared once per connection and its parameters bound
+    by the server: Django's cursor sends each query as new text, which PostgreSQL planned
+    again every time, at three times the cost of running it (pg_stat_statements: 140 us of
+    planning against 46 us of execution for the token route's read). Behind PgBouncer in
+    transaction mode the connection prepares nothing (prepare_threshold None, settings.py):
+    its next transaction may run on another server connection."""
+    import psycopg  # only on PostgreSQL
+
+    with psycopg.Cursor(db.connection) as cursor:
+        cursor.execute(query, params, prepare=True)
+        return cursor.fetchall() if cursor.description else []
 
 
 @functools.lru_cache(maxsize=256)
@@ -60,3 +75,29 @@ def _qmark(query: str) -> str:
     from django.db.backends.sqlite3.base import FORMAT_QMARK_REGEX
 
     return FORMAT_QMARK_REGEX.sub("?", query).replace("%%", "%")
+
+
+def insert_many(
+    model: type[models.Model], fields: Sequence[models.Field[Any, Any]], rows: list[list[Any]]
+) -> None:
+    """Store `rows` (each the database values of `fields`, in order) as new rows of `model`,
+    in Django's transaction. On PostgreSQL by COPY: an INSERT per row, sent by the client-side
+    binding cursor, is parsed and planned again for every row, which cost PostgreSQL ~85 us
+    and the web process ~50 us a request-log row, against ~7 and ~6 by COPY (measured, 6,000
+    rows). Elsewhere (SQLite, in-process) one prepared INSERT run by executemany."""
+    quote = connection.ops.quote_name
+    names = ", ".join(quote(str(field.column)) for field in fields)
+    db = database()
+    if db.vendor == "postgresql" and not db.queries_logged:
+        with (
+            db.cursor() as cursor,
+            cursor.cursor.copy(f"COPY {table(model)} ({names}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+        return
+    with db.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {table(model)} ({names}) VALUES ({', '.join(['%s'] * len(fields))})",
+            rows,
+        )

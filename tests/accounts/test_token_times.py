@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+from datetime import timedelta
 
-from apps.accounts import services
+import pytest
+from django.utils import timezone
+
+from apps.accounts import services, token_times
 from apps.accounts.models import CommunicationIdentity
 from apps.accounts.token_times import write_token_times
 from apps.core.batching import BackgroundWriter
@@ -46,3 +49,35 @@ def test_a_deleted_identity_does_not_break_the_flush(resource, settings, monkeyp
     kept.refresh_from_db()
     assert kept.last_token_issued_at is not None
     assert CommunicationIdentity.objects.count() == 1
+
+
+def test_an_older_time_never_replaces_a_newer_one(resource) -> None:
+    # given an identity whose token time another web process already wrote
+    identity, _ = services.create_identity(resource)
+    newer = timezone.now()
+    write_token_times({identity.pk: newer})
+
+    # when this process's batch, older, comes after it
+    write_token_times({identity.pk: newer - timedelta(seconds=1)})
+
+    # then the newer time stays, and a newer one still replaces it
+    identity.refresh_from_db()
+    assert identity.last_token_issued_at == newer
+    write_token_times({identity.pk: newer + timedelta(seconds=1)})
+    identity.refresh_from_db()
+    assert identity.last_token_issued_at == newer + timedelta(seconds=1)
+
+
+def test_a_batch_larger_than_one_statement_writes_every_identity(resource, monkeypatch) -> None:
+    monkeypatch.setattr(token_times, "ROWS_PER_STATEMENT", 2)
+    identities = [services.create_identity(resource)[0] for _ in range(5)]
+    at = timezone.now()
+
+    write_token_times(
+        {identity.pk: at + timedelta(seconds=n) for n, identity in enumerate(identities)}
+    )
+
+    stored = dict(CommunicationIdentity.objects.values_list("pk", "last_token_issued_at"))
+    assert [stored[identity.pk] for identity in identities] == [
+        at + timedelta(seconds=n) for n in range(5)
+    ]

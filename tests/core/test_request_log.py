@@ -172,3 +172,22 @@ def test_the_client_s_address_is_logged_and_shown(owner) -> None:
     assert row.client_address == "203.0.113.7"
     page = client.get(f"/resources/{resource.slug}/logs/").content.decode()
     assert "<code>203.0.113.7</code>" in page
+
+
+def test_whatever_characters_a_client_sends_are_logged_and_the_batch_is_kept(
+    acs: AcsClient,
+) -> None:
+    # given a request whose path and client request id hold what the database's bulk formats
+    # escape (tab, newline, backslash, COPY's \N), a NUL and non-ASCII text, among others
+    odd = acs.call(
+        "GET",
+        "/identities/a%09b%5CN%0Ac%00d%C3%A9",
+        headers={"x-ms-client-request-id": 'quote" back\\N slash\\ \u00e9'},
+    )
+    plain = acs.call("POST", "/identities", {})
+
+    # then both are logged, each as it came (a NUL, which no text column holds, as U+FFFD)
+    rows = _rows()
+    assert [r.request_id for r in rows] == [odd["x-ms-request-id"], plain["x-ms-request-id"]]
+    assert rows[0].path == "/identities/a\tb\\N\nc\ufffdd\u00e9"
+    assert rows[0].client_request_id == 'quote" back\\N slash\\ \u00e9'

@@ -1,8 +1,12 @@
 """apps/core/sql.fetch: the hot plain-SQL statements through the driver's own cursor, on
-Django's connection, in its transaction and with its errors."""
+Django's connection, in its transaction and with its errors; prepared on PostgreSQL, except
+behind PgBouncer."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -64,3 +68,57 @@ def test_a_failing_statement_raises_djangos_error_and_the_connection_carries_on(
 def test_the_query_counters_see_it(resource: Resource, django_assert_num_queries: Any) -> None:
     with django_assert_num_queries(1):
         assert _slug_of(resource.pk) == [(resource.slug,)]
+
+
+def _prepared_statements() -> list[tuple[str, int]]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement, generic_plans FROM pg_prepared_statements")
+        return cursor.fetchall()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's prepared statements")
+def test_on_postgresql_a_hot_statement_is_planned_once_for_every_run(resource: Resource) -> None:
+    # when the same statement runs again and again on one connection
+    for _ in range(8):
+        assert _slug_of(resource.pk) == [(resource.slug,)]
+
+    # then PostgreSQL holds it prepared, and runs it by its one generic plan
+    [(statement, generic_plans)] = [
+        found for found in _prepared_statements() if sql.table(Resource) in found[0]
+    ]
+    assert generic_plans >= 2
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's prepared statements")
+def test_behind_pgbouncer_nothing_is_prepared(resource: Resource) -> None:
+    # given a connection as SPOOL_PGBOUNCER makes it (settings.py: prepare_threshold None)
+    connection.ensure_connection()
+    assert connection.connection.prepare_threshold is not None
+    connection.connection.prepare_threshold = None
+    try:
+        for _ in range(8):
+            assert _slug_of(resource.pk) == [(resource.slug,)]
+        assert _prepared_statements() == []
+    finally:
+        connection.connection.prepare_threshold = 5
+
+
+@pytest.mark.parametrize(("pgbouncer", "threshold"), [("1", "None"), ("", "5")])
+def test_spool_pgbouncer_turns_preparing_off(pgbouncer: str, threshold: str, tmp_path) -> None:
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import spool.settings as s; print(s.DATABASES['default']['OPTIONS']['prepare_threshold'])",
+        ],
+        env={
+            **os.environ,
+            "SPOOL_DATA_DIR": str(tmp_path),
+            "DATABASE_URL": "postgres://spool@127.0.0.1/spool",
+            "SPOOL_PGBOUNCER": pgbouncer,
+        },
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert shown.stdout.strip() == threshold
