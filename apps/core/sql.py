@@ -1,7 +1,7 @@
 """Names for the few hot queries written in plain SQL, where building the ORM's query cost more
 than running it (each says what was profiled): tables and columns come from the models, quoted
-for the connection's database; `fetch`, which runs such a query; and `insert_many`, which
-stores many rows at once."""
+for the connection's database; `fetch`, which runs such a query; and `insert_many` and
+`update_each`, which store many rows at once."""
 
 from __future__ import annotations
 
@@ -29,12 +29,13 @@ def database() -> BaseDatabaseWrapper:
     return connections[DEFAULT_DB_ALIAS]
 
 
-def fetch(query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+def fetch(query: str, params: Sequence[Any], *, prepare: bool = True) -> list[tuple[Any, ...]]:
     """The rows of one hot statement (`%s` placeholders; none for a write without RETURNING),
     on Django's connection and in its transaction, with Django's errors, through the driver's
     cursor: Django's cursor wrapper, which on SQLite converts the placeholders again on every
     call, cost as much as a short query (profiled). While Django logs queries (DEBUG, the
-    tests' query counters) it goes through Django's cursor, so they see it."""
+    tests' query counters) it goes through Django's cursor, so they see it. `prepare`: False
+    for a statement whose text seldom repeats (one built for a batch's size)."""
     db = database()
     if db.queries_logged:
         with db.cursor() as cursor:
@@ -44,7 +45,7 @@ def fetch(query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     db.validate_no_broken_transaction()
     with db.wrap_database_errors:
         if db.vendor == "postgresql":
-            return _fetch_prepared(db, query, params)
+            return _fetch_prepared(db, query, params, prepare)
         cursor = db.connection.cursor()
         try:
             cursor.execute(_qmark(query), params)
@@ -54,7 +55,7 @@ def fetch(query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
 
 
 def _fetch_prepared(
-    db: BaseDatabaseWrapper, query: str, params: Sequence[Any]
+    db: BaseDatabaseWrapper, query: str, params: Sequence[Any], prepare: bool
 ) -> list[tuple[Any, ...]]:
     """On PostgreSQL, the statement prepared once per connection and its parameters bound
     by the server: Django's cursor sends each query as new text, which PostgreSQL planned
@@ -65,7 +66,7 @@ def _fetch_prepared(
     import psycopg  # only on PostgreSQL
 
     with psycopg.Cursor(db.connection) as cursor:
-        cursor.execute(query, params, prepare=True)
+        cursor.execute(query, params, prepare=prepare)
         return cursor.fetchall() if cursor.description else []
 
 
@@ -100,4 +101,41 @@ def insert_many(
         cursor.executemany(
             f"INSERT INTO {table(model)} ({names}) VALUES ({', '.join(['%s'] * len(fields))})",
             rows,
+        )
+
+
+# Rows per UPDATE of update_each: two parameters each, well inside SQLite's limit of 32,766.
+ROWS_PER_UPDATE = 500
+
+
+def update_each(
+    model: type[models.Model], field_name: str, values: dict[Any, Any], *, only_later: bool = False
+) -> None:
+    """Set `field_name` of each row of `model` whose primary key is a key of `values` to its
+    own value, in Django's transaction: one UPDATE joined to a VALUES list per ROWS_PER_UPDATE
+    rows, in key order, so two writers' batches cannot deadlock. An UPDATE per row (what
+    executemany sends) is parsed and planned again for every row on PostgreSQL: 0.8 ms each
+    for the token times of two web processes at 1,000 tokens/s (pg_stat_statements).
+    `only_later`: a value replaces only an earlier one, or none."""
+    db, pk_field = database(), model._meta.pk
+    field = model._meta.get_field(field_name)
+    assert pk_field is not None and isinstance(field, models.Field)
+    rows = sorted(
+        (pk_field.get_db_prep_value(pk, db), field.get_db_prep_save(value, db))
+        for pk, value in values.items()
+    )
+    name, pk = (
+        f"{table(model)}.{column(model, field_name)}",
+        f"{table(model)}.{column(model, pk_field.name)}",
+    )
+    # VALUES names its columns column1, column2 on both PostgreSQL and SQLite.
+    later = f" AND ({name} IS NULL OR {name} < v.column2)" if only_later else ""
+    for start in range(0, len(rows), ROWS_PER_UPDATE):
+        batch = rows[start : start + ROWS_PER_UPDATE]
+        fetch(
+            f"UPDATE {table(model)} SET {column(model, field_name)} = v.column2 "
+            f"FROM (VALUES {', '.join(['(%s, %s)'] * len(batch))}) AS v "
+            f"WHERE {pk} = v.column1{later}",
+            [value for row in batch for value in row],
+            prepare=False,  # its text changes with the batch's size
         )

@@ -7,9 +7,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from apps.accounts import services, token_times
+from apps.accounts import services
 from apps.accounts.models import CommunicationIdentity
 from apps.accounts.token_times import write_token_times
+from apps.core import sql
 from apps.core.batching import BackgroundWriter
 
 pytestmark = pytest.mark.django_db
@@ -69,7 +70,7 @@ def test_an_older_time_never_replaces_a_newer_one(resource) -> None:
 
 
 def test_a_batch_larger_than_one_statement_writes_every_identity(resource, monkeypatch) -> None:
-    monkeypatch.setattr(token_times, "ROWS_PER_STATEMENT", 2)
+    monkeypatch.setattr(sql, "ROWS_PER_UPDATE", 2)
     identities = [services.create_identity(resource)[0] for _ in range(5)]
     at = timezone.now()
 
