@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from django.db import connection, models
+from django.db import connection, models, transaction
 
 from apps.core import sql
 from apps.core.sql import table
@@ -81,25 +82,27 @@ def columns(model: type[M]) -> Columns[M]:
 def insert(objs: Sequence[models.Model]) -> None:
     """Store new instances of one model, as bulk_create does (each field's pre_save, such as
     auto_now_add, then its database value), in as few INSERTs as the database's limit on
-    parameters allows; each gets its auto-incremented id. No signals are sent (bulk_create
-    sends none either)."""
+    parameters allows, in one transaction when more than one; each gets its auto-incremented
+    id. No signals are sent (bulk_create sends none either)."""
     if not objs:
         return
     model = type(objs[0])
     fields, auto = _insert_fields(model)
     db = sql.database()
     size = max(1, db.ops.bulk_batch_size(fields, objs))
-    for start in range(0, len(objs), size):
-        batch = objs[start : start + size]
-        params = [
-            field.get_db_prep_save(field.pre_save(obj, True), db)
-            for obj in batch
-            for field in fields
-        ]
-        returned = sql.fetch(_insert_query(model, len(batch)), params)
-        if auto is not None:
-            for obj, (value,) in zip(batch, returned, strict=True):
-                setattr(obj, auto.attname, value)
+    batches = [objs[start : start + size] for start in range(0, len(objs), size)]
+    split = len(batches) > 1
+    with transaction.atomic(using=db.alias, savepoint=False) if split else nullcontext():
+        for batch in batches:
+            params = [
+                field.get_db_prep_save(field.pre_save(obj, True), db)
+                for obj in batch
+                for field in fields
+            ]
+            returned = sql.fetch(_insert_query(model, len(batch)), params)
+            if auto is not None:
+                for obj, (value,) in zip(batch, returned, strict=True):
+                    setattr(obj, auto.attname, value)
     for obj in objs:
         obj._state.adding = False
         obj._state.db = db.alias

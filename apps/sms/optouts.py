@@ -11,10 +11,11 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import QuerySet
 
 from apps.accounts.models import Resource
+from apps.core import sql
 from apps.core.parsers import is_single_line
 from apps.core.sql import column, table
 from apps.numbers.models import NumberStatus, PhoneNumber
@@ -72,9 +73,8 @@ def opted_out(sender: str, recipients: Iterable[str]) -> set[str]:
     wanted = list(recipients)
     if not wanted:
         return set()
-    with connection.cursor() as cursor:
-        cursor.execute(_opted_out_query(len(wanted)), [sender, *wanted])
-        return {recipient for (recipient,) in cursor.fetchall()}
+    found = sql.fetch(_opted_out_query(len(wanted)), [sender, *wanted])
+    return {recipient for (recipient,) in found}
 
 
 def _opted_out_query(count: int) -> str:
