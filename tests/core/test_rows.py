@@ -29,7 +29,7 @@ def _message(resource: Resource, message_id: str) -> SmsMessage:
     )
 
 
-def test_instances_get_their_ids_and_saved_defaults() -> None:
+def test_instances_get_their_database_ids_and_count_as_saved() -> None:
     entries = [
         RequestLog(
             at=timezone.now(),
