@@ -221,9 +221,10 @@ WEB_THREADS = env_int("SPOOL_WEB_THREADS", 2 if os.environ.get("DATABASE_URL") e
 # two seconds of busy traffic held the web process's GIL for ~60 ms and set the p99 of token
 # requests (bench/tokens.py: ~45 ms at 2 s, ~21 ms at 0.1 s).
 TOKEN_TIME_FLUSH_SECONDS = env_float("SPOOL_TOKEN_TIME_FLUSH_SECONDS", 0.1)
-# Accepted SMS are committed by one thread per web process, many requests in one transaction
-# (apps/sms/send_route.py); tests store them in the request's own transaction instead.
-SMS_GROUP_COMMIT = True
+# Accepted SMS and posted chat messages are committed by one thread per web process, many
+# requests in one transaction (apps/sms/send_route.py, apps/chat/message_route.py); tests
+# store them in the request's own transaction instead.
+GROUP_COMMIT = True
 # A delivering worker records the carrier's answers to a chunk of SMS on a thread of its own
 # while it submits the next chunk (apps/sms/delivery.py); tests record them in line.
 SMS_RECORD_BEHIND = True

@@ -23,7 +23,7 @@ TOKEN_TIME_FLUSH_SECONDS = 0  # write "last token issued" at once, so tests can 
 # The request log stays in its buffer (as in production, off the queries a request costs);
 # tests/core/test_request_log.py flushes it when it wants the rows.
 REQUEST_LOG_FLUSH_SECONDS = 3600
-SMS_GROUP_COMMIT = False  # each test is one transaction: no other thread sees its rows
+GROUP_COMMIT = False  # each test is one transaction: no other thread sees its rows
 SMS_RECORD_BEHIND = False  # the same
 SMS_DRAIN_LINGER_MS = 0  # eager Celery runs the job inline: nothing else can arrive meanwhile
 CELERY_TASK_EAGER_PROPAGATES = True

@@ -24,6 +24,7 @@ from apps.events import schemas
 from apps.events.services import Copies, NewEvent, publish_events
 
 if TYPE_CHECKING:
+    from apps.accounts.models import Resource
     from apps.chat.models import ChatMessage, ChatParticipant, ChatThread
 
 FRAME_TYPE = "chat"
@@ -97,9 +98,20 @@ def push(
     at: datetime,
 ) -> None:
     """Send the event to each identity's sockets once the transaction commits."""
+    push_all([(thread, sequence, event, data, identity_ids)], at=at)
+
+
+def push_all(
+    events: Sequence[tuple[ChatThread, int | None, str, dict[str, Any], Sequence[str]]],
+    *,
+    at: datetime,
+) -> None:
+    """`push` for several events (thread, sequence, event, data, identity ids), handed to the
+    realtime publisher at once."""
     realtime.send_after_commit(
         [
             (identity_group(identity_id), frame(thread, sequence, event, data, identity_id, at=at))
+            for thread, sequence, event, data, identity_ids in events
             for identity_id in dict.fromkeys(identity_ids)
         ]
     )
@@ -282,6 +294,19 @@ def _publish(
     """The thread-level event and its copy for each recipient (Event Grid's two forms)."""
     publish_events(
         thread.resource,
+        *_event_and_copies(thread, thread_type, user_type, subject, data, recipients),
+    )
+
+
+def _event_and_copies(
+    thread: ChatThread,
+    thread_type: str,
+    user_type: str,
+    subject: str,
+    data: dict[str, Any],
+    recipients: Sequence[str],
+) -> tuple[list[NewEvent], list[Copies]]:
+    return (
         [NewEvent(schemas.PREFIX + thread_type, subject, data)],
         [_per_user(schemas.PREFIX + user_type, data, subject, recipients, thread.resource_id)],
     )
@@ -290,6 +315,26 @@ def _publish(
 def publish_message(message: ChatMessage, change: str, member_ids: Sequence[str]) -> None:
     """ChatMessage{Received,Edited,Deleted}InThread, and the per-user copy for every participant
     but the sender."""
+    publish_messages([(message, member_ids)], change)
+
+
+def publish_messages(messages: Sequence[tuple[ChatMessage, Sequence[str]]], change: str) -> None:
+    """`publish_message` for several messages (each with its thread's member ids): one
+    publication per resource."""
+    by_resource: dict[object, tuple[Resource, list[NewEvent], list[Copies]]] = {}
+    for message, member_ids in messages:
+        thread = message.thread
+        _, events, copies = by_resource.setdefault(thread.resource_id, (thread.resource, [], []))
+        made_events, made_copies = _message_event_and_copies(message, change, member_ids)
+        events += made_events
+        copies += made_copies
+    for resource, events, copies in by_resource.values():
+        publish_events(resource, events, copies)
+
+
+def _message_event_and_copies(
+    message: ChatMessage, change: str, member_ids: Sequence[str]
+) -> tuple[list[NewEvent], list[Copies]]:
     thread = message.thread
     data: dict[str, Any] = {
         "messageId": str(message.pk),
@@ -313,7 +358,7 @@ def publish_message(message: ChatMessage, change: str, member_ids: Sequence[str]
     subject = f"thread/{thread.pk}/sender/{message.sender_raw_id}"
     sender_id = message.sender_raw_id.rsplit("_", 1)[-1]
     others = [m for m in member_ids if m != sender_id]
-    _publish(thread, name + "InThread", name, subject, data, others)
+    return _event_and_copies(thread, name + "InThread", name, subject, data, others)
 
 
 def _thread_data(thread: ChatThread, now: datetime) -> dict[str, Any]:

@@ -14,6 +14,7 @@ Every call acts for a TokenPrincipal (a user access token's identity and scopes)
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -186,30 +187,44 @@ def _check_thread_size(participants: int) -> None:
 
 
 # --- Sequence and activity -------------------------------------------------------------------
-def _next_sequence(thread: ChatThread, *, message: bool = False) -> int:
-    """Take the thread's next sequence number. The UPDATE keeps the thread's row locked until
-    the caller's transaction commits, so a thread's changes commit in sequence order."""
+def _next_sequence(thread: ChatThread, *, message: bool = False, count: int = 1) -> int:
+    """Take the thread's next `count` sequence numbers; returns the last of them. The UPDATE
+    keeps the thread's row locked until the caller's transaction commits, so a thread's changes
+    commit in sequence order."""
     table = ChatThread._meta.db_table
     now = timezone.now()
     if message:
         ((sequence,),) = sql.fetch(
-            f"UPDATE {table} SET last_sequence = last_sequence + 1, last_message_at = %s "
+            f"UPDATE {table} SET last_sequence = last_sequence + %s, last_message_at = %s "
             "WHERE id = %s RETURNING last_sequence",
             [
+                count,
                 ChatThread._meta.get_field("last_message_at").get_db_prep_save(now, sql.database()),
                 thread.pk,
             ],
         )
     else:
         ((sequence,),) = sql.fetch(
-            f"UPDATE {table} SET last_sequence = last_sequence + 1 WHERE id = %s "
+            f"UPDATE {table} SET last_sequence = last_sequence + %s WHERE id = %s "
             "RETURNING last_sequence",
-            [thread.pk],
+            [count, thread.pk],
         )
     thread.last_sequence = int(sequence)
     if message:
         thread.last_message_at = now
     return thread.last_sequence
+
+
+@dataclass(frozen=True)
+class Change:
+    """One realtime event of a thread, for its activity log and its audience."""
+
+    thread: ChatThread
+    sequence: int
+    event: str
+    data: dict[str, Any]
+    audience: Sequence[str]  # identity ids: the members, and anyone else told (also_to)
+    also_to: Sequence[str] = ()
 
 
 def _record(
@@ -222,17 +237,29 @@ def _record(
     also_to: Sequence[str] = (),
 ) -> None:
     """Log one realtime event of the thread and push it to its audience after commit."""
+    _record_all([Change(thread, sequence, event, data, [*member_ids, *also_to], also_to)])
+
+
+def _record_all(changes: Sequence[Change]) -> None:
+    """Log realtime events (one INSERT) and push them to their audiences after commit (one
+    hand-over to the realtime publisher)."""
     now = timezone.now()
-    activity = ChatActivity(
-        thread=thread,
-        sequence=sequence,
-        event=event,
-        data=data,
-        also_to=list(also_to),
-        created_at=now,
+    rows.insert(  # every change makes one (the ORM's INSERT cost more to build)
+        [
+            ChatActivity(
+                thread=change.thread,
+                sequence=change.sequence,
+                event=change.event,
+                data=change.data,
+                also_to=list(change.also_to),
+                created_at=now,
+            )
+            for change in changes
+        ]
     )
-    rows.insert([activity])  # every change makes one (the ORM's INSERT cost more to build)
-    notifications.push(thread, sequence, event, data, [*member_ids, *also_to], at=now)
+    notifications.push_all(
+        [(c.thread, c.sequence, c.event, c.data, c.audience) for c in changes], at=now
+    )
 
 
 # --- Threads ---------------------------------------------------------------------------------
@@ -594,31 +621,59 @@ def check_send_message(
 
 def do_send_message(request: MessageRequest) -> ChatMessage:
     """Store a checked message and tell every participant (the sender too, as ACS does) and
-    the webhooks. Taking the thread's sequence locks its row until the commit."""
-    access = request.access
+    the webhooks."""
+    return do_send_messages([request])[0]
+
+
+def do_send_messages(requests: Sequence[MessageRequest]) -> list[ChatMessage]:
+    """Store checked messages in one transaction, in the order given, and tell every
+    participant and the webhooks: one request's, or many requests' at once (the message
+    route's group commit, apps/chat/message_route.py). Each thread's sequence numbers are taken
+    in one UPDATE, which locks its row until the commit; the messages, their activity and
+    their events go in one INSERT each."""
+    per_thread = Counter(request.access.thread.pk for request in requests)
+    taken: dict[str, tuple[int, datetime]] = {}  # thread id: its next number, the time
+    messages: list[ChatMessage] = []
     with transaction.atomic():
-        thread = access.thread
-        sequence = _next_sequence(thread, message=True)
-        message = ChatMessage(
-            thread=thread,
-            sequence_id=sequence,
-            type=request.kind,
-            content=request.content,
-            sender_raw_id=request.principal.raw_id,
-            sender_display_name=request.display_name or access.participant.display_name,
-            metadata=request.metadata,
-            created_at=thread.last_message_at or timezone.now(),
+        for request in requests:
+            thread = request.access.thread
+            if thread.pk not in taken:
+                count = per_thread[thread.pk]
+                last = _next_sequence(thread, message=True, count=count)
+                taken[thread.pk] = (last - count + 1, thread.last_message_at or timezone.now())
+            sequence, at = taken[thread.pk]
+            taken[thread.pk] = (sequence + 1, at)
+            thread.last_sequence, thread.last_message_at = sequence, at
+            messages.append(
+                ChatMessage(
+                    thread=thread,
+                    sequence_id=sequence,
+                    type=request.kind,
+                    content=request.content,
+                    sender_raw_id=request.principal.raw_id,
+                    sender_display_name=(
+                        request.display_name or request.access.participant.display_name
+                    ),
+                    metadata=request.metadata,
+                    created_at=at,
+                )
+            )
+        rows.insert(messages)  # (the ORM's INSERT cost more to build than to run)
+        audiences = [request.access.member_ids for request in requests]
+        _record_all(
+            [
+                Change(
+                    message.thread,
+                    message.sequence_id,
+                    "chatMessageReceived",
+                    notifications.message_event(message),
+                    audience,
+                )
+                for message, audience in zip(messages, audiences, strict=True)
+            ]
         )
-        rows.insert([message])  # (the ORM's INSERT cost more to build than to run)
-        _record(
-            thread,
-            sequence,
-            "chatMessageReceived",
-            notifications.message_event(message),
-            member_ids=access.member_ids,
-        )
-        notifications.publish_message(message, "received", access.member_ids)
-    return message
+        notifications.publish_messages(list(zip(messages, audiences, strict=True)), "received")
+    return messages
 
 
 def send_message(principal: TokenPrincipal, thread_id: str, body: dict[str, Any]) -> ChatMessage:

@@ -54,7 +54,7 @@ def _store(batches: list[list[SmsMessage]]) -> None:
     services.store_accepted([row for rows in batches for row in rows])
 
 
-accepted = GroupCommit("sms-accepted", _store, inline=lambda: not settings.SMS_GROUP_COMMIT)
+accepted = GroupCommit("sms-accepted", _store, inline=lambda: not settings.GROUP_COMMIT)
 
 
 def answer(scope: dict[str, Any], body: bytes) -> Answer | Future[Answer] | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 from urllib.parse import quote
 
@@ -77,6 +78,12 @@ def post_scope(
     return scope, content
 
 
+def route_answer(scope: dict[str, Any], body: bytes) -> Any:
+    """The route's answer (waiting for the commit of a deferred one), or None."""
+    answer = message_route.answer(scope, body)
+    return answer.result(5) if isinstance(answer, Future) else answer
+
+
 def answered(answer: Any) -> tuple[int, dict[str, str], Any]:
     assert answer is not None, "the route left the request to Django"
     status, headers, content = answer
@@ -106,7 +113,7 @@ def test_the_route_answers_and_stores_as_the_view_does(
 ) -> None:
     # when the same post goes to the route and to the view
     scope, body = post_scope(alice, thread, paths=paths)
-    status, headers, route_body = answered(message_route.answer(scope, body))
+    status, headers, route_body = answered(route_answer(scope, body))
     view = django_answer(scope, body)
 
     # then the answers match but for the message id
@@ -133,7 +140,7 @@ def test_a_post_from_the_route_reaches_every_participant(
     sent: list[Any] = []
     monkeypatch.setattr("apps.core.realtime.send_now", sent.extend)
     with django_capture_on_commit_callbacks(execute=True):
-        _, _, body = answered(message_route.answer(*post_scope(alice, thread)))
+        _, _, body = answered(route_answer(*post_scope(alice, thread)))
 
     frames = {group: payload for group, payload in sent if group.startswith("identity.")}
     assert set(frames) == {accounts.identity_group(u.identity.id) for u in (alice, bob)}
@@ -145,7 +152,7 @@ def test_a_post_from_the_route_is_logged_and_counted_as_the_views_are(
     alice: ChatUser, thread: str
 ) -> None:
     scope, body = post_scope(alice, thread, headers={"x-ms-client-request-id": "mine-1"})
-    _, headers, _ = answered(message_route.answer(scope, body))
+    _, headers, _ = answered(route_answer(scope, body))
     view = django_answer(*post_scope(alice, thread))
     writer.flush()
 
@@ -183,7 +190,7 @@ def test_the_route_leaves_anything_but_an_ordinary_success_to_django(
     scope, body = post_scope(alice, thread, **change)
     before = ChatMessage.objects.count()
 
-    assert message_route.answer(scope, body) is None
+    assert route_answer(scope, body) is None
     assert ChatMessage.objects.count() == before
 
     view = django_answer(scope, body)
@@ -191,22 +198,22 @@ def test_the_route_leaves_anything_but_an_ordinary_success_to_django(
 
 
 def test_a_revoked_token_is_refused_at_once(alice: ChatUser, thread: str) -> None:
-    assert message_route.answer(*post_scope(alice, thread)) is not None
+    assert route_answer(*post_scope(alice, thread)) is not None
     accounts.revoke_tokens(alice.identity)
 
     scope, body = post_scope(alice, thread)
-    assert message_route.answer(scope, body) is None
+    assert route_answer(scope, body) is None
     assert django_answer(scope, body).status_code == 401
 
 
 def test_a_removed_participant_is_refused_at_once(
     alice: ChatUser, bob: ChatUser, thread: str
 ) -> None:
-    assert message_route.answer(*post_scope(bob, thread)) is not None
+    assert route_answer(*post_scope(bob, thread)) is not None
     services.remove_participant(alice.principal, thread, {"rawId": bob.raw_id})
 
     scope, body = post_scope(bob, thread)
-    assert message_route.answer(scope, body) is None
+    assert route_answer(scope, body) is None
     assert django_answer(scope, body).status_code == 403
 
 
@@ -214,7 +221,7 @@ def test_a_deleted_thread_or_an_unknown_one_is_left_to_django(alice: ChatUser, t
     services.delete_thread(alice.principal, thread)
     for thread_id in (thread, "19:nothing@thread.v2", "19:a\x00b@thread.v2"):
         scope, body = post_scope(alice, thread_id)
-        assert message_route.answer(scope, body) is None
+        assert route_answer(scope, body) is None
         assert django_answer(scope, body).status_code == 404
 
 
@@ -241,7 +248,7 @@ def test_tenants_stay_apart_on_the_route(
         ),
     }
     for case, ((scope, body), django_status) in cases.items():
-        assert message_route.answer(scope, body) is None, case
+        assert route_answer(scope, body) is None, case
         assert ChatMessage.objects.count() == 0
         assert django_answer(scope, body).status_code == django_status, case
 
@@ -249,17 +256,17 @@ def test_tenants_stay_apart_on_the_route(
 def test_plain_http_from_afar_and_unknown_hosts_are_left_to_django(
     alice: ChatUser, thread: str
 ) -> None:
-    assert message_route.answer(*post_scope(alice, thread, client="203.0.113.9")) is None
+    assert route_answer(*post_scope(alice, thread, client="203.0.113.9")) is None
     scope, body = post_scope(alice, thread, scheme="https", client="203.0.113.9")
-    assert message_route.answer(scope, body) is not None
+    assert route_answer(scope, body) is not None
 
-    assert message_route.answer(*post_scope(alice, thread, host="evil.example")) is None
+    assert route_answer(*post_scope(alice, thread, host="evil.example")) is None
     scope, body = post_scope(alice, thread)
     scope["headers"].append((b"host", b"testserver"))  # Host twice
-    assert message_route.answer(scope, body) is None
+    assert route_answer(scope, body) is None
     # A resource's origin serves its API at the root: /r/<slug>/ there is another path.
     resource = alice.identity.resource
-    assert message_route.answer(*post_scope(alice, thread, host=origin_host(resource))) is None
+    assert route_answer(*post_scope(alice, thread, host=origin_host(resource))) is None
 
 
 def test_on_a_port_of_no_console_and_no_resource_the_route_answers_as_the_console(
@@ -269,7 +276,7 @@ def test_on_a_port_of_no_console_and_no_resource_the_route_answers_as_the_consol
     scope, body = post_scope(alice, thread, host="127.0.0.1:1")
 
     # then /r/<slug>/ is the console's path there, for Django and for the route
-    status, _, _ = answered(message_route.answer(scope, body))
+    status, _, _ = answered(route_answer(scope, body))
     assert status == django_answer(scope, body).status_code == 201
 
 
@@ -283,7 +290,7 @@ def test_on_a_resource_port_no_resource_holds_the_route_leaves_it_to_django(
     scope, body = post_scope(alice, thread, host=f"127.0.0.1:{free}")
 
     # then Django refuses it as no resource's origin, and the route leaves it to Django
-    assert message_route.answer(scope, body) is None
+    assert route_answer(scope, body) is None
     assert django_answer(scope, body).status_code == 401
 
 
@@ -294,7 +301,7 @@ def test_a_database_error_leaves_the_request_to_django(
         raise DatabaseError("the database is away")
 
     monkeypatch.setattr(services, "_next_sequence", broken)
-    assert message_route.answer(*post_scope(alice, thread)) is None
+    assert route_answer(*post_scope(alice, thread)) is None
     assert ChatMessage.objects.count() == 0
 
 
@@ -302,7 +309,7 @@ def test_the_route_refuses_past_the_quota_in_acs_shape_and_counts_once(
     bob: ChatUser, thread: str, settings: Any
 ) -> None:
     settings.QUOTAS = {**settings.QUOTAS, "chat": (3, 30)}  # per identity: bob's first calls
-    answers = [message_route.answer(*post_scope(bob, thread)) for _ in range(4)]
+    answers = [route_answer(*post_scope(bob, thread)) for _ in range(4)]
 
     assert [a[0] for a in answers if a] == [201, 201, 201, 429]
     status, headers, body = answered(answers[3])
@@ -320,7 +327,7 @@ def test_a_subscription_takes_events_from_the_next_post_on(
     alice: ChatUser, thread: str, monkeypatch: Any
 ) -> None:
     # given a post while the resource has no subscription
-    answered(message_route.answer(*post_scope(alice, thread)))
+    answered(route_answer(*post_scope(alice, thread)))
     resource = alice.identity.resource
     monkeypatch.setattr("apps.events.dispatch.queue_validation_on_commit", lambda pk: None)
     subscription = events.create_subscription(
@@ -332,13 +339,13 @@ def test_a_subscription_takes_events_from_the_next_post_on(
 
     # when it becomes active, the next post is delivered to it
     events.set_subscription_enabled(subscription, True)
-    _, _, body = answered(message_route.answer(*post_scope(alice, thread)))
+    _, _, body = answered(route_answer(*post_scope(alice, thread)))
     delivered = EventDelivery.objects.filter(subscription=subscription)
     assert {d.event.data["messageId"] for d in delivered} == {body["id"]}
 
     # and once disabled, no longer
     events.set_subscription_enabled(subscription, False)
-    answered(message_route.answer(*post_scope(alice, thread)))
+    answered(route_answer(*post_scope(alice, thread)))
     assert delivered.count() == 2  # the thread event and bob's copy of the one message
 
 
@@ -351,7 +358,7 @@ def test_the_route_takes_no_more_queries_than_the_view(
 
     # when alice posts through the route, then through the view
     with CaptureQueriesContext(connection) as route:
-        assert message_route.answer(*post_scope(alice, thread)) is not None
+        assert route_answer(*post_scope(alice, thread)) is not None
     with CaptureQueriesContext(connection) as view:
         response = alice.call("POST", thread_path(thread, "/messages"), {"content": "hi"})
     assert response.status_code == 201
@@ -368,14 +375,14 @@ def test_a_token_is_refused_at_once_when_it_expires_though_it_was_accepted_befor
     claims = jwt.decode(alice.token, options={"verify_signature": False})
     expires_at = int(time.time()) + 1
     token = tokens.sign({**claims, "exp": expires_at})
-    assert message_route.answer(*post_scope(alice, thread, token=token)) is not None
+    assert route_answer(*post_scope(alice, thread, token=token)) is not None
 
     # when it expires
     time.sleep(max(0.0, expires_at - time.time()) + 0.05)
 
     # then the route leaves it to Django, which refuses it
     scope, body = post_scope(alice, thread, token=token)
-    assert message_route.answer(scope, body) is None
+    assert route_answer(scope, body) is None
     assert django_answer(scope, body).status_code == 401
 
 
@@ -386,7 +393,7 @@ def test_a_token_is_refused_at_once_when_its_signing_key_is_deleted(
     settings.SIGNING_KEYS_DIR = tmp_path / "keys"
     key = tokens.key_store().rotate(immediately=True)
     token = accounts.issue_token(alice.identity, ["chat"]).token
-    assert message_route.answer(*post_scope(alice, thread, token=token)) is not None
+    assert route_answer(*post_scope(alice, thread, token=token)) is not None
 
     # when its key is deleted (it leaked), and a new one signs
     tokens.key_store().rotate(immediately=True)
@@ -396,5 +403,88 @@ def test_a_token_is_refused_at_once_when_its_signing_key_is_deleted(
 
     # then the route leaves it to Django, which refuses it
     scope, body = post_scope(alice, thread, token=token)
-    assert message_route.answer(scope, body) is None
+    assert route_answer(scope, body) is None
     assert django_answer(scope, body).status_code == 401
+
+
+# --- The group commit -------------------------------------------------------------------------
+def test_posts_stored_together_take_their_threads_numbers_in_order_and_share_each_statement(
+    alice: ChatUser,
+    bob: ChatUser,
+    make_thread: Callable[..., str],
+    monkeypatch: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    # given two threads of alice and bob (each created as change 1, so a post is 2), and posts
+    # checked for them in turn
+    first, second = make_thread(alice, bob), make_thread(alice, bob)
+
+    def checked(thread_id: str, content: str) -> services.MessageRequest:
+        return services.check_send_message(alice.principal, thread_id, {"content": content})
+
+    sent: list[Any] = []
+    monkeypatch.setattr("apps.core.realtime.send_now", sent.extend)
+
+    # when two of them are stored together, then four
+    pair = [checked(first, "a"), checked(second, "b")]
+    with CaptureQueriesContext(connection) as two:
+        services.do_send_messages(pair)
+    posts = [checked(first, "c"), checked(second, "d"), checked(first, "e"), checked(first, "f")]
+    with (
+        CaptureQueriesContext(connection) as four,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        messages = services.do_send_messages(posts)
+
+    # then twice the posts take no more statements: a number per thread, one INSERT for each
+    # of the messages, their activity and their events
+    assert len(four) == len(two)
+    # each message is its post's, its thread's next numbers in the order given
+    assert [m.content for m in messages] == ["c", "d", "e", "f"]
+    assert [(m.thread_id, m.sequence_id) for m in messages] == [
+        (first, 3),
+        (second, 3),
+        (first, 4),
+        (first, 5),
+    ]
+    assert [m.pk for m in messages] == sorted(m.pk for m in messages)
+    for message in messages:
+        activity = ChatActivity.objects.get(thread=message.thread, sequence=message.sequence_id)
+        assert activity.data["id"] == str(message.pk)
+        assert Event.objects.filter(
+            data__messageId=str(message.pk), event_type__endswith="ChatMessageReceivedInThread"
+        ).exists()
+    # and after the commit bob hears of each, a thread's in its order
+    heard = [
+        (frame["threadId"], frame["sequence"], frame["data"]["message"])
+        for group, frame in sent
+        if group == accounts.identity_group(bob.identity.id)
+    ]
+    assert heard == [(first, 3, "c"), (second, 3, "d"), (first, 4, "e"), (first, 5, "f")]
+
+
+def test_each_post_of_a_group_commit_is_answered_with_its_own_message(
+    alice: ChatUser, bob: ChatUser, make_thread: Callable[..., str]
+) -> None:
+    # given posts of several requests handed to the commit as one batch
+    thread_id = make_thread(alice, bob)
+    posts = [
+        message_route._Post(
+            services.check_send_message(who.principal, thread_id, {"content": f"from {name}"})
+        )
+        for who, name in ((alice, "alice"), (bob, "bob"), (alice, "alice again"))
+    ]
+
+    message_route._store(posts)
+
+    # then each request learns its own message
+    assert [p.message.content for p in posts if p.message] == [
+        "from alice",
+        "from bob",
+        "from alice again",
+    ]
+    assert [p.message.sender_raw_id for p in posts if p.message] == [
+        alice.raw_id,
+        bob.raw_id,
+        alice.raw_id,
+    ]

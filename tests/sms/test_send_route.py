@@ -3,7 +3,7 @@
 It must answer exactly as the view does when it answers, store the same rows, and leave
 everything else to Django (which tests/sms/test_send_api.py tests through the view): each
 refusal below gets None from the route and Django's refusal. In tests the rows are stored in
-the request's own transaction (SMS_GROUP_COMMIT off); tests/core/test_batching.py tests the
+the request's own transaction (GROUP_COMMIT off); tests/core/test_batching.py tests the
 group commit's thread, tests/core/test_wsgi_bridge.py the deferred answer."""
 
 from __future__ import annotations
