@@ -12,13 +12,12 @@ docs/chat.md describes the protocol. Webhook events are the Event Grid chat even
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from apps.accounts.services import identity_group
-from apps.core import realtime
+from apps.core import random_ids, realtime
 from apps.core.identifiers import identifier_kind, identifier_model
 from apps.events import schemas
 from apps.events.services import Copies, NewEvent, publish_events
@@ -344,7 +343,7 @@ def _message_event_and_copies(
         "type": MESSAGE_TYPE_NAMES.get(message.type, message.type),
         "version": int(epoch_ms(message.deleted_at or message.edited_at or message.created_at)),
         "threadId": thread.pk,
-        "transactionId": uuid.uuid4().hex,
+        "transactionId": random_ids.uuid4().hex,
     }
     if change == "deleted":
         data["deleteTime"] = rfc3339(message.deleted_at)  # type: ignore[arg-type]
@@ -366,7 +365,7 @@ def _thread_data(thread: ChatThread, now: datetime) -> dict[str, Any]:
         "createTime": rfc3339(thread.created_at),
         "version": int(epoch_ms(now)),
         "threadId": thread.pk,
-        "transactionId": uuid.uuid4().hex,
+        "transactionId": random_ids.uuid4().hex,
     }
 
 

@@ -11,9 +11,7 @@ import functools
 import ipaddress
 import json
 import logging
-import secrets
 import time
-import uuid
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -22,7 +20,7 @@ from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from apps.core import sql
+from apps.core import random_ids, sql
 from apps.core.batching import BackgroundWriter
 from apps.core.models import RequestLog
 from apps.core.parsers import storable
@@ -71,7 +69,7 @@ def _kind(path_info: str) -> str | None:
 
 
 def _correlation_vector() -> str:
-    return base64.b64encode(secrets.token_bytes(16)).decode().rstrip("=") + ".0"
+    return base64.b64encode(random_ids.token_bytes(16)).decode().rstrip("=") + ".0"
 
 
 def _route_and_slug(request: HttpRequest, kind: str) -> tuple[str, str]:
@@ -167,7 +165,7 @@ def record(
     """Log and count one API request (`route`: the URL pattern without its mount point, never
     the path, so a client sending random paths adds no series); returns the headers its answer
     carries (the request id, the correlation vector, the caller's echoed request id)."""
-    request_id = str(uuid.uuid4())
+    request_id = str(random_ids.uuid4())
     client_request_id = client_request_id[:100]
     headers = {"x-ms-request-id": request_id, "MS-CV": _correlation_vector()}
     if client_request_id:

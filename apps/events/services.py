@@ -29,7 +29,7 @@ from django.db.models import ForeignKey, QuerySet
 from django.utils import timezone
 
 from apps.accounts.models import Resource
-from apps.core import outbound, realtime, rows, sql
+from apps.core import outbound, random_ids, realtime, rows, sql
 from apps.core.errors import ApiError
 from apps.core.sql import column
 from apps.events import dispatch, samples, schemas, webhooks
@@ -437,6 +437,7 @@ def publish_events(
         # Plain-SQL inserts (apps/core/rows.py): the ORM's cost more to build than to run.
         stored = [
             Event(
+                id=random_ids.uuid4(),  # (not the field's default: uuid.uuid4, a system call)
                 resource=resource,
                 event_type=new.event_type,
                 subject=new.subject,
@@ -450,6 +451,7 @@ def publish_events(
         expires_at = now + timedelta(minutes=settings.EVENT_TTL_MINUTES)
         deliveries = [
             EventDelivery(
+                id=random_ids.uuid4(),
                 resource_id=resource.pk,
                 event=event,
                 subscription=subscription,

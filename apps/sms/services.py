@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.accounts.models import Resource
+from apps.core import random_ids
 from apps.core.api import rfc3339
 from apps.core.parsers import is_single_line, is_text, storable
 from apps.core.rows import insert as insert_rows
@@ -48,7 +49,7 @@ SMS_RECEIVED = "Microsoft.Communication.SMSReceived"
 
 def new_message_id(direction: str) -> str:
     prefix = "Outgoing" if direction == Direction.OUTBOUND else "Incoming"
-    return f"{prefix}_{timezone.now():%Y%m%d%H%M%S}{uuid.uuid4()}"
+    return f"{prefix}_{timezone.now():%Y%m%d%H%M%S}{random_ids.uuid4()}"
 
 
 # --- The send request ----------------------------------------------------------------------
