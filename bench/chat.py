@@ -1246,6 +1246,8 @@ def main() -> int:
         tokens.SERVE_SIZES = tokens.SMOKE_SERVE_SIZES
     results_file = bench_results.Results("chat", smoke=args.smoke, path=args.json)
     rates = [float(r) for r in args.rates.split(",") if r.strip()]
+    if args.idle < 1:  # (each socket's share is the RSS it adds, divided by their number)
+        parser.error("--idle must be at least 1")
     profile = Path(args.profile).resolve() if args.profile else None
 
     began, load = time.monotonic(), os.getloadavg()[0]
