@@ -631,16 +631,20 @@ def do_send_messages(requests: Sequence[MessageRequest]) -> list[ChatMessage]:
     route's group commit, apps/chat/message_route.py). Each thread's sequence numbers are taken
     in one UPDATE, which locks its row until the commit; the messages, their activity and
     their events go in one INSERT each."""
+    threads = {request.access.thread.pk: request.access.thread for request in requests}
     per_thread = Counter(request.access.thread.pk for request in requests)
     taken: dict[str, tuple[int, datetime]] = {}  # thread id: its next number, the time
     messages: list[ChatMessage] = []
     with transaction.atomic():
+        # In the threads' order: two web processes' batches lock the same rows in the same
+        # order, so neither waits for the other's second (a deadlock on PostgreSQL).
+        for thread_id in sorted(threads):
+            thread, count = threads[thread_id], per_thread[thread_id]
+            last = _next_sequence(thread, message=True, count=count)
+            assert thread.last_message_at is not None  # (set with a message's numbers)
+            taken[thread_id] = (last - count + 1, thread.last_message_at)
         for request in requests:
             thread = request.access.thread
-            if thread.pk not in taken:
-                count = per_thread[thread.pk]
-                last = _next_sequence(thread, message=True, count=count)
-                taken[thread.pk] = (last - count + 1, thread.last_message_at or timezone.now())
             sequence, at = taken[thread.pk]
             taken[thread.pk] = (sequence + 1, at)
             thread.last_sequence, thread.last_message_at = sequence, at
