@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from apps.accounts.services import identity_group
 from apps.core import random_ids, realtime
@@ -282,32 +282,26 @@ def _per_user(
     return Copies(event_type, make)
 
 
-def _publish(
-    thread: ChatThread,
-    thread_type: str,
-    user_type: str,
-    subject: str,
-    data: dict[str, Any],
-    recipients: Sequence[str],
-) -> None:
-    """The thread-level event and its copy for each recipient (Event Grid's two forms)."""
+class ThreadEvent(NamedTuple):
+    """A thread-level event, and the type of its copy for each recipient (Event Grid's two
+    forms)."""
+
+    thread_type: str
+    user_type: str
+    subject: str
+    data: dict[str, Any]
+    recipients: Sequence[str]
+
+
+def _publish(resource: Resource, events: Sequence[ThreadEvent]) -> None:
+    """Events of the resource's threads, with their copies, in one publication."""
     publish_events(
-        thread.resource,
-        *_event_and_copies(thread, thread_type, user_type, subject, data, recipients),
-    )
-
-
-def _event_and_copies(
-    thread: ChatThread,
-    thread_type: str,
-    user_type: str,
-    subject: str,
-    data: dict[str, Any],
-    recipients: Sequence[str],
-) -> tuple[list[NewEvent], list[Copies]]:
-    return (
-        [NewEvent(schemas.PREFIX + thread_type, subject, data)],
-        [_per_user(schemas.PREFIX + user_type, data, subject, recipients, thread.resource_id)],
+        resource,
+        [NewEvent(schemas.PREFIX + e.thread_type, e.subject, e.data) for e in events],
+        [
+            _per_user(schemas.PREFIX + e.user_type, e.data, e.subject, e.recipients, resource.pk)
+            for e in events
+        ],
     )
 
 
@@ -320,20 +314,16 @@ def publish_message(message: ChatMessage, change: str, member_ids: Sequence[str]
 def publish_messages(messages: Sequence[tuple[ChatMessage, Sequence[str]]], change: str) -> None:
     """`publish_message` for several messages (each with its thread's member ids): one
     publication per resource."""
-    by_resource: dict[object, tuple[Resource, list[NewEvent], list[Copies]]] = {}
+    by_resource: dict[object, tuple[Resource, list[ThreadEvent]]] = {}
     for message, member_ids in messages:
         thread = message.thread
-        _, events, copies = by_resource.setdefault(thread.resource_id, (thread.resource, [], []))
-        made_events, made_copies = _message_event_and_copies(message, change, member_ids)
-        events += made_events
-        copies += made_copies
-    for resource, events, copies in by_resource.values():
-        publish_events(resource, events, copies)
+        _, events = by_resource.setdefault(thread.resource_id, (thread.resource, []))
+        events.append(_message_event(message, change, member_ids))
+    for resource, events in by_resource.values():
+        _publish(resource, events)
 
 
-def _message_event_and_copies(
-    message: ChatMessage, change: str, member_ids: Sequence[str]
-) -> tuple[list[NewEvent], list[Copies]]:
+def _message_event(message: ChatMessage, change: str, member_ids: Sequence[str]) -> ThreadEvent:
     thread = message.thread
     data: dict[str, Any] = {
         "messageId": str(message.pk),
@@ -357,7 +347,7 @@ def _message_event_and_copies(
     subject = f"thread/{thread.pk}/sender/{message.sender_raw_id}"
     sender_id = message.sender_raw_id.rsplit("_", 1)[-1]
     others = [m for m in member_ids if m != sender_id]
-    return _event_and_copies(thread, name + "InThread", name, subject, data, others)
+    return ThreadEvent(name + "InThread", name, subject, data, others)
 
 
 def _thread_data(thread: ChatThread, now: datetime) -> dict[str, Any]:
@@ -379,7 +369,10 @@ def publish_thread_created(thread: ChatThread, participants: Sequence[ChatPartic
     }
     subject = f"thread/{thread.pk}/createdBy/{thread.created_by_raw_id}"
     members = [str(p.identity_id) for p in participants]
-    _publish(thread, "ChatThreadCreated", "ChatThreadCreatedWithUser", subject, data, members)
+    _publish(
+        thread.resource,
+        [ThreadEvent("ChatThreadCreated", "ChatThreadCreatedWithUser", subject, data, members)],
+    )
 
 
 def publish_thread_updated(
@@ -394,12 +387,16 @@ def publish_thread_updated(
     }
     subject = f"thread/{thread.pk}/editedBy/{by_raw_id}"
     _publish(
-        thread,
-        "ChatThreadPropertiesUpdated",
-        "ChatThreadPropertiesUpdatedPerUser",
-        subject,
-        data,
-        member_ids,
+        thread.resource,
+        [
+            ThreadEvent(
+                "ChatThreadPropertiesUpdated",
+                "ChatThreadPropertiesUpdatedPerUser",
+                subject,
+                data,
+                member_ids,
+            )
+        ],
     )
 
 
@@ -413,7 +410,10 @@ def publish_thread_deleted(
     if by_raw_id is not None:
         data["deletedByCommunicationIdentifier"] = _grid_id(by_raw_id)
         subject += f"/deletedBy/{by_raw_id}"
-    _publish(thread, "ChatThreadDeleted", "ChatThreadWithUserDeleted", subject, data, member_ids)
+    _publish(
+        thread.resource,
+        [ThreadEvent("ChatThreadDeleted", "ChatThreadWithUserDeleted", subject, data, member_ids)],
+    )
 
 
 def publish_participants_added(
@@ -423,8 +423,7 @@ def publish_participants_added(
     member_ids: Sequence[str],
     now: datetime,
 ) -> None:
-    events: list[NewEvent] = []
-    copies: list[Copies] = []
+    events = []
     for participant in added:
         data = {
             **_thread_data(thread, now),
@@ -433,17 +432,16 @@ def publish_participants_added(
             "participantAdded": _grid_participant(participant),
         }
         subject = f"thread/{thread.pk}/participantAdded/{_participant_raw_id(participant)}"
-        events.append(NewEvent(schemas.PREFIX + "ChatThreadParticipantAdded", subject, data))
-        copies.append(
-            _per_user(
-                schemas.PREFIX + "ChatParticipantAddedToThreadWithUser",
-                data,
+        events.append(
+            ThreadEvent(
+                "ChatThreadParticipantAdded",
+                "ChatParticipantAddedToThreadWithUser",
                 subject,
+                data,
                 member_ids,
-                thread.resource_id,
             )
         )
-    publish_events(thread.resource, events, copies)
+    _publish(thread.resource, events)
 
 
 def publish_participant_removed(
@@ -461,10 +459,14 @@ def publish_participant_removed(
     }
     subject = f"thread/{thread.pk}/participantRemoved/{_participant_raw_id(removed)}"
     _publish(
-        thread,
-        "ChatThreadParticipantRemoved",
-        "ChatParticipantRemovedFromThreadWithUser",
-        subject,
-        data,
-        member_ids,
+        thread.resource,
+        [
+            ThreadEvent(
+                "ChatThreadParticipantRemoved",
+                "ChatParticipantRemovedFromThreadWithUser",
+                subject,
+                data,
+                member_ids,
+            )
+        ],
     )
