@@ -223,8 +223,8 @@ class Change:
     sequence: int
     event: str
     data: dict[str, Any]
-    audience: Sequence[str]  # identity ids: the members, and anyone else told (also_to)
-    also_to: Sequence[str] = ()
+    member_ids: Sequence[str]
+    also_to: Sequence[str] = ()  # identity ids told besides the members
 
 
 def _record(
@@ -237,7 +237,7 @@ def _record(
     also_to: Sequence[str] = (),
 ) -> None:
     """Log one realtime event of the thread and push it to its audience after commit."""
-    _record_all([Change(thread, sequence, event, data, [*member_ids, *also_to], also_to)])
+    _record_all([Change(thread, sequence, event, data, member_ids, also_to)])
 
 
 def _record_all(changes: Sequence[Change]) -> None:
@@ -258,7 +258,8 @@ def _record_all(changes: Sequence[Change]) -> None:
         ]
     )
     notifications.push_all(
-        [(c.thread, c.sequence, c.event, c.data, c.audience) for c in changes], at=now
+        [(c.thread, c.sequence, c.event, c.data, [*c.member_ids, *c.also_to]) for c in changes],
+        at=now,
     )
 
 
@@ -663,7 +664,7 @@ def do_send_messages(requests: Sequence[MessageRequest]) -> list[ChatMessage]:
                 )
             )
         rows.insert(messages)  # (the ORM's INSERT cost more to build than to run)
-        audiences = [request.access.member_ids for request in requests]
+        members = [request.access.member_ids for request in requests]
         _record_all(
             [
                 Change(
@@ -671,12 +672,12 @@ def do_send_messages(requests: Sequence[MessageRequest]) -> list[ChatMessage]:
                     message.sequence_id,
                     "chatMessageReceived",
                     notifications.message_event(message),
-                    audience,
+                    member_ids,
                 )
-                for message, audience in zip(messages, audiences, strict=True)
+                for message, member_ids in zip(messages, members, strict=True)
             ]
         )
-        notifications.publish_messages(list(zip(messages, audiences, strict=True)), "received")
+        notifications.publish_messages(list(zip(messages, members, strict=True)), "received")
     return messages
 
 
