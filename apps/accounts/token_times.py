@@ -24,7 +24,8 @@ def write_token_times(pending: dict[Hashable, Any]) -> None:
     """The newest times, in one UPDATE per batch (sql.update_each), a time never moved back
     when another web process wrote a newer one first."""
     with transaction.atomic():
-        sql.update_each(CommunicationIdentity, "last_token_issued_at", pending, only_later=True)
+        times = {identity: [at] for identity, at in pending.items()}
+        sql.update_each(CommunicationIdentity, ["last_token_issued_at"], times, only_later=True)
 
 
 token_times = BackgroundWriter(

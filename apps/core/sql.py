@@ -6,7 +6,7 @@ for the connection's database; `fetch`, which runs such a query; and `insert_man
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
@@ -18,9 +18,7 @@ def table(model: type[models.Model]) -> str:
 
 
 def column(model: type[models.Model], field_name: str) -> str:
-    field = model._meta.get_field(field_name)
-    assert isinstance(field, models.Field), f"{field_name} is no column of {model.__name__}"
-    return connection.ops.quote_name(str(field.column))
+    return connection.ops.quote_name(str(_field(model, field_name).column))
 
 
 def database() -> BaseDatabaseWrapper:
@@ -103,35 +101,58 @@ def insert_many(
         )
 
 
-# Rows per UPDATE of update_each: two parameters each, well inside SQLite's limit of 32,766.
+# Rows per UPDATE of update_each: a few parameters each, well inside SQLite's limit of 32,766.
 ROWS_PER_UPDATE = 500
 
 
 def update_each(
-    model: type[models.Model], field_name: str, values: dict[Any, Any], *, only_later: bool = False
+    model: type[models.Model],
+    field_names: Sequence[str],
+    values: Mapping[Any, Sequence[Any]],
+    *,
+    also: dict[str, Any] | None = None,
+    only_later: bool = False,
 ) -> None:
-    """Set `field_name` of each row of `model` whose primary key is a key of `values` to its
-    own value, in Django's transaction: one UPDATE joined to a VALUES list per ROWS_PER_UPDATE
-    rows, in key order, so two writers' batches cannot deadlock. An UPDATE per row (what
-    executemany sends) is parsed and planned again for every row on PostgreSQL: 0.8 ms each
-    for the token times of two web processes at 1,000 tokens/s (pg_stat_statements).
-    `only_later`: a value replaces only an earlier one, or none."""
+    """Set `field_names` of each row of `model` whose primary key is a key of `values` to its
+    own values (in that order), and the fields of `also` to the same value on every row, in
+    Django's transaction: one UPDATE joined to a VALUES list per ROWS_PER_UPDATE rows, in key
+    order, so two writers' batches cannot deadlock. An UPDATE per row (what executemany sends)
+    is parsed and planned again for every row on PostgreSQL: 0.8 ms each for the token times
+    of two web processes at 1,000 tokens/s (pg_stat_statements). `only_later`: a row's first
+    value replaces only an earlier one, or none."""
     db, pk_field = database(), model._meta.pk
-    field = model._meta.get_field(field_name)
-    assert pk_field is not None and isinstance(field, models.Field)
+    assert pk_field is not None
+    fields = [_field(model, name) for name in field_names]
     rows = sorted(
-        (pk_field.get_db_prep_value(pk, db), field.get_db_prep_save(value, db))
-        for pk, value in values.items()
+        (
+            pk_field.get_db_prep_value(pk, db),
+            *(field.get_db_prep_save(value, db) for field, value in zip(fields, row, strict=True)),
+        )
+        for pk, row in values.items()
     )
-    target, name = table(model), column(model, field_name)
-    # VALUES names its columns column1, column2 on both PostgreSQL and SQLite.
-    later = f" AND ({target}.{name} IS NULL OR {target}.{name} < v.column2)" if only_later else ""
+    constant = [(_field(model, name), value) for name, value in (also or {}).items()]
+    target = table(model)
+    # VALUES names its columns column1, column2, ... on both PostgreSQL and SQLite.
+    assignments = [
+        f"{column(model, field.name)} = v.column{number}"
+        for number, field in enumerate(fields, start=2)
+    ] + [f"{column(model, field.name)} = %s" for field, _value in constant]
+    first = column(model, fields[0].name)
+    later = f" AND ({target}.{first} IS NULL OR {target}.{first} < v.column2)" if only_later else ""
+    row_marks = "(" + ", ".join(["%s"] * (1 + len(fields))) + ")"
     for start in range(0, len(rows), ROWS_PER_UPDATE):
         batch = rows[start : start + ROWS_PER_UPDATE]
         fetch(
-            f"UPDATE {target} SET {name} = v.column2 "
-            f"FROM (VALUES {', '.join(['(%s, %s)'] * len(batch))}) AS v "
+            f"UPDATE {target} SET {', '.join(assignments)} "
+            f"FROM (VALUES {', '.join([row_marks] * len(batch))}) AS v "
             f"WHERE {target}.{column(model, pk_field.name)} = v.column1{later}",
-            [value for row in batch for value in row],
+            [field.get_db_prep_save(value, db) for field, value in constant]
+            + [value for row in batch for value in row],
             prepare=False,  # its text changes with the batch's size
         )
+
+
+def _field(model: type[models.Model], name: str) -> models.Field[Any, Any]:
+    field = model._meta.get_field(name)
+    assert isinstance(field, models.Field), f"{name} is no column of {model.__name__}"
+    return field

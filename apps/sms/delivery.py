@@ -2,10 +2,12 @@
 every answer and receipt.
 
 A message row is committed before any job runs (the API's promise). After the commit the
-sender asks for a **drain**: one Celery task that claims every due queued message in batches,
-whoever queued it. While a drain is queued and not started, further requests add nothing (a
-Redis key), so under load one task carries hundreds of messages instead of one each; a drain
-with a full batch asks for another, so a second worker joins in.
+sender asks for a **drain**: one Celery task that claims every due queued message, whoever
+queued it, a chunk at a time as the carrier takes them (an SMPP carrier takes the next chunk
+while the last one's answers are on their way). While a drain is queued and not started,
+further requests add nothing (a Redis key), so under load one task carries hundreds of
+messages instead of one each; a drain that claims a full chunk asks for another, so a second
+worker joins in.
 
 Nothing is lost: a claim is a lease on the row; beat's sweep puts messages whose lease ran out
 (a killed worker, a lost task) back in the queue and starts a drain. A message is marked
@@ -17,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,7 +27,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, connections, transaction
-from django.db.models import F, Min, Q
+from django.db.models import Case, F, Min, OuterRef, Q, Subquery, Value, When
 from django.utils import timezone
 
 from apps.core import sql
@@ -38,14 +40,17 @@ from apps.sms.models import Direction, EarlyReceipt, MessageStatus, SenderPace, 
 
 logger = logging.getLogger(__name__)
 
+Answer = carriers.Submitted | carriers.CarrierError  # a carrier's answer for one message
+
 SMS_DELIVERY_REPORT = "Microsoft.Communication.SMSDeliveryReportReceived"
-BATCH = 100  # messages claimed at once
 # A receipt that came before its message's carrier id is kept this long for it (seconds do).
 EARLY_RECEIPT_KEEP = timedelta(hours=1)
-# Answers are recorded after each chunk: a worker killed mid-chunk may have submitted at most
-# twice this many messages whose answers are lost (one chunk is recorded while the next goes) (they are sent again, marked possible duplicates).
-# Larger chunks mean fewer writes per message (bench/sms.py, SMPP, 2 workers: 20 -> 606/s,
-# 50 -> 775/s) and a larger set to mark after a crash.
+# Messages are claimed as the carrier takes them, this many at a time, and its answers are
+# recorded this many at a time. A worker killed mid-drain may have handed over at most four
+# chunks whose answers are lost: two taken (one sent, the next going out), the answers gathered
+# for the next recording and the recording not committed yet. They are sent again, marked
+# possible duplicates. Larger chunks mean fewer writes per message (bench/sms.py, SMPP, 2
+# workers: 20 -> 606/s, 50 -> 775/s) and a larger set to mark after a crash.
 SUBMIT_CHUNK = 50
 DRAIN_SECONDS = 10  # then a fresh task takes over (other work gets a turn)
 RETRY_BACKOFF_MAX_SECONDS = 300
@@ -93,7 +98,7 @@ def _schedule_drain(at: datetime, now: datetime) -> None:
 
 # --- The drain ------------------------------------------------------------------------------
 def drain() -> int:
-    """Send every due queued message, a batch at a time, for up to DRAIN_SECONDS; returns how
+    """Send every due queued message, a chunk at a time, for up to DRAIN_SECONDS; returns how
     many were handed to the carrier. Safe to run in several workers at once: claims are
     row locks (skipped by the others on PostgreSQL; SQLite serializes writers)."""
     # Let a few more messages arrive first: under load a drain then carries many (fewer
@@ -103,27 +108,28 @@ def drain() -> int:
     planned = cache.get(DRAIN_SCHEDULED_AT)
     if planned is not None and planned <= time.time():
         cache.delete(DRAIN_SCHEDULED_AT)
-    sent = 0
-    deadline = time.monotonic() + DRAIN_SECONDS
     with _Recorder() as recorder:
-        while True:
-            claimed = _claim(BATCH)
-            if not claimed:
-                break
-            if len(claimed) == BATCH and not settings.CELERY_TASK_ALWAYS_EAGER:
-                _queue_drain()  # more is waiting: let another worker help
-            _submit(claimed, recorder)
-            sent += len(claimed)
-            if time.monotonic() > deadline:
-                _queue_drain()
-                break
+        sent = _submit(recorder, time.monotonic() + DRAIN_SECONDS)
     _schedule_next_parked()
     return sent
 
 
-def _claim(limit: int) -> list[SmsMessage]:
-    """Claim up to `limit` due queued messages, oldest first, taking each sender's pacing
-    slot for the ones that have none; a message whose slot is later is parked until then."""
+def _claims(carrier: str, deadline: float) -> Iterator[list[SmsMessage]]:
+    """Claimed chunks, each claimed as the carrier takes it, until nothing is due or the
+    drain's time is up."""
+    while claimed := _claim(SUBMIT_CHUNK, carrier):
+        if len(claimed) == SUBMIT_CHUNK and not settings.CELERY_TASK_ALWAYS_EAGER:
+            _queue_drain()  # more is waiting: let another worker help
+        yield claimed
+        if time.monotonic() > deadline:
+            _queue_drain()  # a fresh task takes over
+            return
+
+
+def _claim(limit: int, carrier: str) -> list[SmsMessage]:
+    """Claim up to `limit` due queued messages, oldest first, for the carrier that takes them
+    next, taking each sender's pacing slot for the ones that have none; a message whose slot
+    is later is parked until then."""
     now = timezone.now()
     due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + PACE_SLACK)
     with transaction.atomic():
@@ -151,16 +157,20 @@ def _claim(limit: int) -> list[SmsMessage]:
             pace.save(update_fields=["next_slot_at"])
         if parked:
             SmsMessage.objects.bulk_update(parked, ["next_attempt_at", "lease_until"])
-        ids = [m.pk for m in claimed]
-        SmsMessage.objects.filter(pk__in=ids).update(
+        SmsMessage.objects.filter(pk__in=[m.pk for m in claimed]).update(
             status=MessageStatus.SENDING,
             next_attempt_at=now,
             lease_until=lease(now),
             attempts=F("attempts") + 1,
-        )
-        # A claim that ran out after submitting may have reached the carrier.
-        SmsMessage.objects.filter(pk__in=ids, submit_started_at__isnull=False).update(
-            possible_duplicate=True
+            # A claim that ran out after it was handed over may have reached the carrier
+            # (the right-hand sides read the row as it was).
+            possible_duplicate=Case(
+                When(submit_started_at__isnull=False, then=Value(True)),
+                default=F("possible_duplicate"),
+            ),
+            # From here a message may reach the carrier.
+            submit_started_at=now,
+            carrier=carrier,
         )
     return claimed
 
@@ -170,16 +180,22 @@ def _skip_locked() -> bool:
 
 
 def _pace(sender: str, now: datetime) -> tuple[SenderPace, float]:
-    pace, _ = SenderPace.objects.get_or_create(number=sender, defaults={"next_slot_at": now})
-    pace = SenderPace.objects.select_for_update().get(pk=pace.pk)
+    """The sender's pacing row, locked, and its rate (segments per second): one query, and a
+    second the first time a number sends."""
+    number_type = PhoneNumber.objects.filter(number=OuterRef("number")).values("number_type")
+    paces = SenderPace.objects.select_for_update(of=("self",)).annotate(
+        number_type=Subquery(number_type[:1])
+    )
+    pace = paces.filter(number=sender).first()
+    if pace is None:
+        SenderPace.objects.get_or_create(number=sender, defaults={"next_slot_at": now})
+        pace = paces.get(number=sender)
     if pace.segments_per_second:
         return pace, pace.segments_per_second
-    number_type = (
-        PhoneNumber.objects.filter(number=sender).values_list("number_type", flat=True).first()
-    )
+    toll_free = pace.number_type == NumberType.TOLL_FREE  # type: ignore[attr-defined]
     rate = (
         settings.SMS_TOLL_FREE_SEGMENTS_PER_SECOND
-        if number_type == NumberType.TOLL_FREE
+        if toll_free
         else settings.SMS_SEGMENTS_PER_SECOND
     )
     return pace, rate
@@ -194,24 +210,37 @@ def _schedule_next_parked() -> None:
         _schedule_drain(next_due, now)
 
 
-def _submit(claimed: list[SmsMessage], recorder: _Recorder) -> None:
+def _submit(recorder: _Recorder, deadline: float) -> int:
+    """Hand due messages to the carrier a chunk at a time, each claimed as the carrier takes
+    it, and record its answers SUBMIT_CHUNK at a time; returns how many were handed over."""
     carrier = carriers.get()
-    for start in range(0, len(claimed), SUBMIT_CHUNK):
-        chunk = claimed[start : start + SUBMIT_CHUNK]
-        SmsMessage.objects.filter(pk__in=[m.pk for m in chunk]).update(
-            submit_started_at=timezone.now(), carrier=carrier.name
-        )
-        outgoing = [carriers.Outgoing(m.pk, m.sender, m.recipient, m.text) for m in chunk]
-        answers = {sent.message_id: answer for sent, answer in carrier.submit(outgoing)}
-        recorder.record(chunk, answers)
+    taken: dict[str, SmsMessage] = {}  # handed to the carrier, not answered yet
+
+    def chunks() -> Iterator[list[carriers.Outgoing]]:
+        for chunk in _claims(carrier.name, deadline):
+            taken.update((m.pk, m) for m in chunk)
+            yield [carriers.Outgoing(m.pk, m.sender, m.recipient, m.text) for m in chunk]
+
+    handed = 0
+    answered: list[tuple[SmsMessage, Answer]] = []
+    for sent, answer in carrier.submit(chunks()):
+        answered.append((taken.pop(sent.message_id), answer))
+        handed += 1
+        if len(answered) == SUBMIT_CHUNK:
+            recorder.record(answered)
+            answered = []
+    unanswered = carriers.CarrierError("no answer from the carrier")
+    answered += [(message, unanswered) for message in taken.values()]
+    if answered:
+        recorder.record(answered)
+    return handed + len(taken)
 
 
 class _Recorder:
-    """Records each chunk's answers on a thread of its own (SMS_RECORD_BEHIND) while the drain
-    submits the next chunk: the worker's database work and the SMSC's answers then overlap
-    instead of taking turns. One chunk at most is behind, so a worker killed mid-drain has
-    at most two chunks submitted and unrecorded (sent again, marked possible duplicates).
-    A failed recording is raised by the next record() or when the drain ends."""
+    """Records answers on a thread of its own (SMS_RECORD_BEHIND) while the drain goes on
+    submitting: the worker's database work and the SMSC's answers then overlap instead of
+    taking turns. One recording at most is behind. A failed recording is raised by the next
+    record() or when the drain ends."""
 
     def __init__(self) -> None:
         self._thread: ThreadPoolExecutor | None = None
@@ -222,16 +251,12 @@ class _Recorder:
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sms-record")
         return self
 
-    def record(
-        self,
-        chunk: list[SmsMessage],
-        answers: dict[str, carriers.Submitted | carriers.CarrierError],
-    ) -> None:
+    def record(self, answered: list[tuple[SmsMessage, Answer]]) -> None:
         self._catch_up()
         if self._thread is None:
-            _record_answers(chunk, answers)
+            _record_answers(answered)
         else:
-            self._behind = self._thread.submit(_record_answers, chunk, answers)
+            self._behind = self._thread.submit(_record_answers, answered)
 
     def _catch_up(self) -> None:
         behind, self._behind = self._behind, None
@@ -250,18 +275,15 @@ class _Recorder:
             self._thread.shutdown()
 
 
-def _record_answers(
-    chunk: list[SmsMessage], answers: dict[str, carriers.Submitted | carriers.CarrierError]
-) -> None:
-    """Store the carrier's answers for a chunk: a few grouped UPDATEs, not one per message."""
+def _record_answers(answered: list[tuple[SmsMessage, Answer]]) -> None:
+    """Store the carrier's answers: a few grouped UPDATEs, not one per message."""
     now = timezone.now()
     submitted: list[SmsMessage] = []  # the carrier took it; a receipt follows
     delivered: list[SmsMessage] = []  # known delivered at once (loopback)
     failed: dict[str, list[SmsMessage]] = defaultdict(list)  # by reason
     retry: dict[int, list[SmsMessage]] = defaultdict(list)  # by backoff seconds
     expired = 0  # of the failed: retries ran out
-    for message in chunk:
-        answer = answers.get(message.pk) or carriers.CarrierError("no answer from the carrier")
+    for message, answer in answered:
         if isinstance(answer, carriers.Submitted):
             message.carrier_message_id = answer.carrier_message_id
             (delivered if answer.delivered else submitted).append(message)
@@ -275,30 +297,27 @@ def _record_answers(
             backoff = min(RETRY_BACKOFF_MAX_SECONDS, 2 ** (message.attempts + 1))
             message.status_detail = f"Retrying: {answer}"[:500]
             retry[backoff].append(message)
-    answered = {"lease_until": None, "submit_started_at": None}
+    settled = {"lease_until": None, "submit_started_at": None}
     with transaction.atomic():
-        if submitted or delivered:
-            _set_carrier_ids(submitted + delivered)
-            for group, status, detail in (
-                (submitted, MessageStatus.SENT, ""),
-                (delivered, MessageStatus.DELIVERED, "Delivered to the handset."),
-            ):
-                _update(
-                    group,
-                    status=status,
-                    status_detail=detail,
-                    submitted_at=now,
-                    submissions=F("submissions") + 1,
-                    finished_at=now if status == MessageStatus.DELIVERED else None,
-                    **answered,
-                )
+        for group, status, detail in (
+            (submitted, MessageStatus.SENT, ""),
+            (delivered, MessageStatus.DELIVERED, "Delivered to the handset."),
+        ):
+            _set_carrier_ids(
+                group,
+                status=status,
+                status_detail=detail,
+                submitted_at=now,
+                finished_at=now if status == MessageStatus.DELIVERED else None,
+                **settled,
+            )
         for reason, group in failed.items():
             _update(
                 group,
                 status=MessageStatus.FAILED,
                 status_detail=reason,
                 finished_at=now,
-                **answered,
+                **settled,
             )
         for backoff, group in retry.items():
             due = now + timedelta(seconds=backoff)
@@ -326,13 +345,14 @@ def _record_answers(
         _apply_early_receipts([m.carrier_message_id for m in submitted])
 
 
-def _set_carrier_ids(messages: list[SmsMessage]) -> None:
-    """Each message's own carrier id, in one statement (sql.update_each): bulk_update's CASE
-    WHEN, built through the ORM, took a third of a delivering worker's time (profiled,
-    bench/sms.py), and an UPDATE per message cost PostgreSQL a plan each."""
-    sql.update_each(
-        SmsMessage, "carrier_message_id", {m.pk: m.carrier_message_id for m in messages}
-    )
+def _set_carrier_ids(messages: list[SmsMessage], **values: Any) -> None:
+    """Each message's own carrier id and one more submission (the claim holds the row), and
+    `values` on all, in one statement (sql.update_each): bulk_update's CASE WHEN, built
+    through the ORM, took a third of a delivering worker's time (profiled, bench/sms.py), and
+    an UPDATE per message cost PostgreSQL a plan each."""
+    if messages:
+        each = {m.pk: [m.carrier_message_id, m.submissions + 1] for m in messages}
+        sql.update_each(SmsMessage, ["carrier_message_id", "submissions"], each, also=values)
 
 
 def _update(group: list[SmsMessage], **values: Any) -> None:
@@ -422,10 +442,15 @@ def _apply_receipts(receipts: dict[str, tuple[bool, str]]) -> set[str]:
     """Apply receipts by carrier id, grouped by outcome; returns the ids that matched a
     message (already final ones too: a repeated receipt changes nothing)."""
     with transaction.atomic():
+        # Only the messages are locked (not the resource joined for the events), in key
+        # order: two batches with receipts in common (a worker's recording applies receipts
+        # that came early while the receipts thread stores more) then wait for each other
+        # instead of deadlocking.
         messages = list(
-            SmsMessage.objects.select_for_update()
+            SmsMessage.objects.select_for_update(of=("self",))
             .select_related("resource")
             .filter(carrier_message_id__in=list(receipts), direction=Direction.OUTBOUND)
+            .order_by("pk")
         )
         now = timezone.now()
         outcomes: dict[tuple[bool, str], list[SmsMessage]] = defaultdict(list)

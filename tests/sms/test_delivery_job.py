@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.core.cache import cache
-from django.db import DatabaseError
+from django.db import DatabaseError, connection, connections, transaction
 from django.utils import timezone
 
 from apps.events.models import Event
@@ -32,10 +32,11 @@ class ScriptedCarrier:
 
     def stop(self) -> None: ...
 
-    def submit(self, messages: Sequence[Outgoing]) -> Iterator[tuple[Outgoing, Any]]:
-        for message in messages:
-            self.submitted.append(message.message_id)
-            yield message, self.answer(message)
+    def submit(self, chunks: Iterable[Sequence[Outgoing]]) -> Iterator[tuple[Outgoing, Any]]:
+        for chunk in chunks:
+            for message in chunk:
+                self.submitted.append(message.message_id)
+                yield message, self.answer(message)
 
 
 @pytest.fixture
@@ -322,6 +323,49 @@ def test_receipts_in_a_batch_apply_to_known_messages_and_wait_for_the_others(
     assert SmsMessage.objects.get(pk=second).status == MessageStatus.FAILED
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks: PostgreSQL's")
+def test_receipts_are_stored_while_another_transaction_holds_the_resource(
+    transactional_db: None, resource: Any, sender: str, carrier: ScriptedCarrier
+) -> None:
+    # given messages the carrier took
+    ids = accept(resource, sender, "+447700900001", "+447700900002")
+    delivery.drain()
+    resource_locked, done = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    def hold_the_resource() -> None:  # as a number order or a SIP trunk change does
+        try:
+            with transaction.atomic():
+                type(resource).objects.select_for_update().get(pk=resource.pk)
+                resource_locked.set()
+                done.wait(timeout=10)
+        except BaseException as error:
+            failures.append(error)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold_the_resource)
+    holder.start()
+    try:
+        assert resource_locked.wait(timeout=10)
+        # when their receipts come meanwhile
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '2s'")
+        delivery.record_delivery_reports(
+            reports=[(f"c-{message_id}", True, "stat:DELIVRD") for message_id in ids]
+        )
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+        done.set()
+        holder.join(timeout=10)
+    # then they are stored without waiting for it (locking the resource's row too made
+    # batches of receipts deadlock one another, each holding a message the other wanted)
+    assert not failures, failures
+    stored = SmsMessage.objects.filter(pk__in=ids)
+    assert {m.status for m in stored} == {MessageStatus.DELIVERED}
+
+
 def test_receipts_for_no_message_are_dropped_after_an_hour(
     resource: Any, sender: str, carrier: ScriptedCarrier
 ) -> None:
@@ -380,11 +424,11 @@ def test_the_next_chunk_is_submitted_while_the_last_is_recorded(
     recorders: list[str] = []
     overlapped: list[bool] = []
 
-    def record_slowly(chunk: Any, answers: Any) -> None:
+    def record_slowly(answered: Any) -> None:
         recorders.append(threading.current_thread().name)
         if not overlapped:  # the first chunk's answers wait until the second chunk is sent
             overlapped.append(second_chunk_handed.wait(timeout=5))
-        record(chunk, answers)
+        record(answered)
 
     monkeypatch.setattr(delivery, "_record_answers", record_slowly)
     ids = accept_all(resource, sender, RECIPIENTS[:60])  # two chunks
@@ -402,7 +446,7 @@ def test_the_next_chunk_is_submitted_while_the_last_is_recorded(
 def test_a_recording_that_fails_fails_the_drain_and_the_messages_wait_for_the_sweep(
     behind: None, resource: Any, sender: str, carrier: ScriptedCarrier, monkeypatch: Any
 ) -> None:
-    def fail(chunk: Any, answers: Any) -> None:
+    def fail(answered: Any) -> None:
         raise DatabaseError("disk I/O error")
 
     monkeypatch.setattr(delivery, "_record_answers", fail)

@@ -136,7 +136,7 @@ def carrier(make_carrier: Callable[..., Carrier]) -> Carrier:
 
 
 def submit_all(carrier: Carrier, messages: list[Outgoing]) -> dict[str, Submitted | CarrierError]:
-    answers = list(carrier.submit(messages))
+    answers = list(carrier.submit([messages]))
     assert sorted(message.message_id for message, _ in answers) == sorted(
         message.message_id for message in messages
     ), "every message is answered exactly once"

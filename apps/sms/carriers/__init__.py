@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -58,12 +58,13 @@ class SmsCarrier(Protocol):
     def stop(self) -> None: ...
 
     def submit(
-        self, messages: Sequence[Outgoing]
+        self, chunks: Iterable[Sequence[Outgoing]]
     ) -> Iterator[tuple[Outgoing, Submitted | CarrierError]]:
         """Submit messages, yielding each one's answer as soon as it is known (a carrier may
-        pipeline several). Every message of `messages` is yielded exactly once. The caller
-        records each answer before asking for the next, so a crash loses at most the answers
-        in flight."""
+        pipeline several). The carrier takes the next chunk when it is ready for more (the
+        caller marks a chunk as handed over when it is taken), and yields every message of
+        every chunk exactly once. The caller records the answers as they come, so a crash
+        loses at most the answers in flight."""
         ...
 
 

@@ -4,7 +4,7 @@ once, so every submission is answered as delivered."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from apps.sms.carriers import CarrierError, Outgoing, Submitted
 
@@ -19,6 +19,12 @@ class Carrier:
         pass
 
     def submit(
+        self, chunks: Iterable[Sequence[Outgoing]]
+    ) -> Iterator[tuple[Outgoing, Submitted | CarrierError]]:
+        for chunk in chunks:
+            yield from self._submit_chunk(chunk)
+
+    def _submit_chunk(
         self, messages: Sequence[Outgoing]
     ) -> Iterator[tuple[Outgoing, Submitted | CarrierError]]:
         from apps.sms import handsets, services

@@ -10,7 +10,8 @@ batches by a second thread, to `record_delivery_reports`; mobile-originated mess
 redelivers what we failed to store.
 
 `submit()` runs in the caller's thread and keeps at most SMPP_WINDOW submit_sm outstanding
-on the bind (shared by concurrent callers). Long texts go out as concatenated parts with an
+on the bind (shared by concurrent callers), taking the caller's next chunk of messages while
+the last one's answers are still on their way. Long texts go out as concatenated parts with an
 8-bit-reference UDH; receipts are requested on the last part, whose message_id becomes the
 carrier message id. Answers are yielded in the order they complete, not input order.
 
@@ -31,7 +32,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -446,40 +447,60 @@ class Carrier:
                 batch.answers.append((sequence, _TIMEOUT, ""))
 
     def submit(
-        self, messages: Sequence[Outgoing]
+        self, chunks: Iterable[Sequence[Outgoing]]
     ) -> Iterator[tuple[Outgoing, Submitted | CarrierError]]:
-        """Submit `messages` through the bind, pipelined within SMPP_WINDOW.
+        """Submit the messages of `chunks` through the bind, pipelined within SMPP_WINDOW.
 
-        Yields every message exactly once, in the order answers complete. No bind within
-        SMPP_TIMEOUT_SECONDS, a lost bind, or a part unanswered for that long yields a
-        transient CarrierError for every message not answered yet; SMSC rejections are
-        permanent unless throttling/queue-full/system-error/bind-status.
+        The next chunk is taken once every part of the last one is sent, while those still
+        wait for their answers: the window stays full from one chunk to the next. Yields
+        every message taken exactly once, in the order answers complete. No bind within
+        SMPP_TIMEOUT_SECONDS of taking a chunk, a lost bind, or a part unanswered for that long
+        yields a transient CarrierError for every message not answered yet; SMSC rejections
+        are permanent unless throttling/queue-full/system-error/bind-status.
         """
         self.start()
+        upcoming = iter(chunks)
+        more = True  # chunks may follow
         batch = _Batch()
+        messages: list[Outgoing] = []  # taken so far; an index names one
         todo: deque[tuple[int, dict[str, Any]]] = deque()
         parts_left: dict[int, int] = {}
         ready: deque[tuple[int, Submitted | CarrierError]] = deque()
-        for index, message in enumerate(messages):
-            try:
-                parts = self._parts(message)
-            except CarrierError as exc:
-                ready.append((index, exc))
-                continue
-            parts_left[index] = len(parts)
-            todo.extend((index, fields) for fields in parts)
         sent: dict[int, tuple[int, bool]] = {}  # sequence -> (message index, is last part)
         last_ids: dict[int, str] = {}
-        generation: int | None = None  # the bind this batch started sending on
-        bind_deadline = time.monotonic() + self.timeout
+        generation: int | None = None  # the bind the unanswered parts went out on
+        bind_deadline = 0.0
+
+        def take_next_chunk() -> None:
+            nonlocal more, bind_deadline
+            chunk = next(upcoming, None)
+            if chunk is None:
+                more = False
+                return
+            if generation is None:
+                bind_deadline = time.monotonic() + self.timeout
+            for message in chunk:
+                index = len(messages)
+                messages.append(message)
+                try:
+                    parts = self._parts(message)
+                except CarrierError as exc:
+                    ready.append((index, exc))
+                    continue
+                parts_left[index] = len(parts)
+                todo.extend((index, fields) for fields in parts)
 
         def fail_all(error: CarrierError) -> None:
+            nonlocal generation
             for index in list(parts_left):
                 del parts_left[index]
                 ready.append((index, error))
             todo.clear()
+            generation = None  # the next chunk waits for a bind of its own
 
-        while parts_left or ready:
+        while more or parts_left or ready:
+            if more and not todo:
+                take_next_chunk()  # outside the lock: the caller may do its own work here
             client = None
             with self._cond:
                 now = time.monotonic()
@@ -511,7 +532,7 @@ class Carrier:
                 if todo and self._client is not None and len(self._pending) < self.window:
                     client = self._client
                     generation = self._generation if generation is None else generation
-                elif not ready and parts_left:
+                elif not ready and parts_left and (todo or not more):
                     deadlines = [d for _b, d in self._pending.values()] + [now + self.timeout]
                     if self._client is None and generation is None:
                         deadlines.append(bind_deadline)
