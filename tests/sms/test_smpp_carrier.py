@@ -213,6 +213,60 @@ def test_window_bounds_outstanding_submits(
     assert peer.max_outstanding == 5, "pipelined, and never past the window"
 
 
+def test_the_next_chunk_is_taken_while_the_last_ones_answers_are_on_their_way(
+    smpp_settings: Any, make_carrier: Callable[..., Carrier], peer: SmppPeer
+) -> None:
+    # given a window of 5 and an SMSC that takes a moment to answer each submit
+    smpp_settings.SMPP_WINDOW = 5
+    carrier = make_carrier()
+    peer.resp_delay = 0.02
+    answered: list[Outgoing] = []
+    unanswered_when_taken: list[int] = []
+
+    def chunks() -> Iterator[list[Outgoing]]:
+        for start in range(0, 50, 5):
+            unanswered_when_taken.append(start - len(answered))
+            yield [outgoing(f"message {n}", n=n) for n in range(start, start + 5)]
+
+    # when ten chunks of 5 go through one submit
+    answers = []
+    for message, answer in carrier.submit(chunks()):
+        answered.append(message)
+        answers.append(answer)
+
+    # then each chunk after the first was taken while the last one's answers were still
+    # coming, so the window stayed full; and every message was answered once
+    assert all(unanswered > 0 for unanswered in unanswered_when_taken[1:]), unanswered_when_taken
+    assert sorted(m.message_id for m in answered) == sorted(f"Outgoing_{n}" for n in range(50))
+    assert all(isinstance(answer, Submitted) for answer in answers)
+    assert peer.max_outstanding == 5
+
+
+def test_after_a_lost_bind_the_next_chunk_goes_out_on_the_new_one(
+    carrier: Carrier, peer: SmppPeer
+) -> None:
+    # given an SMSC that sits on the first chunk's submits
+    peer.resp_delay = 5
+
+    def chunks() -> Iterator[list[Outgoing]]:
+        yield [outgoing(n=n) for n in range(3)]
+        # and drops the connection before the next chunk is taken, then answers at once
+        peer.drop_connections()
+        assert wait_until(lambda: not carrier.bound)
+        peer.resp_delay = 0
+        yield [outgoing(n=n) for n in range(3, 6)]
+
+    # when both chunks go through one submit
+    answers = {message.message_id: answer for message, answer in carrier.submit(chunks())}
+
+    # then the first chunk's messages were lost with the bind (to be retried), and the second
+    # chunk waited for the carrier to bind again and went out on it
+    lost = [answers[f"Outgoing_{n}"] for n in range(3)]
+    assert all(isinstance(a, CarrierError) and "lost" in str(a) for a in lost), lost
+    assert all(isinstance(answers[f"Outgoing_{n}"], Submitted) for n in range(3, 6)), answers
+    assert peer.binds == 2
+
+
 def test_rejections_are_permanent_or_transient(carrier: Carrier, peer: SmppPeer) -> None:
     # given
     peer.reject("15550000001", ESME_RINVDSTADR)
@@ -396,17 +450,28 @@ def test_receipt_pending_over_a_reconnect_still_arrives(
     assert peer.binds == 2
 
 
-def test_drop_mid_batch_fails_every_unanswered_message(carrier: Carrier, peer: SmppPeer) -> None:
-    # given: the SMSC sits on the first window of submits, then drops the connection
+def test_a_drop_fails_what_went_out_and_the_rest_goes_out_on_the_next_bind(
+    carrier: Carrier, peer: SmppPeer
+) -> None:
+    # given: the SMSC sits on the first window of submits (10), then drops the connection and
+    # answers at once from the next bind on
     peer.resp_delay = 5
-    threading.Timer(0.1, peer.drop_connections).start()
+
+    def drop() -> None:
+        peer.drop_connections()
+        peer.resp_delay = 0
+
+    threading.Timer(0.1, drop).start()
 
     # when
     answers = submit_all(carrier, [outgoing(n=n) for n in range(30)])
 
-    # then: nothing lost, nothing waits for the submit timeout
-    assert all(isinstance(a, CarrierError) and not a.permanent for a in answers.values())
-    assert all("lost" in str(answer) for answer in answers.values())
+    # then the window that went out is failed as lost (retried later), without waiting for
+    # the submit timeout, and the messages that had not gone out went out on the new bind
+    lost = [a for a in answers.values() if isinstance(a, CarrierError)]
+    assert len(lost) == 10 and all("lost" in str(a) and not a.permanent for a in lost)
+    assert sum(isinstance(a, Submitted) for a in answers.values()) == 20
+    assert peer.binds == 2
 
 
 def test_wrong_password(

@@ -454,9 +454,10 @@ class Carrier:
         The next chunk is taken once every part of the last one is sent, while those still
         wait for their answers: the window stays full from one chunk to the next. Yields
         every message taken exactly once, in the order answers complete. No bind within
-        SMPP_TIMEOUT_SECONDS of taking a chunk, a lost bind, or a part unanswered for that long
-        yields a transient CarrierError for every message not answered yet; SMSC rejections
-        are permanent unless throttling/queue-full/system-error/bind-status.
+        SMPP_TIMEOUT_SECONDS of taking a chunk, or a part unanswered for that long, yields a
+        transient CarrierError for every message not answered yet; a lost bind, for every
+        message that had a part go out on it (the others wait for the next bind). SMSC
+        rejections are permanent unless throttling/queue-full/system-error/bind-status.
         """
         self.start()
         upcoming = iter(chunks)
@@ -467,8 +468,10 @@ class Carrier:
         parts_left: dict[int, int] = {}
         ready: deque[tuple[int, Submitted | CarrierError]] = deque()
         sent: dict[int, tuple[int, bool]] = {}  # sequence -> (message index, is last part)
+        started: set[int] = set()  # messages with a part sent
         last_ids: dict[int, str] = {}
         generation: int | None = None  # the bind the unanswered parts went out on
+        lost_generation: int | None = None  # a bind that went away under this submit
         bind_deadline = 0.0
 
         def take_next_chunk() -> None:
@@ -490,13 +493,24 @@ class Carrier:
                 parts_left[index] = len(parts)
                 todo.extend((index, fields) for fields in parts)
 
-        def fail_all(error: CarrierError) -> None:
-            nonlocal generation
-            for index in list(parts_left):
+        def fail(indexes: set[int], error: CarrierError) -> None:
+            for index in indexes & parts_left.keys():
                 del parts_left[index]
                 ready.append((index, error))
+
+        def fail_all(error: CarrierError) -> None:
+            nonlocal generation
+            fail(set(parts_left), error)
             todo.clear()
             generation = None  # the next chunk waits for a bind of its own
+
+        def lose_bind() -> None:
+            """What went out on the bind is lost; the rest waits for the next bind."""
+            nonlocal generation, lost_generation, bind_deadline
+            fail(started, _error(_LOST))
+            sent.clear()
+            lost_generation, generation = generation, None
+            bind_deadline = time.monotonic() + self.timeout
 
         while more or parts_left or ready:
             if more and not todo:
@@ -520,21 +534,21 @@ class Carrier:
                     if not parts_left[index]:
                         del parts_left[index]
                         ready.append((index, Submitted(carrier_message_id=last_ids[index])))
-                lost = generation is not None and (
+                if generation is not None and (
                     self._client is None or self._generation != generation
-                )
-                if lost:
-                    fail_all(_error(_LOST))
-                elif self._client is None and generation is None and now >= bind_deadline:
+                ):
+                    lose_bind()
+                bound = self._client is not None and self._generation != lost_generation
+                if not bound and generation is None and now >= bind_deadline:
                     fail_all(CarrierError("no SMPP bind to the SMSC", permanent=False))
                 while todo and todo[0][0] not in parts_left:
                     todo.popleft()  # the rest of a message that already failed
-                if todo and self._client is not None and len(self._pending) < self.window:
+                if todo and bound and len(self._pending) < self.window:
                     client = self._client
                     generation = self._generation if generation is None else generation
                 elif not ready and parts_left and (todo or not more):
                     deadlines = [d for _b, d in self._pending.values()] + [now + self.timeout]
-                    if self._client is None and generation is None:
+                    if not bound and generation is None:
                         deadlines.append(bind_deadline)
                     self._cond.wait(max(0.0, min(deadlines) - now) + 0.001)
             while ready:
@@ -544,10 +558,11 @@ class Carrier:
                 index, fields = todo[0]
                 sent_as = self._send_part(client, batch, fields)
                 if sent_as is None:
-                    fail_all(_error(_LOST))
+                    lose_bind()
                 elif sent_as != _WINDOW_FULL:
                     todo.popleft()
                     sent[sent_as] = (index, fields["registered_delivery"] == 1)
+                    started.add(index)
 
 
 def _concatenation(header: bytes) -> tuple[int, int, int] | None:
