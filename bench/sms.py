@@ -43,6 +43,7 @@ ceiling (-c 1), no quota-off serve.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -408,89 +409,75 @@ def run_end_to_end(
     timeout: float,
     log: Path,
 ) -> EndToEnd:
-    progress = Progress(live)
-    try:
-        return _run_end_to_end(
-            conftest, live, resource, sender, carrier, workers, messages, timeout, log, progress
+    with contextlib.closing(Progress(live)) as progress:
+        # One message through first: the worker is up (and bound to the SMSC) before the clock runs.
+        warm = send_body(sender, ["+447700800000"])
+        target = resource.prefix + SEND_TARGET
+        status, answer = tokens.send(
+            live.http_url,
+            "POST",
+            target,
+            signed_headers(conftest, live.http_url, resource, warm),
+            warm,
         )
-    finally:
-        progress.close()
+        if problem := check_answer(status, answer, 1):
+            raise tokens.SetupError(f"the warm-up send request was not accepted: {problem}")
+        deadline = time.monotonic() + 60
+        while progress.counts().get("delivered", 0) < 1:
+            if time.monotonic() > deadline:
+                raise tokens.SetupError(
+                    f"the warm-up message was not delivered: {progress.counts()}"
+                )
+            time.sleep(0.1)
+        smsc = SmscLog(log)
+        already = smsc.reached()
 
+        recipients = [f"+4477009{n:05d}" for n in range(messages)]
+        bodies = [
+            send_body(sender, recipients[i : i + E2E_BATCH]) for i in range(0, messages, E2E_BATCH)
+        ]
+        started = time.monotonic()
+        problems = submit_all(conftest, live.http_url, resource, bodies)
+        accepted = time.monotonic() - started
+        if problems:
+            raise tokens.SetupError(f"{len(problems)} send requests failed, e.g. {problems[0]}")
 
-def _run_end_to_end(
-    conftest: ModuleType,
-    live: Any,
-    resource: tokens.Resource,
-    sender: str,
-    carrier: str,
-    workers: int,
-    messages: int,
-    timeout: float,
-    log: Path,
-    progress: Progress,
-) -> EndToEnd:
-    # One message through first: the worker is up (and bound to the SMSC) before the clock runs.
-    warm = send_body(sender, ["+447700800000"])
-    target = resource.prefix + SEND_TARGET
-    status, answer = tokens.send(
-        live.http_url, "POST", target, signed_headers(conftest, live.http_url, resource, warm), warm
-    )
-    if problem := check_answer(status, answer, 1):
-        raise tokens.SetupError(f"the warm-up send request was not accepted: {problem}")
-    deadline = time.monotonic() + 60
-    while progress.counts().get("delivered", 0) < 1:
-        if time.monotonic() > deadline:
-            raise tokens.SetupError(f"the warm-up message was not delivered: {progress.counts()}")
-        time.sleep(0.1)
-    smsc = SmscLog(log)
-    already = smsc.reached()
-
-    recipients = [f"+4477009{n:05d}" for n in range(messages)]
-    bodies = [
-        send_body(sender, recipients[i : i + E2E_BATCH]) for i in range(0, messages, E2E_BATCH)
-    ]
-    started = time.monotonic()
-    problems = submit_all(conftest, live.http_url, resource, bodies)
-    accepted = time.monotonic() - started
-    if problems:
-        raise tokens.SetupError(f"{len(problems)} send requests failed, e.g. {problems[0]}")
-
-    done = delivered = None
-    counts: dict[str, int] = {}
-    # The headline's clock is read every 50 ms: the database for loopback, the SMSC's log for
-    # smpp, whose database count (every row marked delivered) is read less often, to load the
-    # server under test less.
-    every = 1 if carrier == "loopback" else 5
-    polls = 0
-    while time.monotonic() - started < timeout:
-        now = time.monotonic() - started
-        if carrier == "smpp" and done is None and smsc.reached() - already >= messages:
-            done = now
-        if polls % every == 0:
-            counts = progress.counts()
-            if counts.get("delivered", 0) - 1 >= messages and delivered is None:
-                delivered = now
-            if sum(counts.get(s, 0) for s in FINAL) - 1 >= messages:
-                break
-        polls += 1
-        time.sleep(0.05)
-    if carrier == "loopback":
-        done = delivered
-    note = ""
-    if done is None or delivered is None:
-        note = f"timed out after {timeout:g} s: {counts}" + (
-            f", {smsc.reached() - already} at the SMSC" if carrier == "smpp" else ""
+        done = delivered = None
+        counts: dict[str, int] = {}
+        # The headline's clock is read every 50 ms: the database for loopback, the SMSC's log for
+        # smpp, whose database count (every row marked delivered) is read less often, to load the
+        # server under test less.
+        every = 1 if carrier == "loopback" else 5
+        polls = 0
+        while time.monotonic() - started < timeout:
+            now = time.monotonic() - started
+            if carrier == "smpp" and done is None and smsc.reached() - already >= messages:
+                done = now
+            if polls % every == 0:
+                counts = progress.counts()
+                if counts.get("delivered", 0) - 1 >= messages and delivered is None:
+                    delivered = now
+                if sum(counts.get(s, 0) for s in FINAL) - 1 >= messages:
+                    break
+            polls += 1
+            time.sleep(0.05)
+        if carrier == "loopback":
+            done = delivered
+        note = ""
+        if done is None or delivered is None:
+            note = f"timed out after {timeout:g} s: {counts}" + (
+                f", {smsc.reached() - already} at the SMSC" if carrier == "smpp" else ""
+            )
+        return EndToEnd(
+            carrier=carrier,
+            workers=workers,
+            messages=messages,
+            accepted_seconds=accepted,
+            done_seconds=done,
+            delivered_seconds=delivered,
+            failed=counts.get("failed", 0),
+            note=note,
         )
-    return EndToEnd(
-        carrier=carrier,
-        workers=workers,
-        messages=messages,
-        accepted_seconds=accepted,
-        done_seconds=done,
-        delivered_seconds=delivered,
-        failed=counts.get("failed", 0),
-        note=note,
-    )
 
 
 # --- The Celery ceiling -------------------------------------------------------------------
