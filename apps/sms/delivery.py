@@ -215,17 +215,18 @@ def _submit(recorder: _Recorder, deadline: float) -> int:
     it, and record its answers SUBMIT_CHUNK at a time; returns how many were handed over."""
     carrier = carriers.get()
     taken: dict[str, SmsMessage] = {}  # handed to the carrier, not answered yet
+    handed = 0
 
     def chunks() -> Iterator[list[carriers.Outgoing]]:
+        nonlocal handed
         for chunk in _claims(carrier.name, deadline):
             taken.update((m.pk, m) for m in chunk)
+            handed += len(chunk)
             yield [carriers.Outgoing(m.pk, m.sender, m.recipient, m.text) for m in chunk]
 
-    handed = 0
     answered: list[tuple[SmsMessage, Answer]] = []
     for sent, answer in carrier.submit(chunks()):
         answered.append((taken.pop(sent.message_id), answer))
-        handed += 1
         if len(answered) == SUBMIT_CHUNK:
             recorder.record(answered)
             answered = []
@@ -233,7 +234,7 @@ def _submit(recorder: _Recorder, deadline: float) -> int:
     answered += [(message, unanswered) for message in taken.values()]
     if answered:
         recorder.record(answered)
-    return handed + len(taken)
+    return handed
 
 
 class _Recorder:
@@ -303,7 +304,7 @@ def _record_answers(answered: list[tuple[SmsMessage, Answer]]) -> None:
             (submitted, MessageStatus.SENT, ""),
             (delivered, MessageStatus.DELIVERED, "Delivered to the handset."),
         ):
-            _set_carrier_ids(
+            _record_taken(
                 group,
                 status=status,
                 status_detail=detail,
@@ -345,7 +346,7 @@ def _record_answers(answered: list[tuple[SmsMessage, Answer]]) -> None:
         _apply_early_receipts([m.carrier_message_id for m in submitted])
 
 
-def _set_carrier_ids(messages: list[SmsMessage], **values: Any) -> None:
+def _record_taken(messages: list[SmsMessage], **values: Any) -> None:
     """Each message's own carrier id and one more submission (the claim holds the row), and
     `values` on all, in one statement (sql.update_each): bulk_update's CASE WHEN, built
     through the ORM, took a third of a delivering worker's time (profiled, bench/sms.py), and
