@@ -168,6 +168,22 @@ def has_tone(samples: Any, rate: int, frequency: float, *, at_least: float = 800
     return tone_energy(samples, rate, frequency) > at_least
 
 
+async def hears(peer: Peer, frequency: float, timeout: float, *, rate: int = PEER_RATE) -> None:
+    """Wait until the last half second `peer` heard holds `frequency`. (A fixed pause and then
+    one look missed audio that a loaded machine took longer to connect.) It looks every quarter
+    second: the filter runs on the event loop that receives the audio."""
+
+    def heard() -> bool:
+        recent = peer.received[-rate // 2 :]
+        return len(recent) == rate // 2 and has_tone(recent, rate, frequency)
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not heard():
+        assert loop.time() < deadline, f"{frequency} Hz never heard"
+        await asyncio.sleep(0.25)
+
+
 async def joined(room: AudioBridgeRoom, display: str, peer: Peer) -> None:
     await peer.answer(await room.join(display, await peer.offer()))
     await until(lambda: len(peer.received) > PEER_RATE // 5, 5, f"{display}'s media")

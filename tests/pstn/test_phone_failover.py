@@ -28,6 +28,7 @@ from tests.automation.test_bridge import (  # noqa: F401 (janus_url and tools ar
     PEER_RATE,
     Events,
     Peer,
+    hears,
     janus_url,
     joined,
     tools,
@@ -42,7 +43,6 @@ from tests.pstn.test_sip_phone_leg import (
     PhoneEvents,
     far_end,  # noqa: F401 (a fixture)
     free_udp_port,
-    hears,
 )
 
 RAW_PHONE = f"4:{PHONE}"
