@@ -51,10 +51,18 @@ QUOTA = SmsView.quota
 
 
 def _store(batches: list[list[SmsMessage]]) -> None:
-    services.store_accepted([row for rows in batches for row in rows])
+    services.store_accepted([row for rows in batches for row in rows], drain=False)
 
 
-accepted = GroupCommit("sms-accepted", _store, inline=lambda: not settings.GROUP_COMMIT)
+def _ask_for_drain(batches: list[list[SmsMessage]]) -> None:
+    services.ask_for_drain([row for rows in batches for row in rows])
+
+
+# The drain is asked for once the batch is answered: the rows are committed, and if asking
+# fails, beat's sweep queues them once their lease runs out.
+accepted = GroupCommit(
+    "sms-accepted", _store, inline=lambda: not settings.GROUP_COMMIT, after=_ask_for_drain
+)
 
 
 def answer(scope: dict[str, Any], body: bytes) -> Answer | Future[Answer] | None:
