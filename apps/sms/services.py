@@ -204,13 +204,19 @@ def _send(resource: Resource, request: SendRequest) -> list[dict[str, Any]]:
     return results
 
 
+def deliverable(request: SendRequest) -> list[str]:
+    """The recipients of a send request that a message can go to (whose opt-outs count)."""
+    return [r.to for r in request.recipients if is_e164(r.to)]
+
+
 def prepare_send(
-    resource_id: uuid.UUID, request: SendRequest
+    resource_id: uuid.UUID, request: SendRequest, opted_out: set[str] | None = None
 ) -> tuple[list[dict[str, Any]], list[SmsMessage]]:
     """The ACS per-recipient results of a send request whose sender may send, and the rows to
-    store for them (store_accepted): reads the opt-outs and the repeatability ids seen."""
-    wanted = [r.to for r in request.recipients if is_e164(r.to)]
-    opted_out = optouts.opted_out(request.sender, wanted)
+    store for them (store_accepted): reads the repeatability ids seen, and the opt-outs unless
+    the caller read them (`opted_out`: which of `deliverable(request)` opted out)."""
+    if opted_out is None:
+        opted_out = optouts.opted_out(request.sender, deliverable(request))
     request_ids = [
         r.repeatability_request_id for r in request.recipients if r.repeatability_request_id
     ]

@@ -21,7 +21,7 @@ from apps.core.models import RequestLog
 from apps.core.request_log import writer
 from apps.numbers.models import Capability
 from apps.sms import optouts, send_route
-from apps.sms.models import MessageStatus, SmsMessage
+from apps.sms.models import MessageStatus, OptOut, SmsMessage
 from tests.conftest import AcsClient, django_answer, signed_scope
 
 pytestmark = pytest.mark.django_db
@@ -121,6 +121,26 @@ def test_opted_out_and_invalid_recipients_are_answered_per_recipient_as_the_view
 
     assert without_ids(route_body["value"]) == without_ids(view.json()["value"])
     assert [r["successful"] for r in route_body["value"]] == [False, False, True]
+
+
+def test_only_opt_outs_of_this_sender_refuse_and_a_request_with_none_deliverable_is_answered(
+    resource: Resource, sender: str
+) -> None:
+    # given two recipients opted out of this sender, and one opted out of another sender only
+    optouts.change(resource, sender, ["+447700900004", "+447700900006"], opt_out=True)
+    OptOut.objects.create(
+        resource=resource, sender="+15550009999", recipient="+447700900005", source="keyword"
+    )
+
+    # when one request goes to all three, and another to no deliverable recipient
+    body = body_of(sender, "+447700900004", "+447700900005", "+447700900006")
+    _, _, sent = answered(send_route.answer(*send_request(resource, body)))
+    _, _, none = answered(send_route.answer(*send_request(resource, body_of(sender, "nope"))))
+
+    # then only this sender's opt-outs are refused, and the second is answered per recipient
+    assert [r["successful"] for r in sent["value"]] == [False, True, False]
+    assert "opted out" in sent["value"][0]["errorMessage"]
+    assert [r["successful"] for r in none["value"]] == [False]
 
 
 def test_a_repeated_repeatability_id_replays_the_first_result_and_stores_nothing_new(
