@@ -10,6 +10,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import psutil
@@ -219,5 +220,26 @@ def test_json_logs_take_in_the_web_servers_own_lines() -> None:
         found = warning()
         assert found is not None and found["level"] == "WARNING"
         assert "Invalid HTTP request" in found["message"]
+
+        # and an API request is one JSON object too, with its fields at the top level (the
+        # web processes build log records without the caller's file, thread or process)
+        unsigned = urllib.request.Request(
+            f"{live.http_url}/r/nobody/identities?api-version=2023-10-01", data=b"{}", method="POST"
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(unsigned, timeout=10)
+
+        def request_line() -> dict | None:
+            for line in (live.data_dir / "serve.log").read_text().splitlines():
+                if line.startswith("{") and '"spool.requests"' in line:
+                    return json.loads(line)
+            return None
+
+        wait_for(lambda: request_line() is not None, 10)
+        logged = request_line()
+        assert logged is not None and logged["level"] == "INFO"
+        assert (logged["method"], logged["status"]) == ("POST", refused.value.code)
+        assert logged["path"].endswith("/identities")
+        assert logged["requestId"] == refused.value.headers["x-ms-request-id"]
     finally:
         stop_spool(live, cleanups)
