@@ -203,6 +203,19 @@ def test_an_operators_certificate_is_never_replaced(live_spool: LiveSpool, tmp_p
 
 def test_json_logs_take_in_the_web_servers_own_lines() -> None:
     live, cleanups = start_spool({"SPOOL_LOG_FORMAT": "json"})
+
+    def first_line_of(logger: str) -> dict | None:
+        """The first JSON log line of `logger` in serve's log, once there is one."""
+
+        def found() -> dict | None:
+            for line in (live.data_dir / "serve.log").read_text().splitlines():
+                if line.startswith("{") and f'"{logger}"' in line:
+                    return json.loads(line)
+            return None
+
+        wait_for(lambda: found() is not None, 10)
+        return found()
+
     try:
         # when a client sends the web server something that is not HTTP
         with socket.create_connection(("127.0.0.1", live.http_port), timeout=10) as client:
@@ -210,16 +223,9 @@ def test_json_logs_take_in_the_web_servers_own_lines() -> None:
             assert client.recv(1024).startswith(b"HTTP/1.1 400")
 
         # then uvicorn's warning is one JSON object, like every other log line
-        def warning() -> dict | None:
-            for line in (live.data_dir / "serve.log").read_text().splitlines():
-                if line.startswith("{") and '"uvicorn.error"' in line:
-                    return json.loads(line)
-            return None
-
-        wait_for(lambda: warning() is not None, 10)
-        found = warning()
-        assert found is not None and found["level"] == "WARNING"
-        assert "Invalid HTTP request" in found["message"]
+        warning = first_line_of("uvicorn.error")
+        assert warning is not None and warning["level"] == "WARNING"
+        assert "Invalid HTTP request" in warning["message"]
 
         # and an API request is one JSON object too, with its fields at the top level (the
         # web processes build log records without the caller's file, thread or process)
@@ -228,15 +234,7 @@ def test_json_logs_take_in_the_web_servers_own_lines() -> None:
         )
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(unsigned, timeout=10)
-
-        def request_line() -> dict | None:
-            for line in (live.data_dir / "serve.log").read_text().splitlines():
-                if line.startswith("{") and '"spool.requests"' in line:
-                    return json.loads(line)
-            return None
-
-        wait_for(lambda: request_line() is not None, 10)
-        logged = request_line()
+        logged = first_line_of("spool.requests")
         assert logged is not None and logged["level"] == "INFO"
         assert (logged["method"], logged["status"]) == ("POST", refused.value.code)
         assert logged["path"].endswith("/identities")
