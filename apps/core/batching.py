@@ -5,8 +5,7 @@ writes them in one batch every few tenths of a second; a process that dies loses
 much. For informational records only (when a token was last issued, the request log).
 
 GroupCommit batches writes the answer waits for (accepted SMS): nothing is answered before
-its row is committed, and concurrent requests share one transaction; what may follow the
-answers (asking for a delivery) runs after them."""
+its row is committed, and concurrent requests share one transaction."""
 
 from __future__ import annotations
 
@@ -96,23 +95,15 @@ class GroupCommit(Generic[Item]):
     transaction): on SQLite every writer of the platform takes turns at a single lock, and each
     turn costs a wait, so under load a batch takes one turn for many requests. If a batch fails,
     each item is written alone, so a bad item fails only its own future (with the error).
-    `after(items)`, if given, runs once the answers of a committed batch are settled: work the
-    answers need not wait for (a Redis round trip on this thread delayed every answer of the
-    batch by about a millisecond under load, bench/sms.py). With `inline` true (tests) `submit`
-    writes at once, in the caller's thread and transaction.
+    With `inline` true (tests) `submit` writes at once, in the caller's thread and transaction.
     """
 
     def __init__(
-        self,
-        name: str,
-        write: Callable[[list[Item]], None],
-        inline: Callable[[], bool],
-        after: Callable[[list[Item]], None] | None = None,
+        self, name: str, write: Callable[[list[Item]], None], inline: Callable[[], bool]
     ) -> None:
         self.name = name
         self._write = write
         self._inline = inline
-        self._after = after
         self._pending: list[tuple[Item, Callable[[], Any], Future[Any]]] = []
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -122,7 +113,6 @@ class GroupCommit(Generic[Item]):
         if self._inline():
             self._write([item])
             answer.set_result(then())
-            self._follow([item])
             return answer
         with self._wake:
             self._pending.append((item, then, answer))
@@ -160,15 +150,6 @@ class GroupCommit(Generic[Item]):
             return
         for entry in batch:
             self._settle(entry)
-        self._follow([item for item, _, _ in batch])
-
-    def _follow(self, items: list[Item]) -> None:
-        if self._after is None:
-            return
-        try:
-            self._after(items)
-        except Exception:  # the items are committed and answered: the hook's own business
-            logger.exception("%s: what follows a commit failed", self.name)
 
     @staticmethod
     def _settle(

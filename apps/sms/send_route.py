@@ -51,18 +51,10 @@ QUOTA = SmsView.quota
 
 
 def _store(batches: list[list[SmsMessage]]) -> None:
-    services.store_accepted([row for rows in batches for row in rows], drain=False)
+    services.store_accepted([row for rows in batches for row in rows])
 
 
-def _ask_for_drain(batches: list[list[SmsMessage]]) -> None:
-    services.ask_for_drain([row for rows in batches for row in rows])
-
-
-# The drain is asked for once the batch is answered: the rows are committed, and if asking
-# fails, beat's sweep queues them once their lease runs out.
-accepted = GroupCommit(
-    "sms-accepted", _store, inline=lambda: not settings.GROUP_COMMIT, after=_ask_for_drain
-)
+accepted = GroupCommit("sms-accepted", _store, inline=lambda: not settings.GROUP_COMMIT)
 
 
 def answer(scope: dict[str, Any], body: bytes) -> Answer | Future[Answer] | None:

@@ -267,11 +267,10 @@ def prepare_send(
     return results, rows
 
 
-def store_accepted(rows: list[SmsMessage], *, drain: bool = True) -> None:
+def store_accepted(rows: list[SmsMessage]) -> None:
     """Store accepted messages (of one request or of many: send_route's group commit) in one
-    statement, and ask for a drain once they are committed (unless `drain` is false: the
-    caller asks, with ask_for_drain). Raises IntegrityError for a repeatability id stored
-    meanwhile."""
+    statement, and ask for a drain once they are committed. Raises IntegrityError for a
+    repeatability id stored meanwhile."""
     if not rows:
         return
     # In plain SQL: bulk_create's INSERT, built through the ORM and its values quoted by the
@@ -280,13 +279,7 @@ def store_accepted(rows: list[SmsMessage], *, drain: bool = True) -> None:
     queued = sum(1 for row in rows if row.status == MessageStatus.QUEUED)
     exporter.count_after_commit(exporter.SMS_ACCEPTED, queued)
     exporter.count_after_commit(exporter.SMS_FAILED.labels("opted_out"), len(rows) - queued)
-    if drain:
-        ask_for_drain(rows)
-
-
-def ask_for_drain(rows: list[SmsMessage]) -> None:
-    """Start a drain (after the current commit) if any of these stored rows waits to be sent."""
-    if any(row.status == MessageStatus.QUEUED for row in rows):
+    if queued:
         delivery.request_drain()
 
 

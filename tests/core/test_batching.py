@@ -132,52 +132,6 @@ def test_an_answer_given_up_before_its_write_is_not_written() -> None:
     assert written == ["first", "kept"]
 
 
-def test_what_follows_a_commit_runs_once_its_answers_are_given() -> None:
-    # given a group whose follow-up (asking for a delivery) waits until we let it go
-    answered_first: list[bool] = []
-    followed: list[list[str]] = []
-    release = threading.Event()
-    answers: list[Any] = []
-
-    def after(items: list[str]) -> None:
-        answered_first.append(all(answer.done() for answer in answers))
-        release.wait(5)
-        followed.append(items)
-
-    group = batching.GroupCommit(
-        "test-after", lambda items: None, inline=lambda: False, after=after
-    )
-
-    # when an item is committed
-    answers.append(group.submit("a", then=lambda: "ok"))
-
-    # then its answer is given while the follow-up still runs, and the follow-up gets the item
-    assert answers[0].result(5) == "ok"
-    release.set()
-    deadline = time.monotonic() + 5
-    while not followed and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert followed == [["a"]] and answered_first == [True]
-
-
-def test_a_failing_follow_up_leaves_the_answers_and_the_thread_alone() -> None:
-    calls: list[list[str]] = []
-
-    def after(items: list[str]) -> None:
-        calls.append(items)
-        raise ConnectionError("the broker is away")
-
-    group = batching.GroupCommit(
-        "test-after-fails", lambda items: None, inline=lambda: False, after=after
-    )
-    assert group.submit("a", then=lambda: "ok").result(5) == "ok"
-    assert group.submit("b", then=lambda: "ok").result(5) == "ok"  # the thread lives on
-    deadline = time.monotonic() + 5
-    while len(calls) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert calls == [["a"], ["b"]]
-
-
 def test_inline_writes_in_the_callers_thread_at_once() -> None:
     written: list[tuple[str, str]] = []
     group = batching.GroupCommit(
