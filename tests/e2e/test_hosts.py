@@ -631,7 +631,15 @@ def run_scenario(
             sender.accepted
         ) <= set(hook.reports())
 
-    wait_for(all_reported, 120)
+    try:
+        wait_for(all_reported, 120)
+    except AssertionError:  # say which: not delivered (and how far it got), or not reported
+        sent, reported = outbound_sms(app_b), hook.reports()
+        undelivered = {
+            k: sent.get(k) for k in sender.accepted if sent.get(k, ("", 0))[0] != "delivered"
+        }
+        unreported = sorted(set(sender.accepted) - set(reported))
+        raise AssertionError(f"undelivered: {undelivered}; unreported: {unreported}") from None
     sent = outbound_sms(app_b)
     assert {key: sent[key][1] for key in sender.accepted} == {k: 1 for k in sender.accepted}
     assert all(count == 1 for count in hook.reports().values()), hook.reports()
