@@ -78,11 +78,20 @@ def opted_out(sender: str, recipients: Iterable[str]) -> set[str]:
 
 
 def _opted_out_query(count: int) -> str:
-    sender, recipient = column(OptOut, "sender"), column(OptOut, "recipient")
-    placeholders = ", ".join(["%s"] * count)
     return (
-        f"SELECT {recipient} FROM {table(OptOut)} "
-        f"WHERE {sender} = %s AND {recipient} IN ({placeholders})"
+        f"SELECT o.{column(OptOut, 'recipient')} FROM {table(OptOut)} o "
+        f"WHERE {opted_out_condition('o', count)}"
+    )
+
+
+def opted_out_condition(alias: str, count: int) -> str:
+    """The SQL condition an opt-out row (as `alias`) meets when it stops a message: its sender
+    is the first parameter and its recipient one of the `count` after it. For `opted_out` and
+    for queries that read opt-outs joined to something else (apps/sms/send_route.py)."""
+    placeholders = ", ".join(["%s"] * count) or "NULL"  # IN (NULL) holds for no row
+    return (
+        f"{alias}.{column(OptOut, 'sender')} = %s "
+        f"AND {alias}.{column(OptOut, 'recipient')} IN ({placeholders})"
     )
 
 

@@ -7,9 +7,9 @@ SQLite's write lock, which every accepted request took once, in turn with the ot
 process and the delivering workers. Here the request's checks (apps/accounts/shortcuts.py),
 one query for the resource's keys, the sender's SMS capability and the recipients' opt-outs,
 and the quota run on the web tier's worker thread; the rows go to this process's GroupCommit,
-whose thread stores everything pending in one transaction. The event loop awaits the commit (wsgi_bridge), so the
-worker thread takes the next request meanwhile, and the 202 goes out only once the rows are
-committed: nothing answered is lost.
+whose thread stores everything pending in one transaction. The event loop awaits the commit
+(wsgi_bridge), so the worker thread takes the next request meanwhile, and the 202 goes out
+only once the rows are committed: nothing answered is lost.
 
 Only an ordinary acceptance is answered here, and a quota's refusal (counted once); anything
 else returns None and Django answers it, with the view's own errors: whatever shortcuts.read
@@ -41,7 +41,7 @@ from apps.core.errors import ApiError
 from apps.core.sql import column, table
 from apps.core.wsgi_bridge import Answer
 from apps.numbers.models import NumberStatus, PhoneNumber
-from apps.sms import services
+from apps.sms import optouts, services
 from apps.sms.api.acs_views import SMS_API_VERSIONS, SmsView
 from apps.sms.models import OptOut, SmsMessage
 
@@ -131,16 +131,13 @@ def _resource_query(resource_field: str, recipients: int) -> str:
     (through the ORM, building it cost more than running it). `resource_field`: slug or port;
     one row per opted-out recipient, or one with none."""
     resource, number = Resource, PhoneNumber
-    recipient = column(OptOut, "recipient")
-    wanted = ", ".join(["%s"] * recipients) or "NULL"  # IN (NULL) holds for no row
     return (
         f"SELECT r.{column(resource, 'id')}, r.{column(resource, 'slug')}, "
         f"r.{column(resource, 'primary_key')}, r.{column(resource, 'secondary_key')}, "
-        f"n.{column(number, 'owned_sms')}, o.{recipient} "
+        f"n.{column(number, 'owned_sms')}, o.{column(OptOut, 'recipient')} "
         f"FROM {table(resource)} r LEFT JOIN {table(number)} n "
         f"ON n.{column(number, 'owner')} = r.{column(resource, 'id')} "
         f"AND n.{column(number, 'number')} = %s AND n.{column(number, 'status')} = %s "
-        f"LEFT JOIN {table(OptOut)} o "
-        f"ON o.{column(OptOut, 'sender')} = %s AND o.{recipient} IN ({wanted}) "
+        f"LEFT JOIN {table(OptOut)} o ON {optouts.opted_out_condition('o', recipients)} "
         f"WHERE r.{column(resource, resource_field)} = %s"
     )
