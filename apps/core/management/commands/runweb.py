@@ -16,6 +16,7 @@ import uvicorn
 import uvloop
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.server import ServerProtocol
@@ -130,6 +131,61 @@ def _lighter_log_records() -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
+
+
+class _HttpProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol, sending an answer's head and body in one write.
+
+    uvicorn writes the status line and headers as soon as the app starts its answer, and the
+    body apart: two sends per answer (two TLS records on HTTPS), the costlier part of writing
+    it (profiled: a tenth of a token request's CPU in RequestResponseCycle.send). The app
+    (wsgi_bridge) sends both at once, so what is written in one turn of the event loop goes
+    out together at its end."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(_JoinedWrites(transport, self.loop))  # type: ignore[arg-type]
+
+    def handle_websocket_upgrade(self) -> None:
+        # A WebSocket's frames go straight to the socket, as uvicorn writes them.
+        joined = self.transport
+        if isinstance(joined, _JoinedWrites):
+            joined.flush()
+            self.transport = joined.transport
+        super().handle_websocket_upgrade()
+
+
+class _JoinedWrites:
+    """A transport whose writes in one turn of the event loop are sent together."""
+
+    __slots__ = ("transport", "loop", "pending")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport = transport
+        self.loop = loop
+        self.pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self.pending:
+            self.loop.call_soon(self.flush)
+        self.pending.append(data)
+
+    def flush(self) -> None:
+        if self.pending:
+            data = self.pending[0] if len(self.pending) == 1 else b"".join(self.pending)
+            self.pending = []
+            if not self.transport.is_closing():
+                self.transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self.transport.write_eof()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
 
 
 class _WebSocketProtocol(WebSocketsSansIOProtocol):
@@ -253,6 +309,7 @@ def _config(
         # the loopback-only plain-HTTP API) comes from the trusted proxy's X-Forwarded-For.
         proxy_headers=settings.BEHIND_PROXY,
         forwarded_allow_ips=settings.TRUSTED_PROXIES,
+        http=_HttpProtocol,
         ws=_WebSocketProtocol,
         ws_max_size=1024 * 1024,
         timeout_graceful_shutdown=5,
