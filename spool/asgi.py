@@ -3,8 +3,9 @@
 Django's own ASGI handler starts a thread per request and answers ~9x slower than WSGI on
 this hardware (DESIGN.md facts); BufferedWsgi runs the WSGI handler on a fixed thread pool
 inside the event loop that serves WebSockets, so one port serves both at WSGI speed. Token
-requests and SMS sends, the busiest, are answered before Django when they can be
-(apps/accounts/token_route.py, apps/sms/send_route.py).
+requests, SMS sends and chat posts, the busiest, are answered before Django when they can be
+(apps/accounts/token_route.py on the event loop itself, apps/sms/send_route.py and
+apps/chat/message_route.py on the request threads: wsgi_bridge.py says why).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ application = ProtocolTypeRouter(
             django_wsgi,
             threads=settings.WEB_THREADS,
             max_body=settings.MAX_UPLOAD_BYTES,
-            shortcuts=[token_route.answer, send_route.answer, message_route.answer],
+            loop_shortcuts=[token_route.answer],
+            shortcuts=[send_route.answer, message_route.answer],
         ),
         "websocket": BrokerOutageGuard(URLRouter(websocket_urlpatterns)),
     }

@@ -595,6 +595,19 @@ if os.environ.get("DATABASE_URL"):
             "max_size": DB_POOL_SIZE,
             "timeout": 10,  # a request waits this long for a connection, then fails
         }
+    # A database that stops answering (its host gone, a network cut) fails the reads waiting
+    # on it within seconds instead of TCP's quarter of an hour: a web process's event loop
+    # reads for its shortcuts (apps/core/wsgi_bridge.py), and every request thread would
+    # hang. Parameters in DATABASE_URL's query (?connect_timeout=...) take precedence.
+    for _name, _value in {
+        "connect_timeout": 5,
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 3,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 15_000,  # ms that sent data may go unacknowledged
+    }.items():
+        DATABASES["default"].setdefault("OPTIONS", {}).setdefault(_name, _value)
     # Django's queries are never prepared (its cursor binds parameters itself); the hot
     # plain-SQL statements are (apps/core/sql.py), except behind PgBouncer, where psycopg's
     # None turns preparing off.

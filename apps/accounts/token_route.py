@@ -4,7 +4,7 @@ Django's request machinery.
 Token issuance is the platform's busiest request (every client app asks for tokens, often),
 and Django's middleware, URL resolver and DRF cost several times the work itself: profiled
 at 32 clients, the signature, the identity's read, the quota and the signing were a third of
-the web process's time. This route does that work alone, on the web tier's worker thread
+the web process's time. This route does that work alone, on the web process's event loop
 (apps/core/wsgi_bridge.py), with one query that reads the identity and its resource's keys.
 
 Only an ordinary success is answered here, and a quota's refusal (counted once). Anything

@@ -9,12 +9,24 @@ builder. Bodies past SPOOL_BODY_MEMORY bytes are spooled to a temporary file, so
 upload does not grow the process; bodies over `max_body` (or announcing more in
 Content-Length) are refused with 413 before the app sees them.
 
-`shortcuts` answer the busiest requests without Django's request machinery (the token
-route, apps/accounts/token_route.py; SMS sends, apps/sms/send_route.py): each is tried first,
-on the same worker thread, with the ASGI scope and the body, and answers or returns None to
-leave the request to Django. A shortcut may answer with a Future instead (a write committed by
-another thread, apps/core/batching.GroupCommit): the event loop awaits it, so the worker
-thread takes the next request meanwhile; if the Future fails, Django answers the request.
+Shortcuts answer the busiest requests without Django's request machinery (the token route,
+apps/accounts/token_route.py; SMS sends, apps/sms/send_route.py; chat posts,
+apps/chat/message_route.py): each is tried first, with the ASGI scope and the body, and
+answers or returns None to leave the request to Django. A shortcut may answer with a Future
+instead (a write committed by another thread, apps/core/batching.GroupCommit): the event loop
+awaits it, and the request threads take the next requests meanwhile; if the Future fails,
+Django answers the request.
+
+`loop_shortcuts` run on the event loop itself, `shortcuts` on a request thread. The token
+route is CPU work around one indexed read, and handing it to a thread and back (a queue, two
+GIL hand-offs, a wake-up of the loop) cost a fifth of a token request: on the loop, with
+runweb's one write per answer, bench/tokens.py went from ~3,400 to ~4,200 tokens/s on SQLite
+and from ~2,250 to ~2,700 on PostgreSQL. SMS sends and chat posts stay on the threads: on the
+loop, sends on PostgreSQL fell from ~1,450/s to ~1,050/s (more CPU per send, 0.75 -> 0.91
+ms) and posts gained nothing. While a shortcut runs, the loop serves nothing else, so a
+database that answers slowly must not keep it: one that took over LOOP_LOAN_LIMIT sends the
+loop's shortcuts to the request threads for LOOP_LOAN_PAUSE, where a slow read holds up only
+the requests behind it (the database's connection timeouts bound one read, settings.py).
 """
 
 from __future__ import annotations
@@ -25,17 +37,21 @@ import logging
 import queue
 import tempfile
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
 from a2wsgi.wsgi import build_environ
+from django.db import connections
 
 logger = logging.getLogger(__name__)
 
 SPOOL_BODY_MEMORY = 1024 * 1024
 SHORTCUT_MAX_BODY = 64 * 1024  # larger bodies go to Django: no shortcut takes one
+LOOP_LOAN_LIMIT = 0.1  # seconds: a loop shortcut slower than this ...
+LOOP_LOAN_PAUSE = 10.0  # ... sends the loop's shortcuts to the request threads for this long
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 Headers = list[tuple[bytes, bytes]]
 Answer = tuple[int, Headers, bytes]
@@ -44,11 +60,18 @@ Shortcut = Callable[[dict[str, Any], bytes], "Answer | Future[Answer] | None"]
 
 class BufferedWsgi:
     def __init__(
-        self, app: WsgiApp, *, threads: int, max_body: int, shortcuts: Sequence[Shortcut] = ()
+        self,
+        app: WsgiApp,
+        *,
+        threads: int,
+        max_body: int,
+        shortcuts: Sequence[Shortcut] = (),
+        loop_shortcuts: Sequence[Shortcut] = (),
     ) -> None:
         self.app = app
         self.max_body = max_body
-        self.shortcuts = tuple(shortcuts)
+        self.shortcuts = tuple(shortcuts)  # tried on a request thread
+        self.loop_shortcuts = tuple(loop_shortcuts)  # tried on the event loop, first
         self.threads = threads
         self._jobs: queue.SimpleQueue[
             tuple[_Inbox, asyncio.Future[Any], Callable[..., Any], tuple[Any, ...]]
@@ -56,6 +79,7 @@ class BufferedWsgi:
         self._inboxes: dict[asyncio.AbstractEventLoop, _Inbox] = {}
         self._started = threading.Lock()
         self._running = False
+        self._loop_lent_from = 0.0  # time.monotonic() from which shortcuts run on the loop
 
     async def __call__(
         self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]
@@ -81,7 +105,16 @@ class BufferedWsgi:
             more = message.get("more_body", False)
         body.seek(0)
         try:
-            answer = await self._on_thread(self._answer, scope, body, size)
+            answer = None
+            on_thread = self.shortcuts
+            if self.loop_shortcuts and size <= SHORTCUT_MAX_BODY:
+                if time.monotonic() >= self._loop_lent_from:
+                    answer = self._shortcut_on_loop(scope, body)
+                    body.seek(0)
+                else:
+                    on_thread = self.loop_shortcuts + self.shortcuts
+            if answer is None:
+                answer = await self._on_thread(self._answer, scope, body, size, on_thread)
             if isinstance(answer, Future):
                 try:
                     answer = await self._on_loop(answer)
@@ -94,6 +127,31 @@ class BufferedWsgi:
         status, headers, content = answer
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
+
+    def _shortcut_on_loop(self, scope: dict[str, Any], body: Any) -> Answer | Future[Answer] | None:
+        """The loop's shortcuts, run on the event loop's thread as on a thread of their own: with no
+        running loop set, Django lets them use its connection (its guard against blocking a
+        loop) and that connection is the thread's, kept between requests, instead of one per
+        request (asgiref's storage follows each request's context while a loop runs)."""
+        content = body.read()
+        loop = asyncio.events._get_running_loop()
+        started = time.monotonic()
+        asyncio.events._set_running_loop(None)
+        try:
+            answer = self._try(self.loop_shortcuts, scope, content)
+            _close_broken_connections()
+            return answer
+        finally:
+            asyncio.events._set_running_loop(loop)
+            took = time.monotonic() - started
+            if took > LOOP_LOAN_LIMIT:
+                self._loop_lent_from = time.monotonic() + LOOP_LOAN_PAUSE
+                logger.warning(
+                    "A shortcut held the event loop %.0f ms: shortcuts run on the request "
+                    "threads for %.0f s",
+                    took * 1000,
+                    LOOP_LOAN_PAUSE,
+                )
 
     def _on_thread(self, work: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         """`work(*args)` on a request thread, its outcome settled on the loop through the
@@ -166,19 +224,30 @@ class BufferedWsgi:
                     return 0
         return 0
 
-    def _answer(self, scope: dict[str, Any], body: Any, size: int) -> Answer | Future[Answer]:
-        if self.shortcuts and size <= SHORTCUT_MAX_BODY:
-            content = body.read()
+    def _answer(
+        self, scope: dict[str, Any], body: Any, size: int, shortcuts: tuple[Shortcut, ...]
+    ) -> Answer | Future[Answer]:
+        """On a request thread: the answer of one of `shortcuts`, else Django's."""
+        if shortcuts and size <= SHORTCUT_MAX_BODY:
+            answer = self._try(shortcuts, scope, body.read())
+            if answer is not None:
+                return answer
             body.seek(0)
-            for shortcut in self.shortcuts:
-                try:
-                    answer = shortcut(scope, content)
-                except Exception:  # Django answers instead, with its own error handling
-                    logger.exception("Shortcut %s failed; Django answers", shortcut)
-                    answer = None
-                if answer is not None:
-                    return answer
         return self._run(scope, body)
+
+    @staticmethod
+    def _try(
+        shortcuts: tuple[Shortcut, ...], scope: dict[str, Any], content: bytes
+    ) -> Answer | Future[Answer] | None:
+        for shortcut in shortcuts:
+            try:
+                answer = shortcut(scope, content)
+            except Exception:  # Django answers instead, with its own error handling
+                logger.exception("Shortcut %s failed; Django answers", shortcut)
+                answer = None
+            if answer is not None:
+                return answer
+        return None
 
     def _run(self, scope: dict[str, Any], body: Any) -> Answer:
         environ: dict[str, Any] = dict(build_environ(scope, body))  # type: ignore[arg-type]
@@ -250,6 +319,15 @@ class _Inbox:
         self._woken = False
         while self._answers:
             _settle(*self._answers.popleft())
+
+
+def _close_broken_connections() -> None:
+    """Close this thread's database connections that an error left unusable, so the next
+    shortcut connects anew, as Django does after each request it answers (the loop's
+    connection serves shortcuts only; a shortcut leaves a database error to Django)."""
+    for db in connections.all(initialized_only=True):
+        if db.errors_occurred and not db.in_atomic_block:
+            db.close_if_unusable_or_obsolete()
 
 
 def _settle(outcome: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:

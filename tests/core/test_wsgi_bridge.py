@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import threading
+import time
 from concurrent.futures import Future
 from typing import Any
 
+import pytest
+from django.db import DatabaseError
+
+from apps.core import sql, wsgi_bridge
 from apps.core.wsgi_bridge import SHORTCUT_MAX_BODY, BufferedWsgi
 
 
@@ -277,3 +283,113 @@ async def test_many_requests_at_once_each_get_their_own_answer() -> None:
             assert (sent[0]["status"], sent[1]["body"]) == (202, body)
         else:
             assert json.loads(sent[1]["body"])["body"] == body.decode()
+
+
+@pytest.mark.django_db
+async def test_loop_shortcuts_run_on_the_event_loop_and_keep_one_database_connection() -> None:
+    # given a shortcut that reads the database, as the token route does
+    ran: list[tuple[int, int]] = []
+
+    def shortcut(scope: dict[str, Any], body: bytes) -> Any:
+        assert sql.fetch("SELECT 1", [], prepare=False) == [(1,)]  # Django's guard let it
+        ran.append((threading.get_ident(), id(sql.database())))
+        return 200, [], b"read"
+
+    bridge = BufferedWsgi(echo_app, threads=1, max_body=100, loop_shortcuts=[shortcut])
+
+    # when two requests come, each in its own context as the server gives them
+    for _ in range(2):
+        sent = await asyncio.create_task(_call(bridge, [b"{}"]), context=contextvars.Context())
+        assert sent[1]["body"] == b"read"
+
+    # then both ran on the loop's own thread, on the same connection
+    assert ran[0][0] == threading.get_ident()
+    assert ran[1] == ran[0]
+
+
+async def test_a_slow_loop_shortcut_sends_the_next_ones_to_the_request_threads(
+    monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    # given a shortcut that holds the loop too long once (a database that answered slowly)
+    monkeypatch.setattr(wsgi_bridge, "LOOP_LOAN_LIMIT", 0.05)
+    monkeypatch.setattr(wsgi_bridge, "LOOP_LOAN_PAUSE", 0.5)
+    threads: list[int] = []
+
+    def shortcut(scope: dict[str, Any], body: bytes) -> Any:
+        threads.append(threading.get_ident())
+        if len(threads) == 1:
+            time.sleep(0.1)
+        return 200, [], b"answered"
+
+    bridge = BufferedWsgi(echo_app, threads=1, max_body=100, loop_shortcuts=[shortcut])
+    loop_thread = threading.get_ident()
+
+    # when requests follow it, and again once the pause is over
+    for _ in range(3):
+        assert (await _call(bridge, [b"{}"]))[1]["body"] == b"answered"
+    await asyncio.sleep(0.6)
+    assert (await _call(bridge, [b"{}"]))[1]["body"] == b"answered"
+
+    # then the next ones ran on a request thread, and after the pause on the loop again
+    assert threads[0] == loop_thread and threads[3] == loop_thread
+    assert loop_thread not in threads[1:3]
+    assert "held the event loop" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_connection_a_database_error_broke_is_replaced_for_the_next_shortcut(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a shortcut whose read fails as on a connection the database dropped
+    connections_used: list[Any] = []
+
+    def shortcut(scope: dict[str, Any], body: bytes) -> Any:
+        db = sql.database()
+        db.ensure_connection()
+        connections_used.append(db.connection)
+        if len(connections_used) == 1:
+            monkeypatch.setattr(db, "is_usable", lambda: False)
+            try:
+                sql.fetch("SELECT * FROM no_such_table", [], prepare=False)
+            except DatabaseError:
+                return None  # left to Django, as the routes do
+        return 200, [], b"read"
+
+    bridge = BufferedWsgi(echo_app, threads=1, max_body=100, loop_shortcuts=[shortcut])
+
+    # when the next request comes
+    assert (await _call(bridge, [b"{}"]))[0]["status"] == 201  # Django's answer
+    monkeypatch.undo()
+    assert (await _call(bridge, [b"{}"]))[1]["body"] == b"read"
+
+    # then it ran on a new connection
+    assert connections_used[1] is not connections_used[0]
+
+
+async def test_what_the_loop_shortcuts_leave_goes_to_the_thread_shortcuts_then_the_app() -> None:
+    # given a loop shortcut for one path, and a thread shortcut for another
+    ran: list[tuple[str, bool]] = []
+    loop_thread = threading.get_ident()
+
+    def on_loop(scope: dict[str, Any], body: bytes) -> Any:
+        ran.append(("loop", threading.get_ident() == loop_thread))
+        return (200, [], b"loop") if body == b"tokens" else None
+
+    def on_thread(scope: dict[str, Any], body: bytes) -> Any:
+        ran.append(("thread", threading.get_ident() == loop_thread))
+        return (202, [], b"thread") if body == b"sms" else None
+
+    bridge = BufferedWsgi(
+        echo_app, threads=1, max_body=100, loop_shortcuts=[on_loop], shortcuts=[on_thread]
+    )
+
+    # when each kind of request comes
+    answers = [(await _call(bridge, [body]))[1]["body"] for body in (b"tokens", b"sms", b"{}")]
+
+    # then each is answered by its own, the loop's on the loop, the others on a thread
+    assert answers[:2] == [b"loop", b"thread"]
+    assert json.loads(answers[2])["body"] == "{}"  # the app, with the body unread
+    assert ran == [("loop", True), ("loop", True), ("thread", False)] + [
+        ("loop", True),
+        ("thread", False),
+    ]
