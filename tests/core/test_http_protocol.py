@@ -4,15 +4,12 @@ in one write, keep-alive and WebSocket upgrades working as with uvicorn's own.""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
-from collections.abc import AsyncIterator
 from typing import Any
 
-import uvicorn
 from websockets.asyncio.client import connect
 
 from apps.core.management.commands.runweb import _HttpProtocol, _JoinedWrites, _WebSocketProtocol
+from tests.core.test_websocket_protocol import served
 
 
 class RecordingTransport:
@@ -78,31 +75,6 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "websocket.send", "text": "echo " + message["text"]})
 
 
-@contextlib.asynccontextmanager
-async def server() -> AsyncIterator[int]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        http=_HttpProtocol,
-        ws=_WebSocketProtocol,
-        log_level="warning",
-        lifespan="off",
-    )
-    running = uvicorn.Server(config)
-    serving = asyncio.ensure_future(running.serve())
-    try:
-        while not running.started:
-            await asyncio.sleep(0.01)
-        yield port
-    finally:
-        running.should_exit = True
-        await serving
-
-
 async def test_each_keep_alive_answer_is_one_write_and_websockets_still_work(
     monkeypatch: Any,
 ) -> None:
@@ -117,7 +89,7 @@ async def test_each_keep_alive_answer_is_one_write_and_websockets_still_work(
 
     monkeypatch.setattr(_JoinedWrites, "flush", recorded_flush)
 
-    async with server() as port:
+    async with served(app, http=_HttpProtocol, ws=_WebSocketProtocol) as (_, port):
         # when two requests come on one keep-alive connection
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         for path in ("/first", "/second"):

@@ -18,18 +18,13 @@ from apps.core.management.commands.runweb import _Flag, _Inbox, _WebSocketProtoc
 
 
 @contextlib.asynccontextmanager
-async def echo_server() -> AsyncIterator[tuple[uvicorn.Server, int]]:
-    """`echo` served by uvicorn on runweb's protocol, on a free port."""
+async def served(app: Any, **options: Any) -> AsyncIterator[tuple[uvicorn.Server, int]]:
+    """`app` served by uvicorn on a free port, with runweb's protocol classes in `options`."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     config = uvicorn.Config(
-        echo,
-        host="127.0.0.1",
-        port=port,
-        ws=_WebSocketProtocol,
-        log_level="warning",
-        lifespan="off",
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", **options
     )
     server = uvicorn.Server(config)
     serving = asyncio.ensure_future(server.serve())
@@ -40,6 +35,11 @@ async def echo_server() -> AsyncIterator[tuple[uvicorn.Server, int]]:
     finally:
         server.should_exit = True
         await serving
+
+
+def echo_server() -> contextlib.AbstractAsyncContextManager[tuple[uvicorn.Server, int]]:
+    """`echo` served on runweb's WebSocket protocol."""
+    return served(echo, ws=_WebSocketProtocol)
 
 
 async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
