@@ -327,7 +327,10 @@ def _close_broken_connections() -> None:
     connection serves shortcuts only; a shortcut leaves a database error to Django)."""
     for db in connections.all(initialized_only=True):
         if db.errors_occurred and not db.in_atomic_block:
-            db.close_if_unusable_or_obsolete()
+            try:
+                db.close_if_unusable_or_obsolete()
+            except Exception:  # the answer still goes out; the next error tries again
+                logger.exception("Could not close a broken database connection")
 
 
 def _settle(outcome: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
