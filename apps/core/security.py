@@ -3,6 +3,7 @@ protections for the console's pages (cookies Secure on HTTPS, a Content-Security
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable
 
@@ -35,6 +36,7 @@ def is_loopback(request: HttpRequest) -> bool:
     return is_loopback_address(request.META.get("REMOTE_ADDR", ""))
 
 
+@functools.lru_cache(maxsize=4096)  # clients repeat; parsing was 2% of a token request
 def is_loopback_address(address: str) -> bool:
     try:
         return ipaddress.ip_address(address).is_loopback

@@ -9,6 +9,7 @@ import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
@@ -25,6 +26,26 @@ def database() -> BaseDatabaseWrapper:
     """This thread's connection itself: each attribute read through django.db.connection
     looks the connection up again (a tenth of a chat post's CPU, profiled)."""
     return connections[DEFAULT_DB_ALIAS]
+
+
+def limit_statements(milliseconds: int) -> None:
+    """Have PostgreSQL cancel any statement of this thread's connection that runs longer than
+    `milliseconds`, set once per connection (when it opens): the web process's event loop
+    reads through its own connection (apps/core/wsgi_bridge.py), and a read held by a lock or
+    an overloaded server must not hold the loop. Not behind PgBouncer in transaction mode,
+    where a session's setting would reach other clients' transactions (its query_timeout is
+    the bound there), nor on SQLite, which waits for nothing but its own file."""
+    db = database()
+    if db.connection is not None or db.vendor != "postgresql" or settings.PGBOUNCER:
+        return
+    db.ensure_connection()
+    opened: Any = db.connection
+    try:
+        with opened.cursor() as cursor:
+            cursor.execute(f"SET statement_timeout = {int(milliseconds)}")
+    except Exception:
+        db.close()  # no connection without its limit
+        raise
 
 
 def fetch(query: str, params: Sequence[Any], *, prepare: bool = True) -> list[tuple[Any, ...]]:

@@ -26,7 +26,9 @@ loop, sends on PostgreSQL fell from ~1,450/s to ~1,050/s (more CPU per send, 0.7
 ms) and posts gained nothing. While a shortcut runs, the loop serves nothing else, so a
 database that answers slowly must not keep it: one that took over LOOP_LOAN_LIMIT sends the
 loop's shortcuts to the request threads for LOOP_LOAN_PAUSE, where a slow read holds up only
-the requests behind it (the database's connection timeouts bound one read, settings.py).
+the requests behind it. One read is bounded too: PostgreSQL cancels a loop read after
+LOOP_STATEMENT_TIMEOUT_MS (sql.limit_statements), and the connection's timeouts give up on a
+database that stopped answering (settings.py).
 """
 
 from __future__ import annotations
@@ -46,12 +48,15 @@ from typing import Any
 from a2wsgi.wsgi import build_environ
 from django.db import connections
 
+from apps.core import sql
+
 logger = logging.getLogger(__name__)
 
 SPOOL_BODY_MEMORY = 1024 * 1024
 SHORTCUT_MAX_BODY = 64 * 1024  # larger bodies go to Django: no shortcut takes one
 LOOP_LOAN_LIMIT = 0.1  # seconds: a loop shortcut slower than this ...
 LOOP_LOAN_PAUSE = 10.0  # ... sends the loop's shortcuts to the request threads for this long
+LOOP_STATEMENT_TIMEOUT_MS = 1000  # PostgreSQL cancels a loop shortcut's read after this
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 Headers = list[tuple[bytes, bytes]]
 Answer = tuple[int, Headers, bytes]
@@ -138,6 +143,11 @@ class BufferedWsgi:
         started = time.monotonic()
         asyncio.events._set_running_loop(None)
         try:
+            try:
+                sql.limit_statements(LOOP_STATEMENT_TIMEOUT_MS)
+            except Exception:  # no read on the loop without its limit: Django answers
+                logger.warning("No database connection for the event loop's reads", exc_info=True)
+                return None
             answer = self._try(self.loop_shortcuts, scope, content)
             _close_broken_connections()
             return answer

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from typing import Any
 
 import pytest
@@ -122,3 +123,39 @@ def test_spool_pgbouncer_turns_preparing_off(pgbouncer: str, threshold: str, tmp
         check=True,
     )
     assert shown.stdout.strip() == threshold
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's statement timeout")
+def test_a_limited_connection_has_a_statement_cancelled_once_it_runs_too_long() -> None:
+    # given this thread's connection opened with a limit (as the event loop's is)
+    connection.close()
+    try:
+        sql.limit_statements(200)
+        # when a statement runs longer
+        started = time.monotonic()
+        with pytest.raises(DatabaseError, match="statement timeout"):
+            sql.fetch("SELECT pg_sleep(5)", [], prepare=False)
+        # then PostgreSQL cancelled it at the limit, and the connection carries on
+        assert time.monotonic() - started < 2
+        assert sql.fetch("SELECT 1", [], prepare=False) == [(1,)]
+    finally:
+        connection.close()  # the next test's connection opens without the limit
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's statement timeout")
+def test_a_connection_already_open_or_behind_pgbouncer_is_left_unlimited(
+    settings: Any,
+) -> None:
+    def timeout() -> str:
+        return str(sql.fetch("SHOW statement_timeout", [], prepare=False)[0][0])
+
+    connection.ensure_connection()  # opened by others: never changed under them
+    sql.limit_statements(200)
+    assert timeout() == "0"
+    connection.close()
+    settings.PGBOUNCER = True  # a session setting would reach other clients' transactions
+    try:
+        sql.limit_statements(200)
+        assert timeout() == "0"
+    finally:
+        connection.close()

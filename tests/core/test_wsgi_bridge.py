@@ -307,6 +307,7 @@ async def test_loop_shortcuts_run_on_the_event_loop_and_keep_one_database_connec
     assert ran[1] == ran[0]
 
 
+@pytest.mark.django_db  # the loop's connection (sql.limit_statements)
 async def test_a_slow_loop_shortcut_sends_the_next_ones_to_the_request_threads(
     monkeypatch: pytest.MonkeyPatch, caplog: Any
 ) -> None:
@@ -366,6 +367,7 @@ async def test_a_connection_a_database_error_broke_is_replaced_for_the_next_shor
     assert connections_used[1] is not connections_used[0]
 
 
+@pytest.mark.django_db  # the loop's connection (sql.limit_statements)
 async def test_what_the_loop_shortcuts_leave_goes_to_the_thread_shortcuts_then_the_app() -> None:
     # given a loop shortcut for one path, and a thread shortcut for another
     ran: list[tuple[str, bool]] = []
@@ -393,3 +395,22 @@ async def test_what_the_loop_shortcuts_leave_goes_to_the_thread_shortcuts_then_t
         ("loop", True),
         ("thread", False),
     ]
+
+
+async def test_the_loops_reads_are_limited_before_each_loop_shortcut(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given the limit's setter and a loop shortcut, each noting when it ran
+    ran: list[tuple[str, Any]] = []
+    monkeypatch.setattr(sql, "limit_statements", lambda ms: ran.append(("limit", ms)))
+
+    def shortcut(scope: dict[str, Any], body: bytes) -> Any:
+        ran.append(("shortcut", None))
+        return 200, [], b"read"
+
+    bridge = BufferedWsgi(echo_app, threads=1, max_body=100, loop_shortcuts=[shortcut])
+
+    await _call(bridge, [b"{}"])
+
+    # then the limit came first (it acts only on a connection not yet open: sql.py)
+    assert ran == [("limit", wsgi_bridge.LOOP_STATEMENT_TIMEOUT_MS), ("shortcut", None)]
