@@ -65,7 +65,9 @@ def test_a_client_calls_a_phone_through_the_trunk_and_hears_it(
         try:
             await caller.call(f"4:{PHONE}", caller_id=caller_id)
             await caller.wait_state("Connected", timeout=20)
-            await asyncio.sleep(3)
+            # The echo's path (Janus -> SIP gateway -> the phone and back) can take seconds to
+            # carry audio on a loaded box: 3 s once held only silence, with two suites running.
+            await asyncio.sleep(6)
             frames = caller.frames_received
             await caller.hang_up()
             await caller.wait_state("Disconnected")
