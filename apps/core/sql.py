@@ -34,9 +34,12 @@ def limit_statements(milliseconds: int) -> None:
     reads through its own connection (apps/core/wsgi_bridge.py), and a read held by a lock or
     an overloaded server must not hold the loop. Not behind PgBouncer in transaction mode,
     where a session's setting would reach other clients' transactions (its query_timeout is
-    the bound there), nor on SQLite, which waits for nothing but its own file."""
+    the bound there), nor on a pooled connection (SPOOL_DB_POOL_SIZE), which would carry it
+    back to the pool, nor on SQLite, which waits for nothing but its own file."""
     db = database()
-    if db.connection is not None or db.vendor != "postgresql" or settings.PGBOUNCER:
+    if db.connection is not None or db.vendor != "postgresql":
+        return
+    if settings.PGBOUNCER or settings.DB_POOL_SIZE:
         return
     db.ensure_connection()
     opened: Any = db.connection

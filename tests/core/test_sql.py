@@ -143,9 +143,8 @@ def test_a_limited_connection_has_a_statement_cancelled_once_it_runs_too_long() 
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's statement timeout")
-def test_a_connection_already_open_or_behind_pgbouncer_is_left_unlimited(
-    settings: Any,
-) -> None:
+@pytest.mark.parametrize("shared", ["PGBOUNCER", "DB_POOL_SIZE"])
+def test_a_connection_already_open_or_shared_is_left_unlimited(settings: Any, shared: str) -> None:
     def timeout() -> str:
         return str(sql.fetch("SHOW statement_timeout", [], prepare=False)[0][0])
 
@@ -153,7 +152,8 @@ def test_a_connection_already_open_or_behind_pgbouncer_is_left_unlimited(
     sql.limit_statements(200)
     assert timeout() == "0"
     connection.close()
-    settings.PGBOUNCER = True  # a session setting would reach other clients' transactions
+    # behind PgBouncer, or from a pool, its session's settings would reach others' work
+    setattr(settings, shared, 4)
     try:
         sql.limit_statements(200)
         assert timeout() == "0"
