@@ -4,7 +4,7 @@ Django's own ASGI handler starts a thread per request and answers ~9x slower tha
 this hardware (DESIGN.md facts); BufferedWsgi runs the WSGI handler on a fixed thread pool
 inside the event loop that serves WebSockets, so one port serves both at WSGI speed. Token
 requests, SMS sends and chat posts, the busiest, are answered before Django when they can be
-(apps/accounts/token_route.py on the event loop itself, apps/sms/send_route.py and
+(apps/accounts/token_route.py and apps/sms/send_route.py on the event loop itself,
 apps/chat/message_route.py on the request threads: wsgi_bridge.py says why).
 """
 
@@ -34,8 +34,8 @@ application = ProtocolTypeRouter(
             django_wsgi,
             threads=settings.WEB_THREADS,
             max_body=settings.MAX_UPLOAD_BYTES,
-            loop_shortcuts=[token_route.answer],
-            shortcuts=[send_route.answer, message_route.answer],
+            loop_shortcuts=[token_route.answer, send_route.answer],
+            shortcuts=[message_route.answer],
         ),
         "websocket": BrokerOutageGuard(URLRouter(websocket_urlpatterns)),
     }

@@ -21,12 +21,14 @@ Django answers the request.
 route is CPU work around one indexed read, and handing it to a thread and back (a queue, two
 GIL hand-offs, a wake-up of the loop) cost a fifth of a token request: on the loop, with
 runweb's one write per answer, bench/tokens.py went from ~3,400 to ~4,200 tokens/s on SQLite
-and from ~2,250 to ~2,700 on PostgreSQL. SMS sends and chat posts stay on the threads: on the
-loop, sends on PostgreSQL fell from ~1,450/s to ~1,050/s (more CPU per send, 0.75 -> 0.91
-ms) and posts gained nothing. While a shortcut runs, the loop serves nothing else, so a
-database that answers slowly must not keep it: one that took over LOOP_LOAN_LIMIT sends the
-loop's shortcuts to the request threads for LOOP_LOAN_PAUSE, where a slow read holds up only
-the requests behind it. One read is bounded too: PostgreSQL cancels a loop read after
+and from ~2,250 to ~2,700 on PostgreSQL. SMS sends run there too, their commit gathered
+(send_route.GATHER_SECONDS): on SQLite ~1,850 -> ~2,040 sends/s at p99 ~49 -> ~45 ms, on
+PostgreSQL ~1,430 -> ~1,300/s at p99 ~95 -> ~50 ms (the loop waits on each read, one at a
+time). Chat posts stay on the threads: on the loop they gained nothing.
+
+While a shortcut runs, the loop serves nothing else, so a database that answers slowly must
+not keep it: one that took over LOOP_LOAN_LIMIT sends the loop's shortcuts to the request
+threads for LOOP_LOAN_PAUSE, where a slow read holds up only the requests behind it. One read is bounded too: PostgreSQL cancels a loop read after
 LOOP_STATEMENT_TIMEOUT_MS (sql.limit_statements), and the connection's timeouts give up on a
 database that stopped answering (settings.py).
 """

@@ -6,10 +6,10 @@ in Django's middleware, DRF and building ORM queries, and a third of its wall ti
 SQLite's write lock, which every accepted request took once, in turn with the other web
 process and the delivering workers. Here the request's checks (apps/accounts/shortcuts.py),
 one query for the resource's keys, the sender's SMS capability and the recipients' opt-outs,
-and the quota run on the web tier's worker thread; the rows go to this process's GroupCommit,
-whose thread stores everything pending in one transaction. The event loop awaits the commit
-(wsgi_bridge), so the worker thread takes the next request meanwhile, and the 202 goes out
-only once the rows are committed: nothing answered is lost.
+and the quota run on the web process's event loop (a loop shortcut, apps/core/wsgi_bridge.py);
+the rows go to this process's GroupCommit, whose thread stores everything pending in one
+transaction. The loop awaits the commit and takes the next requests meanwhile, and the 202
+goes out only once the rows are committed: nothing answered is lost.
 
 Only an ordinary acceptance is answered here, and a quota's refusal (counted once); anything
 else returns None and Django answers it, with the view's own errors: whatever shortcuts.read
@@ -54,7 +54,12 @@ def _store(batches: list[list[SmsMessage]]) -> None:
     services.store_accepted([row for rows in batches for row in rows])
 
 
-accepted = GroupCommit("sms-accepted", _store, inline=lambda: not settings.GROUP_COMMIT)
+# Sends come from the event loop one at a time: 3 ms of gathering made batches of ~6 rows
+# instead of ~2 (bench/sms.py on PostgreSQL: p99 ~70 -> ~50 ms, web CPU 0.87 -> 0.73 ms/send).
+GATHER_SECONDS = 0.003
+accepted = GroupCommit(
+    "sms-accepted", _store, inline=lambda: not settings.GROUP_COMMIT, gather=GATHER_SECONDS
+)
 
 
 def answer(scope: dict[str, Any], body: bytes) -> Answer | Future[Answer] | None:

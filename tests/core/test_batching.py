@@ -175,3 +175,19 @@ def test_on_sqlite_a_locked_database_is_asked_again_every_millisecond(
 
     with pytest.raises(OperationalError, match="no such table"):
         batching._promptly(broken, ["row"])
+
+
+def test_with_a_gathering_wait_items_submitted_one_by_one_share_a_write() -> None:
+    # given a group commit that gathers for 50 ms, and items coming a few ms apart
+    calls: list[list[str]] = []
+    group = batching.GroupCommit(
+        "test-gather", lambda items: calls.append(list(items)), inline=lambda: False, gather=0.05
+    )
+    answers = []
+    for item in "abc":
+        answers.append(group.submit(item, then=lambda item=item: item))
+        time.sleep(0.005)
+
+    # then they are committed together, each answered after
+    assert [answer.result(5) for answer in answers] == ["a", "b", "c"]
+    assert calls == [["a", "b", "c"]]
