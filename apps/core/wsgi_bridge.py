@@ -48,7 +48,6 @@ from concurrent.futures import Future
 from typing import Any
 
 from a2wsgi.wsgi import build_environ
-from django.db import connections
 
 from apps.core import sql
 
@@ -151,7 +150,7 @@ class BufferedWsgi:
                 logger.warning("No database connection for the event loop's reads", exc_info=True)
                 return None
             answer = self._try(self.loop_shortcuts, scope, content)
-            _close_broken_connections()
+            _close_broken_connection()
             return answer
         finally:
             asyncio.events._set_running_loop(loop)
@@ -333,16 +332,16 @@ class _Inbox:
             _settle(*self._answers.popleft())
 
 
-def _close_broken_connections() -> None:
-    """Close this thread's database connections that an error left unusable, so the next
-    shortcut connects anew, as Django does after each request it answers (the loop's
-    connection serves shortcuts only; a shortcut leaves a database error to Django)."""
-    for db in connections.all(initialized_only=True):
-        if db.errors_occurred and not db.in_atomic_block:
-            try:
-                db.close_if_unusable_or_obsolete()
-            except Exception:  # the answer still goes out; the next error tries again
-                logger.exception("Could not close a broken database connection")
+def _close_broken_connection() -> None:
+    """Close this thread's connection (the one sql.fetch reads through) if an error left it
+    unusable, so the next shortcut connects anew, as Django does after each request it answers
+    (the loop's connection serves shortcuts only; a shortcut leaves a database error to Django)."""
+    db = sql.database()
+    if db.errors_occurred and not db.in_atomic_block:
+        try:
+            db.close_if_unusable_or_obsolete()
+        except Exception:  # the answer still goes out; the next error tries again
+            logger.exception("Could not close a broken database connection")
 
 
 def _settle(outcome: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
