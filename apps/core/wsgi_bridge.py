@@ -61,7 +61,10 @@ LOOP_STATEMENT_TIMEOUT_MS = 1000  # PostgreSQL cancels a loop shortcut's read af
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 Headers = list[tuple[bytes, bytes]]
 Answer = tuple[int, Headers, bytes]
-Shortcut = Callable[[dict[str, Any], bytes], "Answer | Future[Answer] | None"]
+# A shortcut's answer, or a Future of it (of None: Django answers after all), or None to
+# leave the request to Django. (Any: a Future of Answer is one too, and Future is invariant.)
+Deferred = Future[Any]
+Shortcut = Callable[[dict[str, Any], bytes], "Answer | Deferred | None"]
 
 
 class BufferedWsgi:
@@ -126,6 +129,8 @@ class BufferedWsgi:
                     answer = await self._on_loop(answer)
                 except Exception:
                     logger.exception("A shortcut's deferred answer failed; Django answers")
+                    answer = None
+                if answer is None:
                     body.seek(0)
                     answer = await self._on_thread(self._run, scope, body)
         finally:
@@ -134,7 +139,7 @@ class BufferedWsgi:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 
-    def _shortcut_on_loop(self, scope: dict[str, Any], body: Any) -> Answer | Future[Answer] | None:
+    def _shortcut_on_loop(self, scope: dict[str, Any], body: Any) -> Answer | Deferred | None:
         """The loop's shortcuts, run on the event loop's thread as on a thread of their own: with no
         running loop set, Django lets them use its connection (its guard against blocking a
         loop) and that connection is the thread's, kept between requests, instead of one per
@@ -237,7 +242,7 @@ class BufferedWsgi:
 
     def _answer(
         self, scope: dict[str, Any], body: Any, size: int, shortcuts: tuple[Shortcut, ...]
-    ) -> Answer | Future[Answer]:
+    ) -> Answer | Deferred:
         """On a request thread: the answer of one of `shortcuts`, else Django's."""
         if shortcuts and size <= SHORTCUT_MAX_BODY:
             answer = self._try(shortcuts, scope, body.read())
@@ -249,7 +254,7 @@ class BufferedWsgi:
     @staticmethod
     def _try(
         shortcuts: tuple[Shortcut, ...], scope: dict[str, Any], content: bytes
-    ) -> Answer | Future[Answer] | None:
+    ) -> Answer | Deferred | None:
         for shortcut in shortcuts:
             try:
                 answer = shortcut(scope, content)
