@@ -1,4 +1,4 @@
-"""One web process: serves the HTTP and HTTPS connections `serve` hands it (apps/core/handoff.py)."""
+"""One web process: serves HTTP and HTTPS on listening sockets inherited from `serve`."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.server import ServerProtocol
 
-from apps.core import handoff
 from apps.core.signals import web_serving
 
 logger = logging.getLogger(__name__)
@@ -32,19 +31,6 @@ class _Server(uvicorn.Server):
     @contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
-
-    async def take(self, sock: socket.socket) -> None:
-        """Serve a connection accepted elsewhere (`serve`), as one accepted here would be."""
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.connect_accepted_socket(self._protocol, sock, ssl=self.config.ssl)
-        except OSError:  # gone, a failed TLS handshake or its timeout, before it was served
-            sock.close()
-
-    def _protocol(self) -> asyncio.Protocol:
-        return self.config.http_protocol_class(  # type: ignore[call-arg]
-            config=self.config, server_state=self.server_state, app_state=self.lifespan.state
-        )
 
 
 class HttpsListeners:
@@ -100,28 +86,20 @@ class Command(BaseCommand):
     help = "Run one web process on inherited sockets (started by `manage.py serve`)."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument(
-            "--handoff-fd", type=int, required=True, help="the channel serve hands connections on"
-        )
+        parser.add_argument("--http-fd", type=int, required=True)
+        parser.add_argument("--https-fd", type=int, required=True)
 
-    def handle(self, *args: Any, handoff_fd: int, **options: Any) -> None:
-        servers = {handoff.HTTP: _Server(_config()), handoff.HTTPS: _Server(_config(secure=True))}
+    def handle(self, *args: Any, http_fd: int, https_fd: int, **options: Any) -> None:
+        plain = _Server(_config())
+        secure = _Server(_config(secure=True))
         extra = HttpsListeners()
-        taking: set[asyncio.Task[None]] = set()  # handed connections not served yet (TLS)
-
-        def serve_connection(tag: bytes, sock: socket.socket) -> None:
-            task = asyncio.ensure_future(servers[tag].take(sock))
-            taking.add(task)
-            task.add_done_callback(taking.discard)
-
-        def open_count() -> int:
-            return len(taking) + sum(len(s.server_state.connections) for s in servers.values())
-
-        receiver = handoff.Receiver(socket.socket(fileno=handoff_fd), serve_connection, open_count)
+        listeners = [
+            (plain, socket.socket(fileno=http_fd)),
+            (secure, socket.socket(fileno=https_fd)),
+        ]
 
         def stop() -> None:
-            receiver.stop()
-            for server in servers.values():
+            for server, _ in listeners:
                 server.should_exit = True
             extra.stop()
 
@@ -138,14 +116,7 @@ class Command(BaseCommand):
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop)
             web_serving.send(sender=self.__class__, listeners=extra)
-            serving = [asyncio.ensure_future(s.serve(sockets=[])) for s in servers.values()]
-            while not all(s.started for s in servers.values()) and not any(
-                task.done() for task in serving
-            ):
-                await asyncio.sleep(0.01)
-            if all(s.started for s in servers.values()):
-                receiver.start(loop)
-            await asyncio.gather(*serving)
+            await asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in listeners))
             await extra.wait_closed()
 
         uvloop.run(main())

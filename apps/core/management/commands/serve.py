@@ -1,8 +1,8 @@
 """`manage.py serve`: the whole platform in the foreground, or a host's share of it
 (`--role web,worker,beat,media`; hosts that split the roles share PostgreSQL and Redis).
 
-Starts the private Redis (embedded mode only), N web processes, to which it hands the HTTP and
-HTTPS connections it accepts (the least-loaded first: apps/core/handoff.py), Celery workers (one for webhooks alone), Celery beat (under the beat lock:
+Starts the private Redis (embedded mode only), N web processes sharing the HTTP and HTTPS
+listening sockets, Celery workers (one for webhooks alone), Celery beat (under the beat lock:
 one per deployment, `manage.py beat`) and the media plane; restarts any of them that dies, with
 backoff (`Backoff`), and never gives up; stops them all on Ctrl-C or SIGTERM (Redis last, so
 the others can finish with it).
@@ -38,7 +38,6 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.core import handoff
 from apps.core.tls import ensure_self_signed
 from apps.metrics import exporter
 
@@ -171,32 +170,34 @@ def parse_roles(value: str) -> set[str]:
 
 
 def _listen(port: int) -> socket.socket:
-    """The listening socket of a web port, accepted on by `serve` itself (handoff.Dispatcher)."""
+    """A listening socket of its own for one web process.
+
+    Every web process gets its own socket on the same port (SO_REUSEPORT), so the kernel
+    spreads new connections evenly; with one shared socket, whichever process wakes first
+    takes most keep-alive connections and the other idles.
+    """
     sock = socket.socket(socket.AF_INET6 if ":" in settings.BIND_ADDRESS else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((settings.BIND_ADDRESS, port))
     except OSError as error:
-        sock.close()
         raise CommandError(f"Cannot listen on {settings.BIND_ADDRESS}:{port}: {error}") from None
     sock.listen(2048)
+    sock.set_inheritable(True)
     return sock
 
 
-@dataclass
-class WebChild(Child):
-    """A web process: `argv` ends in the channel the dispatcher hands it connections on, made
-    fresh for every start (a dead process's channel closed with it)."""
-
-    dispatcher: handoff.Dispatcher | None = None
-
-    def start(self) -> None:
-        assert self.dispatcher is not None
-        theirs = self.dispatcher.connect()
-        with theirs:  # ours closes once the process holds it
-            self.argv = [*self.argv[:-1], str(theirs.fileno())]
-            self.pass_fds = (theirs.fileno(),)
-            super().start()
+def _port_is_free(port: int) -> None:
+    """Fail early when another program (not sharing with SO_REUSEPORT) holds the port."""
+    probe = socket.socket(socket.AF_INET6 if ":" in settings.BIND_ADDRESS else socket.AF_INET)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((settings.BIND_ADDRESS, port))
+    except OSError as error:
+        raise CommandError(f"Cannot listen on {settings.BIND_ADDRESS}:{port}: {error}") from None
+    finally:
+        probe.close()
 
 
 def _redis_config(directory: Path, socket_path: Path) -> str:
@@ -249,15 +250,13 @@ class Command(BaseCommand):
             call_command("seed_demo_numbers", stdout=demo_summary)
         if "web" in roles:
             self._check_tls()
-        dispatcher = self._web_dispatcher() if "web" in roles else None
+        sockets = self._web_sockets() if "web" in roles else []
         # Every child writes its Prometheus samples here, for /metrics to sum (a fresh folder
         # per run: an earlier run's counts must not add up with this one's).
         metrics_dir = exporter.reset_multiprocess_dir(settings.METRICS_DIR)
         os.environ[exporter.MULTIPROC_ENV] = str(metrics_dir)
         redis_child = self._start_redis() if settings.EMBEDDED_REDIS else None
-        children = [
-            child for name in ROLES if name in roles for child in self._role(name, dispatcher)
-        ]
+        children = [child for name in ROLES if name in roles for child in self._role(name, sockets)]
         if "web" not in roles and settings.METRICS_TOKEN:
             # This host's samples reach Prometheus through a /metrics of its own.
             manage = str(Path(settings.BASE_DIR) / "manage.py")
@@ -266,8 +265,6 @@ class Command(BaseCommand):
             signal.signal(sig, self._request_stop)
         for child in children:
             child.start()
-        if dispatcher is not None:
-            dispatcher.start()
         if "web" in roles:
             self._wait_until_serving()
         self.stdout.write(demo_summary.getvalue(), ending="")
@@ -275,25 +272,34 @@ class Command(BaseCommand):
         try:
             self._supervise([*([redis_child] if redis_child else []), *children])
         finally:
-            if dispatcher is not None:  # no new connection for a process that is stopping
-                dispatcher.stop()
             self._stop(children)
-            if dispatcher is not None:
-                for sock in dispatcher.listeners.values():
+            for pair in sockets:
+                for sock in pair:
                     sock.close()
             if redis_child:
                 self._stop([redis_child])
         self.stdout.write("Spool stopped.")
 
-    def _role(self, name: str, dispatcher: handoff.Dispatcher | None) -> list[Child]:
+    def _role(self, name: str, sockets: list[tuple[socket.socket, socket.socket]]) -> list[Child]:
         """The processes of one role."""
         python = sys.executable
         manage = str(Path(settings.BASE_DIR) / "manage.py")
         if name == "web":
-            argv = [python, manage, "runweb", "--handoff-fd", "(set by WebChild.start)"]
             return [
-                WebChild(f"web-{n}", argv, dispatcher=dispatcher)
-                for n in range(settings.WEB_PROCESSES)
+                Child(
+                    f"web-{n}",
+                    [
+                        python,
+                        manage,
+                        "runweb",
+                        "--http-fd",
+                        str(http.fileno()),
+                        "--https-fd",
+                        str(https.fileno()),
+                    ],
+                    pass_fds=(http.fileno(), https.fileno()),
+                )
+                for n, (http, https) in enumerate(sockets)
             ]
         if name == "worker":
             return self._workers(python)
@@ -315,14 +321,13 @@ class Command(BaseCommand):
         ):
             self.stdout.write(f"Created a self-signed certificate at {settings.TLS_CERT}")
 
-    def _web_dispatcher(self) -> handoff.Dispatcher:
-        http = _listen(settings.HTTP_PORT)
-        try:
-            https = _listen(settings.HTTPS_PORT)
-        except CommandError:
-            http.close()
-            raise
-        return handoff.Dispatcher({handoff.HTTP: http, handoff.HTTPS: https})
+    def _web_sockets(self) -> list[tuple[socket.socket, socket.socket]]:
+        _port_is_free(settings.HTTP_PORT)
+        _port_is_free(settings.HTTPS_PORT)
+        return [
+            (_listen(settings.HTTP_PORT), _listen(settings.HTTPS_PORT))
+            for _ in range(settings.WEB_PROCESSES)
+        ]
 
     def _workers(self, python: str) -> list[Child]:
         celery = [python, "-m", "celery", "-A", "spool", "--quiet"]
