@@ -14,17 +14,16 @@ apps/accounts/token_route.py; SMS sends, apps/sms/send_route.py; chat posts,
 apps/chat/message_route.py): each is tried first, with the ASGI scope and the body, and
 answers or returns None to leave the request to Django. A shortcut may answer with a Future
 instead (a write committed by another thread, apps/core/batching.GroupCommit): the event loop
-awaits it, and the request threads take the next requests meanwhile; if the Future fails,
-Django answers the request.
+awaits it, and the request threads take the next requests meanwhile; if the Future fails, or
+holds None (the batch's checks left the request to Django), Django answers the request.
 
 `loop_shortcuts` run on the event loop itself, `shortcuts` on a request thread. The token
 route is CPU work around one indexed read, and handing it to a thread and back (a queue, two
 GIL hand-offs, a wake-up of the loop) cost a fifth of a token request: on the loop, with
 runweb's one write per answer, bench/tokens.py went from ~3,400 to ~4,200 tokens/s on SQLite
-and from ~2,250 to ~2,700 on PostgreSQL. SMS sends run there too, their commit gathered
-(send_route.GATHER_SECONDS): on SQLite ~1,850 -> ~2,040 sends/s at p99 ~49 -> ~45 ms, on
-PostgreSQL ~1,430 -> ~1,300/s at p99 ~95 -> ~50 ms (the loop waits on each read, one at a
-time). Chat posts stay on the threads: on the loop they gained nothing.
+and from ~2,250 to ~2,700 on PostgreSQL. SMS sends are read there too, and checked against
+the database in their batch on the commit thread (apps/sms/send_route.py). Chat posts stay on
+the threads: on the loop they gained nothing.
 
 While a shortcut runs, the loop serves nothing else, so a database that answers slowly must
 not keep it: one that took over LOOP_LOAN_LIMIT sends the loop's shortcuts to the request

@@ -198,6 +198,20 @@ async def test_django_answers_a_request_whose_deferred_answer_fails() -> None:
     assert json.loads(sent[1]["body"])["body"] == '{"a": 1}'  # the body, read again from the start
 
 
+async def test_django_answers_a_request_whose_deferred_answer_leaves_it_to_django() -> None:
+    # given a loop shortcut whose batch found, later, that the request is not one it answers
+    def shortcut(scope: dict[str, Any], body: bytes) -> Any:
+        declined: Future[Any] = Future()
+        threading.Timer(0.01, declined.set_result, [None]).start()
+        return declined
+
+    bridge = BufferedWsgi(echo_app, threads=1, max_body=100, loop_shortcuts=[shortcut])
+    sent = await _call(bridge, [b'{"a": 2}'])
+
+    assert sent[0]["status"] == 201
+    assert json.loads(sent[1]["body"])["body"] == '{"a": 2}'  # the body, read again from the start
+
+
 async def test_a_request_that_goes_away_while_the_app_works_leaves_the_next_one_unharmed(
     caplog: Any,
 ) -> None:

@@ -246,3 +246,70 @@ def test_the_route_refuses_past_the_quota_in_acs_shape_and_counts_once(
     )
     assert view.status_code == 429
     quotas.leases.forget()
+
+
+def test_a_batch_is_checked_with_one_read_per_resource_and_sender_and_each_answered_alone(
+    resource: Resource, other_resource: Resource, sender: str, monkeypatch: Any
+) -> None:
+    # given one batch: three sends of one resource and sender (one to a recipient who opted
+    # out), and one signed with another resource's key
+    OptOut.objects.create(resource=resource, sender=sender, recipient="+447700900032")
+    bodies = [body_of(sender, f"+44770090003{n}") for n in range(3)]
+    batch = [send_route.pending(*send_request(resource, body)) for body in bodies]
+    batch.append(
+        send_route.pending(
+            *send_request(
+                resource, body_of(sender, "+447700900039"), key=other_resource.primary_key
+            )
+        )
+    )
+    reads = []
+    read = send_route._resource_and_sender
+    monkeypatch.setattr(
+        send_route, "_resource_and_sender", lambda *args: reads.append(args) or read(*args)
+    )
+
+    # when the batch is stored
+    send_route._store([send for send in batch if send is not None])
+
+    # then one read served all four, with every recipient
+    assert len(reads) == 1 and sorted(reads[0][2]) == [f"+44770090003{n}" for n in (0, 1, 2, 9)]
+    # and each send is answered as it would be alone: the opted-out recipient refused, the
+    # wrong key left to Django, and nothing stored for it
+    answers = [send.answer() for send in batch if send is not None]
+    assert answers[3] is None
+    values = [json.loads(content)["value"][0] for _, _, content in answers[:3]]
+    assert [value["httpStatusCode"] for value in values] == [202, 202, 400]
+    stored = set(SmsMessage.objects.filter(resource=resource).values_list("recipient", flat=True))
+    assert stored == {"+447700900030", "+447700900031", "+447700900032"}
+
+
+def test_a_batch_retried_send_by_send_is_checked_and_counted_once(
+    resource: Resource, sender: str, settings: Any, monkeypatch: Any
+) -> None:
+    # given a batch whose first write fails (as a repeatability id stored meanwhile makes it)
+    settings.QUOTAS = {**settings.QUOTAS, "sms": (2, 30)}
+    batch = [
+        send_route.pending(*send_request(resource, body_of(sender, f"+44770090004{n}")))
+        for n in range(2)
+    ]
+    store = send_route.services.store_accepted
+    failures = iter([DatabaseError("a repeatability id was stored meanwhile")])
+
+    def store_once_failing(rows: Any) -> None:
+        for failure in failures:
+            raise failure
+        store(rows)
+
+    monkeypatch.setattr(send_route.services, "store_accepted", store_once_failing)
+
+    # when the batch fails and each send is then stored alone (GroupCommit's retry)
+    with pytest.raises(DatabaseError):
+        send_route._store(batch)  # type: ignore[arg-type]
+    for send in batch:
+        send_route._store([send])  # type: ignore[list-item]
+
+    # then both are accepted: the quota of 2 counted each send once
+    assert [send.answer()[0] for send in batch] == [202, 202]  # type: ignore[union-attr,index]
+    assert SmsMessage.objects.filter(resource=resource).count() == 2
+    quotas.leases.forget()
