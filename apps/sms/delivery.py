@@ -487,18 +487,25 @@ def sweep() -> int:
     task, a parked message nobody took) and start a drain; apply receipts that raced their
     submission. Returns how many messages were re-queued."""
     now = timezone.now()
-    with transaction.atomic():
-        stale = list(
-            SmsMessage.objects.filter(
-                status__in=[MessageStatus.QUEUED, MessageStatus.SENDING], lease_until__lt=now
-            ).values_list("pk", flat=True)[:10_000]
-        )
-        # A claimed row whose worker died goes back to the queue, due now.
-        SmsMessage.objects.filter(pk__in=stale, status=MessageStatus.SENDING).update(
-            status=MessageStatus.QUEUED, next_attempt_at=now
-        )
-        SmsMessage.objects.filter(pk__in=stale).update(lease_until=lease(now))
+    unfinished = [MessageStatus.QUEUED, MessageStatus.SENDING]
+    # Read first: on SQLite a transaction here takes the write lock, which the web processes'
+    # commits then wait for, every few seconds, and there is seldom anything to put back.
+    stale = list(
+        SmsMessage.objects.filter(status__in=unfinished, lease_until__lt=now).values_list(
+            "pk", flat=True
+        )[:10_000]
+    )
     if stale:
+        with transaction.atomic():
+            # Still stale: a worker may have claimed or finished one since the read.
+            still = SmsMessage.objects.filter(
+                pk__in=stale, status__in=unfinished, lease_until__lt=now
+            )
+            # A claimed row whose worker died goes back to the queue, due now.
+            still.filter(status=MessageStatus.SENDING).update(
+                status=MessageStatus.QUEUED, next_attempt_at=now
+            )
+            still.update(lease_until=lease(now))
         transaction.on_commit(lambda: _queue_drain(force=True))
     old = EarlyReceipt.objects.filter(received_at__lt=now - timedelta(seconds=2))
     _apply_early_receipts(old.values_list("carrier_message_id", flat=True)[:1000])
@@ -511,6 +518,8 @@ def _drop_unmatched_receipts(now: datetime) -> None:
     carrier's mistake, or another platform's ids): dropped, so a carrier cannot fill the table.
     Staff see how many are held (apps/metrics/health.py)."""
     unmatched = EarlyReceipt.objects.filter(received_at__lt=now - EARLY_RECEIPT_KEEP)
+    if not unmatched.exists():  # a delete takes the write lock on SQLite, even of nothing
+        return
     dropped, _ = unmatched.delete()
     if dropped:
         logger.warning("dropped %d carrier receipts that matched no message in an hour", dropped)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.core.cache import cache
 from django.db import DatabaseError, connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apps.events.models import Event
@@ -192,6 +193,45 @@ def test_sweep_leaves_alone_messages_whose_job_is_on_its_way(
 ) -> None:
     accept(resource, sender, "+447700900001")
     assert delivery.sweep() == 0
+    assert carrier.submitted == []
+
+
+def test_a_sweep_with_nothing_to_put_back_only_reads(
+    resource: Any, sender: str, carrier: ScriptedCarrier
+) -> None:
+    # given a message on its way and a receipt kept for a moment (neither is the sweep's)
+    accept(resource, sender, "+447700900001")
+    EarlyReceipt.objects.create(carrier_message_id="c-early", delivered=True, detail="")
+    # when beat sweeps
+    with CaptureQueriesContext(connection) as queries:
+        assert delivery.sweep() == 0
+    # then it wrote nothing: on SQLite a write would take the lock the web's commits wait for
+    statements = [query["sql"].split(None, 1)[0].upper() for query in queries]
+    assert statements and set(statements) == {"SELECT"}, statements
+
+
+def test_a_sweep_leaves_a_message_a_worker_claimed_after_its_read(
+    resource: Any, sender: str, carrier: ScriptedCarrier, monkeypatch: Any
+) -> None:
+    # given a message whose claim ran out
+    accept(resource, sender, "+447700900001")
+    claim_ran_out = timezone.now() - timedelta(seconds=1)
+    SmsMessage.objects.update(status=MessageStatus.SENDING, lease_until=claim_ran_out)
+    # and a worker that claims it again between the sweep's read and its update
+    claimed_until = timezone.now() + timedelta(seconds=60)
+    atomic = transaction.atomic
+
+    def claimed_first(*args: Any, **kwargs: Any) -> Any:
+        SmsMessage.objects.update(lease_until=claimed_until)
+        return atomic(*args, **kwargs)
+
+    monkeypatch.setattr(delivery.transaction, "atomic", claimed_first)
+    # when beat sweeps
+    delivery.sweep()
+    # then the fresh claim stands: the message is neither queued again nor its claim moved
+    message = SmsMessage.objects.get()
+    assert message.status == MessageStatus.SENDING
+    assert message.lease_until == claimed_until
     assert carrier.submitted == []
 
 
