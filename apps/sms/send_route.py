@@ -119,20 +119,20 @@ def _check(sends: list[_Send]) -> None:
     sender (a read per request, on the event loop, held it ~1 ms each on PostgreSQL under
     load, most of that waiting), and prepare the rows of those that pass. A send that does
     not pass is left to Django (`logged_as` stays None), which says why."""
-    groups: dict[tuple[str, str, str], list[_Send]] = {}
-    for pending in sends:
-        pending.checked = True
-        ((field_name, value),) = pending.request.lookup.items()
-        groups.setdefault((field_name, str(value), pending.send.sender), []).append(pending)
-    for (field_name, value, sender), group in groups.items():
-        recipients = sorted({to for p in group for to in services.deliverable(p.send)})
+    groups: dict[tuple[tuple[tuple[str, Any], ...], str], list[_Send]] = {}
+    for item in sends:
+        item.checked = True
+        key = (tuple(item.request.lookup.items()), item.send.sender)
+        groups.setdefault(key, []).append(item)
+    for (_, sender), group in groups.items():
+        recipients = sorted({to for item in group for to in services.deliverable(item.send)})
         try:
-            found = _resource_and_sender({field_name: value}, sender, recipients)
+            found = _resource_and_sender(group[0].request.lookup, sender, recipients)
         except DatabaseError:  # Django's path reconnects and answers
             continue
         if found is not None:
-            for pending in group:
-                _check_one(pending, *found)
+            for item in group:
+                _check_one(item, *found)
 
 
 def _check_one(
@@ -164,12 +164,18 @@ def _check_one(
     pending.logged_as = logged_as
 
 
+# The recipients one read asks about (a batch's, of one resource and sender): a request's
+# limit, so the statements' shapes stay few (each is prepared once per shape).
+MAX_RECIPIENTS_READ = services.MAX_RECIPIENTS
+
+
 def _resource_and_sender(
     lookup: dict[str, Any], sender: str, recipients: list[str]
 ) -> tuple[uuid.UUID, str, list[bytes], str | None, set[str]] | None:
     """The resource's id, slug and access keys, the SMS capability of its owned number
     `sender` (None if it owns no such number), and which of `recipients` opted out of
-    `sender`, in one query; None for no such resource."""
+    `sender`, in one query (one per MAX_RECIPIENTS_READ recipients); None for no such
+    resource."""
     ((field_name, value),) = lookup.items()
     rows: list[tuple[Any, ...]] = []
     for start in range(0, max(len(recipients), 1), MAX_RECIPIENTS_READ):
@@ -188,11 +194,6 @@ def _resource_and_sender(
     assert pk is not None
     opted_out = {recipient for *_, recipient in rows if recipient is not None}
     return pk.to_python(resource_id), slug, keys, sms_capability, opted_out
-
-
-# The recipients one read asks about (a batch's, of one resource and sender): a request's
-# limit, so the statements' shapes stay few (each is prepared once per shape).
-MAX_RECIPIENTS_READ = services.MAX_RECIPIENTS
 
 
 @functools.cache
