@@ -168,9 +168,16 @@ def append_run(path: Path, run: dict[str, Any]) -> None:
 
 
 def write(path: Path, document: dict[str, Any]) -> None:
+    text = json.dumps(document, indent=1, allow_nan=False) + "\n"
+    if path.exists() and not path.is_file():
+        # /dev/null or a pipe: written to, never renamed over (a rename replaced /dev/null
+        # with a plain file, and every program on the machine lost it).
+        with open(path, "w") as target:
+            target.write(text)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(document, indent=1, allow_nan=False) + "\n")
+    temporary.write_text(text)
     os.replace(temporary, path)
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -40,6 +43,21 @@ def test_each_script_appends_its_run_to_one_file_with_the_machine_facts(tmp_path
     assert tokens["ratio"] == 0.25
     assert tokens["ceiling_name"] == "bare"
     assert document["runs"][1]["figures"][0]["ratio"] is None
+
+
+def test_a_pipe_named_as_the_file_is_written_to_and_stays_a_pipe(tmp_path: Path) -> None:
+    # given a path that is not a plain file (as /dev/null is), with a reader at its end
+    pipe = tmp_path / "results"
+    os.mkfifo(pipe)
+    received: list[str] = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_text()), daemon=True)
+    reader.start()
+
+    bench_results.write(pipe, bench_results.new_document())
+    reader.join(5)
+
+    assert stat.S_ISFIFO(os.stat(pipe).st_mode)  # not renamed over
+    assert json.loads(received[0])["runs"] == []
 
 
 def test_a_missing_figure_is_stored_as_null_not_nan(tmp_path: Path) -> None:
