@@ -11,8 +11,9 @@ The hosts share what docs/deployment.md says they share: the database, Redis thr
 Sentinels, SECRET_KEY, the signing keys folder and the TLS certificate. Everything the client
 does goes through the load balancer. Host A is killed (every process in it) while SMS are
 sent: A's socket reconnects to B and resumes with nothing missed, every accepted SMS reaches
-the carrier once and its delivery report the webhook once. Then the Redis primary is killed:
-the Sentinels promote the replica and the same holds.
+the carrier once and its delivery report the webhook as one event (sent again, under its id,
+only if A died between POSTing it and recording the answer). Then the Redis primary is
+killed: the Sentinels promote the replica and the same holds, with no report sent twice.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -109,14 +111,23 @@ class Hook:
             self.server.shutdown()
             self.server.server_close()
 
-    def reports(self) -> dict[str, int]:
-        """Each delivery report's message id -> how many times it came."""
-        counts: dict[str, int] = {}
+    def reports(self) -> dict[str, Counter[str]]:
+        """Each delivery report's message id -> its event ids, each with how many times it
+        came."""
+        reports: dict[str, Counter[str]] = {}
         for event in list(self.events):
             if event.get("eventType") == DELIVERY_REPORT:
                 key = event["data"]["MessageId"]  # as Azure spells it in this event
-                counts[key] = counts.get(key, 0) + 1
-        return counts
+                reports.setdefault(key, Counter())[event["id"]] += 1
+        return reports
+
+    def repeats(self) -> int:
+        """Requests beyond the first of one event: a receiver drops them by event id."""
+        return sum(sum(ids.values()) - len(ids) for ids in self.reports().values())
+
+    def assert_one_event_per_report(self) -> None:
+        reports = self.reports()
+        assert all(len(ids) == 1 for ids in reports.values()), reports
 
 
 @dataclass
@@ -647,7 +658,13 @@ def run_scenario(
         raise AssertionError(f"undelivered: {undelivered}; unreported: {unreported}") from None
     sent = outbound_sms(app_b)
     assert {key: sent[key][1] for key in sender.accepted} == {k: 1 for k in sender.accepted}
-    assert all(count == 1 for count in hook.reports().values()), hook.reports()
+    # Each report is one event. Webhooks are at least once (docs/events.md): a delivery A had
+    # POSTed but not yet recorded when it died is sent again by B under the same event id,
+    # which the receiver drops. Only those few: A's webhook worker sends two at a time
+    # (SPOOL_WEBHOOK_CONCURRENCY).
+    hook.assert_one_event_per_report()
+    repeated_when_a_died = hook.repeats()
+    assert repeated_when_a_died <= 2, hook.reports()
     # and B's counter took in what it accepted after A died
     assert counter(scrape(client, APP_B), "spool_sms_accepted_total") > scraped_b
 
@@ -670,7 +687,9 @@ def run_scenario(
     wait_for(all_reported, 90)
     sent = outbound_sms(app_b)
     assert all(sent[key][1] == 1 for key in sender.accepted)
-    assert all(count == 1 for count in hook.reports().values())
+    # with no host dying, no report came twice
+    hook.assert_one_event_per_report()
+    assert hook.repeats() == repeated_when_a_died, hook.reports()
     print(
         f"hosts: {len(sender.accepted)} SMS accepted, {len(sender.refused)} refused while A "
         f"died; Redis primary replaced in {promoted_in:.1f} s, SMS resumed {resumed_in:.1f} s later"
