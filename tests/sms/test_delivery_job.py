@@ -210,6 +210,29 @@ def test_a_sweep_with_nothing_to_put_back_only_reads(
     assert statements and set(statements) == {"SELECT"}, statements
 
 
+def test_a_chunk_is_claimed_in_four_statements_whatever_its_size(
+    resource: Any, sender: str
+) -> None:
+    # given a sender that has sent before (its pace is stored), and 30 due messages from it
+    accept(resource, sender, "+447700900100")
+    delivery._claim(50, "loopback")
+    ids = accept(resource, sender, *[f"+4477009000{n:02d}" for n in range(30)], text="Hello")
+    # when a worker claims them
+    with CaptureQueriesContext(connection) as queries:
+        claimed = delivery._claim(50, "loopback")
+    # then the claim's transaction, which holds SQLite's write lock that the web's commits
+    # wait for, is four statements: the rows, the sender's pace, its new slot, the claim
+    statements = [q["sql"] for q in queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
+    assert len(statements) == 4, "\n".join(s[:60] for s in statements)
+    # and each message comes as stored, and is the carrier's now
+    assert [m.pk for m in claimed] == ids
+    assert all(m.text == "Hello" and m.created_at.tzinfo is not None for m in claimed)
+    stored = SmsMessage.objects.filter(pk__in=ids)
+    assert {(m.status, m.attempts, m.carrier) for m in stored} == {
+        (MessageStatus.SENDING, 1, "loopback")
+    }
+
+
 def test_a_sweep_leaves_a_message_a_worker_claimed_after_its_read(
     resource: Any, sender: str, carrier: ScriptedCarrier, monkeypatch: Any
 ) -> None:
