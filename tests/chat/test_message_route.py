@@ -300,7 +300,7 @@ def test_a_database_error_leaves_the_request_to_django(
     def broken(*args: Any, **kwargs: Any) -> None:
         raise DatabaseError("the database is away")
 
-    monkeypatch.setattr(services, "_next_sequence", broken)
+    monkeypatch.setattr(services, "_take_message_sequences", broken)
     assert route_answer(*post_scope(alice, thread)) is None
     assert ChatMessage.objects.count() == 0
 
@@ -488,23 +488,3 @@ def test_each_post_of_a_group_commit_is_answered_with_its_own_message(
         bob.raw_id,
         alice.raw_id,
     ]
-
-
-def test_a_batch_locks_its_threads_in_one_order_whatever_the_order_of_its_posts(
-    alice: ChatUser, bob: ChatUser, make_thread: Callable[..., str]
-) -> None:
-    # given posts to three threads, the last thread first (two web processes' batches could
-    # hold them in opposite orders: each would wait for the other's row, a deadlock on
-    # PostgreSQL)
-    threads = sorted(make_thread(alice, bob) for _ in range(3))
-    posts = [
-        services.check_send_message(alice.principal, thread_id, {"content": "hi"})
-        for thread_id in reversed(threads)
-    ]
-
-    with CaptureQueriesContext(connection) as queries:
-        services.do_send_messages(posts)
-
-    # then each thread's row is taken in the threads' order
-    updates = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
-    assert [next(t for t in threads if t in update) for update in updates] == threads

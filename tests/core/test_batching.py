@@ -191,3 +191,42 @@ def test_with_a_gathering_wait_items_submitted_one_by_one_share_a_write() -> Non
     # then they are committed together, each answered after
     assert [answer.result(5) for answer in answers] == ["a", "b", "c"]
     assert calls == [["a", "b", "c"]]
+
+
+def test_the_connection_is_checked_after_an_idle_spell_or_a_failed_write_not_between_busy_batches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a group whose connection checks are counted (each a round trip on PostgreSQL;
+    # other tests' writer threads check too)
+    checks: list[str] = []
+
+    def close_old_connections() -> None:
+        if threading.current_thread().name == "checked-group":
+            checks.append("checked")
+
+    monkeypatch.setattr(batching, "close_old_connections", close_old_connections)
+    monkeypatch.setattr(batching, "CHECK_AFTER_IDLE_SECONDS", 0.3)
+
+    def write(items: list[str]) -> None:
+        if "bad" in items:
+            raise OperationalError("the connection broke")
+
+    group = batching.GroupCommit("checked-group", write, inline=lambda: False)
+
+    def commit(item: str) -> None:
+        with contextlib.suppress(OperationalError):
+            group.submit(item, then=lambda: None).result(5)
+
+    # when batches follow one another, then one fails, then one comes after an idle spell
+    commit("first")  # the thread's first batch: checked
+    for n in range(5):
+        commit(f"busy {n}")
+    busy = len(checks)
+    commit("bad")
+    commit("after the failure")
+    after_failure = len(checks)
+    time.sleep(0.4)
+    commit("after a pause")
+
+    # then the check came before the first batch, after the failure and after the pause only
+    assert (busy, after_failure, len(checks)) == (1, 2, 3)
