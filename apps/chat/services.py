@@ -187,31 +187,15 @@ def _check_thread_size(participants: int) -> None:
 
 
 # --- Sequence and activity -------------------------------------------------------------------
-def _next_sequence(thread: ChatThread, *, message: bool = False, count: int = 1) -> int:
-    """Take the thread's next `count` sequence numbers; returns the last of them. The UPDATE
-    keeps the thread's row locked until the caller's transaction commits, so a thread's changes
-    commit in sequence order."""
-    table = ChatThread._meta.db_table
-    now = timezone.now()
-    if message:
-        ((sequence,),) = sql.fetch(
-            f"UPDATE {table} SET last_sequence = last_sequence + %s, last_message_at = %s "
-            "WHERE id = %s RETURNING last_sequence",
-            [
-                count,
-                ChatThread._meta.get_field("last_message_at").get_db_prep_save(now, sql.database()),
-                thread.pk,
-            ],
-        )
-    else:
-        ((sequence,),) = sql.fetch(
-            f"UPDATE {table} SET last_sequence = last_sequence + %s WHERE id = %s "
-            "RETURNING last_sequence",
-            [count, thread.pk],
-        )
+def _next_sequence(thread: ChatThread) -> int:
+    """Take the thread's next sequence number. The UPDATE keeps the thread's row locked until
+    the caller's transaction commits, so a thread's changes commit in sequence order."""
+    ((sequence,),) = sql.fetch(
+        f"UPDATE {ChatThread._meta.db_table} SET last_sequence = last_sequence + 1 "
+        "WHERE id = %s RETURNING last_sequence",
+        [thread.pk],
+    )
     thread.last_sequence = int(sequence)
-    if message:
-        thread.last_message_at = now
     return thread.last_sequence
 
 
@@ -672,20 +656,20 @@ def do_send_messages(requests: Sequence[MessageRequest]) -> list[ChatMessage]:
     route's group commit, apps/chat/message_route.py). Each thread's sequence numbers are taken
     in one UPDATE, which locks its row until the commit; the messages, their activity and
     their events go in one INSERT each."""
-    threads = {request.access.thread.pk: request.access.thread for request in requests}
     per_thread = Counter(request.access.thread.pk for request in requests)
-    taken: dict[str, tuple[int, datetime]] = {}  # thread id: its next number, the time
     messages: list[ChatMessage] = []
     now = timezone.now()
     with transaction.atomic():
-        for thread_id, last in _take_message_sequences(per_thread, now).items():
-            threads[thread_id].last_sequence, threads[thread_id].last_message_at = last, now
-            taken[thread_id] = (last - per_thread[thread_id] + 1, now)
+        last_taken = _take_message_sequences(per_thread, now)
+        # thread id: the number of its next message in this batch
+        upcoming = {
+            thread_id: last - per_thread[thread_id] + 1 for thread_id, last in last_taken.items()
+        }
         for request in requests:
             thread = request.access.thread
-            sequence, at = taken[thread.pk]
-            taken[thread.pk] = (sequence + 1, at)
-            thread.last_sequence, thread.last_message_at = sequence, at
+            sequence = upcoming[thread.pk]
+            upcoming[thread.pk] = sequence + 1
+            thread.last_sequence, thread.last_message_at = sequence, now
             messages.append(
                 ChatMessage(
                     thread=thread,
@@ -697,7 +681,7 @@ def do_send_messages(requests: Sequence[MessageRequest]) -> list[ChatMessage]:
                         request.display_name or request.access.participant.display_name
                     ),
                     metadata=request.metadata,
-                    created_at=at,
+                    created_at=now,
                 )
             )
         rows.insert(messages)  # (the ORM's INSERT cost more to build than to run)

@@ -224,10 +224,11 @@ def _skip_locked() -> bool:
 def _pace(sender: str, now: datetime) -> tuple[SenderPace, float]:
     """The sender's pacing row, locked, and its rate (segments per second): one query, and
     two more the first time a number sends."""
-    found = sql.fetch(_pace_query(connection.features.has_select_for_update), [sender])
+    query = _pace_query(connection.features.has_select_for_update)
+    found = sql.fetch(query, [sender])
     if not found:
         SenderPace.objects.get_or_create(number=sender, defaults={"next_slot_at": now})
-        found = sql.fetch(_pace_query(connection.features.has_select_for_update), [sender])
+        found = sql.fetch(query, [sender])
     (*row, number_type), paces = found[0], rows.columns(SenderPace)
     pace = paces.instance(row)
     if pace.segments_per_second:
