@@ -12,7 +12,7 @@ docs/chat.md describes the protocol. Webhook events are the Event Grid chat even
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -25,6 +25,7 @@ from apps.events.services import Copies, NewEvent, publish_events
 if TYPE_CHECKING:
     from apps.accounts.models import Resource
     from apps.chat.models import ChatMessage, ChatParticipant, ChatThread
+    from apps.events.models import EventSubscription
 
 FRAME_TYPE = "chat"
 MESSAGE_TYPE_NAMES = {"text": "Text", "html": "RichText/Html"}
@@ -293,7 +294,11 @@ class ThreadEvent(NamedTuple):
     recipients: Sequence[str]
 
 
-def _publish(resource: Resource, events: Sequence[ThreadEvent]) -> None:
+def _publish(
+    resource: Resource,
+    events: Sequence[ThreadEvent],
+    subscriptions: Callable[[], list[EventSubscription]] | None = None,
+) -> None:
     """Events of the resource's threads, with their copies, in one publication."""
     publish_events(
         resource,
@@ -302,6 +307,7 @@ def _publish(resource: Resource, events: Sequence[ThreadEvent]) -> None:
             _per_user(schemas.PREFIX + e.user_type, e.data, e.subject, e.recipients, resource.pk)
             for e in events
         ],
+        subscriptions=subscriptions,
     )
 
 
@@ -311,16 +317,21 @@ def publish_message(message: ChatMessage, change: str, member_ids: Sequence[str]
     publish_messages([(message, member_ids)], change)
 
 
-def publish_messages(messages: Sequence[tuple[ChatMessage, Sequence[str]]], change: str) -> None:
+def publish_messages(
+    messages: Sequence[tuple[ChatMessage, Sequence[str]]],
+    change: str,
+    subscriptions: Mapping[Any, Callable[[], list[EventSubscription]]] | None = None,
+) -> None:
     """`publish_message` for several messages (each with its thread's member ids): one
-    publication per resource."""
+    publication per resource. `subscriptions`: each resource's (by id), when the caller read
+    them first (events.services.read_subscriptions)."""
     by_resource: dict[object, tuple[Resource, list[ThreadEvent]]] = {}
     for message, member_ids in messages:
         thread = message.thread
         _, events = by_resource.setdefault(thread.resource_id, (thread.resource, []))
         events.append(_message_event(message, change, member_ids))
     for resource, events in by_resource.values():
-        _publish(resource, events)
+        _publish(resource, events, (subscriptions or {}).get(resource.pk))
 
 
 def _message_event(message: ChatMessage, change: str, member_ids: Sequence[str]) -> ThreadEvent:

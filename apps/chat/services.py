@@ -49,6 +49,7 @@ from apps.chat.models import (
 from apps.core import rows, sql
 from apps.core.identifiers import identifier_model, is_communication_user, raw_id_of
 from apps.core.sql import column
+from apps.events import services as events_services
 
 CHAT_SCOPES = frozenset({"chat", "chat.join", "chat.join.limited"})
 MANAGE_THREADS = frozenset({"chat"})
@@ -279,7 +280,8 @@ def _record_all(changes: Sequence[Change]) -> None:
                 created_at=now,
             )
             for change in changes
-        ]
+        ],
+        ids=False,  # nobody reads them back: nothing waits for this INSERT in a pipeline
     )
     notifications.push_all(
         [(c.thread, c.sequence, c.event, c.data, [*c.member_ids, *c.also_to]) for c in changes],
@@ -655,11 +657,15 @@ def do_send_messages(requests: Sequence[MessageRequest]) -> list[ChatMessage]:
     participant and the webhooks: one request's, or many requests' at once (the message
     route's group commit, apps/chat/message_route.py). Each thread's sequence numbers are taken
     in one UPDATE, which locks its row until the commit; the messages, their activity and
-    their events go in one INSERT each."""
+    their events go in one INSERT each. On PostgreSQL they go out in a pipeline
+    (sql.pipeline): the webhooks' subscriptions are read with the UPDATE, and the activity
+    and events go with the end of the pipeline, five round trips in all instead of seven."""
     per_thread = Counter(request.access.thread.pk for request in requests)
     messages: list[ChatMessage] = []
     now = timezone.now()
-    with transaction.atomic():
+    with transaction.atomic(), sql.pipeline():
+        resources = {request.access.thread.resource for request in requests}
+        subscriptions = {r.pk: events_services.read_subscriptions(r) for r in resources}
         last_taken = _take_message_sequences(per_thread, now)
         # thread id: the number of its next message in this batch
         upcoming = {
@@ -698,7 +704,9 @@ def do_send_messages(requests: Sequence[MessageRequest]) -> list[ChatMessage]:
                 for message, member_ids in zip(messages, members, strict=True)
             ]
         )
-        notifications.publish_messages(list(zip(messages, members, strict=True)), "received")
+        notifications.publish_messages(
+            list(zip(messages, members, strict=True)), "received", subscriptions
+        )
     return messages
 
 

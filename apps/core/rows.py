@@ -79,11 +79,12 @@ def columns(model: type[M]) -> Columns[M]:
     return Columns(model, fields, tuple(converters), tuple(f.attname for f in fields))
 
 
-def insert(objs: Sequence[models.Model]) -> None:
+def insert(objs: Sequence[models.Model], *, ids: bool = True) -> None:
     """Store new instances of one model, as bulk_create does (each field's pre_save, such as
     auto_now_add, then its database value), in as few INSERTs as the database's limit on
     parameters allows, in one transaction when more than one; each gets its auto-incremented
-    id. No signals are sent (bulk_create sends none either)."""
+    id, unless `ids` is False: then, like a model without one, nothing waits for the INSERT
+    inside sql.pipeline(). No signals are sent (bulk_create sends none either)."""
     if not objs:
         return
     model = type(objs[0])
@@ -99,10 +100,12 @@ def insert(objs: Sequence[models.Model]) -> None:
                 for obj in batch
                 for field in fields
             ]
-            returned = sql.fetch(_insert_query(model, len(batch)), params)
-            if auto is not None:
-                for obj, (value,) in zip(batch, returned, strict=True):
-                    setattr(obj, auto.attname, value)
+            if auto is None or not ids:
+                sql.send(_insert_query(model, len(batch), returning=False), params)
+                continue
+            returned = sql.fetch(_insert_query(model, len(batch), returning=True), params)
+            for obj, (value,) in zip(batch, returned, strict=True):
+                setattr(obj, auto.attname, value)
     for obj in objs:
         obj._state.adding = False
         obj._state.db = db.alias
@@ -117,7 +120,7 @@ def _insert_fields(
 
 
 @functools.cache
-def _insert_query(model: type[models.Model], count: int) -> str:
+def _insert_query(model: type[models.Model], count: int, *, returning: bool) -> str:
     fields, auto = _insert_fields(model)
     quote = connection.ops.quote_name
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
@@ -125,4 +128,4 @@ def _insert_query(model: type[models.Model], count: int) -> str:
         f"INSERT INTO {table(model)} ({', '.join(quote(str(f.column)) for f in fields)}) "
         f"VALUES {', '.join([row] * count)}"
     )
-    return sql if auto is None else f"{sql} RETURNING {quote(str(auto.column))}"
+    return f"{sql} RETURNING {quote(str(auto.column))}" if returning and auto is not None else sql

@@ -1,12 +1,15 @@
 """Names for the few hot queries written in plain SQL, where building the ORM's query cost more
 than running it (each says what was profiled): tables and columns come from the models, quoted
-for the connection's database; `fetch`, which runs such a query; and `insert_many` and
+for the connection's database; `fetch`, which runs such a query, `send` and `pipeline`, which
+let PostgreSQL take several without waiting for each; and `insert_many` and
 `update_each`, which store many rows at once."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
@@ -58,27 +61,38 @@ def fetch(query: str, params: Sequence[Any], *, prepare: bool = True) -> list[tu
     call, cost as much as a short query (profiled). While Django logs queries (DEBUG, the
     tests' query counters) it goes through Django's cursor, so they see it. `prepare`: False
     for a statement whose text seldom repeats (one built for a batch's size)."""
+    return send(query, params, prepare=prepare)()
+
+
+def send(
+    query: str, params: Sequence[Any], *, prepare: bool = True
+) -> Callable[[], list[tuple[Any, ...]]]:
+    """`fetch`, with its rows read later: what it returns gives them. Inside `pipeline()` on
+    PostgreSQL the statement goes out and nothing waits for it until its rows are asked for
+    (or the pipeline ends); elsewhere it runs at once."""
     db = database()
     if db.queries_logged:
         with db.cursor() as cursor:
             cursor.execute(query, params)
-            return cursor.fetchall() if cursor.description else []
+            found = cursor.fetchall() if cursor.description else []
+        return lambda: found
     db.ensure_connection()
     db.validate_no_broken_transaction()
     with db.wrap_database_errors:
         if db.vendor == "postgresql":
-            return _fetch_prepared(db, query, params, prepare)
+            return _send_prepared(db, query, params, prepare)
         cursor = db.connection.cursor()
         try:
             cursor.execute(_qmark(query), params)
-            return cursor.fetchall() if cursor.description else []
+            found = cursor.fetchall() if cursor.description else []
         finally:
             cursor.close()
+    return lambda: found
 
 
-def _fetch_prepared(
+def _send_prepared(
     db: BaseDatabaseWrapper, query: str, params: Sequence[Any], prepare: bool
-) -> list[tuple[Any, ...]]:
+) -> Callable[[], list[tuple[Any, ...]]]:
     """On PostgreSQL, the statement prepared once per connection and its parameters bound
     by the server: Django's cursor sends each query as new text, which PostgreSQL planned
     again every time, at three times the cost of running it (pg_stat_statements: 140 us of
@@ -87,13 +101,56 @@ def _fetch_prepared(
     its next transaction may run on another server connection."""
     import psycopg  # only on PostgreSQL
 
-    with psycopg.Cursor(db.connection) as cursor:
+    open_pipeline = getattr(_pipelines, "open", None)
+    cursor = psycopg.Cursor(db.connection)
+    try:
         cursor.execute(query, params, prepare=prepare)
-        # Whether rows came back, from the result's status: `description` builds a Column
-        # per field on every read (3% of a token request on PostgreSQL, profiled).
-        result = cursor.pgresult
-        rows = result is not None and result.status == psycopg.pq.ExecStatus.TUPLES_OK
-        return cursor.fetchall() if rows else []
+    except BaseException:
+        cursor.close()
+        raise
+
+    @functools.cache  # (read once)
+    def rows() -> list[tuple[Any, ...]]:
+        with db.wrap_database_errors:
+            if open_pipeline is not None and cursor.pgresult is None:
+                open_pipeline.sync()  # the statements sent so far, and their answers
+            try:
+                # A write without RETURNING, from the result's status: `description` builds
+                # a Column per field on every read (3% of a token request, profiled).
+                result = cursor.pgresult
+                if result is not None and result.status == psycopg.pq.ExecStatus.COMMAND_OK:
+                    return []
+                return cursor.fetchall()  # its rows, or its error (in a pipeline)
+            finally:
+                cursor.close()
+
+    if open_pipeline is None:
+        rows()  # at once
+    return rows
+
+
+_pipelines = threading.local()  # .open: this thread's psycopg Pipeline, inside pipeline()
+
+
+@contextmanager
+def pipeline() -> Iterator[None]:
+    """On PostgreSQL, this thread's hot statements inside (`send`, `fetch`, rows.insert) go
+    out in psycopg's pipeline mode: each is sent at once and the connection waits only where
+    rows are read, or when the pipeline ends, so the writes before a read share its round
+    trip. A chat batch was seven round trips of ~1.3 ms on the busy box (bench/chat.py). An
+    error of a write is raised where the connection next waits, inside the block. Elsewhere,
+    and while Django logs queries (its cursor goes around the pipeline), it changes nothing."""
+    db = database()
+    if db.vendor != "postgresql" or db.queries_logged or getattr(_pipelines, "open", None):
+        yield
+        return
+    db.ensure_connection()
+    with db.wrap_database_errors, db.connection.pipeline() as opened:
+        _pipelines.open = opened
+        try:
+            yield
+        finally:
+            _pipelines.open = None
 
 
 @functools.lru_cache(maxsize=256)

@@ -417,23 +417,28 @@ class Copies:
 
 
 def publish_events(
-    resource: Resource, events: Sequence[NewEvent], copies: Sequence[Copies] = ()
+    resource: Resource,
+    events: Sequence[NewEvent],
+    copies: Sequence[Copies] = (),
+    *,
+    subscriptions: Callable[[], list[EventSubscription]] | None = None,
 ) -> list[Event]:
     """`publish_event` for several events at once, and the `copies` a subscription takes: one
     query for the subscriptions, one insert for the events and one for their deliveries. Call
-    inside the caller's transaction."""
+    inside the caller's transaction. `subscriptions`: the resource's, as read_subscriptions
+    gives them, when the caller read them first."""
     for event_type in [new.event_type for new in events] + [c.event_type for c in copies]:
         if event_type not in schemas.EVENT_TYPES:
             raise ValueError(f"{event_type!r} is not a known event type (schemas.EVENT_TYPES)")
     if not events and not copies:
         return []
-    subscriptions = _active_subscriptions(resource)
-    taken = [c for c in copies if any(s.accepts(c.event_type) for s in subscriptions)]
+    active = (subscriptions or read_subscriptions(resource))()
+    taken = [c for c in copies if any(s.accepts(c.event_type) for s in active)]
     events = [*events, *(new for group in taken for new in group.make())]
     now = timezone.now()
     # No savepoint inside the caller's transaction (two round trips per chat message).
     with transaction.atomic(savepoint=False):
-        wanted = [(new, [s for s in subscriptions if s.accepts(new.event_type)]) for new in events]
+        wanted = [(new, [s for s in active if s.accepts(new.event_type)]) for new in events]
         # Plain-SQL inserts (apps/core/rows.py): the ORM's cost more to build than to run.
         stored = [
             Event(
@@ -469,19 +474,20 @@ def publish_events(
     return stored
 
 
-def _active_subscriptions(resource: Resource) -> list[EventSubscription]:
-    """The resource's active subscriptions, by name. Read at every publication, so a
-    subscription takes events from the next one on; in plain SQL, as every chat message reads
-    them (most resources have none) and building the ORM's query cost more than running it
-    (profiled, bench/chat.py)."""
+def read_subscriptions(resource: Resource) -> Callable[[], list[EventSubscription]]:
+    """The resource's active subscriptions, by name: the read is sent now and the function
+    returned gives them (inside sql.pipeline() on PostgreSQL, with the statements sent after
+    it). Read at every publication, so a subscription takes events from the next one on; in
+    plain SQL, as every chat message reads them (most resources have none) and building the
+    ORM's query cost more than running it (profiled, bench/chat.py)."""
     subscriptions = rows.columns(EventSubscription)
     resource_field = EventSubscription._meta.get_field("resource")
     assert isinstance(resource_field, ForeignKey)
-    found = sql.fetch(
+    found = sql.send(
         _subscriptions_query(),
         [resource_field.get_db_prep_value(resource.pk, sql.database()), SubscriptionState.ACTIVE],
     )
-    return [subscriptions.instance(row) for row in found]
+    return lambda: [subscriptions.instance(row) for row in found()]
 
 
 @functools.cache

@@ -11,10 +11,11 @@ import time
 from typing import Any
 
 import pytest
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from apps.accounts.models import Resource
 from apps.core import sql
+from tests.round_trips import counted_round_trips
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -159,3 +160,72 @@ def test_a_connection_already_open_or_shared_is_left_unlimited(settings: Any, sh
         assert timeout() == "0"
     finally:
         connection.close()
+
+
+# --- Pipelines --------------------------------------------------------------------------------
+def _rename(resource: Resource, name: str) -> None:
+    sql.send(
+        f"UPDATE {sql.table(Resource)} SET {sql.column(Resource, 'name')} = %s "
+        f"WHERE {sql.column(Resource, 'slug')} = %s",
+        [name, resource.slug],
+    )
+
+
+def _pg() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def test_in_a_pipeline_each_statement_gives_its_own_rows_read_later(resource: Resource) -> None:
+    # when two reads are sent, with a write between them, and their rows read in reverse
+    with transaction.atomic(), sql.pipeline():
+        first = sql.send("SELECT %s::integer" if _pg() else "SELECT %s", [1], prepare=False)
+        _rename(resource, "renamed in a pipeline")
+        second = sql.send(
+            f"SELECT {sql.column(Resource, 'name')} FROM {sql.table(Resource)} "
+            f"WHERE {sql.column(Resource, 'slug')} = %s",
+            [resource.slug],
+        )
+        # then each read gives its own rows, the second seeing the write sent before it
+        assert second() == [("renamed in a pipeline",)]
+        assert first() == [(1,)]
+    resource.refresh_from_db()
+    assert resource.name == "renamed in a pipeline"
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's pipeline mode")
+def test_in_a_pipeline_writes_wait_for_nothing_but_the_next_read(resource: Resource) -> None:
+    def three_writes_and_a_read() -> None:
+        with transaction.atomic(), sql.pipeline():
+            for name in ("one", "two", "three"):
+                _rename(resource, name)
+            assert _slug_of(resource.pk) == [(resource.slug,)]
+
+    with counted_round_trips() as server:
+        three_writes_and_a_read()  # (its statements prepared)
+        server.round_trips = 0
+        three_writes_and_a_read()
+        # BEGIN; the writes with the read; the pipeline's end; COMMIT (one each without it: 6)
+        assert server.round_trips == 4
+    resource.refresh_from_db()
+    assert resource.name == "three"
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's pipeline mode")
+def test_a_failed_write_in_a_pipeline_raises_djangos_error_in_the_block_and_keeps_nothing(
+    resource: Resource, other_resource: Resource
+) -> None:
+    # when a write that breaks a constraint is sent, then another, and nothing is read
+    with pytest.raises(IntegrityError), transaction.atomic(), sql.pipeline():
+        _rename(resource, "kept?")
+        sql.send(
+            f"UPDATE {sql.table(Resource)} SET {sql.column(Resource, 'slug')} = %s "
+            f"WHERE {sql.column(Resource, 'slug')} = %s",
+            [other_resource.slug, resource.slug],
+        )
+    # then the error was Django's, raised inside the transaction, which kept nothing
+    resource.refresh_from_db()
+    assert resource.name != "kept?"
+    # and the connection carries on, in and out of pipelines
+    with transaction.atomic(), sql.pipeline():
+        assert _slug_of(resource.pk) == [(resource.slug,)]
+    assert _slug_of(other_resource.pk) == [(other_resource.slug,)]
