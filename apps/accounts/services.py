@@ -9,6 +9,7 @@ import functools
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -627,22 +628,45 @@ def _close_sockets(identity: CommunicationIdentity, reason: str) -> None:
 def authenticate_token(token: str) -> TokenPrincipal:
     """The identity a user access token speaks for. Raises TokenRefused when the token is
     invalid or expired, was revoked, or its identity (or resource) is gone."""
+    return check_token(token).principal()
+
+
+@dataclass(frozen=True)
+class TokenCheck:
+    """authenticate_token in two steps, so a caller can send its own reads with the identity's
+    (inside sql.pipeline(): one round trip for both). `resource_id`: the resource the token
+    names (not yet checked)."""
+
+    resource_id: uuid.UUID
+    _claims: dict[str, Any]
+    _identity: Callable[[], CommunicationIdentity | None]
+
+    def principal(self) -> TokenPrincipal:
+        """Raises TokenRefused when the identity (or its resource) is gone or the token was
+        revoked."""
+        identity = self._identity()
+        if identity is None:
+            raise TokenRefused("The token's identity no longer exists.")
+        if self._claims.get("gen") != identity.token_generation:
+            raise TokenRefused("The token has been revoked.")
+        scopes = frozenset(str(self._claims.get("scp", "")).split())
+        return TokenPrincipal(identity=identity, scopes=scopes)
+
+
+def check_token(token: str) -> TokenCheck:
+    """The token's signature and expiry checked, and its identity's read sent. Raises
+    TokenRefused when the token is invalid or expired."""
     try:
         claims = _verified_claims(token)
     except tokens.InvalidToken as error:
         raise TokenRefused(str(error)) from None
     sub = str(claims.get("sub", ""))
-    resource_id, _, identity_id = sub.removeprefix("8:acs:").partition("_")
+    resource_part, _, identity_part = sub.removeprefix("8:acs:").partition("_")
     try:
-        identity = _identity_with_resource(uuid.UUID(identity_id), uuid.UUID(resource_id))
+        resource_id, identity_id = uuid.UUID(resource_part), uuid.UUID(identity_part)
     except ValueError:
-        identity = None
-    if identity is None:
-        raise TokenRefused("The token's identity no longer exists.")
-    if claims.get("gen") != identity.token_generation:
-        raise TokenRefused("The token has been revoked.")
-    scopes = frozenset(str(claims.get("scp", "")).split())
-    return TokenPrincipal(identity=identity, scopes=scopes)
+        raise TokenRefused("The token's identity no longer exists.") from None
+    return TokenCheck(resource_id, claims, _identity_with_resource(identity_id, resource_id))
 
 
 # Tokens whose signature was checked, with their claims and their signing key's id: a chat
@@ -670,26 +694,31 @@ def _verified_claims(token: str) -> dict[str, Any]:
 
 def _identity_with_resource(
     identity_id: uuid.UUID, resource_id: uuid.UUID
-) -> CommunicationIdentity | None:
-    """The identity with its resource, in one plain-SQL read: every API call and socket with a
-    token makes it, and building it through the ORM cost more than running it (profiled,
-    bench/chat.py)."""
+) -> Callable[[], CommunicationIdentity | None]:
+    """The identity with its resource, in one plain-SQL read, sent now (sql.send): every API
+    call and socket with a token makes it, and building it through the ORM cost more than
+    running it (profiled, bench/chat.py)."""
     identities, resources = rows.columns(CommunicationIdentity), rows.columns(Resource)
     uuid_field = CommunicationIdentity._meta.pk
     assert uuid_field is not None
     db = sql.database()
-    found = sql.fetch(
+    found = sql.send(
         _identity_query(),
         [
             uuid_field.get_db_prep_value(identity_id, db),
             uuid_field.get_db_prep_value(resource_id, db),
         ],
     )
-    if not found:
-        return None
-    row = found[0]
-    identity = identities.instance(row[: len(identities)])
-    identity.resource = resources.instance(row[len(identities) :])
+
+    def identity() -> CommunicationIdentity | None:
+        rows_found = found()
+        if not rows_found:
+            return None
+        row = rows_found[0]
+        identity = identities.instance(row[: len(identities)])
+        identity.resource = resources.instance(row[len(identities) :])
+        return identity
+
     return identity
 
 

@@ -5,9 +5,9 @@ Posting a message is the chat API's busiest request (issue 18: 400 messages/s th
 process), and profiled through Django (bench/chat.py), its middleware, URL resolver and DRF
 took a quarter of the post. This route does the rest alone, on the web tier's worker thread
 (apps/core/wsgi_bridge.py): the request's checks and the answer's headers and log
-(apps/accounts/shortcuts.py), the token (accounts.authenticate_token), the quota
-(core.quotas), the message's checks and write (services.check_send_message and
-do_send_message), all shared with the view.
+(apps/accounts/shortcuts.py), the token (accounts.check_token, whose identity is read with
+the thread: one round trip on PostgreSQL), the quota (core.quotas), the message's checks and
+write (services.check_send_message and do_send_message), all shared with the view.
 The message is stored by this process's GroupCommit (apps/core/batching.py): its thread writes
 every post pending in one transaction (services.do_send_messages), while this worker thread
 takes the next request, and the 201 goes out once the message is committed. Profiled at 400
@@ -39,7 +39,7 @@ from apps.accounts import shortcuts
 from apps.chat import services
 from apps.chat.api.acs_views import CHAT_API_VERSIONS, ChatView
 from apps.chat.models import ChatMessage
-from apps.core import quotas
+from apps.core import quotas, sql
 from apps.core.batching import GroupCommit
 from apps.core.errors import ApiError
 from apps.core.wsgi_bridge import Answer
@@ -79,11 +79,19 @@ def answer(scope: dict[str, Any], body: bytes) -> Answer | Future[Answer] | None
     if token is None:
         return None
     try:
-        principal = accounts.authenticate_token(token)
+        # The token's identity and the thread are read together: one round trip on PostgreSQL.
+        with sql.pipeline():
+            token_check = accounts.check_token(token)
+            thread_read = services.send_thread_read(
+                request.route["thread_id"], token_check.resource_id
+            )
+        principal = token_check.principal()
         resource = principal.identity.resource
         if not shortcuts.addresses(request, resource):
             return None  # the token is another resource's
-        checked = services.check_send_message(principal, request.route["thread_id"], request.fields)
+        checked = services.check_send_message(
+            principal, request.route["thread_id"], request.fields, sent=thread_read
+        )
     except (ApiError, DatabaseError):  # Django's path answers (and reconnects)
         return None
     logged_as = shortcuts.Logged(ROUTE, resource.slug, identity=principal.log_name)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -89,19 +89,28 @@ class ThreadAccess:
 
 
 def access_thread(
-    principal: TokenPrincipal, thread_id: str, allowed: frozenset[str] = CHAT_SCOPES
+    principal: TokenPrincipal,
+    thread_id: str,
+    allowed: frozenset[str] = CHAT_SCOPES,
+    *,
+    sent: ThreadRead | None = None,
 ) -> ThreadAccess:
     """The thread, if the principal takes part in it. Raises ScopeNotAllowed, ThreadNotFound
-    (missing, deleted, or another resource's) or NotAParticipant (403)."""
+    (missing, deleted, or another resource's) or NotAParticipant (403). `sent`: the thread's
+    read, when the caller sent it first (send_thread_read)."""
     require_scope(principal, allowed)
-    if not checks.is_storable(thread_id):  # e.g. %00 in the path: no thread has such an id
-        raise ThreadNotFound(f"Chat thread {thread_id!r} was not found.")
     resource = principal.identity.resource
-    thread, participant_rows = _thread_and_participants(thread_id, resource)
+    if sent is None:
+        sent = send_thread_read(thread_id, resource.pk)
+    if sent.resource_id != resource.pk:
+        raise ValueError("the thread was read for another resource")
+    thread, participant_rows = sent.found()
     if thread is None:
-        exists = ChatThread.objects.filter(
-            pk=thread_id, resource=resource, deleted_at__isnull=True
-        ).exists()
+        exists = checks.is_storable(thread_id) and (
+            ChatThread.objects.filter(
+                pk=thread_id, resource=resource, deleted_at__isnull=True
+            ).exists()
+        )
         if not exists:
             raise ThreadNotFound(f"Chat thread {thread_id!r} was not found.")
         raise NotAParticipant("Only participants of the thread may do this.")
@@ -115,6 +124,22 @@ def access_thread(
     return ThreadAccess(thread, participant, member_ids, participant_rows)
 
 
+@dataclass(frozen=True)
+class ThreadRead:
+    """A thread's read with its participants, sent (inside sql.pipeline() it goes out with
+    what is sent after it); `found()` gives (thread or None, participants' rows)."""
+
+    resource_id: Any
+    found: Callable[[], tuple[ChatThread | None, list[Sequence[Any]]]]
+
+
+def send_thread_read(thread_id: str, resource_id: Any) -> ThreadRead:
+    """The resource's live thread `thread_id` and its participants, read (access_thread)."""
+    if not checks.is_storable(thread_id):  # e.g. %00 in the path: no thread has such an id
+        return ThreadRead(resource_id, lambda: (None, []))
+    return ThreadRead(resource_id, _thread_and_participants(thread_id, resource_id))
+
+
 def _participant(thread: ChatThread, row: Sequence[Any]) -> ChatParticipant:
     """A participant from its row, its `thread` the one thread object, so a change to it is
     seen through every participant."""
@@ -124,22 +149,27 @@ def _participant(thread: ChatThread, row: Sequence[Any]) -> ChatParticipant:
 
 
 def _thread_and_participants(
-    thread_id: str, resource: Resource
-) -> tuple[ChatThread | None, list[Sequence[Any]]]:
+    thread_id: str, resource_id: Any
+) -> Callable[[], tuple[ChatThread | None, list[Sequence[Any]]]]:
     """The resource's live thread `thread_id` and its participants' rows (in no particular
     order: sorting them cost more than the rest of the query, bench/chat.py); (None, []) when
-    it has none. One plain-SQL query: every chat call makes it, and building it through the
-    ORM cost more than running it (profiled)."""
+    it has none. One plain-SQL query, sent now (sql.send): every chat call makes it, and
+    building it through the ORM cost more than running it (profiled)."""
     thread_columns = rows.columns(ChatThread)
     resource_field = ChatThread._meta.get_field("resource")
     assert isinstance(resource_field, ForeignKey)
-    found = sql.fetch(
-        _thread_query(), [thread_id, resource_field.get_db_prep_value(resource.pk, sql.database())]
+    sent = sql.send(
+        _thread_query(), [thread_id, resource_field.get_db_prep_value(resource_id, sql.database())]
     )
-    if not found:
-        return None, []
-    thread = thread_columns.instance(found[0][: len(thread_columns)])
-    return thread, [row[len(thread_columns) :] for row in found]
+
+    def found() -> tuple[ChatThread | None, list[Sequence[Any]]]:
+        rows_found = sent()
+        if not rows_found:
+            return None, []
+        thread = thread_columns.instance(rows_found[0][: len(thread_columns)])
+        return thread, [row[len(thread_columns) :] for row in rows_found]
+
+    return found
 
 
 @functools.cache
@@ -630,10 +660,14 @@ class MessageRequest:
 
 
 def check_send_message(
-    principal: TokenPrincipal, thread_id: str, body: dict[str, Any]
+    principal: TokenPrincipal,
+    thread_id: str,
+    body: dict[str, Any],
+    *,
+    sent: ThreadRead | None = None,
 ) -> MessageRequest:
     """Check a text or html message of the caller to the thread; nothing is written. Raises
-    InvalidChatRequest (400), and what access_thread raises."""
+    InvalidChatRequest (400), and what access_thread raises (`sent`: as it takes it)."""
     content = checks.check_content(body.get("content"))
     kind = body.get("type") or MessageType.TEXT
     if kind not in USER_MESSAGE_TYPES:
@@ -642,7 +676,7 @@ def check_send_message(
         body.get("senderDisplayName"), "senderDisplayName", limit=checks.MAX_DISPLAY_NAME_LENGTH
     )
     metadata = checks.check_metadata(body.get("metadata"))
-    access = access_thread(principal, thread_id)
+    access = access_thread(principal, thread_id, sent=sent)
     return MessageRequest(principal, access, kind, content, display_name, metadata)
 
 

@@ -1,19 +1,21 @@
-"""A batch of posts on PostgreSQL waits on the server five times, whatever its size: the
-posting process's throughput is its batches' round trips on a busy box (bench/chat.py)."""
+"""Round trips of a chat post on PostgreSQL: its checks wait on the server once, and its batch
+five times whatever its size. On a busy box a round trip is ~1.3 ms (bench/chat.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 import pytest
 from django.db import connection
 
-from apps.chat import services
+from apps.chat import message_route, services
 from apps.chat.models import ChatActivity, ChatMessage
 from apps.events import services as events
 from apps.events.models import Event, EventDelivery
 from tests.chat.conftest import ChatUser
+from tests.chat.test_message_route import post_scope
 from tests.round_trips import counted_round_trips
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
@@ -89,3 +91,31 @@ def test_a_batch_of_posts_waits_on_the_server_five_times_and_stores_everything(
         deliveries = EventDelivery.objects.filter(event__in=received, subscription=subscription)
         assert len(deliveries) == 2
         assert {str(d.pk) for d in deliveries} <= set(queued)
+
+
+def test_a_posts_token_and_thread_are_read_in_one_round_trip(
+    chat_user: Callable[..., ChatUser], make_thread: Callable[..., str], monkeypatch: Any
+) -> None:
+    # given a thread of alice and bob, and the route's group commit holding what it is given
+    alice, bob = chat_user(), chat_user()
+    thread_id = make_thread(alice, bob)
+    handed: list[Any] = []
+    monkeypatch.setattr(
+        message_route.posted, "submit", lambda post, then: handed.append(post) or Future()
+    )
+
+    # when alice posts through the route
+    with counted_round_trips() as server:
+        message_route.answer(*post_scope(alice, thread_id))  # (its statements prepared)
+        server.round_trips = 0
+        answer = message_route.answer(*post_scope(alice, thread_id))
+
+    # then her token's identity and the thread were read together, and the post checked
+    assert server.round_trips == 1
+    assert isinstance(answer, Future)
+    post = handed[-1]
+    assert post.request.principal.identity.pk == alice.identity.pk
+    assert post.request.access.thread.pk == thread_id
+    assert sorted(post.request.access.member_ids) == sorted(
+        [str(alice.identity.pk), str(bob.identity.pk)]
+    )
