@@ -701,6 +701,9 @@ def do_send_messages(requests: Sequence[MessageRequest]) -> list[ChatMessage]:
         resources = {request.access.thread.resource for request in requests}
         subscriptions = {r.pk: events_services.read_subscriptions(r) for r in resources}
         last_taken = _take_message_sequences(per_thread, now)
+        gone = per_thread.keys() - last_taken.keys()  # removed since the posts were checked
+        if gone:
+            raise ThreadNotFound(f"Chat thread {min(gone)!r} was not found.")
         # thread id: the number of its next message in this batch
         upcoming = {
             thread_id: last - per_thread[thread_id] + 1 for thread_id, last in last_taken.items()

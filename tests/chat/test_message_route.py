@@ -23,8 +23,10 @@ from apps.accounts import services as accounts
 from apps.accounts import tokens
 from apps.accounts.models import Resource
 from apps.chat import message_route, services
-from apps.chat.models import ChatActivity, ChatMessage
+from apps.chat.exceptions import ThreadNotFound
+from apps.chat.models import ChatActivity, ChatMessage, ChatThread
 from apps.core import quotas
+from apps.core.batching import GroupCommit
 from apps.core.models import RequestLog
 from apps.core.request_log import writer
 from apps.events import services as events
@@ -488,3 +490,36 @@ def test_each_post_of_a_group_commit_is_answered_with_its_own_message(
         bob.raw_id,
         alice.raw_id,
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_thread_gone_before_its_batch_commits_fails_only_its_own_post(
+    alice: ChatUser, bob: ChatUser, make_thread: Callable[..., str]
+) -> None:
+    # given posts checked for two threads, and one of the threads removed before the commit
+    kept, gone = make_thread(alice, bob), make_thread(alice, bob)
+    posts = [
+        message_route._Post(services.check_send_message(alice.principal, t, {"content": t}))
+        for t in (kept, gone, kept)
+    ]
+    ChatThread.objects.filter(pk=gone).delete()
+
+    def store(batch: list[message_route._Post]) -> None:
+        try:
+            message_route._store(batch)
+        finally:
+            connection.close()  # (the commit thread's, so the test database can go)
+
+    # when a group commit (its own thread and connection) stores them as one batch
+    commit = GroupCommit("test-posts", store, inline=lambda: False, gather=0.05)
+    answers = [commit.submit(post, then=lambda post=post: post.message) for post in posts]
+
+    # then the gone thread's post fails alone, and the others are stored and answered
+    with pytest.raises(ThreadNotFound):
+        answers[1].result(10)
+    stored = [answer.result(10) for answer in (answers[0], answers[2])]
+    assert [m.content for m in stored] == [kept, kept]
+    assert list(
+        ChatMessage.objects.filter(thread_id=kept, type="text").values_list("content", flat=True)
+    ) == [kept, kept]
+    assert not ChatMessage.objects.filter(thread_id=gone).exists()
