@@ -109,24 +109,37 @@ def _send_prepared(
         cursor.close()
         raise
 
-    @functools.cache  # (read once)
-    def rows() -> list[tuple[Any, ...]]:
-        with db.wrap_database_errors:
-            if open_pipeline is not None and cursor.pgresult is None:
-                open_pipeline.sync()  # the statements sent so far, and their answers
-            try:
-                # A write without RETURNING, from the result's status: `description` builds
-                # a Column per field on every read (3% of a token request, profiled).
-                result = cursor.pgresult
-                if result is not None and result.status == psycopg.pq.ExecStatus.COMMAND_OK:
-                    return []
-                return cursor.fetchall()  # its rows, or its error (in a pipeline)
-            finally:
-                cursor.close()
-
     if open_pipeline is None:
-        rows()  # at once
+        found = _rows_of(cursor)
+        return lambda: found
+    taken: list[tuple[Any, ...]] | None = None
+
+    def rows() -> list[tuple[Any, ...]]:
+        nonlocal taken
+        if taken is None:
+            with db.wrap_database_errors:
+                if cursor.pgresult is None:
+                    open_pipeline.sync()  # the statements sent so far, and their answers
+                taken = _rows_of(cursor)
+        return taken
+
     return rows
+
+
+def _rows_of(cursor: Any) -> list[tuple[Any, ...]]:
+    """The rows of the cursor's statement (none for a write without RETURNING), or its error
+    (in a pipeline); the cursor closed."""
+    import psycopg  # only on PostgreSQL
+
+    try:
+        # A write without RETURNING, from the result's status: `description` builds a Column
+        # per field on every read (3% of a token request, profiled).
+        result = cursor.pgresult
+        if result is not None and result.status == psycopg.pq.ExecStatus.COMMAND_OK:
+            return []
+        return cursor.fetchall()
+    finally:
+        cursor.close()
 
 
 _pipelines = threading.local()  # .open: this thread's psycopg Pipeline, inside pipeline()
