@@ -34,8 +34,7 @@ application = ProtocolTypeRouter(
             django_wsgi,
             threads=settings.WEB_THREADS,
             max_body=settings.MAX_UPLOAD_BYTES,
-            loop_shortcuts=[token_route.answer, send_route.answer],
-            shortcuts=[message_route.answer],
+            loop_shortcuts=[token_route.answer, send_route.answer, message_route.answer],
         ),
         "websocket": BrokerOutageGuard(URLRouter(websocket_urlpatterns)),
     }

@@ -9,7 +9,7 @@ import functools
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -628,33 +628,36 @@ def _close_sockets(identity: CommunicationIdentity, reason: str) -> None:
 def authenticate_token(token: str) -> TokenPrincipal:
     """The identity a user access token speaks for. Raises TokenRefused when the token is
     invalid or expired, was revoked, or its identity (or resource) is gone."""
-    return check_token(token).principal()
+    verified = verify_token(token)
+    return verified.principal(send_identities_read([verified.identity_id])())
 
 
 @dataclass(frozen=True)
-class TokenCheck:
-    """authenticate_token in two steps, so a caller can send its own reads with the identity's
-    (inside sql.pipeline(): one round trip for both). `resource_id`: the resource the token
+class VerifiedToken:
+    """A user access token whose signature and expiry hold, before its identity is read: a
+    caller can read the identities of many tokens at once (send_identities_read: the chat
+    message route reads a batch's in one statement). `resource_id`: the resource the token
     names (not yet checked)."""
 
     resource_id: uuid.UUID
-    _claims: dict[str, Any]
-    _identity: Callable[[], CommunicationIdentity | None]
+    identity_id: uuid.UUID
+    claims: dict[str, Any]
 
-    def principal(self) -> TokenPrincipal:
-        """Raises TokenRefused when the identity (or its resource) is gone or the token was
-        revoked."""
-        identity = self._identity()
-        if identity is None:
+    def principal(self, identities: Mapping[uuid.UUID, CommunicationIdentity]) -> TokenPrincipal:
+        """Whom the token speaks for, its identity looked up in `identities` (read by
+        send_identities_read). Raises TokenRefused when the identity (or its resource) is
+        gone or the token was revoked."""
+        identity = identities.get(self.identity_id)
+        if identity is None or identity.resource_id != self.resource_id:
             raise TokenRefused("The token's identity no longer exists.")
-        if self._claims.get("gen") != identity.token_generation:
+        if self.claims.get("gen") != identity.token_generation:
             raise TokenRefused("The token has been revoked.")
-        scopes = frozenset(str(self._claims.get("scp", "")).split())
+        scopes = frozenset(str(self.claims.get("scp", "")).split())
         return TokenPrincipal(identity=identity, scopes=scopes)
 
 
-def check_token(token: str) -> TokenCheck:
-    """The token's signature and expiry checked, and its identity's read sent. Raises
+def verify_token(token: str) -> VerifiedToken:
+    """The token's signature and expiry checked; nothing is read from the database. Raises
     TokenRefused when the token is invalid or expired."""
     try:
         claims = _verified_claims(token)
@@ -663,10 +666,9 @@ def check_token(token: str) -> TokenCheck:
     sub = str(claims.get("sub", ""))
     resource_part, _, identity_part = sub.removeprefix("8:acs:").partition("_")
     try:
-        resource_id, identity_id = uuid.UUID(resource_part), uuid.UUID(identity_part)
+        return VerifiedToken(uuid.UUID(resource_part), uuid.UUID(identity_part), claims)
     except ValueError:
         raise TokenRefused("The token's identity no longer exists.") from None
-    return TokenCheck(resource_id, claims, _identity_with_resource(identity_id, resource_id))
 
 
 # Tokens whose signature was checked, with their claims and their signing key's id: a chat
@@ -692,45 +694,42 @@ def _verified_claims(token: str) -> dict[str, Any]:
     return claims
 
 
-def _identity_with_resource(
-    identity_id: uuid.UUID, resource_id: uuid.UUID
-) -> Callable[[], CommunicationIdentity | None]:
-    """The identity with its resource, in one plain-SQL read, sent now (sql.send): every API
-    call and socket with a token makes it, and building it through the ORM cost more than
-    running it (profiled, bench/chat.py)."""
+def send_identities_read(
+    identity_ids: Collection[uuid.UUID],
+) -> Callable[[], dict[uuid.UUID, CommunicationIdentity]]:
+    """The identities (each with its resource) by id, in one plain-SQL read, sent now
+    (sql.send; inside sql.pipeline() it goes out with what is sent after it): every API call
+    and socket with a token makes it, and building it through the ORM cost more than running
+    it (profiled, bench/chat.py). Returns the function that gives them."""
     identities, resources = rows.columns(CommunicationIdentity), rows.columns(Resource)
     uuid_field = CommunicationIdentity._meta.pk
     assert uuid_field is not None
     db = sql.database()
+    wanted = sorted(set(identity_ids))
     found = sql.send(
-        _identity_query(),
-        [
-            uuid_field.get_db_prep_value(identity_id, db),
-            uuid_field.get_db_prep_value(resource_id, db),
-        ],
+        _identities_query(len(wanted)),
+        [uuid_field.get_db_prep_value(identity_id, db) for identity_id in wanted],
     )
 
-    def identity() -> CommunicationIdentity | None:
-        rows_found = found()
-        if not rows_found:
-            return None
-        row = rows_found[0]
-        identity = identities.instance(row[: len(identities)])
-        identity.resource = resources.instance(row[len(identities) :])
-        return identity
+    def read() -> dict[uuid.UUID, CommunicationIdentity]:
+        by_id = {}
+        for row in found():
+            identity = identities.instance(row[: len(identities)])
+            identity.resource = resources.instance(row[len(identities) :])
+            by_id[identity.id] = identity
+        return by_id
 
-    return identity
+    return read
 
 
 @functools.cache
-def _identity_query() -> str:
+def _identities_query(count: int) -> str:
     identities, resources = rows.columns(CommunicationIdentity), rows.columns(Resource)
     return (
         f"SELECT {identities.select('i')}, {resources.select('r')} "
         f"FROM {identities.table} i JOIN {resources.table} r "
         f"ON r.{column(Resource, 'id')} = i.{column(CommunicationIdentity, 'resource')} "
-        f"WHERE i.{column(CommunicationIdentity, 'id')} = %s "
-        f"AND i.{column(CommunicationIdentity, 'resource')} = %s"
+        f"WHERE i.{column(CommunicationIdentity, 'id')} IN ({', '.join(['%s'] * count)})"
     )
 
 

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count, ForeignKey, OuterRef, QuerySet, Subquery
+from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -135,9 +135,43 @@ class ThreadRead:
 
 def send_thread_read(thread_id: str, resource_id: Any) -> ThreadRead:
     """The resource's live thread `thread_id` and its participants, read (access_thread)."""
-    if not checks.is_storable(thread_id):  # e.g. %00 in the path: no thread has such an id
-        return ThreadRead(resource_id, lambda: (None, []))
-    return ThreadRead(resource_id, _thread_and_participants(thread_id, resource_id))
+    return send_threads_read([thread_id])(thread_id, resource_id)
+
+
+def send_threads_read(thread_ids: Collection[str]) -> Callable[[str, Any], ThreadRead]:
+    """The live threads `thread_ids` and their participants, in one plain-SQL read, sent now
+    (sql.send): every chat call makes it (the message route one per batch of posts, for all
+    their threads), and building it through the ORM cost more than running it (profiled).
+    Returns the function that gives one thread's read for a resource: a thread of another
+    resource is not found. Each read makes its own thread object, as a read of its own did."""
+    thread_columns = rows.columns(ChatThread)
+    wanted = sorted({thread_id for thread_id in thread_ids if checks.is_storable(thread_id)})
+    # (e.g. %00 in the path: no thread has such an id)
+    sent = sql.send(_threads_query(len(wanted)), wanted) if wanted else lambda: []
+    grouped: dict[str, list[Sequence[Any]]] | None = None
+
+    def rows_of(thread_id: str) -> list[Sequence[Any]]:
+        nonlocal grouped
+        if grouped is None:  # each thread's rows (one per participant), once
+            grouped = {}
+            id_at = thread_columns.names.index("id")
+            for row in sent():
+                grouped.setdefault(row[id_at], []).append(row)
+        return grouped.get(thread_id, [])
+
+    def read(thread_id: str, resource_id: Any) -> ThreadRead:
+        def found() -> tuple[ChatThread | None, list[Sequence[Any]]]:
+            rows_found = rows_of(thread_id)
+            if not rows_found:
+                return None, []
+            thread = thread_columns.instance(rows_found[0][: len(thread_columns)])
+            if thread.resource_id != resource_id:
+                return None, []
+            return thread, [row[len(thread_columns) :] for row in rows_found]
+
+        return ThreadRead(resource_id, found)
+
+    return read
 
 
 def _participant(thread: ChatThread, row: Sequence[Any]) -> ChatParticipant:
@@ -148,38 +182,16 @@ def _participant(thread: ChatThread, row: Sequence[Any]) -> ChatParticipant:
     return participant
 
 
-def _thread_and_participants(
-    thread_id: str, resource_id: Any
-) -> Callable[[], tuple[ChatThread | None, list[Sequence[Any]]]]:
-    """The resource's live thread `thread_id` and its participants' rows (in no particular
-    order: sorting them cost more than the rest of the query, bench/chat.py); (None, []) when
-    it has none. One plain-SQL query, sent now (sql.send): every chat call makes it, and
-    building it through the ORM cost more than running it (profiled)."""
-    thread_columns = rows.columns(ChatThread)
-    resource_field = ChatThread._meta.get_field("resource")
-    assert isinstance(resource_field, ForeignKey)
-    sent = sql.send(
-        _thread_query(), [thread_id, resource_field.get_db_prep_value(resource_id, sql.database())]
-    )
-
-    def found() -> tuple[ChatThread | None, list[Sequence[Any]]]:
-        rows_found = sent()
-        if not rows_found:
-            return None, []
-        thread = thread_columns.instance(rows_found[0][: len(thread_columns)])
-        return thread, [row[len(thread_columns) :] for row in rows_found]
-
-    return found
-
-
 @functools.cache
-def _thread_query() -> str:
+def _threads_query(count: int) -> str:
+    """Live threads with their participants' rows (in no particular order: sorting them cost
+    more than the rest of the query, bench/chat.py); a thread without any has no row."""
     thread_columns, participant_columns = rows.columns(ChatThread), rows.columns(ChatParticipant)
     return (
         f"SELECT {thread_columns.select('t')}, {participant_columns.select('p')} "
         f"FROM {thread_columns.table} t JOIN {participant_columns.table} p "
         f"ON p.{column(ChatParticipant, 'thread')} = t.{column(ChatThread, 'id')} "
-        f"WHERE t.{column(ChatThread, 'id')} = %s AND t.{column(ChatThread, 'resource')} = %s "
+        f"WHERE t.{column(ChatThread, 'id')} IN ({', '.join(['%s'] * count)}) "
         f"AND t.{column(ChatThread, 'deleted_at')} IS NULL"
     )
 
@@ -653,21 +665,22 @@ class MessageRequest:
 
     principal: TokenPrincipal
     access: ThreadAccess
+    body: MessageBody
+
+
+@dataclass(frozen=True)
+class MessageBody:
+    """A message's body, checked (check_message_body): what it says and how."""
+
     kind: str
     content: str
     display_name: str
     metadata: dict[str, str]
 
 
-def check_send_message(
-    principal: TokenPrincipal,
-    thread_id: str,
-    body: dict[str, Any],
-    *,
-    sent: ThreadRead | None = None,
-) -> MessageRequest:
-    """Check a text or html message of the caller to the thread; nothing is written. Raises
-    InvalidChatRequest (400), and what access_thread raises (`sent`: as it takes it)."""
+def check_message_body(body: dict[str, Any]) -> MessageBody:
+    """Check a text or html message's body; nothing is read or written. Raises
+    InvalidChatRequest (400)."""
     content = checks.check_content(body.get("content"))
     kind = body.get("type") or MessageType.TEXT
     if kind not in USER_MESSAGE_TYPES:
@@ -675,9 +688,22 @@ def check_send_message(
     display_name = checks.check_text(
         body.get("senderDisplayName"), "senderDisplayName", limit=checks.MAX_DISPLAY_NAME_LENGTH
     )
-    metadata = checks.check_metadata(body.get("metadata"))
+    return MessageBody(kind, content, display_name, checks.check_metadata(body.get("metadata")))
+
+
+def check_send_message(
+    principal: TokenPrincipal,
+    thread_id: str,
+    body: dict[str, Any] | MessageBody,
+    *,
+    sent: ThreadRead | None = None,
+) -> MessageRequest:
+    """Check a text or html message of the caller to the thread (`body` checked already when
+    a MessageBody); nothing is written. Raises InvalidChatRequest (400), and what
+    access_thread raises (`sent`: as it takes it)."""
+    message = body if isinstance(body, MessageBody) else check_message_body(body)
     access = access_thread(principal, thread_id, sent=sent)
-    return MessageRequest(principal, access, kind, content, display_name, metadata)
+    return MessageRequest(principal, access, message)
 
 
 def do_send_message(request: MessageRequest) -> ChatMessage:
@@ -717,13 +743,13 @@ def do_send_messages(requests: Sequence[MessageRequest]) -> list[ChatMessage]:
                 ChatMessage(
                     thread=thread,
                     sequence_id=sequence,
-                    type=request.kind,
-                    content=request.content,
+                    type=request.body.kind,
+                    content=request.body.content,
                     sender_raw_id=request.principal.raw_id,
                     sender_display_name=(
-                        request.display_name or request.access.participant.display_name
+                        request.body.display_name or request.access.participant.display_name
                     ),
-                    metadata=request.metadata,
+                    metadata=request.body.metadata,
                     created_at=now,
                 )
             )

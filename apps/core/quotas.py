@@ -18,6 +18,8 @@ import logging
 import math
 import threading
 import time
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +70,57 @@ def check(name: str, key: object, limit: LimitSetting, *, what: str) -> None:
         _check(name, key, Limit(*limit) if isinstance(limit, tuple) else limit, what, count=False)
 
 
+def spend_all(
+    name: str, keys: Sequence[object], limit: LimitSetting, *, what: str
+) -> list[QuotaExceeded | None]:
+    """spend() for many requests at once, a batch's (apps/chat/message_route.py): one round
+    trip to Redis for all their keys, where spend() takes one per key without a lease. Returns,
+    in order, each request's refusal, or None where it may go on; raises nothing. A key's
+    requests count in their order, as many spend() calls would."""
+    if limit is None or not keys:
+        return [None] * len(keys)
+    limit = Limit(*limit) if isinstance(limit, tuple) else limit
+    now = _now()
+    window = int(now // limit.seconds)
+    per_key = Counter(str(key) for key in keys)
+    try:
+        counted = _counts_many(
+            [
+                (f"spool:quota:{name}:{key}:{window}", f"spool:quota:{name}:{key}:{window - 1}", n)
+                for key, n in per_key.items()
+            ],
+            limit.seconds * 2,
+        )
+    except Exception:
+        logger.exception("quota %s not checked: the cache is unreachable", name)
+        return [None] * len(keys)
+    spent_by_key = dict(zip(per_key, counted, strict=True))
+    into_window = (now % limit.seconds) / limit.seconds
+    seen: Counter[str] = Counter()
+    verdicts: list[QuotaExceeded | None] = []
+    for key in map(str, keys):
+        seen[key] += 1
+        spent_all_of_key, previous = spent_by_key[key]
+        spent = spent_all_of_key - per_key[key] + seen[key]  # up to and with this request
+        fits = _fits(spent, previous, into_window, limit.count)
+        verdicts.append(None if fits else _refusal(limit, spent, previous, into_window, what))
+    return verdicts
+
+
+def give_back(name: str, keys: Sequence[object], limit: LimitSetting) -> None:
+    """Uncount requests spend_all counted in this window (a batch counts its requests before
+    its checks, and leaves those that fail them to the view, which counts them again)."""
+    if limit is None or not keys:
+        return
+    limit = Limit(*limit) if isinstance(limit, tuple) else limit
+    window = int(_now() // limit.seconds)
+    for key, n in Counter(str(key) for key in keys).items():
+        try:
+            _uncount(f"spool:quota:{name}:{key}:{window}", n)
+        except Exception:
+            logger.exception("quota %s: requests not given back", name)
+
+
 def _check(name: str, key: object, limit: Limit, what: str, *, count: bool) -> None:
     now = _now()
     window = int(now // limit.seconds)
@@ -84,7 +137,7 @@ def _check(name: str, key: object, limit: Limit, what: str, *, count: bool) -> N
     into_window = (now % limit.seconds) / limit.seconds
     # Counting, the request just counted may be the last allowed; checking, one more must fit.
     allowed = limit.count if count else limit.count - 1
-    if previous * (1 - into_window) + spent <= allowed:
+    if _fits(spent, previous, into_window, allowed):
         if batch > 1:
             leases.keep(name, key, window, batch - 1, until=(window + 1) * limit.seconds)
         return
@@ -97,17 +150,36 @@ def _check(name: str, key: object, limit: Limit, what: str, *, count: bool) -> N
         except Exception:
             logger.exception("quota %s: a lease not given back", name)
         spent -= batch - 1
-        if previous * (1 - into_window) + spent <= allowed:
+        if _fits(spent, previous, into_window, allowed):
             return
+    raise _refusal(limit, spent, previous, into_window, what, allowed=allowed)
+
+
+def _fits(spent: int, previous: int, into_window: float, allowed: int) -> bool:
+    """Whether the requests of the last window (`spent` in this one, the part of the previous
+    window's `previous` it still overlaps) stay within `allowed`."""
+    return previous * (1 - into_window) + spent <= allowed
+
+
+def _refusal(
+    limit: Limit,
+    spent: int,
+    previous: int,
+    into_window: float,
+    what: str,
+    *,
+    allowed: int | None = None,
+) -> QuotaExceeded:
     # Past the limit in this window alone: wait for the next; else until enough of the
     # previous window has slid out.
+    allowed = limit.count if allowed is None else allowed
     if spent > allowed:
         wait = limit.seconds * (1 - into_window)
     else:
         share = (allowed - spent) / previous if previous else 1.0
         wait = limit.seconds * max(0.0, (1 - share) - into_window)
     retry_after = max(1, math.ceil(wait))
-    raise QuotaExceeded(
+    return QuotaExceeded(
         f"Too many requests: {what} is limited to {limit}. Retry after {retry_after} s.",
         retry_after=retry_after,
     )
@@ -175,11 +247,16 @@ class Leases:
 leases = Leases()
 
 # Counting is one command, not a pipeline of three: redis-py's pipeline machinery cost as
-# much as the round trip on the token route (profiled).
+# much as the round trip on the token route (profiled). KEYS: each key's current and previous
+# window; ARGV: the time to live, then how many to add to each key's current window.
 _COUNT_SCRIPT = """
-local spent = redis.call('INCRBY', KEYS[1], ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-return {spent, tonumber(redis.call('GET', KEYS[2]) or '0')}
+local counts = {}
+for i = 1, #KEYS, 2 do
+    counts[i] = redis.call('INCRBY', KEYS[i], ARGV[(i + 1) / 2 + 1])
+    redis.call('EXPIRE', KEYS[i], ARGV[1])
+    counts[i + 1] = tonumber(redis.call('GET', KEYS[i + 1]) or '0')
+end
+return counts
 """
 _count_script: Any = None
 
@@ -187,21 +264,35 @@ _count_script: Any = None
 def _counts(current: str, previous: str, ttl: int, *, add: int) -> tuple[int, int]:
     """The current window's count (after adding `add`, if any) and the previous one's: one
     round trip to Redis (this sits on the token hot path), or the cache API elsewhere."""
-    global _count_script
+    if add:
+        return _counts_many([(current, previous, add)], ttl)[0]
     redis = cache_redis()
     if redis is not None:
-        if not add:
-            spent, before = redis.mget(current, previous)
-            return int(spent or 0), int(before or 0)
-        if _count_script is None:
-            _count_script = redis.register_script(_COUNT_SCRIPT)
-        spent, before = _count_script(keys=[current, previous], args=[ttl, add], client=redis)
-        return int(spent), int(before)
-    if add:
-        cache.add(current, 0, timeout=ttl)
-        return int(cache.incr(current, add)), int(cache.get(previous, 0))
+        spent, before = redis.mget(current, previous)
+        return int(spent or 0), int(before or 0)
     counts = cache.get_many([current, previous])
     return int(counts.get(current, 0)), int(counts.get(previous, 0))
+
+
+def _counts_many(windows: Sequence[tuple[str, str, int]], ttl: int) -> list[tuple[int, int]]:
+    """For each (current window's key, previous window's key, how many to add): the current
+    window's count after adding, and the previous one's; one round trip to Redis for all."""
+    global _count_script
+    redis = cache_redis()
+    if redis is None:
+        counted = []
+        for current, previous, add in windows:
+            cache.add(current, 0, timeout=ttl)
+            counted.append((int(cache.incr(current, add)), int(cache.get(previous, 0))))
+        return counted
+    if _count_script is None:
+        _count_script = redis.register_script(_COUNT_SCRIPT)
+    flat = _count_script(
+        keys=[key for current, previous, _ in windows for key in (current, previous)],
+        args=[ttl, *(add for _, _, add in windows)],
+        client=redis,
+    )
+    return [(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
 
 
 def _uncount(current: str, count: int) -> None:

@@ -15,15 +15,18 @@ apps/chat/message_route.py): each is tried first, with the ASGI scope and the bo
 answers or returns None to leave the request to Django. A shortcut may answer with a Future
 instead (a write committed by another thread, apps/core/batching.GroupCommit): the event loop
 awaits it, and the request threads take the next requests meanwhile; if the Future fails, or
-holds None (the batch's checks left the request to Django), Django answers the request.
+holds None (the batch's checks left the request to Django), Django answers the request. The
+Future may hold the function that makes the answer instead, which the loop then calls: making
+a chat post's answer (its headers, its request log line) was a tenth of the commit thread's
+time, and every batch waits for that thread (apps/chat/message_route.py).
 
 `loop_shortcuts` run on the event loop itself, `shortcuts` on a request thread. The token
 route is CPU work around one indexed read, and handing it to a thread and back (a queue, two
 GIL hand-offs, a wake-up of the loop) cost a fifth of a token request: on the loop, with
 runweb's one write per answer, bench/tokens.py went from ~3,400 to ~4,200 tokens/s on SQLite
-and from ~2,250 to ~2,700 on PostgreSQL. SMS sends are read there too, and checked against
-the database in their batch on the commit thread (apps/sms/send_route.py). Chat posts stay on
-the threads: on the loop they gained nothing.
+and from ~2,250 to ~2,700 on PostgreSQL. SMS sends and chat posts are read there too, and checked
+against the database in their batch on the commit thread (apps/sms/send_route.py,
+apps/chat/message_route.py).
 
 While a shortcut runs, the loop serves nothing else, so a database that answers slowly must
 not keep it: one that took over LOOP_LOAN_LIMIT sends the loop's shortcuts to the request
@@ -60,8 +63,8 @@ LOOP_STATEMENT_TIMEOUT_MS = 1000  # PostgreSQL cancels a loop shortcut's read af
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 Headers = list[tuple[bytes, bytes]]
 Answer = tuple[int, Headers, bytes]
-# A shortcut's answer, or a Future of it (of None: Django answers after all), or None to
-# leave the request to Django. (Any: a Future of Answer is one too, and Future is invariant.)
+# A shortcut's answer, or a Future of it or of the function that makes it (of None: Django
+# answers after all), or None to leave the request to Django. (Any: a Future of Answer is one too, and Future is invariant.)
 Deferred = Future[Any]
 Shortcut = Callable[[dict[str, Any], bytes], "Answer | Deferred | None"]
 
@@ -126,6 +129,8 @@ class BufferedWsgi:
             if isinstance(answer, Future):
                 try:
                     answer = await self._on_loop(answer)
+                    if callable(answer):
+                        answer = answer()
                 except Exception:
                     logger.exception("A shortcut's deferred answer failed; Django answers")
                     answer = None

@@ -1,10 +1,9 @@
-"""Round trips of a chat post on PostgreSQL: its checks wait on the server once, and its batch
-five times whatever its size. On a busy box a round trip is ~1.3 ms (bench/chat.py)."""
+"""Round trips of chat posts on PostgreSQL: a batch's checks wait on the server once, and its
+writes five times, whatever its size. On a busy box a round trip is ~1.3 ms (bench/chat.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any
 
 import pytest
@@ -93,29 +92,41 @@ def test_a_batch_of_posts_waits_on_the_server_five_times_and_stores_everything(
         assert {str(d.pk) for d in deliveries} <= set(queued)
 
 
-def test_a_posts_token_and_thread_are_read_in_one_round_trip(
-    chat_user: Callable[..., ChatUser], make_thread: Callable[..., str], monkeypatch: Any
+def test_a_batchs_posts_are_checked_in_one_round_trip_whatever_their_number(
+    chat_user: Callable[..., ChatUser], make_thread: Callable[..., str]
 ) -> None:
-    # given a thread of alice and bob, and the route's group commit holding what it is given
-    alice, bob = chat_user(), chat_user()
-    thread_id = make_thread(alice, bob)
-    handed: list[Any] = []
-    monkeypatch.setattr(
-        message_route.posted, "submit", lambda post, then: handed.append(post) or Future()
-    )
+    # given threads of alice and bob, and of bob and carol
+    alice, bob, carol = chat_user(), chat_user(), chat_user()
+    ours, theirs = make_thread(alice, bob), make_thread(bob, carol)
+    senders = [(alice, ours), (bob, ours), (bob, theirs), (carol, theirs)]
 
-    # when alice posts through the route
-    with counted_round_trips() as server:
-        message_route.answer(*post_scope(alice, thread_id))  # (its statements prepared)
-        server.round_trips = 0
-        answer = message_route.answer(*post_scope(alice, thread_id))
+    def check(size: int) -> list[Any]:
+        with counted_round_trips() as server:
+            posts = [message_route.pending(*post_scope(*senders[n % 4])) for n in range(size)]
+            read_on_the_loop[size] = server.round_trips
+            message_route._check(list(posts))  # (its statements prepared on the connection)
+            posts = [message_route.pending(*post_scope(*senders[n % 4])) for n in range(size)]
+            server.round_trips = 0
+            message_route._check(list(posts))
+            waits[size] = server.round_trips
+        return posts
 
-    # then her token's identity and the thread were read together, and the post checked
-    assert server.round_trips == 1
-    assert isinstance(answer, Future)
-    post = handed[-1]
-    assert post.request.principal.identity.pk == alice.identity.pk
-    assert post.request.access.thread.pk == thread_id
-    assert sorted(post.request.access.member_ids) == sorted(
+    # when a batch of two posts is checked, and one of six
+    waits: dict[int, int] = {}
+    read_on_the_loop: dict[int, int] = {}
+    check(2)
+    posts = check(6)
+
+    # then the loop read nothing, and each batch read its tokens' identities and its threads
+    # with their participants in one round trip
+    assert read_on_the_loop == {2: 0, 6: 0}
+    assert waits == {2: 1, 6: 1}
+    # and each post was checked for its own sender and thread
+    for n, post in enumerate(posts):
+        sender, thread_id = senders[n % 4]
+        assert post.send.principal.identity.pk == sender.identity.pk
+        assert post.send.access.thread.pk == thread_id
+        assert post.send.access.participant.identity_id == sender.identity.pk
+    assert sorted(posts[0].send.access.member_ids) == sorted(
         [str(alice.identity.pk), str(bob.identity.pk)]
     )

@@ -81,9 +81,12 @@ def post_scope(
 
 
 def route_answer(scope: dict[str, Any], body: bytes) -> Any:
-    """The route's answer (waiting for the commit of a deferred one), or None."""
+    """The route's answer (waiting for the commit of a deferred one, and made then, as the
+    event loop makes it), or None."""
     answer = message_route.answer(scope, body)
-    return answer.result(5) if isinstance(answer, Future) else answer
+    if isinstance(answer, Future):
+        answer = answer.result(5)
+    return answer() if callable(answer) else answer
 
 
 def answered(answer: Any) -> tuple[int, dict[str, str], Any]:
@@ -471,38 +474,123 @@ def test_each_post_of_a_group_commit_is_answered_with_its_own_message(
     # given posts of several requests handed to the commit as one batch
     thread_id = make_thread(alice, bob)
     posts = [
-        message_route._Post(
-            services.check_send_message(who.principal, thread_id, {"content": f"from {name}"})
-        )
+        pending_post(who, thread_id, {"content": f"from {name}"})
         for who, name in ((alice, "alice"), (bob, "bob"), (alice, "alice again"))
     ]
 
     message_route._store(posts)
 
     # then each request learns its own message
-    assert [p.message.content for p in posts if p.message] == [
-        "from alice",
-        "from bob",
-        "from alice again",
+    assert [answered(p.answer())[2]["id"] for p in posts] == [str(p.message.pk) for p in posts]
+    assert [p.message.content for p in posts] == ["from alice", "from bob", "from alice again"]
+    assert [p.message.sender_raw_id for p in posts] == [alice.raw_id, bob.raw_id, alice.raw_id]
+
+
+def pending_post(who: ChatUser, thread_id: str, body: Any = BODY, **change: Any) -> Any:
+    """A post read on the loop, before its batch checks it (message_route.pending); its scope
+    and body kept as `sent`, to send the same request to Django."""
+    sent = post_scope(who, thread_id, body, **change)
+    post = message_route.pending(*sent)
+    assert post is not None
+    post.sent = sent
+    return post
+
+
+def test_a_batch_checks_each_post_as_the_view_does_and_stores_only_those_that_pass(
+    alice: ChatUser,
+    bob: ChatUser,
+    chat_user: Callable[..., ChatUser],
+    make_thread: Callable[..., str],
+    other_resource: Resource,
+) -> None:
+    # given, in one batch, posts that pass between posts that must not
+    thread_id = make_thread(alice, bob)
+    carol = chat_user()  # of the resource, in no thread
+    dave = chat_user()
+    revoked = pending_post(dave, make_thread(dave, bob), {"content": "revoked"})
+    accounts.revoke_tokens(dave.identity)
+    mallory = chat_user(on=other_resource)
+    theirs = make_thread(mallory, chat_user(on=other_resource))
+    refused = {
+        "a non-participant": (pending_post(carol, thread_id, {"content": "carol"}), 403),
+        "a revoked token": (revoked, 401),
+        "an unknown thread": (pending_post(alice, "19:no@thread.v2", {"content": "x"}), 404),
+        "another tenant's thread": (pending_post(alice, theirs, {"content": "theirs"}), 404),
+        "another tenant's token on alice's path": (
+            pending_post(mallory, thread_id, {"content": "m"}, to=alice.identity.resource),
+            401,
+        ),
+    }
+    passing = [pending_post(alice, thread_id, {"content": "one"})]
+    passing.append(pending_post(bob, thread_id, {"content": "two"}))
+    batch = [passing[0], *(post for post, _ in refused.values()), passing[1]]
+
+    # when the batch is stored
+    message_route._store(batch)
+
+    # then the two that pass are stored and answered, in order
+    assert [answered(p.answer())[0] for p in passing] == [201, 201]
+    stored = ChatMessage.objects.filter(thread_id=thread_id, type="text")
+    assert list(stored.order_by("sequence_id").values_list("content", flat=True)) == [
+        "one",
+        "two",
     ]
-    assert [p.message.sender_raw_id for p in posts if p.message] == [
-        alice.raw_id,
-        bob.raw_id,
-        alice.raw_id,
-    ]
+    assert not ChatMessage.objects.filter(thread_id=theirs, type="text").exists()
+    # and each other one is left to Django, which refuses it as the view does
+    for case, (post, status) in refused.items():
+        assert post.answerer() is None, case
+        assert post.message is None, case
+        assert django_answer(*post.sent).status_code == status, case
+
+
+def test_a_batch_counts_each_post_against_its_quota_once_and_refuses_past_it(
+    alice: ChatUser,
+    bob: ChatUser,
+    chat_user: Callable[..., ChatUser],
+    make_thread: Callable[..., str],
+    settings: Any,
+) -> None:
+    # given bob's quota of three posts, and a batch of four of his, one of carol's and two of
+    # dave's, who is in no thread
+    carol, dave = chat_user(), chat_user()
+    thread = make_thread(alice, bob, carol)
+    settings.QUOTAS = {**settings.QUOTAS, "chat": (3, 30)}  # per identity: their first calls
+    batch = [pending_post(bob, thread, {"content": f"bob {n}"}) for n in range(4)]
+    batch.insert(2, pending_post(carol, thread, {"content": "carol"}))
+    strays = [pending_post(dave, thread, {"content": "dave"}) for _ in range(2)]
+
+    message_route._store([*batch, *strays])
+
+    # then his first three and hers are stored, and his fourth refused in the ACS shape
+    statuses = [answered(post.answer())[0] for post in batch]
+    assert statuses == [201, 201, 201, 201, 429]
+    # dave's are left to Django, which counts them: the batch gave their counts back
+    assert [post.answerer() for post in strays] == [None, None]
+    dave_through_django = [django_answer(*post_scope(dave, thread)).status_code for _ in range(4)]
+    assert dave_through_django == [403, 403, 403, 429]
+    _, headers, body = answered(batch[4].answer())
+    assert body["error"]["code"] == "TooManyRequests"
+    assert 1 <= int(headers["retry-after"]) <= 30
+    assert ChatMessage.objects.filter(thread_id=thread, type="text").count() == 4
+    # and the count is shared: his next post through Django is refused too
+    assert django_answer(*post_scope(bob, thread)).status_code == 429
+    quotas.leases.forget()
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_thread_gone_before_its_batch_commits_fails_only_its_own_post(
-    alice: ChatUser, bob: ChatUser, make_thread: Callable[..., str]
+def test_a_thread_gone_between_its_check_and_the_commit_fails_only_its_own_post(
+    alice: ChatUser, bob: ChatUser, make_thread: Callable[..., str], monkeypatch: Any
 ) -> None:
-    # given posts checked for two threads, and one of the threads removed before the commit
+    # given posts for two threads, and one of the threads removed once the batch checked them
     kept, gone = make_thread(alice, bob), make_thread(alice, bob)
-    posts = [
-        message_route._Post(services.check_send_message(alice.principal, t, {"content": t}))
-        for t in (kept, gone, kept)
-    ]
-    ChatThread.objects.filter(pk=gone).delete()
+    posts = [pending_post(alice, t, {"content": t}) for t in (kept, gone, kept)]
+    check = message_route._check
+
+    def check_then_remove(batch: list[Any]) -> None:
+        check(batch)
+        ChatThread.objects.filter(pk=gone).delete()
+
+    monkeypatch.setattr(message_route, "_check", check_then_remove)
 
     def store(batch: list[message_route._Post]) -> None:
         try:
@@ -512,13 +600,12 @@ def test_a_thread_gone_before_its_batch_commits_fails_only_its_own_post(
 
     # when a group commit (its own thread and connection) stores them as one batch
     commit = GroupCommit("test-posts", store, inline=lambda: False, gather=0.05)
-    answers = [commit.submit(post, then=lambda post=post: post.message) for post in posts]
+    answers = [commit.submit(post, then=post.answerer) for post in posts]
 
     # then the gone thread's post fails alone, and the others are stored and answered
     with pytest.raises(ThreadNotFound):
         answers[1].result(10)
-    stored = [answer.result(10) for answer in (answers[0], answers[2])]
-    assert [m.content for m in stored] == [kept, kept]
+    assert [answered(answers[n].result(10)())[0] for n in (0, 2)] == [201, 201]
     assert list(
         ChatMessage.objects.filter(thread_id=kept, type="text").values_list("content", flat=True)
     ) == [kept, kept]

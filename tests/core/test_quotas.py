@@ -330,3 +330,47 @@ def test_with_leases_refused_requests_still_count(clock) -> None:
     clock.now += 30 - (clock.now % 30) + 3
     with pytest.raises(quotas.QuotaExceeded):
         quotas.spend("t", "k", BIG, what="testing")
+
+
+# --- A batch's requests counted at once (the chat message route's) ---------------------------
+def test_a_batch_counts_all_its_keys_in_one_round_trip_each_request_in_its_order(
+    clock, monkeypatch
+) -> None:
+    # given one of a's three requests spent before
+    quotas.spend("t", "a", (3, 10), what="testing")
+    trips: list[list[tuple[str, str, int]]] = []
+    count_many = quotas._counts_many
+
+    def counting(windows, ttl):
+        trips.append(list(windows))
+        return count_many(windows, ttl)
+
+    monkeypatch.setattr(quotas, "_counts_many", counting)
+
+    # when a batch holds four more of a's and two of b's
+    verdicts = quotas.spend_all("t", ["a", "b", "a", "a", "b", "a"], (3, 10), what="testing")
+
+    # then one round trip counted them all, and a's third and fourth of the batch are refused
+    assert len(trips) == 1 and sorted(add for *_, add in trips[0]) == [2, 4]
+    assert [v is None for v in verdicts] == [True, True, True, False, True, False]
+    refused = verdicts[3]
+    assert isinstance(refused, quotas.QuotaExceeded) and 1 <= refused.retry_after <= 10
+    assert "testing is limited to 3 per 10 s" in refused.message
+    # and the counts are shared with spend(): b has one left, a none (its refusals counted)
+    quotas.spend("t", "b", (3, 10), what="testing")
+    for key in ("a", "b"):
+        with pytest.raises(quotas.QuotaExceeded):
+            quotas.spend("t", key, (3, 10), what="testing")
+
+
+def test_a_batch_is_not_held_up_by_an_unreachable_cache_nor_counted_without_a_limit(
+    clock, monkeypatch, caplog
+) -> None:
+    def unreachable(windows, ttl):
+        raise ConnectionError("the cache is away")
+
+    monkeypatch.setattr(quotas, "_counts_many", unreachable)
+    assert quotas.spend_all("t", ["a", "a"], (1, 10), what="testing") == [None, None]
+    assert "not checked: the cache is unreachable" in caplog.text
+    assert quotas.spend_all("t", ["a", "a"], None, what="testing") == [None, None]
+    assert quotas.spend_all("t", [], (1, 10), what="testing") == []
