@@ -4,8 +4,9 @@ BackgroundWriter keeps writes off the hot path: a web process collects rows in m
 writes them in one batch every few tenths of a second; a process that dies loses at most that
 much. For informational records only (when a token was last issued, the request log).
 
-GroupCommit batches writes the answer waits for (accepted SMS): nothing is answered before
-its row is committed, and concurrent requests share one transaction."""
+GroupCommit batches writes the answer waits for (accepted SMS, chat posts): nothing is
+answered before its row is committed, and concurrent requests share one transaction. It
+batches reads the same way (token requests' identities, apps/accounts/token_route.py)."""
 
 from __future__ import annotations
 
