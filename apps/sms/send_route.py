@@ -32,6 +32,7 @@ import functools
 import json
 import re
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,6 +71,12 @@ class _Send:
     content: bytes = b""
     rows: list[SmsMessage] = field(default_factory=list)
 
+    def answerer(self) -> Callable[[], Answer | None]:
+        """What makes the answer once the batch is stored: the event loop calls it
+        (apps/core/wsgi_bridge.py), so the commit thread, which every batch waits for, does
+        not build answers and their request log lines."""
+        return self.answer
+
     def answer(self) -> Answer | None:
         if self.logged_as is None:
             return None
@@ -92,12 +99,12 @@ accepted = GroupCommit(
 )
 
 
-def answer(scope: dict[str, Any], body: bytes) -> Future[Answer | None] | None:
-    """A Future of the answer to a send request (of None: Django answers it after all), or
-    None to leave the request to Django at once. Its checks against the database run in its
+def answer(scope: dict[str, Any], body: bytes) -> Future[Callable[[], Answer | None]] | None:
+    """A Future of what makes the answer to a send request (it may make None: Django answers
+    it after all), or None to leave the request to Django at once. Its checks against the database run in its
     batch, on the commit thread (`_check`)."""
     send = pending(scope, body)
-    return None if send is None else accepted.submit(send, then=send.answer)
+    return None if send is None else accepted.submit(send, then=send.answerer)
 
 
 def pending(scope: dict[str, Any], body: bytes) -> _Send | None:

@@ -51,6 +51,8 @@ def answered(answer: Any) -> tuple[int, dict[str, str], Any]:
     assert answer is not None, "the route left the request to Django"
     if isinstance(answer, Future):
         answer = answer.result(5)
+    if callable(answer):  # made once the batch is stored, as the event loop makes it
+        answer = answer()
     status, headers, content = answer
     return status, {k.decode(): v.decode() for k, v in headers}, json.loads(content)
 
@@ -59,6 +61,8 @@ def left_to_django(answer: Any) -> bool:
     """Whether the route left the request to Django, at once or after its batch's checks."""
     if isinstance(answer, Future):
         answer = answer.result(5)
+    if callable(answer):
+        answer = answer()
     return answer is None
 
 
