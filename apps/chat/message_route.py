@@ -89,11 +89,11 @@ class _Post:
 
 def _store(posts: list[_Post]) -> None:
     _check([post for post in posts if not post.checked])
-    sending = [post for post in posts if post.send is not None]
+    sending = [(post, post.send) for post in posts if post.send is not None]
     if not sending:
         return
-    messages = services.do_send_messages([post.send for post in sending if post.send])
-    for post, message in zip(sending, messages, strict=True):
+    messages = services.do_send_messages([send for _, send in sending])
+    for (post, _), message in zip(sending, messages, strict=True):
         post.message = message
 
 
