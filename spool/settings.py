@@ -513,6 +513,8 @@ MIDDLEWARE = [
     "apps.accounts.middleware.ResourceOriginMiddleware",
     # After it (it sees the routed path), before CORS (preflights are logged too).
     "apps.core.request_log.RequestLogMiddleware",
+    # While the database is unreachable, 503 at once for what needs it (logged as such).
+    "apps.core.outage.DatabaseOutageMiddleware",
     # The ACS API only over TLS (or loopback).
     "apps.core.security.HttpsOnlyApiMiddleware",
     "corsheaders.middleware.CorsMiddleware",

@@ -47,6 +47,16 @@ def fresh_quotas() -> None:
 
 
 @pytest.fixture(autouse=True)
+def database_not_down() -> Iterator[None]:
+    """No test inherits another's database outage (apps/core/outage.py)."""
+    from apps.core import outage
+
+    outage.reset()
+    yield
+    outage.reset()
+
+
+@pytest.fixture(autouse=True)
 def empty_request_log_buffer() -> Iterator[None]:
     """Each test starts with no buffered request-log rows (and none are left to write after
     the test database is gone)."""

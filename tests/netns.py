@@ -28,6 +28,7 @@ from types import TracebackType
 
 CLONE_NEWNET = 0x40000000
 PREFIX = 16  # every host on 10.77.0.0/16 here: the namespaces are private
+CUT_TABLE = "spool_cut"  # drop_incoming's nftables table
 
 
 def require_namespaces() -> None:
@@ -85,6 +86,29 @@ class Host:
             ["ip", "netns", "pids", self.namespace], capture_output=True, text=True, timeout=20
         )
         return [int(pid) for pid in found.stdout.split()]
+
+    def drop_incoming(self, port: int) -> None:
+        """Packets to `port` on this host vanish from now on, as when its network fails:
+        nothing is refused, so its peers find out only by their own timeouts (nftables, in
+        this host's namespace)."""
+        for rule in (
+            ["add", "table", "inet", CUT_TABLE],
+            ["add", "chain", "inet", CUT_TABLE, "input"]
+            + ["{ type filter hook input priority 0 ; }"],
+            ["add", "rule", "inet", CUT_TABLE, "input", "tcp", "dport", str(port), "drop"],
+        ):
+            subprocess.run(
+                self.command(["nft", *rule]), check=True, capture_output=True, timeout=20
+            )
+
+    def accept_all(self) -> None:
+        """Undo drop_incoming."""
+        subprocess.run(
+            self.command(["nft", "delete", "table", "inet", CUT_TABLE]),
+            check=True,
+            capture_output=True,
+            timeout=20,
+        )
 
     def kill(self) -> int:
         """The host dies: SIGKILL to every process in it. Returns how many there were."""

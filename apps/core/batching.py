@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -20,6 +19,8 @@ from concurrent.futures import Future
 from typing import Any, Generic, TypeVar
 
 from django.db import OperationalError, close_old_connections, connection
+
+from apps.core.errors import database_unreachable
 
 logger = logging.getLogger(__name__)
 Item = TypeVar("Item")
@@ -102,7 +103,8 @@ class GroupCommit(Generic[Item]):
     `item` is committed. The thread hands everything pending to one `write(items)` call (one
     transaction): on SQLite every writer of the platform takes turns at a single lock, and each
     turn costs a wait, so under load a batch takes one turn for many requests. If a batch fails,
-    each item is written alone, so a bad item fails only its own future (with the error).
+    each item is written alone, so a bad item fails only its own future (with the error);
+    if the database could not be reached, every item fails at once, with that error.
     With `inline` true (tests) `submit` writes at once, in the caller's thread and transaction.
 
     `gather`: seconds the thread waits after an item comes before it takes what is pending.
@@ -172,10 +174,16 @@ class GroupCommit(Generic[Item]):
         """Write the batch and settle its futures; False if a write failed."""
         try:
             _promptly(self._write, [item for item, _, _ in batch])
-        except Exception:
+        except Exception as error:
+            if database_unreachable(error):
+                # not an item's fault: each alone would wait on the database again, in turn
+                logger.info("%s: a batch of %d failed", self.name, len(batch), exc_info=True)
+                for entry in batch:
+                    self._settle(entry, failure=error)
+                return False
             if len(batch) == 1:
                 logger.info("%s: a write failed", self.name, exc_info=True)
-                self._settle(batch[0], failure=sys.exc_info()[1])
+                self._settle(batch[0], failure=error)
                 return False
             # which one failed? each alone
             return all([self._commit([entry]) for entry in batch])

@@ -6,10 +6,13 @@ exceptions are translated here too, so no API answers with another shape.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
+import psycopg
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
-from django.http import Http404, HttpRequest, JsonResponse
+from django.db import InterfaceError, OperationalError
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
@@ -178,9 +181,52 @@ def handler404(request: HttpRequest, exception: Exception | None = None) -> Any:
     return page_not_found(request, exception)
 
 
+# Seconds a client is told to wait (Retry-After; the ACS SDKs' retry policies honour it)
+# when the database cannot be reached.
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
+def database_unavailable(error: BaseException | None) -> bool:
+    """Whether `error` says the database could not serve the request now (a connection
+    refused, lost or timed out, a statement cancelled by statement_timeout, a deadlock,
+    SQLite's lock held too long): the request may succeed later, unlike a bug."""
+    return isinstance(error, (OperationalError, InterfaceError))
+
+
+def database_unreachable(error: BaseException | None) -> bool:
+    """Whether `error` says the database cannot be reached at all: a connection refused, lost
+    or timed out, or already closed (psycopg's errors without a server's SQLSTATE), not a
+    statement the server refused or cancelled."""
+    if isinstance(error, InterfaceError):
+        return True
+    cause = error.__cause__ if isinstance(error, OperationalError) else None
+    return isinstance(cause, psycopg.OperationalError) and cause.sqlstate is None
+
+
 def handler500(request: HttpRequest) -> Any:
+    # Django calls this while it handles the exception, so sys.exc_info() holds it.
+    error = sys.exc_info()[1]
+    if database_unavailable(error):
+        if database_unreachable(error):
+            from apps.core import outage  # (it answers with unavailable_response)
+
+            outage.mark_down()
+        return unavailable_response(request)
     if _wants_json(request):
         return error_response(500, "InternalError", "The server failed to handle the request.")
     from django.views.defaults import server_error
 
     return server_error(request)
+
+
+def unavailable_response(request: HttpRequest) -> HttpResponse:
+    """503 with Retry-After: the database is down or too slow; the request may be sent again
+    (a client retrying a send gives its Repeatability-Request-ID, docs/api.md)."""
+    message = "The service cannot reach its database; try again shortly."
+    response: HttpResponse
+    if _wants_json(request):
+        response = error_response(503, "ServiceUnavailable", message)
+    else:
+        response = HttpResponse(message, status=503, content_type="text/plain; charset=utf-8")
+    response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+    return response

@@ -76,6 +76,7 @@ def send(
             cursor.execute(query, params)
             found = cursor.fetchall() if cursor.description else []
         return lambda: found
+    _check_health(db)
     db.ensure_connection()
     db.validate_no_broken_transaction()
     with db.wrap_database_errors:
@@ -157,6 +158,7 @@ def pipeline() -> Iterator[None]:
     if db.vendor != "postgresql" or db.queries_logged or getattr(_pipelines, "open", None):
         yield
         return
+    _check_health(db)
     db.ensure_connection()
     with db.wrap_database_errors, db.connection.pipeline() as opened:
         _pipelines.open = opened
@@ -164,6 +166,14 @@ def pipeline() -> Iterator[None]:
             yield
         finally:
             _pipelines.open = None
+
+
+def _check_health(db: BaseDatabaseWrapper) -> None:
+    """Django's health check (CONN_HEALTH_CHECKS), which its own cursors run on the first
+    query after close_old_connections: without it a connection that died while idle (the
+    database's network cut, then back) failed the next hot statement instead of being
+    replaced (tests/e2e/test_hosts.py)."""
+    db.close_if_health_check_failed()
 
 
 @functools.lru_cache(maxsize=256)

@@ -55,12 +55,12 @@ def healthz(request: HttpRequest) -> JsonResponse:
 def dependency_checks() -> tuple[dict[str, str], list[str]]:
     """The database and Redis checks (also read by the Prometheus exporter), each "ok" or
     "error: ...", within CHECK_TIMEOUT_SECONDS; and the workers with a recent heartbeat."""
-    database = _start_database_check()
+    database, started = start_database_check()
     checks = {"redis": _check_redis()}
     workers: list[str] = []
     try:
         # A check still out from an earlier request has less (or no) time left.
-        remaining = _database_check_started + CHECK_TIMEOUT_SECONDS - time.monotonic()
+        remaining = started + CHECK_TIMEOUT_SECONDS - time.monotonic()
         workers = database.result(timeout=max(0.0, remaining))
         checks["database"] = "ok"
     except FutureTimeout:
@@ -70,14 +70,21 @@ def dependency_checks() -> tuple[dict[str, str], list[str]]:
     return checks, workers
 
 
-def _start_database_check() -> Future[list[str]]:
-    """The running check if one is still out (a hung database), else a new one."""
+def last_database_check() -> tuple[Future[list[str]] | None, float]:
+    """The newest check (running or over), with when it started; (None, 0) before any."""
+    with _lock:
+        return _database_check, _database_check_started
+
+
+def start_database_check() -> tuple[Future[list[str]], float]:
+    """The running check if one is still out (a hung database), else a new one; with when it
+    started (time.monotonic())."""
     global _database_check, _database_check_started
     with _lock:
         if _database_check is None or _database_check.done():
             _database_check = _database_checker.submit(_check_database)
             _database_check_started = time.monotonic()
-        return _database_check
+        return _database_check, _database_check_started
 
 
 def _check_database() -> list[str]:

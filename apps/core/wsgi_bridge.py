@@ -32,7 +32,8 @@ While a shortcut runs, the loop serves nothing else, so a database that answers 
 not keep it: one that took over LOOP_LOAN_LIMIT sends the loop's shortcuts to the request
 threads for LOOP_LOAN_PAUSE, where a slow read holds up only the requests behind it. One read is bounded too: PostgreSQL cancels a loop read after
 LOOP_STATEMENT_TIMEOUT_MS (sql.limit_statements), and the connection's timeouts give up on a
-database that stopped answering (settings.py).
+database that stopped answering (settings.py). Once one request has failed for want of the
+database, none waits on it: Django answers 503 at once until it is back (apps/core/outage.py).
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ from typing import Any
 
 from a2wsgi.wsgi import build_environ
 
-from apps.core import sql
+from apps.core import outage, sql
+from apps.core.errors import database_unreachable
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +120,9 @@ class BufferedWsgi:
         try:
             answer = None
             on_thread = self.shortcuts
-            if self.loop_shortcuts and size <= SHORTCUT_MAX_BODY:
+            if not outage.database_up():
+                on_thread = ()  # Django answers 503 at once (apps/core/outage.py)
+            elif self.loop_shortcuts and size <= SHORTCUT_MAX_BODY:
                 if time.monotonic() >= self._loop_lent_from:
                     answer = self._shortcut_on_loop(scope, body)
                     body.seek(0)
@@ -131,8 +135,11 @@ class BufferedWsgi:
                     answer = await self._on_loop(answer)
                     if callable(answer):
                         answer = answer()
-                except Exception:
-                    logger.exception("A shortcut's deferred answer failed; Django answers")
+                except Exception as error:
+                    if database_unreachable(error):
+                        outage.mark_down()  # so Django answers 503 at once
+                    else:
+                        logger.exception("A shortcut's deferred answer failed; Django answers")
                     answer = None
                 if answer is None:
                     body.seek(0)

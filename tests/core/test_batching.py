@@ -107,6 +107,43 @@ def test_a_failing_item_fails_only_its_own_answer() -> None:
     assert sorted(written) == ["x", "y"]
 
 
+@pytest.mark.parametrize(
+    "error, writes",
+    [
+        # the database out of reach: each alone would wait on it again, in turn
+        (OperationalError("connection timeout expired"), 1),
+        # the server refused the batch (a deadlock): each alone may pass
+        (OperationalError("deadlock detected"), 4),
+    ],
+)
+def test_a_batch_that_could_not_reach_the_database_fails_every_answer_at_once(
+    error: OperationalError, writes: int
+) -> None:
+    import psycopg
+
+    error.__cause__ = (
+        psycopg.errors.DeadlockDetected(str(error))
+        if "deadlock" in str(error)
+        else psycopg.OperationalError(str(error))
+    )
+    calls: list[list[str]] = []
+    gate = threading.Event()
+
+    def write(items: list[str]) -> None:
+        gate.wait(5)
+        calls.append(items)
+        raise error
+
+    group = _group(write)
+    answers = [group.submit(item, then=lambda: "ok") for item in ("x", "y", "z")]
+    gate.set()
+
+    for answer in answers:
+        with pytest.raises(OperationalError):
+            answer.result(5)
+    assert len(calls) == writes
+
+
 def test_an_answer_given_up_before_its_write_is_not_written() -> None:
     # given a write in progress, and a request behind it whose client goes away
     written: list[str] = []

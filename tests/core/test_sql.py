@@ -7,11 +7,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
 import pytest
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, close_old_connections, connection, transaction
 
 from apps.accounts.models import Resource
 from apps.core import sql
@@ -229,3 +230,34 @@ def test_a_failed_write_in_a_pipeline_raises_djangos_error_in_the_block_and_keep
     with transaction.atomic(), sql.pipeline():
         assert _slug_of(resource.pk) == [(resource.slug,)]
     assert _slug_of(other_resource.pk) == [(other_resource.slug,)]
+
+
+def _end_from_another_session(backend_pid: int) -> None:
+    """The server ends this session (as a database host's restart or a network cut does)."""
+
+    def terminate() -> None:
+        with connection.cursor() as cursor:  # that thread's own connection
+            cursor.execute("SELECT pg_terminate_backend(%s)", [backend_pid])
+        connection.close()
+
+    thread = threading.Thread(target=terminate)
+    thread.start()
+    thread.join(timeout=10)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a server that ends a session")
+@pytest.mark.parametrize("through", ["fetch", "pipeline"])
+def test_a_connection_that_died_while_idle_is_replaced_before_a_hot_statement(
+    resource: Resource, through: str
+) -> None:
+    # given this thread's connection, ended by the server while idle
+    assert _slug_of(resource.pk) == [(resource.slug,)]
+    _end_from_another_session(connection.connection.info.backend_pid)
+    close_old_connections()  # as before each request, and before a batch after a pause
+
+    # when a hot statement runs, then it runs on a new connection (Django's health check)
+    if through == "pipeline":
+        with sql.pipeline():
+            assert _slug_of(resource.pk) == [(resource.slug,)]
+    else:
+        assert _slug_of(resource.pk) == [(resource.slug,)]
